@@ -1,0 +1,65 @@
+// Layouts and their parameters: how N ranks share one decode layer.
+//   tp          attention heads and FFN sharded N ways (KV duplicated once N exceeds the KV heads)
+//   kvp         Medha-style KV parallelism: KV sharded over KVP x TPA for attention, partial
+//               outputs gathered onto the TPA group of KVP rank 0, which runs the output
+//               projection and the FFN (TPF x EP = TPA) while the other ranks wait
+//   helix       Helix: attention over KVP x TPA, All-to-All + exact LSE combine, then the output
+//               projection and FFN over all N ranks as TPF x EP
+//   helix-hopb  Helix with HOP-B: attention in batch chunks, each chunk's All-to-All started as
+//               soon as its attention is done, overlapping the next chunk
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "layouts/model_spec.hpp"
+
+namespace helix {
+
+enum class LayoutKind { tp, kvp, helix, helix_hopb };
+
+const char* to_string(LayoutKind kind);
+// Parses a layout name; std::nullopt when unknown.
+std::optional<LayoutKind> parse_layout(const std::string& name);
+std::vector<std::string> layout_names();
+
+struct LayoutParams {
+  LayoutKind kind = LayoutKind::helix;
+  int n = 1;            // ranks in the pool
+  int kvp = 1;          // KV-parallel width of attention (tp: 1)
+  int tpa = 1;          // tensor-parallel width of attention (tp: N)
+  int tpf = 1;          // tensor-parallel width of each FFN / expert
+  int ep = 1;           // expert-parallel width
+  int hopb_chunks = 1;  // HOP-B batch chunks (helix-hopb only)
+  int kv_block = 16;    // tokens per round-robin KV block (decode steps per KVP rank)
+
+  // Ranks that run the FFN (kvp: the TPA group of KVP rank 0; others: all N).
+  int ffn_ranks() const { return kind == LayoutKind::kvp ? tpa : n; }
+};
+
+// Values given on the command line; unset fields take the layout's defaults.
+struct LayoutRequest {
+  std::optional<int> kvp, tpa, tpf, ep, hopb_chunks;
+  int kv_block = 16;
+};
+
+// Default parameters for `n` ranks (the paper's choices, made to divide evenly):
+//   TPA = gcd(K, N) (= min(K, N) whenever one divides the other), KVP = N / TPA;
+//   EP = gcd(FFN ranks, routed experts) for MoE layers (1 for dense), TPF = FFN ranks / EP;
+//   HOP-B chunks = min(batch, 4); a requested count above the batch is clamped to it.
+// Explicit values in `req` override the defaults; the result is not validated. KVP and TPA do not
+// apply to tp (KVP = 1, TPA = N); TPF and EP do not apply to kvp (its FFN group is the TPA group).
+LayoutParams make_layout(LayoutKind kind, int n, const ModelSpec& model, LayerKind layer, int batch,
+                         const LayoutRequest& req);
+
+// Checks a layout against the model and rank count. Returns an empty string when valid, otherwise
+// one line naming the parameter and the rule it breaks.
+std::string validate_layout(const LayoutParams& p, const ModelSpec& model, LayerKind layer,
+                            int batch);
+
+// "KVP x TPA" and "TPF x EP" as printed in tables, e.g. "4x2".
+std::string attn_shape(const LayoutParams& p);
+std::string ffn_shape(const LayoutParams& p);
+
+}  // namespace helix

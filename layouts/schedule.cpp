@@ -1,0 +1,322 @@
+#include "layouts/schedule.hpp"
+
+#include <cmath>
+
+namespace helix {
+
+const char* phase_name(Phase p) {
+  static const char* names[kNumPhases] = {"qkv",      "kv_append", "attention", "attn_comm",
+                                          "combine",  "o_proj",    "o_comm",    "ffn",
+                                          "ffn_comm", "out_comm"};
+  return names[static_cast<int>(p)];
+}
+
+bool phase_is_comm(Phase p) {
+  return p == Phase::attn_comm || p == Phase::o_comm || p == Phase::ffn_comm ||
+         p == Phase::out_comm;
+}
+
+std::vector<std::string> phase_names() {
+  std::vector<std::string> v;
+  for (int i = 0; i < kNumPhases; ++i) v.emplace_back(phase_name(static_cast<Phase>(i)));
+  return v;
+}
+
+const char* group_name(Group g) {
+  switch (g) {
+    case Group::none:
+      return "none";
+    case Group::world:
+      return "world";
+    case Group::kvp:
+      return "kvp";
+    case Group::tpa:
+      return "tpa";
+    case Group::ffn:
+      return "ffn";
+    case Group::tpf:
+      return "tpf";
+    case Group::ep:
+      return "ep";
+  }
+  return "?";
+}
+
+const char* collective_name(Collective c) {
+  switch (c) {
+    case Collective::none:
+      return "none";
+    case Collective::all_to_all:
+      return "all_to_all";
+    case Collective::all_reduce:
+      return "all_reduce";
+    case Collective::all_gather:
+      return "all_gather";
+    case Collective::gather:
+      return "gather";
+    case Collective::broadcast:
+      return "broadcast";
+  }
+  return "?";
+}
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::attn_prologue:
+      return "attn_prologue";
+    case Op::kv_append:
+      return "kv_append";
+    case Op::attention:
+      return "attention";
+    case Op::a2a:
+      return "a2a";
+    case Op::a2a_start:
+      return "a2a_start";
+    case Op::a2a_wait:
+      return "a2a_wait";
+    case Op::gather_partials:
+      return "gather_partials";
+    case Op::combine:
+      return "combine";
+    case Op::o_proj:
+      return "o_proj";
+    case Op::o_allreduce:
+      return "o_allreduce";
+    case Op::ffn_compute:
+      return "ffn_compute";
+    case Op::ffn_allreduce:
+      return "ffn_allreduce";
+    case Op::ffn_allgather:
+      return "ffn_allgather";
+    case Op::ffn_reduce:
+      return "ffn_reduce";
+    case Op::out_bcast:
+      return "out_bcast";
+  }
+  return "?";
+}
+
+RankPlan plan_rank(const ModelSpec& m, LayerKind layer, const LayoutParams& p, int rank) {
+  RankPlan r;
+  r.rank = rank;
+  r.layout = p;
+  r.layer = layer;
+  const int64_t G = m.group();
+  if (p.kind == LayoutKind::tp) {
+    r.k = 0;
+    r.t = rank;
+    r.q_heads = balanced_range(m.q_heads, p.n, rank);
+    r.kv_heads = {r.q_heads.begin / G, (r.q_heads.end - 1) / G + 1};
+    r.o_heads = r.q_heads;
+    r.placement = {1, p.kv_block};
+  } else {
+    r.k = rank / p.tpa;
+    r.t = rank % p.tpa;
+    r.kv_heads = balanced_range(m.kv_heads, p.tpa, r.t);
+    r.q_heads = {r.kv_heads.begin * G, r.kv_heads.end * G};
+    if (p.kind == LayoutKind::kvp) {
+      r.o_heads = r.k == 0 ? r.q_heads : Range{r.q_heads.begin, r.q_heads.begin};
+    } else {
+      const Range sub = balanced_range(r.q_heads.size(), p.kvp, r.k);
+      r.o_heads = {r.q_heads.begin + sub.begin, r.q_heads.begin + sub.end};
+    }
+    r.placement = {p.kvp, p.kv_block};
+  }
+  r.in_ffn = rank < p.ffn_ranks();
+  if (r.in_ffn) {
+    r.g = rank;  // the FFN group is ranks 0 .. ffn_ranks-1 (kvp: the TPA group of k = 0)
+    r.e = r.g / p.tpf;
+    r.f = r.g % p.tpf;
+    const int ffn_ranks = p.ffn_ranks();
+    if (layer == LayerKind::dense) {
+      r.dense_cols = balanced_range(m.ffn, ffn_ranks, r.g);
+    } else {
+      r.experts = balanced_range(m.moe.routed_experts, p.ep, r.e);
+      r.expert_cols = balanced_range(m.moe.expert_ffn, p.tpf, r.f);
+      r.shared_cols =
+          balanced_range(int64_t(m.moe.shared_experts) * m.moe.expert_ffn, ffn_ranks, r.g);
+    }
+  }
+  return r;
+}
+
+std::vector<int> group_members(const LayoutParams& p, Group group, int rank) {
+  std::vector<int> v;
+  const int k = p.kind == LayoutKind::tp ? 0 : rank / p.tpa;
+  const int t = p.kind == LayoutKind::tp ? rank : rank % p.tpa;
+  const int ffn_ranks = p.ffn_ranks();
+  const bool in_ffn = rank < ffn_ranks;
+  switch (group) {
+    case Group::none:
+      v.push_back(rank);
+      break;
+    case Group::world:
+      for (int i = 0; i < p.n; ++i) v.push_back(i);
+      break;
+    case Group::kvp:
+      for (int i = 0; i < p.kvp; ++i) v.push_back(i * p.tpa + t);
+      break;
+    case Group::tpa:
+      for (int i = 0; i < p.tpa; ++i) v.push_back(k * p.tpa + i);
+      break;
+    case Group::ffn:
+      if (in_ffn)
+        for (int i = 0; i < ffn_ranks; ++i) v.push_back(i);
+      break;
+    case Group::tpf:
+      if (in_ffn)
+        for (int i = 0; i < p.tpf; ++i) v.push_back((rank / p.tpf) * p.tpf + i);
+      break;
+    case Group::ep:
+      if (in_ffn)
+        for (int i = 0; i < p.ep; ++i) v.push_back(i * p.tpf + rank % p.tpf);
+      break;
+  }
+  return v;
+}
+
+std::vector<Range> batch_chunks(int batch, int chunks) {
+  std::vector<Range> v;
+  for (int c = 0; c < chunks; ++c) v.push_back(balanced_range(batch, chunks, c));
+  return v;
+}
+
+namespace {
+
+Step compute_step(Op op, Phase phase, Range batch, Work w, int chunk = -1) {
+  return Step{op, phase, Group::none, chunk, batch, w};
+}
+
+Step comm_step(Op op, Phase phase, Group group, Collective coll, int group_size, double comm_elems,
+               Range batch, int chunk = -1) {
+  Work w;
+  w.coll = coll;
+  w.group_size = group_size;
+  w.comm_elems = comm_elems;
+  return Step{op, phase, group, chunk, batch, w};
+}
+
+}  // namespace
+
+std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batch,
+                                 int64_t seq_len) {
+  const LayoutParams& p = r.layout;
+  const double B = batch, H = m.hidden;
+  const double qh = double(r.q_heads.size()), kvh = double(r.kv_heads.size());
+  const double oh = double(r.o_heads.size());
+  const double out_dim = m.attn_out_dim();
+  const Range all{0, batch};
+  std::vector<Step> s;
+
+  // 1-2. Projections of the new token, and its KV written on the owning KVP rank.
+  {
+    Work w;
+    if (m.is_mla()) {
+      const auto& a = m.mla;
+      w.weight_elems = H * a.q_lora + a.q_lora + a.q_lora * qh * (a.qk_nope + a.qk_rope) +
+                       H * (a.kv_lora + a.qk_rope) + a.kv_lora + qh * a.kv_lora * a.qk_nope + H;
+      w.act_elems = B * (H + a.q_lora + qh * (a.qk_nope + a.qk_rope) + qh * m.attn_qk_dim() +
+                         a.kv_lora + a.qk_rope);
+    } else {
+      w.weight_elems = H * (qh + 2 * kvh) * m.head_dim + H;
+      w.act_elems = B * (H + (qh + 2 * kvh) * m.head_dim);
+    }
+    w.flops = 2 * B * w.weight_elems;
+    s.push_back(compute_step(Op::attn_prologue, Phase::qkv, all, w));
+    Work a;
+    if (r.owns_position(seq_len)) a.kv_elems = B * kvh * double(m.kv_elems_per_token_per_head());
+    s.push_back(compute_step(Op::kv_append, Phase::kv_append, all, a));
+  }
+
+  // 3-4. Attention over the local shard, then the exchange of partials.
+  const double tokens = double(r.local_tokens(seq_len + 1));
+  auto attention_work = [&](Range b) {
+    Work w;
+    const double nb = double(b.size());
+    w.kv_elems = nb * kvh * tokens * double(m.kv_elems_per_token_per_head());
+    w.flops = 2.0 * nb * qh * tokens * (m.attn_qk_dim() + out_dim);
+    w.act_elems = nb * qh * (m.attn_qk_dim() + out_dim + 1);
+    return w;
+  };
+  const bool helix = p.kind == LayoutKind::helix || p.kind == LayoutKind::helix_hopb;
+  if (p.kind == LayoutKind::helix_hopb) {
+    const auto chunks = batch_chunks(batch, p.hopb_chunks);
+    for (int c = 0; c < int(chunks.size()); ++c) {
+      s.push_back(
+          compute_step(Op::attention, Phase::attention, chunks[c], attention_work(chunks[c]), c));
+      s.push_back(comm_step(Op::a2a_start, Phase::attn_comm, Group::kvp, Collective::all_to_all,
+                            p.kvp, double(chunks[c].size()) * qh * (out_dim + 1), chunks[c], c));
+    }
+    s.push_back(comm_step(Op::a2a_wait, Phase::attn_comm, Group::kvp, Collective::all_to_all, p.kvp,
+                          0, all));
+  } else {
+    s.push_back(compute_step(Op::attention, Phase::attention, all, attention_work(all)));
+    if (helix) {
+      s.push_back(comm_step(Op::a2a, Phase::attn_comm, Group::kvp, Collective::all_to_all, p.kvp,
+                            B * qh * (out_dim + 1), all));
+    } else if (p.kind == LayoutKind::kvp) {
+      s.push_back(comm_step(Op::gather_partials, Phase::attn_comm, Group::kvp, Collective::gather,
+                            p.kvp, p.kvp * B * qh * (out_dim + 1), all));
+    }
+  }
+
+  // 5. Exact combine of the KVP partials (none for tp: its attention is already complete).
+  if (p.kind != LayoutKind::tp && !r.o_heads.empty()) {
+    Work w;
+    w.act_elems = p.kvp * B * oh * (out_dim + 1) + B * oh * out_dim;
+    w.flops = 3.0 * p.kvp * B * oh * out_dim;
+    s.push_back(compute_step(Op::combine, Phase::combine, all, w));
+  }
+
+  // 6. Output projection of the owned heads, all-reduce over the attention-output group.
+  const bool projects = p.kind != LayoutKind::kvp || r.k == 0;
+  if (projects) {
+    Work w;
+    w.weight_elems = m.is_mla() ? oh * m.mla.kv_lora * m.mla.v_head + oh * m.mla.v_head * H
+                                : oh * m.head_dim * H;
+    w.flops = 2 * B * w.weight_elems;
+    w.act_elems = B * (oh * out_dim + H);
+    s.push_back(compute_step(Op::o_proj, Phase::o_proj, all, w));
+    const Group g = p.kind == LayoutKind::kvp ? Group::tpa : Group::world;
+    const int gsize = p.kind == LayoutKind::kvp ? p.tpa : p.n;
+    s.push_back(
+        comm_step(Op::o_allreduce, Phase::o_comm, g, Collective::all_reduce, gsize, B * H, all));
+  }
+
+  // 7. FFN on the FFN group: partial sums, all-reduce in TPF groups, all-gather across EP groups,
+  // local reduction.
+  if (r.in_ffn) {
+    Work w;
+    if (r.layer == LayerKind::dense) {
+      w.weight_elems = 3 * H * double(r.dense_cols.size()) + H;
+      w.flops = 2 * B * w.weight_elems;
+    } else {
+      const double E = m.moe.routed_experts, k = m.moe.top_k, El = double(r.experts.size());
+      const double cols = double(r.expert_cols.size()), shared = double(r.shared_cols.size());
+      const double touched = El * (1.0 - std::pow(1.0 - k / E, B));  // expected distinct experts
+      const double assignments = B * k * El / E;                     // expected (token, expert)
+      w.weight_elems = H * E + 3 * H * shared + touched * 3 * H * cols + H;
+      w.flops = 2 * B * (H * E + 3 * H * shared) + 2 * assignments * 3 * H * cols;
+    }
+    w.act_elems = 4 * B * H;
+    s.push_back(compute_step(Op::ffn_compute, Phase::ffn, all, w));
+    if (p.tpf > 1)
+      s.push_back(comm_step(Op::ffn_allreduce, Phase::ffn_comm, Group::tpf, Collective::all_reduce,
+                            p.tpf, B * H, all));
+    if (p.ep > 1)
+      s.push_back(comm_step(Op::ffn_allgather, Phase::ffn_comm, Group::ep, Collective::all_gather,
+                            p.ep, p.ep * B * H, all));
+    Work red;
+    red.act_elems = (p.ep + 2) * B * H;
+    red.flops = (p.ep + 1) * B * H;
+    s.push_back(compute_step(Op::ffn_reduce, Phase::ffn, all, red));
+  }
+
+  // kvp: the layer output goes back from the FFN group to every KVP rank.
+  if (p.kind == LayoutKind::kvp && p.kvp > 1)
+    s.push_back(comm_step(Op::out_bcast, Phase::out_comm, Group::kvp, Collective::broadcast, p.kvp,
+                          B * H, all));
+  return s;
+}
+
+}  // namespace helix

@@ -1,0 +1,121 @@
+// One decode layer as a schedule: the ordered steps one rank runs, each a compute op with the work
+// it does or a collective with its group and size. The CPU executor, the CUDA executor and the
+// cost model all read this same schedule.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "layouts/layout.hpp"
+#include "layouts/model_spec.hpp"
+#include "layouts/partition.hpp"
+
+namespace helix {
+
+// Timing phases, in trace order. The *_comm phases are communication.
+enum class Phase : int {
+  qkv,        // RMSNorm + Q/K/V projections (MLA: down/up projections and W_uk absorb) + RoPE
+  kv_append,  // the new token's K/V (MLA: latent + rope key) written into the owner's cache
+  attention,  // decode attention over the local KV shard: partial output + LSE
+  attn_comm,  // All-to-All of partials (helix), gather of partials (kvp)
+  combine,    // exact LSE combine of the KVP partials
+  o_proj,     // output projection (MLA: W_uv up-projection first)
+  o_comm,     // all-reduce after the output projection
+  ffn,        // residual + RMSNorm + dense FFN or router + experts, local reduction
+  ffn_comm,   // all-reduce inside TPF groups + all-gather across EP groups
+  out_comm,   // broadcast of the layer output to the KVP group (kvp)
+};
+constexpr int kNumPhases = 10;
+const char* phase_name(Phase p);
+bool phase_is_comm(Phase p);
+std::vector<std::string> phase_names();
+
+// Communicator groups a step runs in (world ranks sharing the group of this rank).
+enum class Group { none, world, kvp, tpa, ffn, tpf, ep };
+const char* group_name(Group g);
+
+enum class Collective { none, all_to_all, all_reduce, all_gather, gather, broadcast };
+const char* collective_name(Collective c);
+
+enum class Op {
+  attn_prologue,
+  kv_append,
+  attention,
+  a2a,        // blocking All-to-All of (partial output, LSE) inside the KVP group
+  a2a_start,  // HOP-B: non-blocking All-to-All of one batch chunk
+  a2a_wait,   // HOP-B: wait for every chunk's All-to-All
+  gather_partials,
+  combine,
+  o_proj,
+  o_allreduce,
+  ffn_compute,
+  ffn_allreduce,
+  ffn_allgather,
+  ffn_reduce,
+  out_bcast,
+};
+const char* op_name(Op op);
+
+// What a step reads, writes and computes on this rank, in elements (the interpreter multiplies by
+// its element sizes) and FLOPs. For collectives, comm_elems is the nccl-tests size S: the whole
+// send buffer (all-to-all), the buffer (all-reduce, broadcast) or the gathered output (all-gather,
+// gather).
+struct Work {
+  double weight_elems = 0;
+  double kv_elems = 0;
+  double act_elems = 0;
+  double flops = 0;
+  Collective coll = Collective::none;
+  int group_size = 1;
+  double comm_elems = 0;
+};
+
+struct Step {
+  Op op;
+  Phase phase;
+  Group group = Group::none;
+  int chunk = -1;  // HOP-B chunk index (-1: whole batch)
+  Range batch;     // requests the step covers
+  Work work;
+};
+
+// What one rank owns in a layout.
+struct RankPlan {
+  int rank = 0;
+  LayoutParams layout;
+  LayerKind layer = LayerKind::dense;
+  // Attention coordinates: rank = k * TPA + t (tp: k = 0, t = rank).
+  int k = 0, t = 0;
+  Range kv_heads;            // KV heads whose cache this rank holds
+  Range q_heads;             // query heads it attends for
+  Range o_heads;             // heads whose combined output it projects (empty: none)
+  BlockPlacement placement;  // token placement over the KVP group (tp: one rank holds all)
+  // FFN coordinates: index g in the FFN group = e * TPF + f.
+  bool in_ffn = false;
+  int g = 0, e = 0, f = 0;
+  Range dense_cols;   // dense FFN columns (dense layers)
+  Range experts;      // routed experts held (MoE layers)
+  Range expert_cols;  // columns of each held expert
+  Range shared_cols;  // columns of the shared experts, concatenated into one FFN
+
+  // Tokens of the first `positions` cached positions that live on this rank.
+  int64_t local_tokens(int64_t positions) const { return placement.count(positions, k); }
+  bool owns_position(int64_t pos) const { return placement.owner(pos) == k; }
+};
+
+RankPlan plan_rank(const ModelSpec& model, LayerKind layer, const LayoutParams& layout, int rank);
+
+// World ranks of `group` as seen from `rank`, in group-rank order; empty when the rank is not in
+// the group (non-FFN ranks of the kvp layout for ffn/tpf/ep).
+std::vector<int> group_members(const LayoutParams& layout, Group group, int rank);
+
+// Batch chunks of HOP-B (balanced contiguous ranges of requests).
+std::vector<Range> batch_chunks(int batch, int chunks);
+
+// The schedule of one decode step of one layer on `plan.rank`, for `batch` requests whose caches
+// hold `seq_len` tokens before the step (attention reads seq_len + 1 tokens).
+std::vector<Step> build_schedule(const ModelSpec& model, const RankPlan& plan, int batch,
+                                 int64_t seq_len);
+
+}  // namespace helix

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One command from a fresh clone: installs what is missing, builds, and compares the four layouts
+# (tp, kvp, helix, helix-hopb) on 4 MPI ranks. With a GPU per rank (and the CUDA backend built)
+# set HELIX_BACKEND=cuda; otherwise the CPU backend runs. Ends with the table and
+# results/quickstart.h5, checked with h5py.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$root/scripts/setup.sh"
+"$root/scripts/build.sh"
+source "$root/scripts/env.sh"
+backend=${HELIX_BACKEND:-cpu}
+mkdir -p "$root/results"
+mpiexec -n 4 "$root/build/bin/helix-bench" decode --model tiny-gqa --kvp 2 --tpa 2 \
+  --layouts tp,kvp,helix,helix-hopb --seq 1000,4000 --batch 1,8 --backend "$backend" \
+  --out "$root/results/quickstart.h5"
+python3 "$root/scripts/check_trace.py" "$root/results/quickstart.h5"
