@@ -44,8 +44,17 @@ struct RunResult {
   std::vector<double> step_us;          // [iters] max over ranks
   std::vector<double> exposed_us;       // [iters] max over ranks
   int64_t weight_bytes = 0, kv_bytes = 0, needed_bytes = 0, available_bytes = 0;
+  double attn_kv_bytes = 0;  // KV bytes rank 0's attention reads per step
   LayerExecutorInfo info;
 };
+
+// Median over iterations of rank 0's time in one phase.
+double rank0_phase_median(const RunResult& r, int phase) {
+  std::vector<double> v(size_t(r.iters));
+  for (int i = 0; i < r.iters; ++i)
+    v[size_t(i)] = r.phase_us[size_t(i * r.ranks * kNumPhases + phase)];
+  return median(v);
+}
 
 // Median over iterations of the max over ranks of one phase.
 double phase_median(const RunResult& r, int phase) {
@@ -86,7 +95,8 @@ void print_row(const RunSpec& s, const ModelSpec&, const RunResult& r) {
 }
 
 void write_run(hid_t file, int index, const RunSpec& s, const ModelSpec& m, LayerKind layer,
-               const DecodeOptions& o, int decode_steps, double tolerance, const RunResult& r) {
+               const DecodeOptions& o, int decode_steps, double tolerance, double stream_gbps,
+               const RunResult& r) {
   char name[32];
   std::snprintf(name, sizeof name, "/decode/run_%04d", index);
   h5::Group g(file, name);
@@ -109,6 +119,10 @@ void write_run(hid_t file, int index, const RunSpec& s, const ModelSpec& m, Laye
   h5::attr(id, "link_representative", r.info.link_representative);
   h5::attr(id, "emulated_ranks", r.info.emulated_ranks);
   h5::attr(id, "emulated_rank", r.info.emulated_rank);
+  if (r.info.emulated_ranks > 0) {
+    h5::attr(id, "link_gbps", r.info.link_gbps);
+    h5::attr(id, "link_latency_us", r.info.link_latency_us);
+  }
   h5::attr(id, "status", r.status);
   h5::attr(id, "message", r.message);
   h5::attr(id, "verified", r.verified);
@@ -126,6 +140,14 @@ void write_run(hid_t file, int index, const RunSpec& s, const ModelSpec& m, Laye
   if (r.status != "ok") return;
   h5::attr(id, "step_us_median", median(r.step_us));
   h5::attr(id, "exposed_comm_us_median", median(r.exposed_us));
+  // Attention bandwidth of rank 0 (KV bytes its attention reads / its attention time), and its
+  // fraction of the read-only stream ceiling measured at the start of the job.
+  const double attn_us = rank0_phase_median(r, static_cast<int>(Phase::attention));
+  const double attn_gbps = attn_us > 0 ? r.attn_kv_bytes / (attn_us * 1e3) : 0.0;
+  h5::attr(id, "attention_kv_bytes_rank0", r.attn_kv_bytes);
+  h5::attr(id, "attention_us_rank0_median", attn_us);
+  h5::attr(id, "attention_gbps_rank0", attn_gbps);
+  h5::attr(id, "attention_fraction_of_ceiling", stream_gbps > 0 ? attn_gbps / stream_gbps : 0.0);
   const hsize_t it = hsize_t(r.iters), rk = hsize_t(r.ranks), ph = kNumPhases;
   const hid_t ds = h5::dataset(id, "phase_us", {it, rk, ph}, r.phase_us.data(), "us");
   h5::attr(ds, "phases", phase_names());
@@ -170,6 +192,7 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
   const int64_t max_positions = spec.seq + std::max(decode_steps, 1);
 
   // Memory planner: refuse (on every rank) a run that does not fit.
+  r.info = backend.info();
   const MemoryPlan mem = backend.plan_memory(m, plan, spec.batch, max_positions);
   double worst[2] = {mem.fits ? 0.0 : 1.0, double(mem.needed_bytes)};
   world.all_reduce_max(worst, 2);
@@ -186,7 +209,6 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
 
   std::unique_ptr<LayerExecutor> ex =
       backend.make_executor(m, plan, spec.batch, spec.seq, max_positions, o.seed);
-  r.info = backend.info();
   r.weight_bytes = ex->weight_bytes();
   r.kv_bytes = ex->kv_bytes();
 
@@ -212,6 +234,8 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
   // Timing: every iteration is one decode step at position seq (the same slot is rewritten), so
   // every rank runs the same number of collectives.
   const std::vector<Step> sched = build_schedule(m, plan, spec.batch, spec.seq);
+  for (const Step& st : sched)
+    if (st.op == Op::attention) r.attn_kv_bytes += st.work.kv_elems * backend.kv_elem_bytes();
   const std::vector<float> x0 = make_decode_input(m, spec.batch, 0, o.seed);
   ex->set_input(x0.data());
   std::vector<double> phases(size_t(o.iters * kNumPhases)), steps(size_t(o.iters)),
@@ -367,6 +391,13 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
                 "priced from link figures (0: off)");
   c->add_option("--emulate-rank", o.emulate_rank, "cuda: which rank --emulate runs")
       ->capture_default_str();
+  c->add_option("--link-gbps", o.link_gbps,
+                "cuda --emulate: per-GPU, per-direction link bandwidth in GB/s that prices the "
+                "communication phases (default: NVLink 5 of GB200 NVL72, 900 GB/s)")
+      ->capture_default_str();
+  c->add_option("--link-latency-us", o.link_latency_us,
+                "cuda --emulate: latency of one collective in microseconds")
+      ->capture_default_str();
   c->add_option("--out", o.out,
                 "HDF5 trace to write (written as FILE.tmp.PID, renamed when complete)");
   c->add_flag("--no-verify", o.no_verify, "Skip the check against the single-rank reference");
@@ -388,7 +419,7 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   std::unique_ptr<DecodeBackend> backend = make_decode_backend(o, world);
   const Plan plan = make_plan(o, world.size(), *backend);
   const ModelSpec& m = plan.model;
-  const bool verify = !o.no_verify;
+  const bool verify = !o.no_verify && backend->can_verify();
 
   // Fail fast on an unwritable output path (every rank exits with code 2). The trace itself is
   // written at the end, under a temporary name renamed when complete, so a job that dies midway
@@ -406,8 +437,10 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   HELIX_MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, world.raw()));
   if (!ok) throw UsageError(rank == 0 ? why : std::string());
 
-  const RunEnvironment env =
+  RunEnvironment env =
       collect_environment(world, argc, argv, o.backend, backend->device_description());
+  env.cuda_version = backend->cuda_version();
+  env.nccl_version = backend->nccl_version();
   if (rank == 0) {
     std::printf("helix-bench decode: model %s (%s layer), %d ranks, backend %s, %zu runs\n",
                 m.name.c_str(), to_string(plan.layer), backend->layout_ranks(world.size()),
@@ -415,6 +448,13 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
     std::fflush(stdout);
   }
 
+  // The read-bandwidth ceiling of this device, measured in the same job as the runs.
+  const ReadCeiling stream = backend->read_ceiling();
+  if (rank == 0 && stream.gbps > 0 && !o.quiet) {
+    std::fprintf(stderr, "read-only stream ceiling: %.0f GB/s (%.2f GiB buffer, median)\n",
+                 stream.gbps, double(stream.bytes) / double(int64_t(1) << 30));
+    std::fflush(stderr);
+  }
   std::vector<std::pair<RunSpec, RunResult>> done;
   std::map<std::pair<int, int64_t>, std::vector<std::vector<float>>> refs;
   int index = 0;
@@ -462,6 +502,22 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
                 m.name.c_str(), to_string(plan.layer), o.iters);
     print_header();
     for (const auto& [spec, r] : done) print_row(spec, m, r);
+    if (stream.gbps > 0) {
+      std::printf(
+          "\nattention of rank 0: KV bytes read / attention time, against the read-only "
+          "stream ceiling of %.0f GB/s\n",
+          stream.gbps);
+      std::printf("%-11s %3s %4s %8s %12s %10s %9s %9s\n", "layout", "N", "B", "S", "kv_MiB",
+                  "attn_us", "GB/s", "fraction");
+      for (const auto& [spec, r] : done) {
+        if (r.status != "ok") continue;
+        const double us = rank0_phase_median(r, static_cast<int>(Phase::attention));
+        const double gbps = us > 0 ? r.attn_kv_bytes / (us * 1e3) : 0;
+        std::printf("%-11s %3d %4d %8lld %12.1f %10.1f %9.0f %9.2f\n", to_string(spec.layout.kind),
+                    spec.layout.n, spec.batch, static_cast<long long>(spec.seq),
+                    r.attn_kv_bytes / double(1 << 20), us, gbps, gbps / stream.gbps);
+      }
+    }
     if (!o.out.empty()) {
       h5::File file(o.out);
       write_root_attributes(file.id(), env, "decode");
@@ -471,10 +527,12 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
         h5::attr(g.id(), "model_source", m.source);
         h5::attr(g.id(), "layer_kind", to_string(plan.layer));
         h5::attr(g.id(), "phases", phase_names());
+        h5::attr(g.id(), "stream_gbps", stream.gbps);
+        h5::attr(g.id(), "stream_bytes", stream.bytes);
       }
       for (size_t i = 0; i < done.size(); ++i)
         write_run(file.id(), int(i), done[i].first, m, plan.layer, o, plan.decode_steps,
-                  backend->tolerance(), done[i].second);
+                  backend->tolerance(), stream.gbps, done[i].second);
       file.commit();
       std::printf("trace: %s\n", o.out.c_str());
     }

@@ -31,6 +31,8 @@ struct DecodeOptions {
   // CUDA backend only
   int emulate = 0;
   int emulate_rank = 0;
+  double link_gbps = 900.0;      // emulation: per-GPU, per-direction link bandwidth
+  double link_latency_us = 5.0;  // emulation: latency of one collective
 };
 
 CLI::App* add_decode_command(CLI::App& app, DecodeOptions& opt);

@@ -17,6 +17,12 @@ namespace helix {
 
 struct DecodeOptions;
 
+// Read-only stream bandwidth of the device (decimal GB/s); 0 when not measured.
+struct ReadCeiling {
+  double gbps = 0;
+  int64_t bytes = 0;
+};
+
 struct MemoryPlan {
   bool fits = true;
   int64_t needed_bytes = 0;     // per rank
@@ -30,6 +36,7 @@ struct LayerExecutorInfo {
   bool link_representative = false;  // do communication timings reflect the real link?
   int emulated_ranks = 0;            // 0: every rank of the layout ran
   int emulated_rank = 0;
+  double link_gbps = 0, link_latency_us = 0;    // emulation: the link figures pricing collectives
   std::array<int, kNumPhases> phase_modeled{};  // 1: phase priced from link figures, not run
 };
 
@@ -50,6 +57,16 @@ class DecodeBackend {
                                                        int batch, int64_t seq_len,
                                                        int64_t max_positions, uint64_t seed) = 0;
   virtual LayerExecutorInfo info() const = 0;
+  // Whether outputs can be checked against the single-rank reference (not in emulation, where
+  // received data stands in for the peers' results).
+  virtual bool can_verify() const { return true; }
+  // Bytes per cached KV element.
+  virtual int kv_elem_bytes() const { return 4; }
+  // Measures the read-only stream ceiling (collective-free; called once per job).
+  virtual ReadCeiling read_ceiling() { return {}; }
+  // CUDA runtime and NCCL versions ("none" when not used).
+  virtual std::string cuda_version() const { return "none"; }
+  virtual std::string nccl_version() const { return "none"; }
   // Largest accepted ||out - ref|| / ||ref||.
   virtual double tolerance() const = 0;
   // Reference outputs of `steps` decode steps (inputs make_decode_input(step), positions

@@ -1,0 +1,46 @@
+// Dense GEMMs of decode shapes through cuBLASLt: bf16 inputs, fp32 accumulation, bf16 or fp32
+// output (fp32 may accumulate into the existing output). Row-major like cpu::gemm.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace helix::cuda {
+
+struct GemmShape {
+  int64_t m = 0, k = 0, n = 0;  // y[m, n] = x[m, k] @ w[k, n]
+  int64_t ldx = 0, ldw = 0, ldy = 0;
+  bool y_bf16 = false;
+  bool accumulate = false;  // y += (fp32 output only)
+  // Strided batch: batch `i` uses x + i * stride_x, w + i * stride_w, y + i * stride_y.
+  int batch = 1;
+  int64_t stride_x = 0, stride_w = 0, stride_y = 0;
+};
+
+class Gemm {
+ public:
+  // workspace_bytes: cuBLASLt workspace on the current device.
+  explicit Gemm(size_t workspace_bytes = size_t(32) << 20);
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  void run(const GemmShape& s, const __nv_bfloat16* x, const __nv_bfloat16* w, void* y,
+           cudaStream_t stream);
+  size_t workspace_bytes() const { return ws_bytes_; }
+
+ private:
+  struct Plan;
+  Plan& plan(const GemmShape& s);
+  void* handle_ = nullptr;
+  void* ws_ = nullptr;
+  size_t ws_bytes_;
+  std::map<std::string, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace helix::cuda

@@ -1,0 +1,71 @@
+// Read-only stream benchmark: the memory-read ceiling every bandwidth-bound kernel is compared
+// with. 16-byte loads over a buffer much larger than L2, grid-stride, one word written per block
+// (so the loads cannot be dropped).
+#include <algorithm>
+#include <vector>
+
+#include "comm/cuda_check.hpp"
+#include "kernels/cuda_kernels.hpp"
+
+namespace helix::cuda {
+
+namespace {
+
+__global__ void stream_read_kernel(const uint4* __restrict__ p, int64_t n, uint32_t* sink) {
+  uint32_t acc = 0;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const uint4 v = __ldcs(p + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  for (int o = 16; o > 0; o /= 2) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+  if (threadIdx.x % 32 == 0 && acc == 0x9e3779b9u) sink[blockIdx.x] = acc;
+}
+
+__global__ void stream_fill_kernel(uint4* p, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = make_uint4(uint32_t(i), uint32_t(i * 3), uint32_t(i * 7), uint32_t(i * 11));
+}
+
+}  // namespace
+
+StreamResult stream_read(int64_t bytes, int iters, cudaStream_t stream) {
+  StreamResult r;
+  r.bytes = bytes / 16 * 16;
+  const int64_t n = r.bytes / 16;
+  void* buf = nullptr;
+  uint32_t* sink = nullptr;
+  HELIX_CUDA_CHECK(cudaMalloc(&buf, size_t(r.bytes)));
+  int dev = 0, sms = 0;
+  HELIX_CUDA_CHECK(cudaGetDevice(&dev));
+  HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const unsigned blocks = unsigned(sms * 8);
+  HELIX_CUDA_CHECK(cudaMalloc(&sink, blocks * sizeof(uint32_t)));
+  stream_fill_kernel<<<blocks, 256, 0, stream>>>(static_cast<uint4*>(buf), n);
+  HELIX_LAUNCH_CHECK();
+  cudaEvent_t a, b;
+  HELIX_CUDA_CHECK(cudaEventCreate(&a));
+  HELIX_CUDA_CHECK(cudaEventCreate(&b));
+  std::vector<double> gbps;
+  for (int i = 0; i < iters + 2; ++i) {
+    HELIX_CUDA_CHECK(cudaEventRecord(a, stream));
+    stream_read_kernel<<<blocks, 512, 0, stream>>>(static_cast<const uint4*>(buf), n, sink);
+    HELIX_LAUNCH_CHECK();
+    HELIX_CUDA_CHECK(cudaEventRecord(b, stream));
+    HELIX_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    HELIX_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    if (i >= 2) gbps.push_back(double(r.bytes) / (double(ms) * 1e6));  // first two: warm-up
+  }
+  std::sort(gbps.begin(), gbps.end());
+  r.gbps_median = gbps[gbps.size() / 2];
+  r.gbps_max = gbps.back();
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  HELIX_CUDA_CHECK(cudaFree(sink));
+  HELIX_CUDA_CHECK(cudaFree(buf));
+  return r;
+}
+
+}  // namespace helix::cuda

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: builds the CUDA backend and runs the GPU tests (every CUDA
+# kernel against its CPU reference; the four layouts on the CUDA backend against the single-rank
+# reference at 1, 2 and 4 ranks). Usage: scripts/gpu_validate.sh [extra ctest args]
+# Environment: BUILD_DIR (default build-gpu), CUDA_ARCH (default 90, Hopper).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+build=${BUILD_DIR:-build-gpu}
+nvidia-smi -L
+cmake -S . -B "$build" -DHELIX_CUDA=ON -DHELIX_WERROR=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" >/dev/null
+cmake --build "$build" -j"$(nproc)" --target helix-bench helix_cuda_tests
+ctest --test-dir "$build" -L gpu --output-on-failure "$@"

@@ -1,0 +1,520 @@
+// GPU tests of every CUDA kernel against its CPU reference: random data (never zeros), outputs
+// poisoned (NaN) before each run, every call checked. Skipped when no GPU is visible.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "bench/cuda_executor.hpp"
+#include "bench/layer_data.hpp"
+#include "comm/cuda_check.hpp"
+#include "kernels/attention.hpp"
+#include "kernels/combine.hpp"
+#include "kernels/cuda_kernels.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/gemm_cuda.hpp"
+#include "kernels/moe.hpp"
+#include "kernels/norm.hpp"
+#include "kernels/rng.hpp"
+#include "kernels/rope.hpp"
+#include "layouts/model_spec.hpp"
+#include "layouts/schedule.hpp"
+
+namespace helix {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+class Gpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) GTEST_SKIP() << "no GPU visible";
+    HELIX_CUDA_CHECK(cudaSetDevice(0));
+  }
+};
+
+std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(g);
+  return v;
+}
+
+// Rounds to bf16 in place (so the CPU reference sees the values the GPU stores).
+void round_bf16(std::vector<float>& v) {
+  for (float& x : v) x = __bfloat162float(__float2bfloat16_rn(x));
+}
+
+template <class T>
+DeviceArray<T> upload(const std::vector<T>& h) {
+  DeviceArray<T> d(int64_t(h.size()));
+  HELIX_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+DeviceArray<bf16> upload_bf16(const std::vector<float>& h) {
+  std::vector<bf16> b(h.size());
+  for (size_t i = 0; i < h.size(); ++i) b[i] = __float2bfloat16_rn(h[i]);
+  return upload(b);
+}
+
+template <class T>
+std::vector<T> download(const DeviceArray<T>& d) {
+  HELIX_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<T> h(size_t(d.size()));
+  HELIX_CUDA_CHECK(cudaMemcpy(h.data(), d.get(), h.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+std::vector<float> to_float(const std::vector<bf16>& v) {
+  std::vector<float> f(v.size());
+  for (size_t i = 0; i < v.size(); ++i) f[i] = __bfloat162float(v[i]);
+  return f;
+}
+
+// ||a - b|| / ||b|| over finite entries; NaN anywhere in `a` (a poisoned output left unwritten)
+// fails the test.
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i])) {
+      ADD_FAILURE() << "NaN (unwritten output) at " << i;
+      return INFINITY;
+    }
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+void expect_lse_near(const std::vector<float>& got, const std::vector<float>& want, double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isinf(want[i])) {
+      EXPECT_TRUE(std::isinf(got[i]) && got[i] < 0) << "row " << i;
+    } else {
+      EXPECT_NEAR(got[i], want[i], tol) << "row " << i;
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// Decode attention
+
+struct GqaCase {
+  int64_t batch, q_heads, kv_heads, group, tokens, capacity, q_begin, kv_begin;
+};
+
+void run_gqa(const GqaCase& c, int splits) {
+  const int64_t D = 128;
+  std::vector<float> q = random_vec(size_t(c.batch * c.q_heads * D), 1);
+  std::vector<float> k = random_vec(size_t(c.batch * c.kv_heads * c.capacity * D), 2);
+  std::vector<float> v = random_vec(k.size(), 3);
+  round_bf16(q);  // the kernel rounds Q to bf16 for the tensor cores
+  round_bf16(k);
+  round_bf16(v);
+  std::vector<float> ref_o(size_t(c.batch * c.q_heads * D)), ref_l(size_t(c.batch * c.q_heads));
+  cpu::GqaAttention r;
+  r.batch = c.batch;
+  r.q_heads = c.q_heads;
+  r.q_begin = c.q_begin;
+  r.kv_begin = c.kv_begin;
+  r.kv_heads = c.kv_heads;
+  r.group = c.group;
+  r.head_dim = D;
+  r.tokens = c.tokens;
+  r.capacity = c.capacity;
+  r.scale = 1.0f / std::sqrt(float(D));
+  r.q = q.data();
+  r.k = k.data();
+  r.v = v.data();
+  r.out = ref_o.data();
+  r.lse = ref_l.data();
+  cpu::attention_gqa(r);
+
+  auto dq = upload(q);
+  auto dk = upload_bf16(k);
+  auto dv = upload_bf16(v);
+  DeviceArray<float> o(int64_t(ref_o.size())), l(int64_t(ref_l.size()));
+  cuda::poison(o.get(), o.bytes(), nullptr);
+  cuda::poison(l.get(), l.bytes(), nullptr);
+  cuda::DecodeAttention a;
+  a.batch = c.batch;
+  a.heads = c.q_heads;
+  a.q_begin = c.q_begin;
+  a.kv_begin = c.kv_begin;
+  a.kv_heads = c.kv_heads;
+  a.group = c.group;
+  a.tokens = c.tokens;
+  a.capacity = c.capacity;
+  a.scale = r.scale;
+  a.q = dq.get();
+  a.k = dk.get();
+  a.v = dv.get();
+  a.out = o.get();
+  a.lse = l.get();
+  a.splits = splits;
+  const int s = cuda::attention_splits(a);
+  DeviceArray<float> ws(std::max<int64_t>(1, cuda::attention_workspace_floats(a, s)));
+  a.workspace = ws.get();
+  cuda::attention_decode(a, nullptr);
+  EXPECT_LT(rel_err(download(o), ref_o), 1e-2) << "splits " << s;
+  expect_lse_near(download(l), ref_l, 2e-2);
+}
+
+TEST_F(Gpu, GqaAttentionGroupsAndSplits) {
+  // Groups 1 to 16, uneven token counts (masking of the last tile), one and many splits.
+  for (int64_t group : {1, 4, 8, 16})
+    for (int64_t tokens : {1, 37, 1000})
+      for (int splits : {1, 0, 5}) {
+        SCOPED_TRACE("group " + std::to_string(group) + " tokens " + std::to_string(tokens));
+        run_gqa({2, 2 * group, 2, group, tokens, tokens + 3, 0, 0}, splits);
+      }
+}
+
+TEST_F(Gpu, GqaAttentionShardMapping) {
+  // A rank holding query heads 6..13 of a group-4 model and KV heads 1..3 (TP with uneven split).
+  run_gqa({3, 8, 3, 4, 300, 310, 6, 1}, 0);
+  // TP beyond the KV heads: 2 query heads of one duplicated KV head.
+  run_gqa({1, 2, 1, 16, 513, 520, 32, 2}, 0);
+}
+
+TEST_F(Gpu, GqaAttentionEmptySlice) {
+  run_gqa({2, 8, 1, 8, 0, 4, 0, 0}, 0);  // a KVP rank with no tokens yet: zeros and -inf
+}
+
+TEST_F(Gpu, GqaAttentionRealShapes) {
+  // Helix / TP shard of Llama-3.1-405B: one KV head, 16 query heads, B = 1, 128K tokens.
+  run_gqa({1, 16, 1, 16, 131072, 131072, 0, 0}, 0);
+  // One KV head with 8 query heads (Llama-3.1-70B shard), B = 4, 32K tokens.
+  run_gqa({4, 8, 1, 8, 32768, 32768, 0, 0}, 0);
+}
+
+void run_mla(int64_t batch, int64_t heads, int64_t tokens, int splits, int64_t check_heads) {
+  const int64_t W = 576, L = 512;
+  std::vector<float> q = random_vec(size_t(batch * heads * W), 4);
+  std::vector<float> kv = random_vec(size_t(batch * (tokens + 1) * W), 5);
+  round_bf16(q);
+  round_bf16(kv);
+  auto dq = upload(q);
+  auto dkv = upload_bf16(kv);
+  DeviceArray<float> o(batch * heads * L), l(batch * heads);
+  cuda::poison(o.get(), o.bytes(), nullptr);
+  cuda::poison(l.get(), l.bytes(), nullptr);
+  cuda::DecodeAttention a;
+  a.mla = true;
+  a.batch = batch;
+  a.heads = heads;
+  a.group = heads;
+  a.tokens = tokens;
+  a.capacity = tokens + 1;
+  a.scale = 0.07f;
+  a.q = dq.get();
+  a.k = dkv.get();
+  a.out = o.get();
+  a.lse = l.get();
+  a.splits = splits;
+  const int s = cuda::attention_splits(a);
+  DeviceArray<float> ws(std::max<int64_t>(1, cuda::attention_workspace_floats(a, s)));
+  a.workspace = ws.get();
+  cuda::attention_decode(a, nullptr);
+  const std::vector<float> go = download(o), gl = download(l);
+  // CPU reference on a sample of heads (every head when check_heads >= heads).
+  const int64_t stride = std::max<int64_t>(1, heads / check_heads);
+  std::vector<float> got_o, want_o, got_l, want_l;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; h += stride) {
+      std::vector<float> ro(static_cast<size_t>(L)), rl(1);
+      cpu::MlaAttention r;
+      r.batch = 1;
+      r.heads = 1;
+      r.kv_lora = L;
+      r.rope = 64;
+      r.tokens = tokens;
+      r.capacity = tokens + 1;
+      r.scale = a.scale;
+      r.q = &q[size_t((b * heads + h) * W)];
+      r.kv = &kv[size_t(b * (tokens + 1) * W)];
+      r.out = ro.data();
+      r.lse = rl.data();
+      cpu::attention_mla(r);
+      want_o.insert(want_o.end(), ro.begin(), ro.end());
+      want_l.push_back(rl[0]);
+      const size_t off = size_t((b * heads + h) * L);
+      got_o.insert(got_o.end(), go.begin() + long(off), go.begin() + long(off + size_t(L)));
+      got_l.push_back(gl[size_t(b * heads + h)]);
+    }
+  EXPECT_LT(rel_err(got_o, want_o), 1e-2) << "splits " << s;
+  expect_lse_near(got_l, want_l, 2e-2);
+}
+
+TEST_F(Gpu, MlaAttention) {
+  for (int64_t heads : {16, 24, 128})
+    for (int64_t tokens : {1, 37, 700})
+      for (int splits : {1, 0}) {
+        SCOPED_TRACE("heads " + std::to_string(heads) + " tokens " + std::to_string(tokens));
+        run_mla(2, heads, tokens, splits, heads);
+      }
+}
+
+TEST_F(Gpu, MlaAttentionRealShapes) {
+  run_mla(1, 128, 65536, 0, 8);   // DeepSeek-R1, all 128 heads on a KVP rank, 64K tokens
+  run_mla(1, 16, 131072, 0, 16);  // 16 heads (TP = 8 shard), 128K tokens
+}
+
+// --------------------------------------------------------------------------------------------
+// LSE combine
+
+TEST_F(Gpu, LseCombineStridedWithEmptyParts) {
+  for (int64_t dim : {128, 512, 6}) {
+    const int64_t parts = 5, rows = 37;
+    const int64_t stride = rows * (dim + 1) + 3;  // the All-to-All receive layout, padded
+    std::vector<float> buf = random_vec(size_t(parts * stride), 7);
+    // LSE values: random, some parts empty (-inf), one row empty in every part.
+    std::vector<float> lse = random_vec(size_t(parts * rows), 8, -20.0f, 20.0f);
+    for (int64_t i = 0; i < parts; ++i) {
+      lse[size_t(i * rows + 3)] = -INFINITY;
+      if (i % 2) lse[size_t(i * rows + 5)] = -INFINITY;
+    }
+    for (int64_t i = 0; i < parts; ++i)
+      for (int64_t r = 0; r < rows; ++r)
+        buf[size_t(i * stride + rows * dim + r)] = lse[size_t(i * rows + r)];
+    std::vector<float> ref(static_cast<size_t>(rows * dim)), ref_l(static_cast<size_t>(rows));
+    cpu::lse_combine(parts, rows, dim, buf.data(), stride, buf.data() + rows * dim, stride,
+                     ref.data(), ref_l.data());
+    auto d = upload(buf);
+    DeviceArray<float> o(rows * dim), l(rows);
+    DeviceArray<bf16> ob(rows * dim);
+    cuda::poison(o.get(), o.bytes(), nullptr);
+    cuda::poison(ob.get(), ob.bytes(), nullptr);
+    cuda::lse_combine(parts, rows, dim, d.get(), stride, d.get() + rows * dim, stride, o.get(),
+                      ob.get(), l.get(), nullptr);
+    EXPECT_LT(rel_err(download(o), ref), 1e-5) << "dim " << dim;
+    EXPECT_LT(rel_err(to_float(download(ob)), ref), 1e-2) << "dim " << dim;
+    expect_lse_near(download(l), ref_l, 1e-4);
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// GEMMs (cuBLASLt)
+
+void run_gemm(int64_t m, int64_t k, int64_t n, int64_t ldw, bool y_bf16, bool acc, int batch) {
+  std::vector<float> x = random_vec(size_t(batch * m * k), 9),
+                     w = random_vec(size_t(batch * k * ldw), 10);
+  round_bf16(x);
+  round_bf16(w);
+  std::vector<float> y0 = random_vec(size_t(batch * m * n), 11);
+  std::vector<float> ref = acc ? y0 : std::vector<float>(y0.size(), 0.0f);
+  for (int i = 0; i < batch; ++i)
+    cpu::gemm(&x[size_t(i * m * k)], k, &w[size_t(i * k * ldw)], ldw, &ref[size_t(i * m * n)], n, m,
+              k, n, acc);
+  auto dx = upload_bf16(x);
+  auto dw = upload_bf16(w);
+  cuda::Gemm gemm;
+  cuda::GemmShape s{m, k, n, k, ldw, n};
+  s.y_bf16 = y_bf16;
+  s.accumulate = acc;
+  s.batch = batch;
+  s.stride_x = m * k;
+  s.stride_w = k * ldw;
+  s.stride_y = m * n;
+  if (y_bf16) {
+    DeviceArray<bf16> y(int64_t(ref.size()));
+    cuda::poison(y.get(), y.bytes(), nullptr);
+    gemm.run(s, dx.get(), dw.get(), y.get(), nullptr);
+    EXPECT_LT(rel_err(to_float(download(y)), ref), 1e-2);
+  } else {
+    auto y = upload(y0);
+    if (!acc) cuda::poison(y.get(), y.bytes(), nullptr);
+    gemm.run(s, dx.get(), dw.get(), y.get(), nullptr);
+    EXPECT_LT(rel_err(download(y), ref), 1e-4);
+  }
+}
+
+TEST_F(Gpu, GemmDecodeShapes) {
+  run_gemm(3, 256, 192, 192, false, false, 1);
+  run_gemm(3, 256, 64, 200, false, true, 1);   // a column slice of a wider matrix, accumulating
+  run_gemm(5, 128, 512, 512, true, false, 4);  // strided batch (MLA absorb per head)
+  run_gemm(8, 16384, 1024, 1024, false, false, 1);  // Llama-3.1-405B K/V projection shard
+}
+
+// --------------------------------------------------------------------------------------------
+// Norms, RoPE, activations, KV append, routing, gather / scatter, random fills
+
+TEST_F(Gpu, RmsNormRopeSilu) {
+  const int64_t rows = 5, dim = 4096;
+  std::vector<float> x = random_vec(size_t(rows * dim), 12),
+                     w = random_vec(size_t(dim), 13, 0.5f, 1.5f);
+  std::vector<float> ref(x.size());
+  cpu::rmsnorm(x.data(), w.data(), rows, dim, 1e-5f, ref.data());
+  auto dx = upload(x);
+  auto dw = upload(w);
+  DeviceArray<float> y(rows * dim);
+  DeviceArray<bf16> yb(rows * dim);
+  cuda::poison(y.get(), y.bytes(), nullptr);
+  cuda::rmsnorm(dx.get(), dim, dw.get(), rows, dim, 1e-5f, yb.get(), y.get(), nullptr);
+  EXPECT_LT(rel_err(download(y), ref), 1e-6);
+  EXPECT_LT(rel_err(to_float(download(yb)), ref), 1e-2);
+
+  std::vector<float> r = x;
+  for (int64_t i = 0; i < rows * dim / 128; ++i) cpu::rope(&r[size_t(i * 128)], 128, 77777, 5e5f);
+  cuda::rope(dx.get(), rows * dim / 128, 1, 128, 0, 128, 77777, 5e5f, nullptr);
+  EXPECT_LT(rel_err(download(dx), r), 1e-6);
+
+  std::vector<float> g = random_vec(x.size(), 14, -4, 4), u = random_vec(x.size(), 15);
+  std::vector<float> sc = random_vec(size_t(rows), 16);
+  std::vector<float> want(x.size());
+  for (int64_t i = 0; i < rows * dim; ++i) {
+    const float a = g[size_t(i)];
+    want[size_t(i)] = sc[size_t(i / dim)] * (a / (1 + std::exp(-a))) * u[size_t(i)];
+  }
+  auto dg = upload(g);
+  auto du = upload(u);
+  auto ds = upload(sc);
+  cuda::poison(yb.get(), yb.bytes(), nullptr);
+  cuda::silu_mul(dg.get(), du.get(), ds.get(), rows, dim, yb.get(), nullptr);
+  EXPECT_LT(rel_err(to_float(download(yb)), want), 1e-2);
+}
+
+TEST_F(Gpu, KvAppendGqaAndMla) {
+  const int64_t B = 3, heads = 2, D = 128, cap = 40, li = 17;
+  std::vector<float> kn = random_vec(size_t(B * heads * D), 17), vn = random_vec(kn.size(), 18);
+  auto dk = upload(kn);
+  auto dv = upload(vn);
+  DeviceArray<bf16> kc(B * heads * cap * D), vc(B * heads * cap * D);
+  cuda::poison(kc.get(), kc.bytes(), nullptr);
+  cuda::poison(vc.get(), vc.bytes(), nullptr);
+  cuda::kv_append_gqa(dk.get(), dv.get(), B, heads, D, kc.get(), vc.get(), cap, li, nullptr);
+  const std::vector<float> hk = to_float(download(kc)), hv = to_float(download(vc));
+  for (int64_t bh = 0; bh < B * heads; ++bh)
+    for (int64_t d = 0; d < D; ++d) {
+      EXPECT_NEAR(hk[size_t((bh * cap + li) * D + d)], kn[size_t(bh * D + d)], 1e-2);
+      EXPECT_NEAR(hv[size_t((bh * cap + li) * D + d)], vn[size_t(bh * D + d)], 1e-2);
+    }
+  EXPECT_TRUE(std::isnan(hk[size_t(li * D - 1)]));  // neighbours untouched
+
+  // MLA: RMSNorm of the latent, RoPE of the rope key, written at row li.
+  const int64_t Lr = 512, R = 64, Wd = Lr + R;
+  std::vector<float> ckv = random_vec(size_t(B * Wd), 19), w = random_vec(size_t(Lr), 20, 0.5, 1.5);
+  std::vector<float> want = ckv;
+  for (int64_t b = 0; b < B; ++b) {
+    cpu::rmsnorm(&want[size_t(b * Wd)], w.data(), 1, Lr, 1e-6f, &want[size_t(b * Wd)]);
+    cpu::rope(&want[size_t(b * Wd + Lr)], R, 1234, 1e4f);
+  }
+  auto dckv = upload(ckv);
+  auto dw = upload(w);
+  DeviceArray<bf16> cache(B * cap * Wd);
+  cuda::poison(cache.get(), cache.bytes(), nullptr);
+  cuda::kv_append_mla(dckv.get(), dw.get(), B, Lr, R, 1e-6f, 1234, 1e4f, cache.get(), cap, li,
+                      nullptr);
+  const std::vector<float> hc = to_float(download(cache));
+  std::vector<float> got;
+  for (int64_t b = 0; b < B; ++b)
+    got.insert(got.end(), hc.begin() + long((b * cap + li) * Wd),
+               hc.begin() + long((b * cap + li + 1) * Wd));
+  EXPECT_LT(rel_err(got, want), 1e-2);
+}
+
+TEST_F(Gpu, MoeRouteGatherScatter) {
+  const int64_t T = 33, E = 256, K = 8;
+  std::vector<float> logits = random_vec(size_t(T * E), 21, -3, 3);
+  logits[5] = logits[6];  // a tie: the lower expert index wins on both sides
+  std::vector<int32_t> re(size_t(T * K));
+  std::vector<float> rw(size_t(T * K));
+  cpu::moe_route(logits.data(), T, E, K, 2.5f, re.data(), rw.data());
+  auto dl = upload(logits);
+  DeviceArray<int32_t> de(T * K);
+  DeviceArray<float> dw(T * K);
+  cuda::poison(de.get(), de.bytes(), nullptr);
+  cuda::moe_route(dl.get(), T, E, K, 2.5f, de.get(), dw.get(), nullptr);
+  EXPECT_EQ(download(de), re);
+  EXPECT_LT(rel_err(download(dw), rw), 1e-5);
+
+  const int64_t H = 64;
+  std::vector<float> x = random_vec(size_t(T * H), 22);
+  round_bf16(x);
+  std::vector<int32_t> rows = {7, 0, 31, 12};
+  auto dx = upload_bf16(x);
+  auto drows = upload(rows);
+  DeviceArray<bf16> g(int64_t(rows.size()) * H);
+  cuda::gather_rows(dx.get(), drows.get(), int64_t(rows.size()), H, g.get(), nullptr);
+  const std::vector<float> hg = to_float(download(g));
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (int64_t j = 0; j < H; ++j)
+      EXPECT_EQ(hg[r * size_t(H) + size_t(j)], x[size_t(rows[r] * H + j)]);
+  std::vector<float> add = random_vec(rows.size() * size_t(H), 23),
+                     y = random_vec(size_t(T * H), 24);
+  std::vector<float> want = y;
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (int64_t j = 0; j < H; ++j) want[size_t(rows[r] * H + j)] += add[r * size_t(H) + size_t(j)];
+  auto dadd = upload(add);
+  auto dy = upload(y);
+  cuda::scatter_add_rows(dadd.get(), drows.get(), int64_t(rows.size()), H, dy.get(), nullptr);
+  EXPECT_LT(rel_err(download(dy), want), 1e-7);
+}
+
+TEST_F(Gpu, DeviceShardMatchesHostShard) {
+  // The weights generated on the GPU are the host's, rounded to bf16: both test models, a rank
+  // of a 4-way layout.
+  for (const char* name : {"tiny-gqa", "tiny-mla-moe"}) {
+    const ModelSpec m = load_model(name);
+    const LayerKind layer = m.default_layer_kind();
+    LayoutRequest req;
+    const LayoutParams L = make_layout(LayoutKind::helix, 4, m, layer, 4, req);
+    const RankPlan p = plan_rank(m, layer, L, 3);
+    const LayerShard h = make_layer_shard(m, p, 99);
+    const DeviceShard d = make_device_shard(m, p, 99, nullptr);
+    auto same = [&](const DeviceArray<bf16>& a, const std::vector<float>& b, const char* what) {
+      ASSERT_EQ(a.size(), int64_t(b.size())) << name << " " << what;
+      std::vector<float> r = b;
+      round_bf16(r);
+      EXPECT_EQ(to_float(download(a)), r) << name << " " << what;
+    };
+    if (m.is_mla()) {
+      same(d.wdq, h.wdq, "wdq");
+      same(d.wuq, h.wuq, "wuq");
+      same(d.wuk_t, h.wuk_t, "wuk_t");
+      same(d.wuv, h.wuv, "wuv");
+      same(d.e_gate, h.e_gate, "e_gate");
+      same(d.e_down, h.e_down, "e_down");
+      same(d.s_up, h.s_up, "s_up");
+      same(d.router, h.router, "router");
+    } else {
+      same(d.wq, h.wq, "wq");
+      same(d.wk, h.wk, "wk");
+      same(d.w_down, h.w_down, "w_down");
+    }
+    same(d.wo, h.wo, "wo");
+    EXPECT_EQ(download(d.attn_norm), h.attn_norm) << name;
+  }
+}
+
+TEST_F(Gpu, KvFillMatchesHostCache) {
+  const ModelSpec m = load_model("tiny-gqa");
+  LayoutRequest req;
+  req.kv_block = 4;
+  req.kvp = 2;
+  req.tpa = 2;
+  const LayoutParams L = make_layout(LayoutKind::helix, 4, m, LayerKind::dense, 2, req);
+  const RankPlan p = plan_rank(m, LayerKind::dense, L, 3);
+  const KvCache c = make_kv_cache(m, p, 2, 37, 45, 5);
+  const uint64_t key = tensor_key(5, TensorId::k_cache, 1, uint64_t(p.kv_heads.begin + 1));
+  DeviceArray<bf16> d(c.capacity * c.width);
+  cuda::fill_kv_rows(d.get(), key, c.width, p.local_tokens(37), c.capacity, p.placement.kvp,
+                     p.placement.block, p.k, nullptr);
+  const size_t off = size_t(((1 * c.heads + 1) * c.capacity) * c.width);
+  std::vector<float> want(c.k.begin() + long(off), c.k.begin() + long(off + size_t(d.size())));
+  round_bf16(want);
+  EXPECT_EQ(to_float(download(d)), want);
+}
+
+}  // namespace
+}  // namespace helix
