@@ -37,10 +37,10 @@ std::vector<std::string> model_phase_names() {
   return v;
 }
 
-std::vector<int> batch_ladder(int max_batch) {
+std::vector<int> batch_ladder(int max_batch, int per_octave) {
   std::vector<int> v;
   for (int i = 0;; ++i) {
-    const int b = int(std::lround(std::pow(2.0, i / 16.0)));
+    const int b = int(std::lround(std::pow(2.0, double(i) / per_octave)));
     if (b > max_batch) break;
     if (v.empty() || v.back() != b) v.push_back(b);
   }
@@ -385,7 +385,7 @@ SweepResult sweep(const ModelSpec& m, const HardwareProfile& hw, const SweepOpti
                   const std::function<void(size_t, size_t)>& progress) {
   const CostModel cm(hw, o.cost);
   SweepResult res;
-  const std::vector<int> batches = batch_ladder(o.max_batch);
+  const std::vector<int> batches = batch_ladder(o.max_batch, o.batches_per_octave);
   std::vector<DesignConfig> cfgs;
   for (int n : pool_sizes(o.max_gpus))
     for (Scheme s : o.schemes)

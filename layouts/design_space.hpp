@@ -66,6 +66,7 @@ struct SweepOptions {
                                  Scheme::helix_hopb};
   std::vector<int> hopb_chunk_options = {2, 4, 8};
   int kv_block = 16;
+  int batches_per_octave = 16;
 };
 
 struct SweepResult {
@@ -73,8 +74,8 @@ struct SweepResult {
   size_t configs = 0;  // layout configurations (x batches = points)
 };
 
-// Batches 1 .. max_batch, sixteen per octave (distinct integers).
-std::vector<int> batch_ladder(int max_batch);
+// Batches 1 .. max_batch, `per_octave` per octave (distinct integers).
+std::vector<int> batch_ladder(int max_batch, int per_octave = 16);
 // Layer-pool sizes n: 1, 2, 3, 4, 6, 8, 12, ... (powers of two and three times powers of two).
 std::vector<int> pool_sizes(int max_gpus);
 
