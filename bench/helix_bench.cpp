@@ -8,6 +8,9 @@
 #include <exception>
 
 #include "bench/decode.hpp"
+#include "bench/disagg_cmd.hpp"
+#include "bench/kv_transfer.hpp"
+#include "bench/model_cmd.hpp"
 #include "bench/version.hpp"
 #include "comm/error.hpp"
 #include "comm/mpi_comm.hpp"
@@ -30,6 +33,12 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", std::string(suite_version()) + " (" + git_sha() + ")");
   DecodeOptions decode;
   CLI::App* decode_cmd = add_decode_command(app, decode);
+  ModelOptions model;
+  CLI::App* model_cmd = add_model_command(app, model);
+  DisaggCmdOptions disagg;
+  CLI::App* disagg_cmd = add_disagg_command(app, disagg);
+  KvTransferOptions kvt;
+  CLI::App* kvt_cmd = add_kv_transfer_command(app, kvt);
 
   try {
     app.parse(argc, argv);
@@ -49,6 +58,9 @@ int run(int argc, char** argv) {
 
   try {
     if (decode_cmd->parsed()) return run_decode(decode, world, argc, argv);
+    if (model_cmd->parsed()) return run_model(model, world, argc, argv);
+    if (disagg_cmd->parsed()) return run_disagg(disagg, world, argc, argv);
+    if (kvt_cmd->parsed()) return run_kv_transfer(kvt, world, argc, argv);
   } catch (const UsageError& e) {
     if (root) std::fprintf(stderr, "helix-bench: error: %s\n", e.what());
     return 2;

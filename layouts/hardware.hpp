@@ -1,0 +1,69 @@
+// Hardware profiles: what the cost model needs to know about one GPU and its links, read from the
+// cited JSON data files in layouts/hardware/ (built into the binary), from a path to a .json file,
+// or from a profile written by `helix-bench calibrate`. Format: results/README.md.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace helix {
+
+// Arithmetic / storage precision of weights, KV cache and GEMMs.
+enum class DType { fp32, bf16, fp8, fp4 };
+const char* to_string(DType d);
+std::optional<DType> parse_dtype(const std::string& name);
+// Bytes per element (fp4: 0.5, block scales not counted).
+double dtype_bytes(DType d);
+
+// Collectives the cost model prices (the profile's "collective" names).
+enum class CollKind { all_reduce, all_gather, reduce_scatter, all_to_all, send_recv };
+const char* to_string(CollKind c);
+
+struct GemmEfficiencyPoint {
+  double m = 1;           // GEMM rows (tokens)
+  double efficiency = 1;  // achieved / peak FLOP rate
+};
+
+struct CollectiveMeasurement {
+  CollKind collective = CollKind::all_reduce;
+  int group_size = 2;
+  double latency_us = 0;
+  double busbw_gbps = 0;
+};
+
+struct LinkSpec {
+  int domain_gpus = 1;    // GPUs that share the link (NVLink domain); unused for the network
+  double bw_gbps = 0;     // unidirectional per-GPU decimal GB/s
+  double latency_us = 0;  // per collective
+};
+
+struct HardwareProfile {
+  std::string name, kind, description;
+  double memory_bytes = 0;               // HBM per GPU
+  double mem_bw_gbps = 0;                // peak
+  double mem_bw_efficiency = 1;          // achievable fraction of the peak
+  double stream_gbps = 0;                // measured; wins over peak x efficiency when > 0
+  std::map<DType, double> flops_tflops;  // dense per GPU; absent: unsupported
+  std::vector<GemmEfficiencyPoint> gemm_efficiency;  // sorted by m
+  LinkSpec nvlink, network;
+  std::vector<CollectiveMeasurement> collectives;
+  std::map<std::string, std::string> sources;
+
+  // Achievable memory bandwidth in GB/s.
+  double effective_mem_bw_gbps() const;
+  // GEMM efficiency at m rows: piecewise linear in log(m) between measured points, clamped at the
+  // ends; 1 when the profile has no curve (the roofline).
+  double gemm_efficiency_at(double m) const;
+  // Dense FLOP rate for a dtype; throws UsageError naming --dtype when the profile has none.
+  double flops_tflops_for(DType d) const;
+};
+
+// Parses a profile; throws UsageError naming the missing or bad field.
+HardwareProfile parse_hardware_json(const std::string& text, const std::string& origin);
+// A built-in profile by name, or a .json file; throws UsageError (option --hardware).
+HardwareProfile load_hardware(const std::string& name_or_path);
+std::vector<std::string> builtin_hardware_names();
+
+}  // namespace helix

@@ -1,0 +1,104 @@
+// Disaggregated serving: prefill pricing, rate matching, serving points and the paper's
+// qualitative findings.
+#include <gtest/gtest.h>
+
+#include "layouts/disagg.hpp"
+
+namespace helix {
+namespace {
+
+TEST(Disagg, PoolsRoundToSmallFractionsOfWholeGroups) {
+  PoolRatio r = match_pools(0.5, 1, 1);
+  EXPECT_EQ(r.prefill_groups, 1);
+  EXPECT_EQ(r.decode_groups, 2);
+  r = match_pools(3.6, 1, 1);  // 7/2 = 3.5 is within 3%
+  EXPECT_EQ(r.prefill_groups, 7);
+  EXPECT_EQ(r.decode_groups, 2);
+  r = match_pools(1.0, 8, 4);  // 1 prefill group of 8 GPUs for 2 decode groups of 4
+  EXPECT_EQ(r.prefill_groups, 1);
+  EXPECT_EQ(r.decode_groups, 2);
+  EXPECT_DOUBLE_EQ(r.ratio, 1.0);
+  r = match_pools(0.05, 1, 1);
+  EXPECT_NEAR(r.ratio / 0.05, 1.0, 0.03);
+}
+
+TEST(Disagg, MlaPaysForChunkedPrefillGqaDoesNot) {
+  const ModelSpec ds = load_model("deepseek-r1");
+  EXPECT_GT(prefill_flops(ds, 16384, 2048), 1.05 * prefill_flops(ds, 16384, 0));
+  const ModelSpec l = load_model("llama-3.1-70b");
+  EXPECT_NEAR(prefill_flops(l, 16384, 2048) / prefill_flops(l, 16384, 0), 1.0, 1e-9);
+}
+
+TEST(Disagg, ChunkedPipelineCutsFirstTokenLatency) {
+  const ModelSpec m = load_model("llama-3.1-70b");
+  const CostModel cm(load_hardware("gb200-nvl72"), CostOptions{});
+  PrefillConfig c;
+  c.tp = 4;
+  c.pp = 8;
+  c.batch = 1;
+  c.scheme = PrefillScheme::pp;
+  const PrefillPoint pp = price_prefill(m, cm, c, 1 << 18, 0);
+  c.scheme = PrefillScheme::cpp;
+  c.chunk = 8192;
+  const PrefillPoint cpp = price_prefill(m, cm, c, 1 << 18, 0);
+  EXPECT_LT(cpp.ftl_s, pp.ftl_s / 4);
+  EXPECT_NEAR(cpp.requests_per_s_per_gpu / pp.requests_per_s_per_gpu, 1.0, 0.3);
+}
+
+TEST(Disagg, PointsCountBothPoolsAndRespectTheCutoffs) {
+  DisaggOptions o;
+  o.w = {4096, 256};
+  o.max_gpus = 8;
+  o.ftl_max_s = 2;
+  o.fixed_ratios = {1.0};
+  const DisaggResult r = disagg_sweep(load_model("llama-3.1-8b"), load_hardware("b200"), o);
+  ASSERT_FALSE(r.disagg_frontier.empty());
+  ASSERT_FALSE(r.colocated_frontier.empty());
+  size_t n = 0;
+  for (const ServePoint& s : r.points) {
+    if (s.mode != ServeMode::disagg) continue;
+    ++n;
+    const DesignPoint& d = r.decode[size_t(s.decode)];
+    // Output tokens per GPU of both pools never exceed the decode pool's over (1 + ratio).
+    EXPECT_LE(s.tokens_per_s_per_gpu, d.tokens_per_s_per_gpu / (1 + s.ratio) * (1 + 1e-12));
+    EXPECT_GT(s.kv_ingress_gbps_per_decode_gpu, 0);
+  }
+  EXPECT_GT(n, 1000u);
+  for (size_t i : r.disagg_frontier) {
+    EXPECT_LE(r.points[i].ftl_s, o.ftl_max_s);
+    EXPECT_TRUE(r.points[i].kv_ok);
+  }
+  ASSERT_EQ(r.fixed_curves.size(), 1u);
+  EXPECT_FALSE(r.fixed_curves[0].empty());
+}
+
+TEST(Disagg, KvTransferNeedsMoreThanTheNicDropsPoints) {
+  DisaggOptions o;
+  o.w = {4096, 256};
+  o.max_gpus = 8;
+  o.nic_gbps = 1e-3;
+  const DisaggResult r = disagg_sweep(load_model("llama-3.1-8b"), load_hardware("b200"), o);
+  EXPECT_TRUE(r.disagg_frontier.empty());
+}
+
+TEST(Reproduction, BeyondTheBuzzQualitativeFindings) {
+  const auto rows = beyond_the_buzz_rows(load_hardware("gb200-nvl72"));
+  ASSERT_EQ(rows.size(), 15u);
+  auto find = [&](const std::string& s) {
+    for (const auto& r : rows)
+      if (r.finding.find(s) != std::string::npos) return r;
+    ADD_FAILURE() << "no row " << s;
+    return BuzzRow{};
+  };
+  // The findings this model reproduces (results/README.md lists the ones it does not).
+  EXPECT_TRUE(find("1k/32k: co-located ties or wins, llama-3.1-70b").holds);
+  EXPECT_TRUE(find("1k/32k: co-located ties or wins, deepseek-r1").holds);
+  EXPECT_TRUE(find("ratio, low -> high interactivity, deepseek-r1").holds);
+  EXPECT_TRUE(find("ratio, low -> high interactivity, llama-3.1-405b").holds);
+  EXPECT_TRUE(find("ratio, low -> high interactivity, llama-3.1-70b").holds);
+  EXPECT_TRUE(find("NVLink domain 72 beats 8").holds);
+  EXPECT_TRUE(find("deepseek-r1 16k/2k: KV transfer").holds);
+}
+
+}  // namespace
+}  // namespace helix
