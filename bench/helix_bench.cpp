@@ -8,6 +8,7 @@
 #include <exception>
 
 #include "bench/decode.hpp"
+#include "bench/micro/calibrate.hpp"
 #include "bench/version.hpp"
 #include "comm/error.hpp"
 #include "comm/mpi_comm.hpp"
@@ -30,6 +31,8 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", std::string(suite_version()) + " (" + git_sha() + ")");
   DecodeOptions decode;
   CLI::App* decode_cmd = add_decode_command(app, decode);
+  CalibrateOptions calibrate;
+  CLI::App* calibrate_cmd = add_calibrate_command(app, calibrate);
 
   try {
     app.parse(argc, argv);
@@ -49,6 +52,7 @@ int run(int argc, char** argv) {
 
   try {
     if (decode_cmd->parsed()) return run_decode(decode, world, argc, argv);
+    if (calibrate_cmd->parsed()) return run_calibrate(calibrate, world, argc, argv);
   } catch (const UsageError& e) {
     if (root) std::fprintf(stderr, "helix-bench: error: %s\n", e.what());
     return 2;
