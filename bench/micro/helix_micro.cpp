@@ -14,6 +14,7 @@
 #include <exception>
 #include <map>
 #include <memory>
+#include <ostream>
 
 #include "bench/cli_util.hpp"
 #include "bench/h5.hpp"
@@ -290,7 +291,10 @@ int run(int argc, char** argv) {
   if (root) {
     benchmark::RunSpecifiedBenchmarks();
   } else {
+    std::ostream nowhere(nullptr);  // a stream without a buffer discards everything
     NullReporter quiet;
+    quiet.SetOutputStream(&nowhere);
+    quiet.SetErrorStream(&nowhere);
     benchmark::RunSpecifiedBenchmarks(&quiet);
   }
   benchmark::Shutdown();
