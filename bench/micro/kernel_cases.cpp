@@ -394,12 +394,12 @@ void add_append(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
     for (int64_t b : o.append_batch) {
       KernelCase c;
       c.kind = KernelKind::kv_append;
-      c.kv = {b, kvh, w, 256, 129};
+      c.kv = {b, kvh, w, 16, 9};
       c.name = "kv_append/" + m.name + "/B" + std::to_string(b) + "_kv" + std::to_string(kvh) +
                "_w" + std::to_string(w);
       c.shape = "KV append B=" + std::to_string(b) + " kv_heads=" + std::to_string(kvh) +
                 " width=" + std::to_string(w) +
-                (m.is_mla() ? " (latent + rope key)" : " (K and V)") + " into a 256-token cache";
+                (m.is_mla() ? " (latent + rope key)" : " (K and V)") + " into a 16-token cache";
       set.add(c, s.origin);
     }
   }

@@ -13,9 +13,14 @@ PreparedKernel::PreparedKernel(MicroBackend& backend, const KernelCase& c, int64
   const std::vector<Operand> ops = case_operands(c, backend);
   int64_t set_bytes = 0;
   for (const Operand& o : ops) set_bytes += o.bytes;
+  // Enough sets that one cycle touches rotate_bytes (a launch touches case_bytes, which can be
+  // much less than its operands, e.g. a KV append), at most 64 sets and 8 x rotate_bytes.
+  const int64_t touched = std::max<int64_t>(1, int64_t(case_bytes(c, backend.storage_bytes())));
   int64_t n = 1;
-  if (rotate_bytes > 0 && set_bytes > 0)
-    n = std::clamp<int64_t>((rotate_bytes + set_bytes - 1) / set_bytes, 1, 64);
+  if (rotate_bytes > 0 && set_bytes > 0) {
+    n = std::clamp<int64_t>((rotate_bytes + touched - 1) / touched, 1, 64);
+    n = std::max<int64_t>(1, std::min(n, 8 * rotate_bytes / set_bytes));
+  }
   for (int64_t s = 0; s < n; ++s) {
     std::vector<std::unique_ptr<DeviceBuffer>> bufs;
     std::vector<void*> ptrs;

@@ -17,8 +17,9 @@ namespace helix::micro {
 
 class PreparedKernel {
  public:
-  // Allocates max(1, ceil(rotate_bytes / set bytes)) operand sets (at most 64), each filled with
-  // fresh random values. rotate_bytes 0: one set.
+  // Allocates enough operand sets that one cycle of launches touches rotate_bytes (at most 64
+  // sets, and at most 8 x rotate_bytes of operands), each filled with fresh random values.
+  // rotate_bytes 0: one set.
   PreparedKernel(MicroBackend& backend, const KernelCase& c, int64_t rotate_bytes, uint64_t seed);
   // Launches on the next operand set.
   void launch();
