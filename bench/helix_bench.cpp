@@ -11,6 +11,7 @@
 #include "bench/disagg_cmd.hpp"
 #include "bench/kv_transfer.hpp"
 #include "bench/model_cmd.hpp"
+#include "bench/micro/calibrate.hpp"
 #include "bench/version.hpp"
 #include "comm/error.hpp"
 #include "comm/mpi_comm.hpp"
@@ -39,6 +40,8 @@ int run(int argc, char** argv) {
   CLI::App* disagg_cmd = add_disagg_command(app, disagg);
   KvTransferOptions kvt;
   CLI::App* kvt_cmd = add_kv_transfer_command(app, kvt);
+  CalibrateOptions calibrate;
+  CLI::App* calibrate_cmd = add_calibrate_command(app, calibrate);
 
   try {
     app.parse(argc, argv);
@@ -61,6 +64,7 @@ int run(int argc, char** argv) {
     if (model_cmd->parsed()) return run_model(model, world, argc, argv);
     if (disagg_cmd->parsed()) return run_disagg(disagg, world, argc, argv);
     if (kvt_cmd->parsed()) return run_kv_transfer(kvt, world, argc, argv);
+    if (calibrate_cmd->parsed()) return run_calibrate(calibrate, world, argc, argv);
   } catch (const UsageError& e) {
     if (root) std::fprintf(stderr, "helix-bench: error: %s\n", e.what());
     return 2;

@@ -1,0 +1,200 @@
+// The CPU micro-benchmark backend: fp32 reference kernels (kernels/*_cpu.cpp) on host memory,
+// timed with steady_clock. One thread per rank, as in the CPU decode executor.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include "bench/micro/micro_backend.hpp"
+#include "comm/error.hpp"
+#include "kernels/attention.hpp"
+#include "kernels/combine.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/moe.hpp"
+#include "kernels/rng.hpp"
+
+namespace helix::micro {
+
+namespace {
+
+constexpr int64_t kAlign = 64;
+
+class HostBuffer final : public DeviceBuffer {
+ public:
+  explicit HostBuffer(int64_t bytes) : bytes_(bytes) {
+    const int64_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+    ptr_ = std::aligned_alloc(size_t(kAlign), size_t(rounded > 0 ? rounded : kAlign));
+    HELIX_CHECK(ptr_ != nullptr, "cannot allocate " + std::to_string(bytes) + " bytes");
+  }
+  ~HostBuffer() override { std::free(ptr_); }
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  void* data() override { return ptr_; }
+  const void* data() const override { return ptr_; }
+  int64_t bytes() const override { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  int64_t bytes_ = 0;
+};
+
+// Size of the last-level cache from sysfs (index3 = L3 on x86; the highest index present).
+int64_t host_llc_bytes() {
+  int64_t best = 0;
+  for (int idx = 0; idx < 8; ++idx) {
+    std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(idx) + "/size");
+    std::string s;
+    if (!(f >> s) || s.empty()) continue;
+    int64_t v = std::atoll(s.c_str());
+    const char unit = s.back();
+    if (unit == 'K') v <<= 10;
+    if (unit == 'M') v <<= 20;
+    if (v > best) best = v;
+  }
+  return best > 0 ? best : int64_t(32) << 20;
+}
+
+const float* f32(const void* p) {
+  return static_cast<const float*>(p);
+}
+float* f32(void* p) {
+  return static_cast<float*>(p);
+}
+
+class CpuMicroBackend final : public MicroBackend {
+ public:
+  std::string name() const override { return "cpu"; }
+  std::string device_description() const override { return "cpu"; }
+  std::string storage_dtype() const override { return "fp32"; }
+  int64_t storage_bytes() const override { return 4; }
+  int64_t memory_bytes() const override {
+    return int64_t(sysconf(_SC_PHYS_PAGES)) * int64_t(sysconf(_SC_PAGESIZE));
+  }
+  int64_t cache_bytes() const override { return llc_; }
+
+  std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) override {
+    return std::make_unique<HostBuffer>(bytes);
+  }
+
+  void fill_random(DeviceBuffer& buf, Elem, uint64_t seed) override {
+    float* p = f32(buf.data());
+    const int64_t n = buf.bytes() / 4;
+    const uint64_t key = mix64(seed ^ 0x6d6963726f000000ull);
+    for (int64_t i = 0; i < n; ++i) p[i] = uniform_pm1(key, uint64_t(i));
+  }
+
+  void synchronize() override {}
+
+  double time_us(const std::function<void()>& launch) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    launch();
+    const auto t1 = std::chrono::steady_clock::now();
+    return std::chrono::duration<double, std::micro>(t1 - t0).count();
+  }
+
+  // 16 independent partial sums: the adds do not form one dependency chain, and the compiler
+  // can keep them in vector registers.
+  void stream_read(const void* buf, int64_t bytes, float* sink) override {
+    const float* p = f32(buf);
+    const int64_t n = bytes / 4;
+    float acc[16] = {};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+      for (int j = 0; j < 16; ++j) acc[j] += p[i + j];
+    for (; i < n; ++i) acc[0] += p[i];
+    float s = 0;
+    for (float a : acc) s += a;
+    *sink = s;
+  }
+
+  void attention_gqa(const GqaDecodeShape& s, const void* q, const void* k, const void* v,
+                     float* out, float* lse) override {
+    cpu::GqaAttention a;
+    a.batch = s.batch;
+    a.q_heads = s.q_heads;
+    a.kv_heads = s.kv_heads;
+    a.group = s.q_heads / s.kv_heads;
+    a.head_dim = s.head_dim;
+    a.tokens = s.tokens;
+    a.capacity = s.tokens;
+    a.scale = 1.0f / std::sqrt(float(s.head_dim));
+    a.q = f32(q);
+    a.k = f32(k);
+    a.v = f32(v);
+    a.out = out;
+    a.lse = lse;
+    cpu::attention_gqa(a);
+  }
+
+  void attention_mla(const MlaDecodeShape& s, const void* q, const void* kv, float* out,
+                     float* lse) override {
+    cpu::MlaAttention a;
+    a.batch = s.batch;
+    a.heads = s.heads;
+    a.kv_lora = s.kv_lora;
+    a.rope = s.rope;
+    a.tokens = s.tokens;
+    a.capacity = s.tokens;
+    a.scale = 1.0f / std::sqrt(float(s.kv_lora + s.rope));
+    a.q = f32(q);
+    a.kv = f32(kv);
+    a.out = out;
+    a.lse = lse;
+    cpu::attention_mla(a);
+  }
+
+  void lse_combine(const CombineShape& s, const float* o, const float* lse, float* out,
+                   float* lse_out) override {
+    cpu::lse_combine(s.parts, s.rows, s.dim, o, s.rows * s.dim, lse, s.rows, out, lse_out);
+  }
+
+  void gemm(const GemmShape& s, const void* x, const void* w, void* y) override {
+    cpu::gemm(f32(x), s.k, f32(w), s.n, f32(y), s.n, s.m, s.k, s.n, false);
+  }
+
+  int64_t moe_scratch_bytes(const MoeShape& s) const override {
+    return 2 * s.rows_per_expert * s.cols * 4;
+  }
+
+  void moe_experts(const MoeShape& s, const void* x, const void* w_gate, const void* w_up,
+                   const void* w_down, void* out, void* scratch) override {
+    const int64_t m = s.rows_per_expert, h = s.hidden, c = s.cols;
+    for (int64_t e = 0; e < s.experts; ++e)
+      cpu::swiglu_ffn(f32(x) + e * m * h, m, h, c, f32(w_gate) + e * h * c, f32(w_up) + e * h * c,
+                      f32(w_down) + e * c * h, nullptr, f32(out) + e * m * h, f32(scratch));
+  }
+
+  void kv_append(const KvAppendShape& s, const void* new_kv, void* cache) override {
+    const int64_t rows = s.batch * s.kv_heads, w = s.width;
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(f32(cache) + (r * s.capacity + s.position) * w, f32(new_kv) + r * w,
+                  size_t(w) * 4);
+  }
+
+ private:
+  int64_t llc_ = host_llc_bytes();
+};
+
+}  // namespace
+
+std::unique_ptr<MicroBackend> make_cpu_micro_backend() {
+  return std::make_unique<CpuMicroBackend>();
+}
+
+std::unique_ptr<MicroBackend> make_micro_backend(const std::string& name,
+                                                 const std::string& option) {
+  if (name == "cpu") return make_cpu_micro_backend();
+  if (name == "cuda") {
+#if defined(HELIX_CUDA_BACKEND)
+    return make_cuda_micro_backend();
+#else
+    throw UsageError(option + " cuda: built without CUDA (configure with nvcc found)");
+#endif
+  }
+  throw UsageError(option + ": must be 'cpu' or 'cuda', got '" + name + "'");
+}
+
+}  // namespace helix::micro

@@ -1,0 +1,130 @@
+// What the micro-benchmarks need from a compute backend: device memory, random fills, a timer of
+// one iteration, and one entry point per kernel taking plain shapes and device pointers.
+//
+// The CPU backend (cpu_micro_backend.cpp) calls the reference kernels in kernels/*_cpu.cpp. A CUDA
+// backend is one more file defining make_cuda_micro_backend() (compiled when HELIX_CUDA_BACKEND is
+// defined); nothing else changes: the harness allocates operands through allocate(), fills them
+// through fill_random(), launches through the entry points and times through time_us().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace helix::micro {
+
+// A block of device memory (host memory on the CPU backend). Freed on destruction.
+class DeviceBuffer {
+ public:
+  virtual ~DeviceBuffer() = default;
+  virtual void* data() = 0;
+  virtual const void* data() const = 0;
+  virtual int64_t bytes() const = 0;
+};
+
+// Element type of an operand: the backend's storage type (cpu: fp32; cuda: bf16) for KV caches,
+// weights, queries and GEMM activations, or fp32 for partial outputs, LSE and accumulators.
+enum class Elem { storage, fp32 };
+
+// Decode attention, GQA (q_len = 1, every query head of a KV head's group reads that head's KV).
+//   q   [batch, q_heads, head_dim]              storage
+//   k,v [batch, kv_heads, tokens, head_dim]     storage
+//   out [batch, q_heads, head_dim]              fp32, normalized by its own softmax sum
+//   lse [batch, q_heads]                        fp32, natural log of the scaled scores' sum
+struct GqaDecodeShape {
+  int64_t batch = 1, q_heads = 1, kv_heads = 1, head_dim = 128, tokens = 1;
+};
+
+// Decode attention, absorbed MLA: every head reads the shared cache of (latent, rope key) rows.
+//   q   [batch, heads, kv_lora + rope]          storage
+//   kv  [batch, tokens, kv_lora + rope]         storage (the value is the first kv_lora columns)
+//   out [batch, heads, kv_lora]                 fp32
+//   lse [batch, heads]                          fp32
+struct MlaDecodeShape {
+  int64_t batch = 1, heads = 1, kv_lora = 512, rope = 64, tokens = 1;
+};
+
+// Exact LSE combine of `parts` partial outputs (Helix step 5; the merge of flash-decoding splits).
+//   o [parts, rows, dim] fp32; lse [parts, rows] fp32; out [rows, dim] fp32; lse_out [rows] fp32
+struct CombineShape {
+  int64_t parts = 2, rows = 1, dim = 128;
+};
+
+// y[m, n] = x[m, k] @ w[k, n]; x, w, y in storage type, row-major.
+struct GemmShape {
+  int64_t m = 1, k = 1, n = 1;
+};
+
+// Expert FFNs (SwiGLU) of one rank: for each of `experts` experts, rows_per_expert tokens:
+//   out_e += (silu(x_e Wg_e) * (x_e Wu_e)) Wd_e
+//   x [experts, rows_per_expert, hidden]; w_gate, w_up [experts, hidden, cols];
+//   w_down [experts, cols, hidden]; out [experts, rows_per_expert, hidden] (storage type);
+//   scratch: 2 * rows_per_expert * cols fp32 (cpu) or whatever the backend needs (see
+//   moe_scratch_bytes).
+struct MoeShape {
+  int64_t experts = 1, rows_per_expert = 1, hidden = 1, cols = 1;
+};
+
+// KV append of one decode step: the new token's row of every (request, KV head) written at
+// `position` of a cache.
+//   new_kv [batch, kv_heads, width] storage; cache [batch, kv_heads, capacity, width] storage
+struct KvAppendShape {
+  int64_t batch = 1, kv_heads = 1, width = 256, capacity = 1024, position = 0;
+};
+
+class MicroBackend {
+ public:
+  virtual ~MicroBackend() = default;
+
+  // "cpu" or "cuda".
+  virtual std::string name() const = 0;
+  // This rank's device, e.g. "cpu" or "cuda:0 NVIDIA H100 80GB HBM3 bus 0000:18:00.0".
+  virtual std::string device_description() const = 0;
+  // Storage type name ("fp32", "bf16") and its size in bytes.
+  virtual std::string storage_dtype() const = 0;
+  virtual int64_t storage_bytes() const = 0;
+  // Memory of one device (cpu: host RAM), and the size of its last-level cache (operand sets
+  // smaller than a few caches are rotated so no timed launch reads warm data).
+  virtual int64_t memory_bytes() const = 0;
+  virtual int64_t cache_bytes() const = 0;
+
+  virtual std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) = 0;
+  // Uniform values in [-1, 1) (never all zeros), keyed by `seed`, as `elem` elements.
+  virtual void fill_random(DeviceBuffer& buf, Elem elem, uint64_t seed) = 0;
+  // Waits for every launched kernel.
+  virtual void synchronize() = 0;
+  // Microseconds one call of `launch` takes on the device (cpu: steady_clock around the call;
+  // cuda: events recorded around it on the launch stream, then synchronized).
+  virtual double time_us(const std::function<void()>& launch) = 0;
+
+  // Kernels. Pointers are device memory from allocate(); types as documented on the shapes.
+  // Read-only reduction over `bytes` of `buf` (the bandwidth ceiling); the result goes to `sink`
+  // (one fp32 in device memory) so the reads cannot be optimized away.
+  virtual void stream_read(const void* buf, int64_t bytes, float* sink) = 0;
+  virtual void attention_gqa(const GqaDecodeShape& s, const void* q, const void* k, const void* v,
+                             float* out, float* lse) = 0;
+  virtual void attention_mla(const MlaDecodeShape& s, const void* q, const void* kv, float* out,
+                             float* lse) = 0;
+  virtual void lse_combine(const CombineShape& s, const float* o, const float* lse, float* out,
+                           float* lse_out) = 0;
+  virtual void gemm(const GemmShape& s, const void* x, const void* w, void* y) = 0;
+  virtual int64_t moe_scratch_bytes(const MoeShape& s) const = 0;
+  virtual void moe_experts(const MoeShape& s, const void* x, const void* w_gate, const void* w_up,
+                           const void* w_down, void* out, void* scratch) = 0;
+  virtual void kv_append(const KvAppendShape& s, const void* new_kv, void* cache) = 0;
+};
+
+// The backend `name` names ("cpu" or "cuda"); throws UsageError naming `option` when unknown or
+// not built.
+std::unique_ptr<MicroBackend> make_micro_backend(const std::string& name,
+                                                 const std::string& option = "--backend");
+
+// fp32 reference kernels on the host.
+std::unique_ptr<MicroBackend> make_cpu_micro_backend();
+
+// CUDA kernels. Declared here, defined in a CUDA source only when HELIX_CUDA_BACKEND is defined
+// (the device is chosen from the node-local rank, as in the decode driver).
+std::unique_ptr<MicroBackend> make_cuda_micro_backend();
+
+}  // namespace helix::micro

@@ -1,0 +1,155 @@
+// Checks what helix-micro and `helix-bench calibrate` wrote: the /micro group of an HDF5 trace
+// (schema of results/README.md, no wrong elements) or a hardware profile JSON.
+//   helix_micro_check trace FILE.h5 RANKS
+//   helix_micro_check profile FILE.json RANKS
+// Prints one line per problem and exits 1 when there is any.
+#include <hdf5.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "bench/h5.hpp"
+#include "bench/micro/profile.hpp"
+
+namespace {
+
+std::vector<std::string> problems;
+
+void expect(bool ok, const std::string& what) {
+  if (!ok) problems.push_back(what);
+}
+
+void check_trace(const std::string& path, int ranks) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) {
+    problems.push_back("cannot open " + path);
+    return;
+  }
+  using namespace helix::h5;
+  for (const char* a : {"schema_version", "kind", "suite_version", "git_sha", "command_line",
+                        "utc_time", "hosts", "devices", "backend", "world_size"})
+    expect(has_attr(f, a), std::string("root attribute missing: ") + a);
+  if (has_attr(f, "kind")) expect(read_attr_string(f, "kind") == "micro", "root kind is not micro");
+  if (has_attr(f, "world_size"))
+    expect(read_attr_int(f, "world_size") == ranks, "world_size differs from the rank count");
+  if (!exists(f, "/micro")) {
+    problems.push_back("no /micro group");
+    H5Fclose(f);
+    return;
+  }
+  const hid_t g = H5Gopen2(f, "/micro", H5P_DEFAULT);
+  for (const char* a : {"ceiling_gbps", "stream_bytes", "backend", "comm_backend"})
+    expect(has_attr(g, a), std::string("/micro attribute missing: ") + a);
+  if (has_attr(g, "ceiling_gbps")) {
+    const double c = read_attr_double(g, "ceiling_gbps");
+    expect(std::isfinite(c) && c > 0, "ceiling_gbps is not positive");
+  }
+  H5Gclose(g);
+
+  size_t rows = 0;
+  for (const char* col : {"name", "kernel", "shape"}) {
+    const std::string p = std::string("/micro/kernels/") + col;
+    if (!exists(f, p)) {
+      problems.push_back("missing " + p);
+      continue;
+    }
+    const auto v = read_strings(f, p);
+    if (rows == 0) rows = v.size();
+    expect(v.size() == rows && rows > 0, p + ": wrong length");
+  }
+  for (const char* col : {"bytes", "flops", "time_us_median", "time_us_min", "time_us_max", "gbps",
+                          "tflops", "fraction_of_ceiling"}) {
+    const std::string p = std::string("/micro/kernels/") + col;
+    if (!exists(f, p)) {
+      problems.push_back("missing " + p);
+      continue;
+    }
+    const auto v = read_doubles(f, p);
+    expect(v.size() == rows, p + ": wrong length");
+    for (double x : v) expect(std::isfinite(x) && x >= 0, p + ": value not finite or negative");
+  }
+  if (exists(f, "/micro/kernels/time_us_median"))
+    for (double t : read_doubles(f, "/micro/kernels/time_us_median"))
+      expect(t > 0, "/micro/kernels/time_us_median: zero time");
+
+  size_t crows = 0;
+  for (const char* col : {"collective", "dtype"}) {
+    const std::string p = std::string("/micro/collectives/") + col;
+    if (!exists(f, p)) {
+      problems.push_back("missing " + p);
+      continue;
+    }
+    const auto v = read_strings(f, p);
+    if (crows == 0) crows = v.size();
+    expect(v.size() == crows && crows > 0, p + ": wrong length");
+  }
+  for (const char* col : {"group_size", "size_bytes", "count", "time_us", "algbw_gbps",
+                          "busbw_gbps", "wrong", "in_place"}) {
+    const std::string p = std::string("/micro/collectives/") + col;
+    if (!exists(f, p)) {
+      problems.push_back("missing " + p);
+      continue;
+    }
+    const auto v = read_doubles(f, p);
+    expect(v.size() == crows, p + ": wrong length");
+    for (double x : v) {
+      expect(std::isfinite(x) && x >= 0, p + ": value not finite or negative");
+      if (col == std::string("wrong")) expect(x == 0, p + ": wrong elements reported");
+      if (col == std::string("group_size")) expect(x == ranks, p + ": group size differs");
+    }
+  }
+  H5Fclose(f);
+}
+
+void check_profile(const std::string& path, int ranks) {
+  helix::micro::HardwareProfile p;
+  try {
+    p = helix::micro::read_profile(path);
+  } catch (const std::exception& e) {
+    problems.push_back(e.what());
+    return;
+  }
+  expect(p.kind == "calibrated", "kind is not calibrated");
+  expect(p.stream_gbps > 0 && p.mem_bw_gbps == p.stream_gbps, "stream_gbps / mem_bw_gbps");
+  expect(p.memory_bytes > 0, "memory_bytes");
+  expect(p.flops_tflops.count("bf16") && p.flops_tflops.at("bf16") > 0, "flops_tflops.bf16");
+  expect(!p.gemm_efficiency.empty(), "gemm_efficiency is empty");
+  for (const auto& g : p.gemm_efficiency)
+    expect(g.efficiency > 0 && g.efficiency <= 1.0, "gemm_efficiency out of (0, 1]");
+  expect(p.sources.count("*") == 1, "sources['*'] missing");
+  if (ranks > 1) {
+    expect(p.collectives.size() == 5, "expected 5 collectives");
+    for (const auto& c : p.collectives) {
+      expect(c.group_size == ranks, c.collective + ": group size");
+      expect(c.latency_us > 0 && c.busbw_gbps > 0, c.collective + ": figures not positive");
+    }
+    expect(p.nvlink.bw_gbps > 0 && p.nvlink.latency_us > 0, "nvlink figures");
+    expect(p.nvlink.domain_gpus == ranks, "nvlink.domain_gpus");
+  } else {
+    expect(p.collectives.empty(), "collectives with one rank");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s trace|profile FILE RANKS\n", argv[0]);
+    return 2;
+  }
+  const std::string kind = argv[1], path = argv[2];
+  const int ranks = std::atoi(argv[3]);
+  if (kind == "trace")
+    check_trace(path, ranks);
+  else if (kind == "profile")
+    check_profile(path, ranks);
+  else
+    problems.push_back("unknown kind " + kind);
+  for (const auto& p : problems)
+    std::printf("helix_micro_check: %s: %s\n", path.c_str(), p.c_str());
+  if (problems.empty()) std::printf("helix_micro_check: %s: ok\n", path.c_str());
+  return problems.empty() ? 0 : 1;
+}

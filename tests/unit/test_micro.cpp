@@ -1,0 +1,222 @@
+// Micro-benchmark building blocks: nccl-tests bandwidth formulas, the exact verification pattern
+// and its wrong-element count, byte-count parsing, kernel cases, the hardware profile writer.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <vector>
+
+#include "bench/micro/collectives.hpp"
+#include "bench/micro/kernel_cases.hpp"
+#include "bench/micro/micro_options.hpp"
+#include "bench/micro/profile.hpp"
+#include "comm/error.hpp"
+
+namespace helix::micro {
+namespace {
+
+TEST(MicroBusBw, FactorsFollowNcclTests) {
+  EXPECT_DOUBLE_EQ(busbw_factor(Coll::all_reduce, 8), 2.0 * 7 / 8);
+  EXPECT_DOUBLE_EQ(busbw_factor(Coll::all_gather, 8), 7.0 / 8);
+  EXPECT_DOUBLE_EQ(busbw_factor(Coll::reduce_scatter, 4), 3.0 / 4);
+  EXPECT_DOUBLE_EQ(busbw_factor(Coll::all_to_all, 2), 0.5);
+  EXPECT_DOUBLE_EQ(busbw_factor(Coll::send_recv, 8), 1.0);
+  EXPECT_DOUBLE_EQ(busbw_factor(Coll::all_reduce, 1), 0.0);
+  // 1 GB in 1000 us = 1000 GB/s algbw; all-reduce over 4 ranks: 1500 GB/s busbw.
+  EXPECT_DOUBLE_EQ(algbw_gbps(1e9, 1000.0), 1000.0);
+  EXPECT_DOUBLE_EQ(busbw_gbps(Coll::all_reduce, 4, 1e9, 1000.0), 1500.0);
+  EXPECT_DOUBLE_EQ(busbw_gbps(Coll::all_gather, 4, 1e9, 1000.0), 750.0);
+}
+
+TEST(MicroBusBw, SizesAndCounts) {
+  // S is the buffer (all-reduce, send/recv) or the whole group's data (the others).
+  EXPECT_EQ(op_count_for_size(Coll::all_reduce, 4, 4096, DType::f32), 1024);
+  EXPECT_EQ(op_count_for_size(Coll::all_gather, 4, 4096, DType::f32), 256);
+  EXPECT_EQ(op_count_for_size(Coll::all_to_all, 3, 4096, DType::f32), 341);
+  EXPECT_EQ(size_for_op_count(Coll::all_to_all, 3, 341, DType::f32), 4092);
+  EXPECT_EQ(op_count_for_size(Coll::reduce_scatter, 4, 8, DType::f32), 0);
+  EXPECT_EQ(op_count_for_size(Coll::send_recv, 4, 8, DType::bf16), 4);
+  EXPECT_EQ(size_sweep(8, 64, 2), (std::vector<int64_t>{8, 16, 32, 64}));
+  EXPECT_EQ(size_sweep(8, 100, 8), (std::vector<int64_t>{8, 64}));
+}
+
+// The results every rank should hold, computed by running the collective's definition over the
+// send buffers of all ranks (independently of the checker's closed forms).
+std::vector<std::vector<double>> simulate(Coll c, int n, int64_t count) {
+  std::vector<std::vector<double>> send(static_cast<size_t>(n)), recv(static_cast<size_t>(n));
+  for (int r = 0; r < n; ++r) {
+    std::vector<float> buf(size_t(send_elems(c, n, count)));
+    fill_send_pattern(c, DType::f32, r, n, count, buf.data());
+    send[size_t(r)].assign(buf.begin(), buf.end());
+    recv[size_t(r)].assign(size_t(recv_elems(c, n, count)), 0.0);
+  }
+  for (int r = 0; r < n; ++r) {
+    auto& out = recv[size_t(r)];
+    for (int64_t i = 0; i < int64_t(out.size()); ++i) {
+      switch (c) {
+        case Coll::all_reduce:
+          for (int q = 0; q < n; ++q) out[size_t(i)] += send[size_t(q)][size_t(i)];
+          break;
+        case Coll::all_gather:
+          out[size_t(i)] = send[size_t(i / count)][size_t(i % count)];
+          break;
+        case Coll::reduce_scatter:
+          for (int q = 0; q < n; ++q) out[size_t(i)] += send[size_t(q)][size_t(r * count + i)];
+          break;
+        case Coll::all_to_all:
+          out[size_t(i)] = send[size_t(i / count)][size_t(r * count + i % count)];
+          break;
+        case Coll::send_recv:
+          out[size_t(i)] = send[size_t((r + n - 1) % n)][size_t(i)];
+          break;
+      }
+    }
+  }
+  return recv;
+}
+
+TEST(MicroChecker, AcceptsCorrectResultsAndCountsCorruptedElements) {
+  for (DType t : {DType::f32, DType::bf16, DType::i32})
+    for (int c = 0; c < kNumColls; ++c)
+      for (int n : {1, 3, 4}) {
+        const Coll coll = Coll(c);
+        const int64_t count = 7;
+        const auto expected = simulate(coll, n, count);
+        for (int r = 0; r < n; ++r) {
+          const auto& e = expected[size_t(r)];
+          std::vector<unsigned char> buf(e.size() * size_t(dtype_bytes(t)));
+          for (size_t i = 0; i < e.size(); ++i) encode(t, e[i], buf.data(), int64_t(i));
+          EXPECT_EQ(count_wrong(coll, t, r, n, count, buf.data()), 0)
+              << coll_name(coll) << " " << dtype_name(t) << " n=" << n << " rank " << r;
+          // One element off by one, another replaced by the checker's sentinel.
+          encode(t, e[3] + 1, buf.data(), 3);
+          encode(t, -1000.0, buf.data(), int64_t(e.size() - 1));
+          EXPECT_EQ(count_wrong(coll, t, r, n, count, buf.data()), 2) << coll_name(coll);
+        }
+      }
+}
+
+TEST(MicroChecker, PatternIsNeverAllZerosAndExactInBf16) {
+  std::set<double> seen;
+  for (int64_t i = 0; i < 200; ++i) {
+    const double v = pattern_value(3, i);
+    EXPECT_GE(v, -8);
+    EXPECT_LE(v, 8);
+    seen.insert(v);
+    unsigned char b[2];
+    encode(DType::bf16, v * 32, b, 0);  // sums over 32 ranks stay exact
+    EXPECT_EQ(decode(DType::bf16, b, 0), v * 32);
+  }
+  EXPECT_GT(seen.size(), 10u);
+}
+
+TEST(MicroOptions, ParsesByteCounts) {
+  EXPECT_EQ(parse_bytes("4096", "--x"), 4096);
+  EXPECT_EQ(parse_bytes("64K", "--x"), 65536);
+  EXPECT_EQ(parse_bytes("16MiB", "--x"), int64_t(16) << 20);
+  EXPECT_EQ(parse_bytes("1G", "--x"), int64_t(1) << 30);
+  EXPECT_EQ(parse_bytes("0", "--x", true), 0);
+  EXPECT_THROW(parse_bytes("0", "--x"), UsageError);
+  EXPECT_THROW(parse_bytes("12x", "--x"), UsageError);
+  EXPECT_THROW(parse_bytes("-5", "--x"), UsageError);
+  EXPECT_THROW(parse_bytes("", "--x"), UsageError);
+  try {
+    parse_bytes("abc", "--stream-bytes");
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("--stream-bytes: 'abc'", 0), 0u) << e.what();
+  }
+}
+
+TEST(MicroCases, ShardShapesOfTheLayouts) {
+  CaseOptions o;
+  const auto cases = make_kernel_cases(o);
+  std::set<std::string> names;
+  bool q16 = false, q8 = false, mla128 = false, expert = false;
+  for (const auto& c : cases) {
+    EXPECT_TRUE(names.insert(c.name).second) << "duplicate " << c.name;
+    EXPECT_GT(case_bytes(c, 2), 0) << c.name;
+    if (c.kind == KernelKind::attn_gqa && c.gqa.kv_heads == 1 && c.gqa.tokens == 1048576) {
+      q16 |= c.gqa.q_heads == 16;  // TP 8 and Helix (TPA 8) of Llama-3.1-405B
+      q8 |= c.gqa.q_heads == 8;    // TP 16: KV duplicated, 8 query heads per rank
+    }
+    if (c.kind == KernelKind::attn_mla) mla128 |= c.mla.heads == 128;  // Helix: TPA 1
+    if (c.kind == KernelKind::moe_experts)
+      expert |= c.moe.experts == 32 && c.moe.cols == 2048 && c.moe.hidden == 7168;
+  }
+  EXPECT_TRUE(q16 && q8 && mla128 && expert);
+}
+
+TEST(MicroCases, CapsScaleTheSweepDown) {
+  CaseOptions o;
+  o.models = {"llama-3.1-405b"};
+  o.max_kv_bytes = int64_t(16) << 20;
+  o.max_weight_bytes = int64_t(4) << 20;
+  std::vector<int64_t> tokens;
+  for (const auto& c : make_kernel_cases(o)) {
+    if (c.kind == KernelKind::attn_gqa && c.gqa.q_heads == 16) tokens.push_back(c.gqa.tokens);
+    if (c.kind == KernelKind::gemm) {
+      EXPECT_LE(c.gemm.k * c.gemm.n * 4, o.max_weight_bytes);
+    }
+  }
+  // 1M tokens x 1 KiB (K and V, fp32, one head) scaled to 16 MiB: 16K tokens; ratios kept.
+  EXPECT_EQ(tokens, (std::vector<int64_t>{2048, 4096, 8192, 16384}));
+  o.models = {"no-such-model"};
+  EXPECT_THROW(make_kernel_cases(o), UsageError);
+}
+
+HardwareProfile sample_profile() {
+  HardwareProfile p;
+  p.name = "test-node";
+  p.description = "host h, device d, 2030-01-01";
+  p.memory_bytes = int64_t(80) << 30;
+  p.mem_bw_gbps = p.stream_gbps = 3100.5;
+  p.flops_tflops = {{"bf16", 700.25}};
+  p.gemm_efficiency = {{1, 0.125}, {64, 1.0}};
+  p.nvlink = {8, 350.0, 12.5};
+  p.network = {0, 350.0, 12.5};
+  p.collectives = {{"all_reduce", 8, 12.5, 350.0}, {"all_to_all", 8, 9.0, 300.0}};
+  p.sources = {{"*", "measured by helix-bench calibrate 0.1.0 on 2030-01-01"}};
+  return p;
+}
+
+TEST(MicroProfile, JsonRoundTrip) {
+  const HardwareProfile p = sample_profile();
+  const nlohmann::json j = to_json(p);
+  EXPECT_EQ(j.at("kind"), "calibrated");
+  EXPECT_EQ(j.at("nvlink").at("domain_gpus"), 8);
+  EXPECT_FALSE(j.at("network").contains("domain_gpus"));
+  const HardwareProfile q = profile_from_json(j);
+  EXPECT_EQ(to_json(q), j);
+  EXPECT_EQ(q.gemm_efficiency[0].m, 1);
+  EXPECT_DOUBLE_EQ(q.collectives[1].busbw_gbps, 300.0);
+
+  HardwareProfile single = p;
+  single.collectives.clear();
+  EXPECT_FALSE(to_json(single).contains("collectives"));
+  EXPECT_TRUE(profile_from_json(to_json(single)).collectives.empty());
+
+  nlohmann::json bad = j;
+  bad.at("nvlink").erase("bw_gbps");
+  try {
+    profile_from_json(bad);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("nvlink.bw_gbps"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MicroProfile, FileWrittenAtomically) {
+  const std::string path = "micro_profile_test_" + std::to_string(getpid()) + ".json";
+  write_profile(path, sample_profile());
+  EXPECT_EQ(to_json(read_profile(path)), to_json(sample_profile()));
+  std::remove(path.c_str());
+  EXPECT_THROW(write_profile("/nonexistent-dir/p.json", sample_profile()), UsageError);
+  EXPECT_THROW(read_profile("/nonexistent-dir/p.json"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace helix::micro
