@@ -3,7 +3,7 @@
 //
 // mpi-host (mpi_collective_backend.cpp): MPI over host memory, runs everywhere (CI). An NCCL
 // backend is one more file defining make_nccl_collective_backend() (compiled when
-// HELIX_CUDA_BACKEND is defined); the sweep, the checks and the reports stay as they are.
+// HELIX_MICRO_CUDA is defined); the sweep, the checks and the reports stay as they are.
 #pragma once
 
 #include <mpi.h>
@@ -67,7 +67,7 @@ class CollectiveBackend {
 std::unique_ptr<CollectiveBackend> make_mpi_collective_backend(MPI_Comm comm);
 
 // NCCL over the ranks of `comm` (one GPU per rank). Declared here, defined in a CUDA source only
-// when HELIX_CUDA_BACKEND is defined.
+// when HELIX_MICRO_CUDA is defined.
 std::unique_ptr<CollectiveBackend> make_nccl_collective_backend(MPI_Comm comm);
 
 // The collective backend that goes with a compute backend: cpu -> mpi-host, cuda -> nccl.

@@ -188,7 +188,7 @@ std::unique_ptr<MicroBackend> make_micro_backend(const std::string& name,
                                                  const std::string& option) {
   if (name == "cpu") return make_cpu_micro_backend();
   if (name == "cuda") {
-#if defined(HELIX_CUDA_BACKEND)
+#if defined(HELIX_MICRO_CUDA)
     return make_cuda_micro_backend();
 #else
     throw UsageError(option + " cuda: built without CUDA (configure with nvcc found)");

@@ -2,7 +2,7 @@
 // one iteration, and one entry point per kernel taking plain shapes and device pointers.
 //
 // The CPU backend (cpu_micro_backend.cpp) calls the reference kernels in kernels/*_cpu.cpp. A CUDA
-// backend is one more file defining make_cuda_micro_backend() (compiled when HELIX_CUDA_BACKEND is
+// backend is one more file defining make_cuda_micro_backend() (compiled when HELIX_MICRO_CUDA is
 // defined); nothing else changes: the harness allocates operands through allocate(), fills them
 // through fill_random(), launches through the entry points and times through time_us().
 #pragma once
@@ -123,7 +123,7 @@ std::unique_ptr<MicroBackend> make_micro_backend(const std::string& name,
 // fp32 reference kernels on the host.
 std::unique_ptr<MicroBackend> make_cpu_micro_backend();
 
-// CUDA kernels. Declared here, defined in a CUDA source only when HELIX_CUDA_BACKEND is defined
+// CUDA kernels. Declared here, defined in a CUDA source only when HELIX_MICRO_CUDA is defined
 // (the device is chosen from the node-local rank, as in the decode driver).
 std::unique_ptr<MicroBackend> make_cuda_micro_backend();
 

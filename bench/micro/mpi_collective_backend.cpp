@@ -170,7 +170,7 @@ std::unique_ptr<CollectiveBackend> make_mpi_collective_backend(MPI_Comm comm) {
 std::unique_ptr<CollectiveBackend> make_collective_backend(const std::string& backend,
                                                            MPI_Comm comm) {
   if (backend == "cuda") {
-#if defined(HELIX_CUDA_BACKEND)
+#if defined(HELIX_MICRO_CUDA)
     return make_nccl_collective_backend(comm);
 #else
     throw UsageError("--backend cuda: built without CUDA (configure with nvcc found)");
