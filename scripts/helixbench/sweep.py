@@ -25,9 +25,9 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import h5py
@@ -164,6 +164,31 @@ def merge_point(out: str, point_trace: str, point: dict, sweep_command: str) -> 
     return added
 
 
+def remove_stale_work(out: str):
+    """Removes the work folders and half-merged files that killed sweeps of this host left
+    beside `out` (their process is gone)."""
+    prefixes = (f"{os.path.basename(out)}.tmp.sweep-{socket.gethostname()}-",
+                f"{os.path.basename(out)}.tmp.")
+    folder = os.path.dirname(os.path.abspath(out))
+    for name in os.listdir(folder):
+        prefix = next((p for p in prefixes if name.startswith(p) and name[len(p):].isdigit()),
+                      None)
+        if prefix is None:
+            continue
+        pid = int(name[len(prefix):])
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+        except PermissionError:
+            continue
+
+
 def decode_command(point: dict, launcher: str, binary: str, trace: str) -> list:
     cmd = shlex.split(launcher.format(np=point["np"]))
     cmd += [binary, "decode", "--model", point["model"], "--layouts", point["layout"],
@@ -196,7 +221,9 @@ def run_sweep(opts) -> int:
                          "scripts/build.sh)")
     failures = 0
     sweep_command = shlex.join(["helix-sweep"] + opts.argv)
-    work = tempfile.mkdtemp(prefix=os.path.basename(out) + ".tmp.sweep-", dir=out_dir)
+    remove_stale_work(out)
+    work = f"{out}.tmp.sweep-{socket.gethostname()}-{os.getpid()}"
+    os.makedirs(work, exist_ok=True)
     try:
         k = 0
         for i, p in enumerate(points, 1):
