@@ -189,8 +189,10 @@ def remove_stale_work(out: str):
             continue
 
 
-def decode_command(point: dict, launcher: str, binary: str, trace: str) -> list:
-    cmd = shlex.split(launcher.format(np=point["np"]))
+def decode_command(point: dict, launcher: str, binary: str, trace: str,
+                   ranks_per_node: int = 0) -> list:
+    nodes = -(-point["np"] // ranks_per_node) if ranks_per_node else 1
+    cmd = shlex.split(launcher.replace("{np}", str(point["np"])).replace("{nodes}", str(nodes)))
     cmd += [binary, "decode", "--model", point["model"], "--layouts", point["layout"],
             "--seq", str(point["seq"]), "--batch", str(point["batch"]), "--quiet",
             "--out", trace]
@@ -214,7 +216,8 @@ def run_sweep(opts) -> int:
           f"{len(todo)} to run", flush=True)
     if opts.dry_run:
         for p in todo:
-            print(shlex.join(decode_command(p, opts.launcher, opts.binary, "POINT.h5")))
+            print(shlex.join(decode_command(p, opts.launcher, opts.binary, "POINT.h5",
+                                            opts.ranks_per_node)))
         return EXIT_OK
     if todo and not (os.path.isfile(opts.binary) and os.access(opts.binary, os.X_OK)):
         raise UsageError(f"--binary: {opts.binary} is not an executable (build it with "
@@ -233,7 +236,7 @@ def run_sweep(opts) -> int:
                 continue
             k += 1
             trace = os.path.join(work, f"point_{i:05d}.h5")
-            cmd = decode_command(p, opts.launcher, opts.binary, trace)
+            cmd = decode_command(p, opts.launcher, opts.binary, trace, opts.ranks_per_node)
             start = time.monotonic()
             try:
                 proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -308,9 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, metavar="TRACE.h5",
                     help="merged trace, created or extended (points already in it are skipped)")
     ap.add_argument("--launcher", default=DEFAULT_LAUNCHER,
-                    help="launch command; {np} is replaced by the rank count (default: "
+                    help="launch command; {np} is replaced by the rank count and {nodes} by "
+                         "the node count (see --ranks-per-node) (default: "
                          f"'{DEFAULT_LAUNCHER}'; e.g. 'srun --mpi=pmix -n {{np}}' or "
                          "'scripts/launch/mpirun.sh -np {np}')")
+    ap.add_argument("--ranks-per-node", type=int, default=0,
+                    help="ranks (GPUs) per node; the launcher's {nodes} becomes ceil(np / this), "
+                         "e.g. 'srun --mpi=pmix -N {nodes} -n {np}' (default 0: {nodes} = 1)")
     ap.add_argument("--binary", default=DEFAULT_BINARY,
                     help="helix-bench executable (default: build/bin/helix-bench of this "
                          "repository)")
@@ -359,6 +366,8 @@ def main(argv=None) -> int:
         for k in ("models", "seq", "batch"):
             if not split_list(spec[k]):
                 raise UsageError(f"--{k}: required (on the command line or in --spec)")
+        if opts.ranks_per_node < 0:
+            raise UsageError("--ranks-per-node: must be 0 or more")
         if "{np}" not in opts.launcher:
             raise UsageError("--launcher: must contain {np}, replaced by the rank count")
         opts.spec = spec
