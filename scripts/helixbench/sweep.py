@@ -219,6 +219,9 @@ def run_sweep(opts) -> int:
             print(shlex.join(decode_command(p, opts.launcher, opts.binary, "POINT.h5",
                                             opts.ranks_per_node)))
         return EXIT_OK
+    if opts.binary == DEFAULT_BINARY:  # shorter command lines in the trace from the repository
+        rel = os.path.relpath(DEFAULT_BINARY)
+        opts.binary = rel if not rel.startswith("..") else DEFAULT_BINARY
     if todo and not (os.path.isfile(opts.binary) and os.access(opts.binary, os.X_OK)):
         raise UsageError(f"--binary: {opts.binary} is not an executable (build it with "
                          "scripts/build.sh)")
