@@ -463,7 +463,7 @@ def plot_pareto(cols, series_key, title, out_dir, name, figures, panel_key=None)
 
 
 def frontier_table(cols, series_key, extra_keys) -> str:
-    n = len(cols["tokens_per_s_per_user"])
+    """The frontier points (at most 40, by interactivity) as a Markdown table."""
     if "on_frontier" in cols:
         idx = np.flatnonzero(np.asarray(cols["on_frontier"], dtype=bool))
     else:
@@ -478,7 +478,6 @@ def frontier_table(cols, series_key, extra_keys) -> str:
                     [fmt_us(float(cols["ttl_us"][i])) if "ttl_us" in cols else "-",
                      f"{float(cols['tokens_per_s_per_user'][i]):,.1f}",
                      f"{float(cols['tokens_per_s_per_gpu'][i]):,.1f}"])
-    del n
     return md_table(keys + ["TTL (us)", "tokens/s per user", "tokens/s per GPU"], rows)
 
 

@@ -152,8 +152,10 @@ def test_real_cpu_trace_against_itself_and_slowed_copy(cpu_trace, tmp_path):
         ph = f["decode/run_0002/phase_us"]
         names = list(ph.attrs["phases"])
         v = ph[()]
-        v[:, :, names.index("attention")] *= 1.2
-        v[:, :, names.index("attention")] += 2.0  # above the 1 us floor even for tiny phases
+        a = v[:, :, names.index("attention")]
+        # +20% of the median plus the spread: every slowed iteration is slower than every
+        # original one, however noisy this machine was
+        a += 0.2 * np.median(a.max(axis=1)) + np.ptp(a.max(axis=1))
         ph[...] = v
     p = compare(cpu_trace, slowed, "--threshold", "5%")
     assert p.returncode == 1, p.stdout

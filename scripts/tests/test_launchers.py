@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import REPO, SCRIPTS, need_binary, tool_env
@@ -108,15 +109,18 @@ def test_committed_baseline_is_a_verified_trace():
 
 
 def test_gate_against_committed_baseline(tmp_path):
-    """The CI gate end to end on the CPU backend: sweep, check, report, compare. A shared CPU is
-    too noisy to gate on, so the threshold is wide: this checks that every run matches."""
+    """The CI gate end to end on the CPU backend: sweep, check, report, compare. Timings of
+    host-memory MPI on a shared, oversubscribed CPU swing by several times between runs, so
+    this checks the pipeline and that every run matches its baseline run (exit 0 or 1, never
+    2); catching a regression is checked on traces with a known slowdown."""
     need_binary()
     work = tmp_path / "gate"
-    p = sh([os.path.join(SCRIPTS, "gate.sh"), "--work", str(work), "--threshold", "1000%"],
-           cwd=REPO)
-    assert p.returncode == 0, p.stdout + p.stderr
+    p = sh([os.path.join(SCRIPTS, "gate.sh"), "--work", str(work)], cwd=REPO)
+    assert p.returncode in (0, 1), p.stdout + p.stderr
     res = json.loads((work / "compare.json").read_text())
+    assert res["exit_code"] == p.returncode
     assert len(res["runs"]) == 8 and not res["unmatched_baseline"]
+    assert all("step_us" in r["metrics"] for r in res["runs"])
     assert (work / "report" / "summary.md").exists()
 
 
@@ -127,8 +131,8 @@ def test_gate_fails_on_a_slowed_baseline_copy(tmp_path):
         ph = f["decode/run_0003/phase_us"]
         names = list(ph.attrs["phases"])
         v = ph[()]
-        v[:, :, names.index("ffn")] *= 1.2
-        v[:, :, names.index("ffn")] += 2.0
+        ffn = v[:, :, names.index("ffn")]
+        ffn += 0.2 * np.median(ffn.max(axis=1)) + np.ptp(ffn.max(axis=1))
         ph[...] = v
     env = tool_env()
     for cand, code in ((BASELINE, 0), (slowed, 1)):
