@@ -548,7 +548,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="helix-report", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Example:\n  helix-report results/quickstart.h5 --out /tmp/quickstart-report")
+        epilog="Example:\n  helix-report results/quickstart.h5 --out results/quickstart-report")
     ap.add_argument("trace", metavar="TRACE.h5", help="helix-bench HDF5 trace")
     ap.add_argument("--out", metavar="DIR",
                     help="output folder for summary.md and the PNG plots (default: "
