@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what helix-bench needs to build and run on a Debian/Ubuntu machine: compilers, CMake,
-# Open MPI, HDF5, GoogleTest, Google Benchmark, CLI11, nlohmann-json (Debian packages) and the
-# pinned Python packages of scripts/requirements.txt. Installs only what is missing.
+# Open MPI, HDF5, GoogleTest, Google Benchmark, CLI11, nlohmann-json (Debian packages), the
+# pinned Python packages of scripts/requirements.txt, and the helixbench package of scripts/
+# (commands helix-report, helix-compare, helix-sweep). Installs only what is missing.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -56,4 +57,25 @@ else
   echo "setup: installing Python packages from scripts/requirements.txt"
   python3 -m pip install -q -r "$here/requirements.txt" 2>&1 | grep -v "Running pip as the 'root' user" || true
   python3 -c "import h5py, numpy, matplotlib" || { echo "setup: Python packages failed to install" >&2; exit 1; }
+fi
+
+# The helixbench package, editable (the commands follow this checkout), without dependencies
+# (pinned above) and without fetching build tools (setuptools comes with pip).
+if python3 - "$here" <<'PY'
+import os, sys
+try:
+    import helixbench
+except ImportError:
+    sys.exit(1)
+sys.exit(0 if os.path.dirname(os.path.dirname(os.path.abspath(helixbench.__file__)))
+         == os.path.abspath(sys.argv[1]) else 1)
+PY
+then
+  echo "setup: helixbench package present"
+else
+  echo "setup: installing the helixbench package (helix-report, helix-compare, helix-sweep)"
+  python3 -m pip install -q --no-deps --no-build-isolation -e "$here" 2>&1 \
+    | grep -v "Running pip as the 'root' user" || true
+  python3 -c "import helixbench" 2>/dev/null \
+    || echo "setup: helixbench did not install; run the tools as PYTHONPATH=scripts python3 -m helixbench.<tool>" >&2
 fi

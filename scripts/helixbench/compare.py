@@ -1,0 +1,307 @@
+"""helix-compare: regression gate between two helix-bench decode traces.
+
+Runs are matched like with like: same model, layer kind, layout, N, KVP x TPA, TPF x EP, HOP-B
+chunks, KV block, batch, sequence length, backend, dtype, emulation and device model (bus ids
+ignored). For every matched run the medians over iterations of the step time, the exposed
+communication and every phase (max over ranks per iteration) are compared. A metric regresses
+when the candidate's median is slower than the baseline's by more than --threshold AND the
+slowdown is significant (one-sided Mann-Whitney U-test on the iteration samples, or a bootstrap
+band of the change of medians that excludes zero) AND it exceeds the absolute floor --min-us.
+
+Exit codes: 0 no regression; 1 at least one regression (or a candidate run that failed
+verification or was refused where the baseline ran); 2 nothing matched, or bad input (missing
+file, not a trace), with a one-line message.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import stats
+from .trace import MATCH_KEYS, TraceError, load_decode_runs, open_trace
+
+EXIT_OK, EXIT_REGRESSION, EXIT_BAD = 0, 1, 2
+
+
+@dataclass
+class Samples:
+    """Pooled iteration samples of the runs of one trace sharing a key."""
+    runs: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)  # metric name -> 1-D samples (us)
+
+    def add(self, run):
+        self.runs.append(run)
+        if not run.ok:
+            return
+        new = {"step_us": run.step_us}
+        if run.exposed_comm_us is not None:
+            new["exposed_comm_us"] = run.exposed_comm_us
+        per_iter = run.phase_iter_max()
+        for i, p in enumerate(run.phases):
+            new[f"{p}_us"] = per_iter[:, i]
+        for k, v in new.items():
+            self.metrics[k] = np.concatenate([self.metrics[k], v]) if k in self.metrics else v
+
+
+def parse_threshold(text: str) -> float:
+    """'5%', '5' -> 0.05. Raises ValueError."""
+    s = text.strip()
+    if s.endswith("%"):
+        s = s[:-1]
+    value = float(s) / 100.0
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"--threshold: must be a non-negative percentage, got '{text}'")
+    return value
+
+
+def group_runs(runs, keys):
+    out = {}
+    for r in runs:
+        out.setdefault(r.key(keys), Samples()).add(r)
+    return out
+
+
+def short_label(key: dict) -> str:
+    s = (f"{key.get('model')} {key.get('layout')} N={key.get('n_ranks')} "
+         f"{key.get('kvp')}x{key.get('tpa')}/{key.get('tpf')}x{key.get('ep')}")
+    if key.get("layout") == "helix-hopb":
+        s += f" c={key.get('hopb_chunks')}"
+    s += f" B={key.get('batch')} S={key.get('seq_len')}"
+    if key.get("emulated_ranks"):
+        s += f" em={key.get('emulated_rank')}/{key.get('emulated_ranks')}"
+    return s
+
+
+def compare_metric(base, cand, args) -> dict:
+    mb, mc = float(np.median(base)), float(np.median(cand))
+    row = {"base_median_us": mb, "cand_median_us": mc, "base_n": int(len(base)),
+           "cand_n": int(len(cand))}
+    if not (mb > 0 and math.isfinite(mb) and math.isfinite(mc)):
+        row.update(change=float("nan"), band=[float("nan")] * 2, p_slower=float("nan"),
+                   p_faster=float("nan"), verdict="n/a")
+        return row
+    change = mc / mb - 1.0
+    lo, hi = stats.bootstrap_rel_change(base, cand)
+    p_slower = stats.mann_whitney_greater(base, cand)
+    p_faster = stats.mann_whitney_less(base, cand)
+    if args.test == "utest":
+        sig_slower, sig_faster = p_slower < args.alpha, p_faster < args.alpha
+    else:
+        sig_slower, sig_faster = lo > 0, hi < 0
+    big = abs(mc - mb) >= args.min_us
+    if change > args.threshold and sig_slower and big:
+        verdict = "REGRESSION"
+    elif change < -args.threshold and sig_faster and big:
+        verdict = "improved"
+    elif abs(change) > args.threshold and big:
+        verdict = "n.s."  # beyond the threshold, within the noise
+    else:
+        verdict = "ok"
+    row.update(change=change, band=[lo, hi], p_slower=p_slower, p_faster=p_faster,
+               verdict=verdict)
+    return row
+
+
+def run_compare(args) -> tuple:
+    """Returns (exit code, result dict)."""
+    keys = tuple(k for k in MATCH_KEYS if k not in args.ignore)
+    traces = []
+    for path in (args.baseline, args.candidate):
+        with open_trace(path) as f:
+            traces.append(load_decode_runs(f))
+    base_runs, cand_runs = traces
+    base, cand = group_runs(base_runs, keys), group_runs(cand_runs, keys)
+    matched = [k for k in base if k in cand]
+    result = {
+        "baseline": args.baseline, "candidate": args.candidate,
+        "threshold": args.threshold, "alpha": args.alpha, "test": args.test,
+        "min_us": args.min_us, "match_keys": list(keys),
+        "baseline_runs": len(base_runs), "candidate_runs": len(cand_runs),
+        "runs": [], "unmatched_baseline": [], "unmatched_candidate": [],
+        "regressions": 0, "improvements": 0,
+    }
+    for k in base:
+        if k not in cand:
+            result["unmatched_baseline"].append(short_label(dict(zip(keys, k))))
+    for k in cand:
+        if k not in base:
+            result["unmatched_candidate"].append(short_label(dict(zip(keys, k))))
+    if not matched:
+        return EXIT_BAD, result
+    for k in matched:
+        kd = dict(zip(keys, k))
+        b, c = base[k], cand[k]
+        entry = {"key": kd, "label": short_label(kd), "metrics": {}, "problems": []}
+        c_ok = [r for r in c.runs if r.ok]
+        if not b.metrics:
+            entry["problems"].append("baseline run refused or empty: nothing to compare")
+        elif not c_ok:
+            entry["problems"].append("REFUSED: the candidate refused a run the baseline ran ("
+                                     + "; ".join(str(r.get("message", "")) for r in c.runs) + ")")
+            result["regressions"] += 1
+        for r in c_ok:
+            if r.get("verify_ran") and not r.get("verified"):
+                entry["problems"].append(f"UNVERIFIED: candidate {r.name} missed the tolerance "
+                                         f"(max rel err {r.get('max_rel_err')})")
+                result["regressions"] += 1
+        if b.metrics and c.metrics:
+            for m in b.metrics:
+                if m not in c.metrics:
+                    continue
+                if not args.phases and m not in ("step_us", "exposed_comm_us"):
+                    continue
+                bs, cs = b.metrics[m], c.metrics[m]
+                if max(np.median(bs), np.median(cs)) < args.min_us and m != "step_us":
+                    continue  # a phase too small to judge (e.g. a collective a layout lacks)
+                row = compare_metric(bs, cs, args)
+                entry["metrics"][m] = row
+                if row["verdict"] == "REGRESSION":
+                    result["regressions"] += 1
+                elif row["verdict"] == "improved":
+                    result["improvements"] += 1
+        result["runs"].append(entry)
+    code = EXIT_REGRESSION if result["regressions"] else EXIT_OK
+    if args.require_all and result["unmatched_baseline"]:
+        code = EXIT_REGRESSION
+    return code, result
+
+
+def fmt_pct(x) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x * 100:+.1f}"
+
+
+def print_table(result, args, out):
+    test = (f"one-sided U-test at alpha {args.alpha}" if args.test == "utest"
+            else "bootstrap 95% band excluding 0")
+    print(f"helix-compare: baseline {result['baseline']} ({result['baseline_runs']} runs), "
+          f"candidate {result['candidate']} ({result['candidate_runs']} runs)", file=out)
+    print(f"regression = median slower by > {args.threshold * 100:g}% and {test} and "
+          f"> {args.min_us:g} us", file=out)
+    if result["runs"]:
+        width = max(len("run"), *(len(e["label"]) for e in result["runs"]))
+        head = (f"{'run':<{width}}  {'metric':<16} {'base_us':>10} {'cand_us':>10} "
+                f"{'change_%':>8} {'band95_%':>16} {'p_slower':>8}  verdict")
+        print(head, file=out)
+        print("-" * len(head), file=out)
+    for e in result["runs"]:
+        label = e["label"]
+        shown = 0
+        for m, row in e["metrics"].items():
+            if not args.all and m != "step_us" and row["verdict"] in ("ok", "n/a"):
+                continue
+            band = f"[{fmt_pct(row['band'][0])},{fmt_pct(row['band'][1])}]"
+            p = row["p_slower"]
+            print(f"{label:<{width}}  {m:<16} {row['base_median_us']:>10.1f} "
+                  f"{row['cand_median_us']:>10.1f} {fmt_pct(row['change']):>8} {band:>16} "
+                  f"{'n/a' if not math.isfinite(p) else format(p, '.3f'):>8}  {row['verdict']}",
+                  file=out)
+            label = ""
+            shown += 1
+        for p in e["problems"]:
+            print(f"{label:<{width}}  {p}", file=out)
+            label = ""
+    for k in result["unmatched_baseline"]:
+        print(f"helix-compare: baseline run without a candidate: {k}", file=out)
+    for k in result["unmatched_candidate"]:
+        print(f"helix-compare: candidate run without a baseline: {k}", file=out)
+    n = len(result["runs"])
+    print(f"summary: {n} runs matched, {result['regressions']} regressions, "
+          f"{result['improvements']} improvements; {len(result['unmatched_baseline'])} baseline "
+          f"and {len(result['unmatched_candidate'])} candidate runs unmatched", file=out)
+
+
+def _json_safe(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _json_safe(obj.item())
+    return obj
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="helix-compare", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example:\n  helix-compare results/baseline/cpu-tiny-gqa.h5 new.h5 --threshold 10%")
+    ap.add_argument("baseline", metavar="BASELINE.h5", help="reference decode trace")
+    ap.add_argument("candidate", metavar="CANDIDATE.h5", help="decode trace to judge")
+    ap.add_argument("--threshold", default="5%", type=str,
+                    help="relative slowdown of a median that counts as a regression, in percent "
+                         "('5%%' or '5'; default 5%%)")
+    ap.add_argument("--alpha", type=float, default=0.05,
+                    help="significance level of the U-test (default 0.05)")
+    ap.add_argument("--test", choices=("utest", "bootstrap"), default="utest",
+                    help="significance test: 'utest' = one-sided Mann-Whitney U on the iteration "
+                         "samples (default); 'bootstrap' = the 95%% band of the relative change "
+                         "of medians must exclude 0")
+    ap.add_argument("--min-us", type=float, default=1.0,
+                    help="absolute floor in microseconds: a change of the median smaller than "
+                         "this is never flagged, and phases under it in both traces are skipped "
+                         "(default 1.0 us)")
+    ap.add_argument("--no-phases", dest="phases", action="store_false",
+                    help="compare only step_us and exposed_comm_us, not every phase")
+    ap.add_argument("--ignore", default="",
+                    help="comma-separated match keys to ignore, e.g. 'device' to compare across "
+                         f"machines (keys: {', '.join(MATCH_KEYS)})")
+    ap.add_argument("--require-all", action="store_true",
+                    help="exit 1 also when a baseline run has no candidate")
+    ap.add_argument("--all", action="store_true",
+                    help="print every compared metric (default: step_us of every run and the "
+                         "metrics that changed beyond the threshold)")
+    ap.add_argument("--json", metavar="PATH",
+                    help="also write the result as JSON to PATH ('-' = stdout; the table then "
+                         "goes to stderr)")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        args.threshold = parse_threshold(args.threshold)
+    except ValueError:
+        print(f"helix-compare: error: --threshold: expected a percentage like '5%', got "
+              f"'{args.threshold}'", file=sys.stderr)
+        return EXIT_BAD
+    if not 0 < args.alpha < 1:
+        print("helix-compare: error: --alpha: must be between 0 and 1", file=sys.stderr)
+        return EXIT_BAD
+    ignore = {k.strip() for k in args.ignore.split(",") if k.strip()}
+    unknown = ignore - set(MATCH_KEYS)
+    if unknown:
+        print(f"helix-compare: error: --ignore: unknown keys {sorted(unknown)} (keys: "
+              f"{', '.join(MATCH_KEYS)})", file=sys.stderr)
+        return EXIT_BAD
+    args.ignore = ignore
+    try:
+        code, result = run_compare(args)
+    except TraceError as e:
+        print(f"helix-compare: error: {e}", file=sys.stderr)
+        return EXIT_BAD
+    table_out = sys.stderr if args.json == "-" else sys.stdout
+    print_table(result, args, table_out)
+    if code == EXIT_BAD:
+        print(f"helix-compare: nothing matched: no run of {args.candidate} has the same "
+              f"parameters and device as a run of {args.baseline}", file=sys.stderr)
+    if args.json:
+        result["exit_code"] = code
+        text = json.dumps(_json_safe(result), indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

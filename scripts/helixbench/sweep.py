@@ -1,0 +1,384 @@
+"""helix-sweep: a grid of `helix-bench decode` runs merged into one trace, resumable.
+
+Every point of the grid (ranks x model x sequence length x batch x layout) is one decode job,
+launched through the launcher (mpirun by default) into a temporary trace. After each point the
+output trace is rebuilt under a temporary name and renamed over the old one, so a sweep killed
+at any moment (a scheduler's time limit, Ctrl-C) leaves a whole trace holding every finished
+point. Run the same command again: points already in the trace are skipped (each run records its
+point in the attribute `sweep_point`), so nothing is measured twice and nothing is lost.
+
+The merged trace follows results/README.md. Its root attributes are those of the first point's
+job plus `sweep_command`; each run also records the job it came from (`job_command_line`,
+`job_utc_time`, `job_hosts`, `job_devices`, `job_slurm_job_id`, `job_git_sha`, `job_nccl_env`),
+because a resumed sweep may run on other nodes.
+
+Exit codes: 0 every point done and verified; 1 some point failed (its job's exit code and the
+tail of its output are printed; the other points still run unless --stop-on-error); 2 bad
+input.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import h5py
+
+from .trace import TraceError, attrs_dict, open_trace, text
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DEFAULT_BINARY = os.path.join(REPO, "build", "bin", "helix-bench")
+DEFAULT_LAUNCHER = "mpirun -np {np}"
+LAYOUTS = ("tp", "kvp", "helix", "helix-hopb")
+JOB_ATTRS = ("command_line", "utc_time", "hosts", "devices", "slurm_job_id", "git_sha",
+             "nccl_env")
+# decode options that would break the sweep's bookkeeping if passed through
+RESERVED = ("--out", "--model", "--layouts", "--seq", "--batch")
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_tokens(value: str) -> int:
+    """'4K' -> 4096, '1M' -> 1048576, '300' -> 300 (the binary's own rule)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", str(value))
+    if not m:
+        raise UsageError(f"not a positive token count: '{value}' (use e.g. 4096, 4K or 1M)")
+    n = int(m.group(1)) * {"": 1, "k": 1024, "m": 1048576}[m.group(2).lower()]
+    if n < 1:
+        raise UsageError(f"not a positive token count: '{value}'")
+    return n
+
+
+def split_list(value) -> list:
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def point_key(p: dict) -> str:
+    """Canonical text of a point: stored as the run attribute `sweep_point`."""
+    return (f"np={p['np']};model={p['model']};layout={p['layout']};seq={p['seq']};"
+            f"batch={p['batch']};args={' '.join(p['args'])}")
+
+
+def build_grid(spec: dict) -> list:
+    try:
+        nps = [int(v) for v in split_list(spec["np"])]
+    except ValueError:
+        raise UsageError(f"--np: expected comma-separated rank counts, got '{spec['np']}'")
+    if not nps or any(n < 1 for n in nps):
+        raise UsageError("--np: rank counts must be positive")
+    models = split_list(spec["models"])
+    layouts = split_list(spec["layouts"])
+    bad = [x for x in layouts if x not in LAYOUTS]
+    if bad:
+        raise UsageError(f"--layouts: unknown layout(s) {bad} (known: {', '.join(LAYOUTS)})")
+    seqs = [parse_tokens(v) for v in split_list(spec["seq"])]
+    try:
+        batches = [int(v) for v in split_list(spec["batch"])]
+    except ValueError:
+        raise UsageError(f"--batch: expected comma-separated batch sizes, got '{spec['batch']}'")
+    if any(b < 1 for b in batches):
+        raise UsageError("--batch: batch sizes must be positive")
+    if not (models and layouts and seqs and batches):
+        raise UsageError("the grid is empty: give --np, --models, --layouts, --seq and --batch")
+    args = [str(a) for a in spec.get("args", [])]
+    for a in args:
+        if a.split("=")[0] in RESERVED:
+            raise UsageError(f"decode option {a.split('=')[0]} is set by the sweep itself; "
+                             "use the sweep's own option")
+    points = []
+    for n, model, s, b, layout in itertools.product(nps, models, seqs, batches, layouts):
+        points.append({"np": n, "model": model, "layout": layout, "seq": s, "batch": b,
+                       "args": args})
+    return points
+
+
+def done_points(path: str) -> set:
+    """The sweep_point attributes of the runs already in the output trace."""
+    if not os.path.exists(path):
+        return set()
+    with open_trace(path) as f:
+        g = f.get("decode")
+        if not isinstance(g, h5py.Group):
+            return set()
+        return {text(g[r].attrs["sweep_point"]) for r in g
+                if isinstance(g[r], h5py.Group) and "sweep_point" in g[r].attrs}
+
+
+def merge_point(out: str, point_trace: str, point: dict, sweep_command: str) -> list:
+    """Adds the runs of one point's trace to `out` atomically (copy, append, rename). Returns
+    the attributes of the added runs."""
+    tmp = f"{out}.tmp.{os.getpid()}"
+    added = []
+    try:
+        if os.path.exists(out):
+            shutil.copyfile(out, tmp)
+        with h5py.File(point_trace, "r") as src, h5py.File(tmp, "a") as dst:
+            if "schema_version" not in dst.attrs:
+                for k, v in src.attrs.items():
+                    dst.attrs[k] = v
+                dst.attrs["sweep_command"] = sweep_command
+            sg = src.get("decode")
+            if not isinstance(sg, h5py.Group):
+                raise TraceError(f"{point_trace}: the decode job wrote no /decode group")
+            dg = dst.require_group("decode")
+            for k, v in sg.attrs.items():
+                if k == "model" and "model" in dg.attrs:
+                    models = text(dg.attrs["model"]).split(",")
+                    if text(v) not in models:
+                        dg.attrs["model"] = ",".join(models + [text(v)])
+                elif k not in dg.attrs:
+                    dg.attrs[k] = v
+            index = len([n for n in dg if n.startswith("run_")])
+            job = {k: src.attrs[k] for k in JOB_ATTRS if k in src.attrs}
+            for name in sorted(sg):
+                new = f"run_{index:04d}"
+                sg.copy(sg[name], dg, name=new)
+                for k, v in job.items():
+                    dg[new].attrs[f"job_{k}"] = v
+                dg[new].attrs["sweep_point"] = point_key(point)
+                added.append(attrs_dict(dg[new]))
+                index += 1
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return added
+
+
+def remove_stale_work(out: str):
+    """Removes the work folders and half-merged files that killed sweeps of this host left
+    beside `out` (their process is gone)."""
+    prefixes = (f"{os.path.basename(out)}.tmp.sweep-{socket.gethostname()}-",
+                f"{os.path.basename(out)}.tmp.")
+    folder = os.path.dirname(os.path.abspath(out))
+    for name in os.listdir(folder):
+        prefix = next((p for p in prefixes if name.startswith(p) and name[len(p):].isdigit()),
+                      None)
+        if prefix is None:
+            continue
+        pid = int(name[len(prefix):])
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+        except PermissionError:
+            continue
+
+
+def decode_command(point: dict, launcher: str, binary: str, trace: str,
+                   ranks_per_node: int = 0) -> list:
+    nodes = -(-point["np"] // ranks_per_node) if ranks_per_node else 1
+    cmd = shlex.split(launcher.replace("{np}", str(point["np"])).replace("{nodes}", str(nodes)))
+    cmd += [binary, "decode", "--model", point["model"], "--layouts", point["layout"],
+            "--seq", str(point["seq"]), "--batch", str(point["batch"]), "--quiet",
+            "--out", trace]
+    return cmd + list(point["args"])
+
+
+def describe(p: dict) -> str:
+    extra = f" {' '.join(p['args'])}" if p["args"] else ""
+    return f"np={p['np']} {p['model']} {p['layout']} S={p['seq']} B={p['batch']}{extra}"
+
+
+def run_sweep(opts) -> int:
+    points = build_grid(opts.spec)
+    out = opts.out
+    out_dir = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(out_dir):
+        raise UsageError(f"--out: directory {out_dir} does not exist")
+    done = done_points(out)  # raises TraceError for a file that is not a trace
+    todo = [p for p in points if point_key(p) not in done]
+    print(f"helix-sweep: {len(points)} points, {len(points) - len(todo)} already in {out}, "
+          f"{len(todo)} to run", flush=True)
+    if opts.dry_run:
+        for p in todo:
+            print(shlex.join(decode_command(p, opts.launcher, opts.binary, "POINT.h5",
+                                            opts.ranks_per_node)))
+        return EXIT_OK
+    if opts.binary == DEFAULT_BINARY:  # shorter command lines in the trace from the repository
+        rel = os.path.relpath(DEFAULT_BINARY)
+        opts.binary = rel if not rel.startswith("..") else DEFAULT_BINARY
+    if todo and not (os.path.isfile(opts.binary) and os.access(opts.binary, os.X_OK)):
+        raise UsageError(f"--binary: {opts.binary} is not an executable (build it with "
+                         "scripts/build.sh)")
+    failures = 0
+    sweep_command = shlex.join(["helix-sweep"] + opts.argv)
+    remove_stale_work(out)
+    work = f"{out}.tmp.sweep-{socket.gethostname()}-{os.getpid()}"
+    os.makedirs(work, exist_ok=True)
+    try:
+        k = 0
+        for i, p in enumerate(points, 1):
+            tag = f"[{i}/{len(points)}] {describe(p)}"
+            if point_key(p) in done:
+                print(f"{tag}: skipped (already in the trace)", flush=True)
+                continue
+            k += 1
+            trace = os.path.join(work, f"point_{i:05d}.h5")
+            cmd = decode_command(p, opts.launcher, opts.binary, trace, opts.ranks_per_node)
+            start = time.monotonic()
+            try:
+                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, timeout=opts.point_timeout or None)
+            except subprocess.TimeoutExpired:
+                failures += 1
+                print(f"{tag}: FAILED (killed after --point-timeout {opts.point_timeout:g} s): "
+                      f"{shlex.join(cmd)}", flush=True)
+                if opts.stop_on_error:
+                    break
+                continue
+            secs = time.monotonic() - start
+            if opts.verbose:
+                sys.stdout.write(proc.stdout)
+            if not os.path.exists(trace):
+                failures += 1
+                tail = "\n    ".join(proc.stdout.strip().splitlines()[-5:])
+                print(f"{tag}: FAILED (exit code {proc.returncode}, {secs:.1f} s, no trace): "
+                      f"{shlex.join(cmd)}\n    {tail}", flush=True)
+                if opts.stop_on_error:
+                    break
+                continue
+            added = merge_point(out, trace, p, sweep_command)
+            os.remove(trace)
+            done.add(point_key(p))
+            parts = []
+            for a in added:
+                if a.get("status", "ok") != "ok":
+                    parts.append(f"refused ({a.get('message', '')})")
+                else:
+                    v = ("verified" if a.get("verified") else
+                         "NOT VERIFIED" if a.get("verify_ran") else "not checked")
+                    parts.append(f"step {a.get('step_us_median', float('nan')):.1f} us, {v}")
+            status = "ok"
+            if proc.returncode != 0:
+                failures += 1
+                status = f"exit code {proc.returncode}"
+            print(f"{tag}: {'; '.join(parts) or 'no runs'} [{status}, {secs:.1f} s]", flush=True)
+            if proc.returncode != 0 and opts.stop_on_error:
+                break
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    total = len(done_points(out)) if os.path.exists(out) else 0
+    print(f"helix-sweep: {out}: {total} of {len(points)} points done, {failures} failed",
+          flush=True)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="helix-sweep", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Decode options after '--' are passed to every point (e.g. -- --iters 20 --backend "
+            "cuda --kvp 4 --tpa 2).\n\n"
+            "Examples:\n"
+            "  helix-sweep --np 4 --models tiny-gqa --seq 1K,4K --batch 1,8 --out sweep.h5 \\\n"
+            "      -- --backend cpu --iters 5\n"
+            "  helix-sweep --spec sweep.json --out sweep.h5      # same keys as the options\n"
+            "  helix-sweep --launcher 'srun --mpi=pmix -n {np}' --np 8,16 --models llama-3.1-70b "
+            "\\\n      --seq 64K,256K --batch 1,8 --out sweep.h5 -- --backend cuda\n"
+            "\nSpec file (JSON): {\"np\": [4], \"models\": [\"tiny-gqa\"], \"layouts\": [\"tp\", "
+            "\"helix\"],\n  \"seq\": [\"1K\"], \"batch\": [1, 8], \"args\": [\"--iters\", \"5\"]}"))
+    ap.add_argument("--np", help="comma-separated MPI rank counts (default 4)")
+    ap.add_argument("--models", help="comma-separated models (names or model .json paths)")
+    ap.add_argument("--layouts", help=f"comma-separated layouts (default: {','.join(LAYOUTS)})")
+    ap.add_argument("--seq", help="comma-separated KV lengths in tokens (K = 1024, M = 1048576)")
+    ap.add_argument("--batch", help="comma-separated batch sizes in requests")
+    ap.add_argument("--spec", metavar="FILE.json",
+                    help="grid as JSON with keys np, models, layouts, seq, batch, args; options "
+                         "given on the command line override it")
+    ap.add_argument("--out", required=True, metavar="TRACE.h5",
+                    help="merged trace, created or extended (points already in it are skipped)")
+    ap.add_argument("--launcher", default=DEFAULT_LAUNCHER,
+                    help="launch command; {np} is replaced by the rank count and {nodes} by "
+                         "the node count (see --ranks-per-node) (default: "
+                         f"'{DEFAULT_LAUNCHER}'; e.g. 'srun --mpi=pmix -n {{np}}' or "
+                         "'scripts/launch/mpirun.sh -np {np}')")
+    ap.add_argument("--ranks-per-node", type=int, default=0,
+                    help="ranks (GPUs) per node; the launcher's {nodes} becomes ceil(np / this), "
+                         "e.g. 'srun --mpi=pmix -N {nodes} -n {np}' (default 0: {nodes} = 1)")
+    ap.add_argument("--binary", default=DEFAULT_BINARY,
+                    help="helix-bench executable (default: build/bin/helix-bench of this "
+                         "repository)")
+    ap.add_argument("--point-timeout", type=float, default=0,
+                    help="seconds one point may run before it is killed and counted as failed "
+                         "(default 0: no limit)")
+    ap.add_argument("--stop-on-error", action="store_true",
+                    help="stop at the first failed point (default: go on with the others)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the commands of the points still to run, run nothing")
+    ap.add_argument("--verbose", action="store_true", help="print each job's output")
+    ap.add_argument("decode_args", nargs=argparse.REMAINDER,
+                    help="'--' then decode options passed to every point")
+    return ap
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = build_parser()
+    opts = ap.parse_args(argv)
+    opts.argv = argv
+    try:
+        spec = {"np": "4", "models": "", "layouts": ",".join(LAYOUTS), "seq": "", "batch": "",
+                "args": []}
+        if opts.spec:
+            try:
+                with open(opts.spec) as f:
+                    loaded = json.load(f)
+            except (OSError, json.JSONDecodeError) as e:
+                raise UsageError(f"--spec: cannot read {opts.spec}: {e}")
+            if not isinstance(loaded, dict):
+                raise UsageError(f"--spec: {opts.spec} must hold a JSON object")
+            unknown = set(loaded) - set(spec)
+            if unknown:
+                raise UsageError(f"--spec: unknown keys {sorted(unknown)} (known: "
+                                 f"{', '.join(spec)})")
+            spec.update(loaded)
+        for k in ("np", "models", "layouts", "seq", "batch"):
+            if getattr(opts, k) is not None:
+                spec[k] = getattr(opts, k)
+        extra = opts.decode_args
+        if extra and extra[0] == "--":
+            extra = extra[1:]
+        if extra:
+            spec["args"] = list(spec.get("args", [])) + extra
+        for k in ("models", "seq", "batch"):
+            if not split_list(spec[k]):
+                raise UsageError(f"--{k}: required (on the command line or in --spec)")
+        if opts.ranks_per_node < 0:
+            raise UsageError("--ranks-per-node: must be 0 or more")
+        if "{np}" not in opts.launcher:
+            raise UsageError("--launcher: must contain {np}, replaced by the rank count")
+        opts.spec = spec
+        return run_sweep(opts)
+    except (UsageError, TraceError) as e:
+        print(f"helix-sweep: error: {e}", file=sys.stderr)
+        return EXIT_BAD
+
+
+if __name__ == "__main__":
+    sys.exit(main())

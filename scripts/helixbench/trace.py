@@ -1,0 +1,249 @@
+"""Reading helix-bench traces: root attributes, /decode runs, and the column tables of /micro,
+/model and /disagg. Every reader tolerates absent groups (a trace holds what its subcommand
+wrote); bad input raises TraceError with a one-line message."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+
+KNOWN_GROUPS = ("decode", "micro", "model", "disagg")
+
+# Run attributes that make two decode runs comparable (like with like). `device` is derived from
+# the root `devices` attribute (or the per-run `job_devices` a sweep records).
+MATCH_KEYS = ("model", "layer_kind", "layout", "n_ranks", "kvp", "tpa", "tpf", "ep",
+              "hopb_chunks", "kv_block", "batch", "seq_len", "backend", "dtype",
+              "emulated_ranks", "emulated_rank", "device")
+
+
+class TraceError(Exception):
+    """Bad input: a missing file, a file that is not HDF5 or not a helix-bench trace."""
+
+
+def text(value) -> str:
+    """A string attribute or dataset element as str (h5py gives bytes for dataset strings)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return text(value[()])
+    return str(value)
+
+
+def scalar(value):
+    """An HDF5 attribute as a plain Python value (str, int, float, or list)."""
+    if isinstance(value, (bytes, str, np.str_)):
+        return text(value)
+    if isinstance(value, np.ndarray):
+        if value.shape == ():
+            return scalar(value[()])
+        return [scalar(v) for v in value.tolist()]
+    if isinstance(value, (np.bool_, bool)):
+        return int(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def attrs_dict(obj) -> dict:
+    out = {}
+    for k in obj.attrs:
+        try:
+            out[k] = scalar(obj.attrs[k])
+        except (OSError, TypeError):  # an attribute h5py cannot read: skip it
+            continue
+    return out
+
+
+def open_trace(path: str) -> h5py.File:
+    """Opens a trace read-only. Raises TraceError when the file is missing, is not HDF5, or holds
+    none of the trace groups and no schema_version."""
+    if not os.path.exists(path):
+        raise TraceError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise TraceError(f"{path}: is a directory, not a trace")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise TraceError(f"{path}: not an HDF5 file") from None
+    if "schema_version" not in f.attrs and not any(g in f for g in KNOWN_GROUPS):
+        f.close()
+        raise TraceError(f"{path}: not a helix-bench trace (no schema_version attribute and none "
+                         f"of /{', /'.join(KNOWN_GROUPS)})")
+    return f
+
+
+_BUS_ID = re.compile(r"[\[(]?\s*(?:bus\s*(?:id)?\s*[:=]?\s*)?"
+                     r"[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-9a-fA-F])?\s*[\])]?",
+                     re.IGNORECASE)
+
+
+def normalize_device(name: str) -> str:
+    """A device description without its PCI bus id: 'NVIDIA H200 (0000:19:00.0)' -> 'NVIDIA H200'.
+    Runs on two GPUs of the same model compare like with like."""
+    s = _BUS_ID.sub("", name)
+    s = re.sub(r"[\s,;@]+$", "", s.strip())
+    return re.sub(r"\s+", " ", s) or name.strip()
+
+
+def devices_by_rank(devices: str) -> dict[int, str]:
+    """Parses the root `devices` attribute, `rank<i>=<device>;...`."""
+    out = {}
+    for item in devices.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        key, _, dev = item.partition("=")
+        m = re.fullmatch(r"rank(\d+)", key.strip())
+        if m and dev:
+            out[int(m.group(1))] = dev.strip()
+    return out
+
+
+def device_label(devices: str) -> str:
+    """The distinct device models of a job, bus ids dropped: 'cpu', 'NVIDIA H200', or
+    'NVIDIA H100 80GB HBM3+NVIDIA H200' for a mixed job."""
+    names = sorted({normalize_device(d) for d in devices_by_rank(devices).values()})
+    if not names and devices.strip():
+        return normalize_device(devices)
+    return "+".join(names) if names else "unknown"
+
+
+@dataclass
+class DecodeRun:
+    """One /decode/run_NNNN group read into memory."""
+    name: str
+    attrs: dict
+    device: str
+    phases: list = field(default_factory=list)
+    phase_is_comm: np.ndarray | None = None
+    modeled: np.ndarray | None = None
+    phase_us: np.ndarray | None = None  # [iters, ranks, phases]
+    step_us: np.ndarray | None = None  # [iters]
+    exposed_comm_us: np.ndarray | None = None  # [iters]
+
+    @property
+    def ok(self) -> bool:
+        return self.attrs.get("status", "ok") == "ok" and self.step_us is not None
+
+    def get(self, key, default=None):
+        if key == "device":
+            return self.device
+        return self.attrs.get(key, default)
+
+    def key(self, keys=MATCH_KEYS) -> tuple:
+        return tuple(self.get(k) for k in keys)
+
+    def phase_iter_max(self) -> np.ndarray:
+        """[iters, phases]: per iteration, the max over ranks of each phase."""
+        if self.phase_us is None:
+            return np.zeros((0, len(self.phases)))
+        return self.phase_us.max(axis=1)
+
+    def phase_medians(self) -> dict:
+        m = self.phase_iter_max()
+        if m.shape[0] == 0:
+            return {p: float("nan") for p in self.phases}
+        med = np.median(m, axis=0)
+        return {p: float(v) for p, v in zip(self.phases, med)}
+
+    def step_median(self) -> float:
+        return float(np.median(self.step_us)) if self.step_us is not None else float("nan")
+
+    def exposed_median(self) -> float:
+        if self.exposed_comm_us is None:
+            return float("nan")
+        return float(np.median(self.exposed_comm_us))
+
+    def comm_phase_names(self) -> list:
+        if self.phase_is_comm is None:
+            return []
+        return [p for p, c in zip(self.phases, self.phase_is_comm) if c]
+
+    def modeled_phase_names(self) -> list:
+        if self.modeled is None:
+            return []
+        return [p for p, c in zip(self.phases, self.modeled) if c]
+
+    def attn_shape(self) -> str:
+        return f"{self.get('kvp', '?')}x{self.get('tpa', '?')}"
+
+    def ffn_shape(self) -> str:
+        return f"{self.get('tpf', '?')}x{self.get('ep', '?')}"
+
+    def describe(self) -> str:
+        """A short label: 'tiny-gqa helix N=4 KVPxTPA=2x2 TPFxEP=4x1 B=4 S=1024'."""
+        s = (f"{self.get('model')} {self.get('layout')} N={self.get('n_ranks')} "
+             f"KVPxTPA={self.attn_shape()} TPFxEP={self.ffn_shape()}")
+        if self.get("layout") == "helix-hopb":
+            s += f" chunks={self.get('hopb_chunks')}"
+        s += f" B={self.get('batch')} S={self.get('seq_len')}"
+        if self.get("emulated_ranks"):
+            s += f" emulated={self.get('emulated_rank')}/{self.get('emulated_ranks')}"
+        return s
+
+
+def _dataset(g, name):
+    if name in g and isinstance(g[name], h5py.Dataset):
+        return np.asarray(g[name][()], dtype=float)
+    return None
+
+
+def load_decode_runs(f: h5py.File) -> list:
+    """Every /decode/run_* group, in file order. Refused runs are returned with status
+    'refused' and no arrays."""
+    runs = []
+    grp = f.get("decode")
+    if not isinstance(grp, h5py.Group):
+        return runs
+    root_devices = text(f.attrs.get("devices", ""))
+    group_phases = [text(p) for p in grp.attrs.get("phases", [])]
+    for name in sorted(grp):
+        g = grp[name]
+        if not isinstance(g, h5py.Group):
+            continue
+        a = attrs_dict(g)
+        dev = a.get("job_devices") or root_devices
+        run = DecodeRun(name=name, attrs=a, device=device_label(dev))
+        if "phase_us" in g:
+            ds = g["phase_us"]
+            run.phases = [text(p) for p in ds.attrs.get("phases", group_phases)]
+            run.phase_us = np.asarray(ds[()], dtype=float)
+            n = run.phase_us.shape[-1]
+            run.phase_is_comm = np.asarray(ds.attrs.get("phase_is_comm", np.zeros(n)), dtype=int)
+            run.modeled = np.asarray(ds.attrs.get("modeled", np.zeros(n)), dtype=int)
+        else:
+            run.phases = group_phases
+        run.step_us = _dataset(g, "step_us")
+        run.exposed_comm_us = _dataset(g, "exposed_comm_us")
+        runs.append(run)
+    return runs
+
+
+def load_columns(f: h5py.File, path: str) -> dict | None:
+    """A column table (one 1-D dataset per column) as {column: numpy array}; string columns are
+    decoded to str. None when the group is absent or empty."""
+    g = f.get(path)
+    if not isinstance(g, h5py.Group) or len(g) == 0:
+        return None
+    cols = {}
+    for name in g:
+        ds = g[name]
+        if not isinstance(ds, h5py.Dataset):
+            continue
+        v = ds[()]
+        if v.dtype.kind in ("O", "S", "U"):
+            v = np.array([text(x) for x in np.ravel(v)], dtype=object)
+        cols[name] = np.ravel(v)
+    lengths = {len(v) for v in cols.values()}
+    if len(lengths) > 1:
+        raise TraceError(f"/{path}: columns of different lengths {sorted(lengths)}")
+    return cols or None
+
+
+def root_attrs(f: h5py.File) -> dict:
+    return attrs_dict(f)
