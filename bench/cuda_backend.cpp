@@ -5,6 +5,7 @@
 #include <nccl.h>
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -96,23 +97,34 @@ class CudaBackend final : public DecodeBackend {
   std::unique_ptr<LayerExecutor> make_executor(const ModelSpec& m, const RankPlan& plan, int batch,
                                                int64_t seq_len, int64_t max_positions,
                                                uint64_t seed) override {
-    std::unique_ptr<DeviceGroups> groups;
+    std::shared_ptr<DeviceGroups> groups;
     if (emulate_ == 0) {
-      groups = std::make_unique<DeviceGroups>();
-      const int r = world_.rank();
-      auto make = [&](Group g) -> std::unique_ptr<DeviceComm> {
-        const std::vector<int> members = group_members(plan.layout, g, r);
-        if (nccl_) return nccl_->split(members);
-        MpiComm c = world_.subgroup(members);
-        if (!c.valid()) return nullptr;
-        return make_staged_comm(std::move(c));
-      };
-      groups->world = make(Group::world);
-      groups->kvp = make(Group::kvp);
-      groups->tpa = make(Group::tpa);
-      groups->ffn = make(Group::ffn);
-      groups->tpf = make(Group::tpf);
-      groups->ep = make(Group::ep);
+      // Communicators are made once per distinct layout (splitting is collective and slow) and
+      // reused by later runs of the same layout; every rank runs the same sequence of runs.
+      const LayoutParams& L = plan.layout;
+      const std::string key = std::string(to_string(L.kind)) + ":" + std::to_string(L.n) + ":" +
+                              std::to_string(L.kvp) + ":" + std::to_string(L.tpa) + ":" +
+                              std::to_string(L.tpf) + ":" + std::to_string(L.ep);
+      auto it = group_cache_.find(key);
+      if (it == group_cache_.end()) {
+        auto made = std::make_shared<DeviceGroups>();
+        const int r = world_.rank();
+        auto make = [&](Group g) -> std::unique_ptr<DeviceComm> {
+          const std::vector<int> members = group_members(L, g, r);
+          if (nccl_) return nccl_->split(members);
+          MpiComm c = world_.subgroup(members);
+          if (!c.valid()) return nullptr;
+          return make_staged_comm(std::move(c));
+        };
+        made->world = make(Group::world);
+        made->kvp = make(Group::kvp);
+        made->tpa = make(Group::tpa);
+        made->ffn = make(Group::ffn);
+        made->tpf = make(Group::tpf);
+        made->ep = make(Group::ep);
+        it = group_cache_.emplace(key, std::move(made)).first;
+      }
+      groups = it->second;
     }
     return std::make_unique<CudaExecutor>(m, plan, std::move(groups), link_, batch, seq_len,
                                           max_positions, seed);
@@ -169,6 +181,7 @@ class CudaBackend final : public DecodeBackend {
   bool shared_ = false;
   std::string desc_;
   std::unique_ptr<NcclWorld> nccl_;
+  std::map<std::string, std::shared_ptr<DeviceGroups>> group_cache_;
 };
 
 }  // namespace

@@ -293,7 +293,7 @@ CudaFootprint cuda_footprint(const ModelSpec& m, const RankPlan& p, int batch,
 // Executor
 
 CudaExecutor::CudaExecutor(const ModelSpec& m, const RankPlan& plan,
-                           std::unique_ptr<DeviceGroups> groups, const LinkModel& link, int batch,
+                           std::shared_ptr<DeviceGroups> groups, const LinkModel& link, int batch,
                            int64_t seq_len, int64_t max_positions, uint64_t seed)
     : m_(m),
       plan_(plan),
@@ -406,14 +406,17 @@ CudaExecutor::~CudaExecutor() {
 }
 
 void CudaExecutor::set_input(const float* x) {
-  HELIX_CUDA_CHECK(
-      cudaMemcpy(x_.get(), x, size_t(x_.size()) * sizeof(float), cudaMemcpyHostToDevice));
+  // Ordered on the compute stream and waited for: a plain cudaMemcpy from pageable memory may
+  // return before its DMA lands, and the non-blocking compute stream would not wait for it.
+  HELIX_CUDA_CHECK(cudaMemcpyAsync(x_.get(), x, size_t(x_.size()) * sizeof(float),
+                                   cudaMemcpyHostToDevice, s_compute_));
+  HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
 }
 
 void CudaExecutor::get_output(float* out) {
+  HELIX_CUDA_CHECK(cudaMemcpyAsync(out, out_.get(), size_t(out_.size()) * sizeof(float),
+                                   cudaMemcpyDeviceToHost, s_compute_));
   HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
-  HELIX_CUDA_CHECK(
-      cudaMemcpy(out, out_.get(), size_t(out_.size()) * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
 cudaStream_t CudaExecutor::stream_of(const Step& s) const {

@@ -80,7 +80,7 @@ DeviceShard make_device_shard(const ModelSpec& model, const RankPlan& plan, uint
 class CudaExecutor final : public LayerExecutor {
  public:
   // groups: null in emulation (every communication step is priced by `link`).
-  CudaExecutor(const ModelSpec& model, const RankPlan& plan, std::unique_ptr<DeviceGroups> groups,
+  CudaExecutor(const ModelSpec& model, const RankPlan& plan, std::shared_ptr<DeviceGroups> groups,
                const LinkModel& link, int batch, int64_t seq_len, int64_t max_positions,
                uint64_t seed);
   ~CudaExecutor() override;
@@ -111,7 +111,7 @@ class CudaExecutor final : public LayerExecutor {
 
   const ModelSpec& m_;
   RankPlan plan_;
-  std::unique_ptr<DeviceGroups> groups_;
+  std::shared_ptr<DeviceGroups> groups_;
   LinkModel link_;
   bool emulated_;
   bool stream_ordered_comm_;  // NCCL: HOP-B exchanges overlap on a second stream

@@ -99,23 +99,31 @@ class StagedComm final : public DeviceComm {
   }
   void recv(float* buf, int64_t n, int peer, cudaStream_t stream) override {
     HELIX_CUDA_CHECK(cudaStreamSynchronize(stream));
+    stream_ = stream;
     float* h = b_.get(n);
     c_.recv(h, size_t(n), peer, 0);
     up(h, buf, n);
   }
 
  private:
+  // Device -> pinned host, after everything enqueued on `stream` (the copy is ordered on it).
   float* down(const float* d, int64_t n, cudaStream_t stream, PinnedBuffer& buf) {
-    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream));
     float* h = buf.get(n);
     if (n > 0)
-      HELIX_CUDA_CHECK(cudaMemcpy(h, d, size_t(n) * sizeof(float), cudaMemcpyDeviceToHost));
+      HELIX_CUDA_CHECK(
+          cudaMemcpyAsync(h, d, size_t(n) * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream));
+    stream_ = stream;
     return h;
   }
+  // Pinned host -> device on the stream of the operation, waited for.
   void up(const float* h, float* d, int64_t n) {
     if (n > 0)
-      HELIX_CUDA_CHECK(cudaMemcpy(d, h, size_t(n) * sizeof(float), cudaMemcpyHostToDevice));
+      HELIX_CUDA_CHECK(
+          cudaMemcpyAsync(d, h, size_t(n) * sizeof(float), cudaMemcpyHostToDevice, stream_));
+    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+  cudaStream_t stream_ = nullptr;
   MpiComm c_;
   PinnedBuffer a_, b_;
 };

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <tuple>
 
 #include "comm/cuda_check.hpp"
 #include "kernels/cuda_kernels.hpp"
@@ -20,9 +22,7 @@ namespace helix::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = kWarps * 32;
-constexpr int kTileTokens = 64;  // tokens per pipeline stage (16 per warp for S)
+constexpr int kTileTokens = 64;  // tokens per pipeline stage
 constexpr int kHeadTile = 16;    // query heads per CTA (MMA rows)
 constexpr int kPad = 8;          // bf16 elements of padding per shared row (no bank conflicts)
 constexpr float kLog2e = 1.4426950408889634f;
@@ -70,8 +70,16 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
+// Warps per CTA: GQA 4 (16 tokens of S each); MLA 8 (8 tokens each), since a CTA of MLA is alone
+// on its SM and its 576-wide scores are a long chain of MMAs per warp.
+template <bool kMla>
+constexpr int warps_of() {
+  return kMla ? 8 : 4;
+}
+
 template <int DK, int DV, bool kMla>
 struct Smem {
+  static constexpr int kWarps = warps_of<kMla>();
   // Pipeline depth: GQA keeps two tiles in flight while computing a third (two CTAs per SM);
   // MLA's 72 KB tiles allow two stages in one CTA per SM.
   static constexpr int kStages = kMla ? 2 : 3;
@@ -100,8 +108,12 @@ struct Params {
 };
 
 template <int DK, int DV, bool kMla>
-__global__ void __launch_bounds__(kThreads) decode_attention_kernel(const Params p) {
+__global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel(const Params p) {
   using S = Smem<DK, DV, kMla>;
+  constexpr int kWarps = S::kWarps;
+  constexpr int kThreads = kWarps * 32;
+  constexpr int kTokW = kTileTokens / kWarps;  // tokens of S per warp
+  constexpr int kNtS = kTokW / 8;              // n-tiles of S per warp
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* stage_base = reinterpret_cast<bf16*>(smem_raw);
   bf16* qs = stage_base + S::kStages * S::kStageElems;
@@ -191,26 +203,46 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(const Params
     const bf16* vs = kMla ? ks : ks + kTileTokens * S::kLdK;
     constexpr int kLdVs = kMla ? S::kLdK : S::kLdV;
 
-    // S = Q K^T for this warp's 16 tokens (two n-tiles of 8).
-    float s[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+    // S = Q K^T for this warp's tokens (n-tiles of 8).
+    float s[kNtS][4];
+#pragma unroll
+    for (int nt = 0; nt < kNtS; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
     {
       const int a_row = (lane % 8) + 8 * ((lane / 8) % 2), a_col = 8 * (lane / 16);
       const int mi = lane / 8;
-      const int b_tok = warp * 16 + (lane % 8) + 8 * (mi / 2), b_col = 8 * (mi % 2);
+      if constexpr (kNtS == 2) {
+        // One x4 load: 16 tokens x 16 columns (two n-tiles, both k halves).
+        const int b_tok = warp * 16 + (lane % 8) + 8 * (mi / 2), b_col = 8 * (mi % 2);
 #pragma unroll 4
-      for (int kk = 0; kk < DK; kk += 16) {
-        uint32_t a[4], bb[4];
-        ldmatrix_x4(a, qs + a_row * S::kLdK + kk + a_col);
-        ldmatrix_x4(bb, ks + b_tok * S::kLdK + kk + b_col);
-        mma_bf16(s[0], a, bb[0], bb[1]);
-        mma_bf16(s[1], a, bb[2], bb[3]);
+        for (int kk = 0; kk < DK; kk += 16) {
+          uint32_t a[4], bb[4];
+          ldmatrix_x4(a, qs + a_row * S::kLdK + kk + a_col);
+          ldmatrix_x4(bb, ks + b_tok * S::kLdK + kk + b_col);
+          mma_bf16(s[0], a, bb[0], bb[1]);
+          mma_bf16(s[kNtS - 1], a, bb[2], bb[3]);
+        }
+      } else {
+        // One x4 load: 8 tokens x 32 columns (two k-steps of one n-tile).
+        const int b_tok = warp * 8 + (lane % 8), b_col = 8 * mi;
+        float s2[4] = {0, 0, 0, 0};  // second accumulator: two independent MMA chains
+#pragma unroll 2
+        for (int kk = 0; kk < DK; kk += 32) {
+          uint32_t a0[4], a1[4], bb[4];
+          ldmatrix_x4(a0, qs + a_row * S::kLdK + kk + a_col);
+          ldmatrix_x4(a1, qs + a_row * S::kLdK + kk + 16 + a_col);
+          ldmatrix_x4(bb, ks + b_tok * S::kLdK + kk + b_col);
+          mma_bf16(s[0], a0, bb[0], bb[1]);
+          mma_bf16(s2, a1, bb[2], bb[3]);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) s[0][i] += s2[i];
       }
     }
     // Scale (base 2), mask tokens past the slice end, row maxima of this warp.
-    const int64_t tok0 = t_begin + t * kTileTokens + warp * 16;
+    const int64_t tok0 = t_begin + t * kTileTokens + warp * kTokW;
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
+    for (int nt = 0; nt < kNtS; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int64_t tok = tok0 + nt * 8 + 2 * qd + (i & 1);
@@ -241,7 +273,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(const Params
     }
     // P = exp2(S - m), written to shared memory as bf16; per-lane partial row sums.
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
+    for (int nt = 0; nt < kNtS; ++nt) {
       float pv[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -250,7 +282,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(const Params
       }
       l_run[0] = l_run[0] * (nt == 0 ? alpha[0] : 1.0f) + pv[0] + pv[1];
       l_run[1] = l_run[1] * (nt == 0 ? alpha[1] : 1.0f) + pv[2] + pv[3];
-      const int col = warp * 16 + nt * 8 + 2 * qd;
+      const int col = warp * kTokW + nt * 8 + 2 * qd;
       *reinterpret_cast<uint32_t*>(ps + g * S::kLdP + col) = pack_bf16(pv[0], pv[1]);
       *reinterpret_cast<uint32_t*>(ps + (g + 8) * S::kLdP + col) = pack_bf16(pv[2], pv[3]);
     }
@@ -359,7 +391,7 @@ int blocks_per_sm() {
     HELIX_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<DK, DV, kMla>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     HELIX_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &cached, decode_attention_kernel<DK, DV, kMla>, kThreads, smem));
+        &cached, decode_attention_kernel<DK, DV, kMla>, warps_of<kMla>() * 32, smem));
     cached = std::max(cached, 1);
   }
   return cached;
@@ -382,19 +414,57 @@ int64_t chunk_for(int64_t tokens, int splits) {
 
 }  // namespace
 
+int choose_splits(const DecodeAttention& a);
+
 int attention_splits(const DecodeAttention& a) {
   if (a.splits > 0) return a.splits;
+  // Memoized per shape: the search below runs on the host between launches, where it would show
+  // up as idle GPU time inside the attention phase.
+  struct Key {
+    bool mla;
+    int64_t batch, heads, q_begin, kv_begin, kv_heads, group, tokens;
+    bool operator<(const Key& o) const {
+      return std::tie(mla, batch, heads, q_begin, kv_begin, kv_heads, group, tokens) <
+             std::tie(o.mla, o.batch, o.heads, o.q_begin, o.kv_begin, o.kv_heads, o.group,
+                      o.tokens);
+    }
+  };
+  static std::map<Key, int> memo;
+  const Key key{a.mla, a.batch, a.heads, a.q_begin, a.kv_begin, a.kv_heads, a.group, a.tokens};
+  const auto hit = memo.find(key);
+  if (hit != memo.end()) return hit->second;
+  const int splits = choose_splits(a);
+  if (memo.size() > 4096) memo.clear();
+  memo.emplace(key, splits);
+  return splits;
+}
+
+int choose_splits(const DecodeAttention& a) {
   const Geometry g = geometry(a);
   const int per_sm = a.mla ? blocks_per_sm<576, 512, true>() : blocks_per_sm<128, 128, false>();
   const int64_t units = a.batch * g.kv_heads * g.head_tiles;
   const int64_t slots = int64_t(sm_count()) * per_sm;  // CTAs of one full wave
-  if (units >= slots || a.tokens <= 256) return 1;
-  // Enough splits to fill one wave, each at least 256 tokens.
-  const int64_t want = (slots + units - 1) / units;
-  const int64_t most = std::max<int64_t>(1, a.tokens / 256);
-  const int s = int(std::min(want, most));
+  if (a.tokens <= 256) return 1;
+  // Wave efficiency (FlashAttention's rule): among split counts that keep every split at least
+  // 256 tokens long, the CTAs of the grid should fill whole waves of the GPU. Take the smallest
+  // split count within 5% of the best efficiency (fewer splits: less merging).
+  const int64_t most = std::max<int64_t>(1, std::min<int64_t>(a.tokens / 256, 4 * slots));
+  auto efficiency = [&](int64_t s) {
+    const int64_t ctas =
+        units * int64_t((a.tokens + chunk_for(a.tokens, int(s)) - 1) / chunk_for(a.tokens, int(s)));
+    const int64_t waves = (ctas + slots - 1) / slots;
+    return double(ctas) / double(waves * slots);
+  };
+  double best = 0;
+  for (int64_t s = 1; s <= most; ++s) best = std::max(best, efficiency(s));
+  int64_t pick = 1;
+  for (int64_t s = 1; s <= most; ++s)
+    if (efficiency(s) >= 0.95 * best) {
+      pick = s;
+      break;
+    }
   // The splits actually produced by the rounded chunk length.
-  const int64_t chunk = chunk_for(a.tokens, s);
+  const int64_t chunk = chunk_for(a.tokens, int(pick));
   return int((a.tokens + chunk - 1) / chunk);
 }
 
@@ -434,10 +504,10 @@ void attention_decode(const DecodeAttention& a, cudaStream_t stream) {
   const dim3 grid(unsigned(g.head_tiles), unsigned(splits), unsigned(a.batch * g.kv_heads));
   if (a.mla) {
     blocks_per_sm<576, 512, true>();
-    decode_attention_kernel<576, 512, true><<<grid, kThreads, g.smem, stream>>>(p);
+    decode_attention_kernel<576, 512, true><<<grid, warps_of<true>() * 32, g.smem, stream>>>(p);
   } else {
     blocks_per_sm<128, 128, false>();
-    decode_attention_kernel<128, 128, false><<<grid, kThreads, g.smem, stream>>>(p);
+    decode_attention_kernel<128, 128, false><<<grid, warps_of<false>() * 32, g.smem, stream>>>(p);
   }
   HELIX_LAUNCH_CHECK();
   if (splits > 1) {

@@ -14,7 +14,7 @@ namespace helix::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kMaxThreads = 1024;
 
 __device__ float block_reduce(float v, bool is_max, float* scratch) {
   for (int o = 16; o > 0; o /= 2) {
@@ -32,7 +32,7 @@ __device__ float block_reduce(float v, bool is_max, float* scratch) {
 
 // vec: columns in groups of 4 (16-byte loads). cgp: column groups per pass; pg: part groups.
 template <bool kVec>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kMaxThreads)
     lse_combine_kernel(int64_t parts, int64_t dim, const float* o, int64_t o_stride,
                        const float* lse, int64_t lse_stride, float* out_f32, bf16* out_bf16,
                        float* lse_out, int cgp, int pg) {
@@ -126,15 +126,18 @@ void lse_combine(int64_t parts, int64_t rows, int64_t dim, const float* o, int64
   const bool vec = dim % 4 == 0 && o_part_stride % 4 == 0 && aligned(o, 16) &&
                    aligned(out_f32, 16) && aligned(out_bf16, 8);
   const int64_t width = vec ? 4 : 1;
-  const int cgp = int(std::min<int64_t>(dim / width, kThreads));
-  const int pg = int(std::min<int64_t>(kThreads / cgp, std::max<int64_t>(parts, 1)));
+  // Many parts (hundreds of flash-decoding splits over few rows): a wide block sums them in
+  // parallel; few parts (the Helix KVP combine): 256 threads.
+  const int threads = parts >= 64 ? kMaxThreads : 256;
+  const int cgp = int(std::min<int64_t>(dim / width, threads));
+  const int pg = int(std::min<int64_t>(threads / cgp, std::max<int64_t>(parts, 1)));
   const size_t smem = size_t(parts + (pg > 1 ? pg * cgp * width : 0)) * sizeof(float);
   HELIX_CHECK(smem <= 48 * 1024, "lse_combine: too many parts for shared memory");
   if (vec)
-    lse_combine_kernel<true><<<unsigned(rows), kThreads, smem, stream>>>(
+    lse_combine_kernel<true><<<unsigned(rows), unsigned(threads), smem, stream>>>(
         parts, dim, o, o_part_stride, lse, lse_part_stride, out_f32, out_bf16, lse_out, cgp, pg);
   else
-    lse_combine_kernel<false><<<unsigned(rows), kThreads, smem, stream>>>(
+    lse_combine_kernel<false><<<unsigned(rows), unsigned(threads), smem, stream>>>(
         parts, dim, o, o_part_stride, lse, lse_part_stride, out_f32, out_bf16, lse_out, cgp, pg);
   HELIX_LAUNCH_CHECK();
 }

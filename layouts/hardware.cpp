@@ -106,7 +106,7 @@ const json& need(const json& j, const char* key, const std::string& origin,
 
 double positive(const json& j, const char* key, const std::string& origin, const std::string& path,
                 bool allow_zero = false) {
-  const json& v = need(j, key, origin, path);
+  const json v = need(j, key, origin, path);
   if (!v.is_number()) bad(origin, path, "must be a number");
   const double x = v.get<double>();
   if (!(allow_zero ? x >= 0 : x > 0) || !std::isfinite(x))
@@ -115,7 +115,7 @@ double positive(const json& j, const char* key, const std::string& origin, const
 }
 
 std::string text(const json& j, const char* key, const std::string& origin) {
-  const json& v = need(j, key, origin, key);
+  const json v = need(j, key, origin, key);
   if (!v.is_string()) bad(origin, key, "must be a string");
   return v.get<std::string>();
 }
@@ -150,7 +150,7 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
     h.mem_bw_efficiency = positive(j, "mem_bw_efficiency", origin, "mem_bw_efficiency");
     if (h.mem_bw_efficiency > 1.0) bad(origin, "mem_bw_efficiency", "must be <= 1");
   }
-  const json& fl = need(j, "flops_tflops", origin, "flops_tflops");
+  const json fl = need(j, "flops_tflops", origin, "flops_tflops");
   if (!fl.is_object()) bad(origin, "flops_tflops", "must be an object {dtype: TFLOP/s}");
   for (auto it = fl.begin(); it != fl.end(); ++it) {
     const auto d = parse_dtype(it.key());
@@ -172,13 +172,13 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
     std::sort(h.gemm_efficiency.begin(), h.gemm_efficiency.end(),
               [](const auto& a, const auto& b) { return a.m < b.m; });
   }
-  const json& nv = need(j, "nvlink", origin, "nvlink");
+  const json nv = need(j, "nvlink", origin, "nvlink");
   const double dom = positive(nv, "domain_gpus", origin, "nvlink.domain_gpus");
   if (dom != std::floor(dom) || dom > 1e6) bad(origin, "nvlink.domain_gpus", "must be an integer");
   h.nvlink.domain_gpus = int(dom);
   h.nvlink.bw_gbps = positive(nv, "bw_gbps", origin, "nvlink.bw_gbps");
   h.nvlink.latency_us = positive(nv, "latency_us", origin, "nvlink.latency_us", true);
-  const json& net = need(j, "network", origin, "network");
+  const json net = need(j, "network", origin, "network");
   h.network.bw_gbps = positive(net, "bw_gbps", origin, "network.bw_gbps");
   h.network.latency_us = positive(net, "latency_us", origin, "network.latency_us", true);
   h.network.domain_gpus = 1;
@@ -186,7 +186,7 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
     const json& cs = j.at("collectives");
     if (!cs.is_array()) bad(origin, "collectives", "must be an array");
     for (const json& c : cs) {
-      const json& name = need(c, "collective", origin, "collectives[].collective");
+      const json name = need(c, "collective", origin, "collectives[].collective");
       const auto kind = name.is_string() ? parse_coll(name.get<std::string>()) : std::nullopt;
       if (!kind)
         bad(origin, "collectives[].collective",
@@ -202,7 +202,7 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
       h.collectives.push_back(m);
     }
   }
-  const json& src = need(j, "sources", origin, "sources");
+  const json src = need(j, "sources", origin, "sources");
   if (!src.is_object()) bad(origin, "sources", "must be an object {field: citation}");
   for (auto it = src.begin(); it != src.end(); ++it)
     if (it.value().is_string()) h.sources[it.key()] = it.value().get<std::string>();

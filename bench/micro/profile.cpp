@@ -51,14 +51,14 @@ const nlohmann::json& field(const nlohmann::json& j, const char* key, const std:
 }
 
 double number(const nlohmann::json& j, const char* key, const std::string& where) {
-  const auto& v = field(j, key, where);
+  const auto v = field(j, key, where);
   if (!v.is_number())
     throw std::invalid_argument("hardware profile: field '" + where + key + "' must be a number");
   return v.get<double>();
 }
 
 std::string text(const nlohmann::json& j, const char* key, const std::string& where) {
-  const auto& v = field(j, key, where);
+  const auto v = field(j, key, where);
   if (!v.is_string())
     throw std::invalid_argument("hardware profile: field '" + where + key + "' must be a string");
   return v.get<std::string>();
@@ -75,20 +75,21 @@ HardwareProfile profile_from_json(const nlohmann::json& j) {
   p.mem_bw_gbps = number(j, "mem_bw_gbps", "");
   p.mem_bw_efficiency = number(j, "mem_bw_efficiency", "");
   p.stream_gbps = number(j, "stream_gbps", "");
-  const auto& f = field(j, "flops_tflops", "");
+  const auto f = field(j, "flops_tflops", "");
   if (!f.is_object())
     throw std::invalid_argument("hardware profile: flops_tflops must be an object");
   for (const auto& [k, v] : f.items()) p.flops_tflops[k] = v.get<double>();
   if (!p.flops_tflops.count("bf16"))
     throw std::invalid_argument("hardware profile: missing field 'flops_tflops.bf16'");
-  for (const auto& g : field(j, "gemm_efficiency", ""))
+  const auto gemm_eff = field(j, "gemm_efficiency", "");
+  for (const auto& g : gemm_eff)
     p.gemm_efficiency.push_back({int64_t(number(g, "m", "gemm_efficiency[].")),
                                  number(g, "efficiency", "gemm_efficiency[].")});
-  const auto& nv = field(j, "nvlink", "");
+  const auto nv = field(j, "nvlink", "");
   p.nvlink.domain_gpus = int(number(nv, "domain_gpus", "nvlink."));
   p.nvlink.bw_gbps = number(nv, "bw_gbps", "nvlink.");
   p.nvlink.latency_us = number(nv, "latency_us", "nvlink.");
-  const auto& net = field(j, "network", "");
+  const auto net = field(j, "network", "");
   p.network.bw_gbps = number(net, "bw_gbps", "network.");
   p.network.latency_us = number(net, "latency_us", "network.");
   if (j.contains("collectives"))
