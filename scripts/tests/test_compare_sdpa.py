@@ -141,3 +141,38 @@ def test_sdpa_peer_without_torch_says_why(tmp_path):
     assert r.returncode == 2
     assert "sdpa_peer: error: PyTorch" in r.stderr
     assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_micro_bars_evaluate():
+    import micro_bars as mb
+    big = 512 * 2**20
+    rows = [
+        {"kernel": "attn_gqa", "name": "attn_gqa/m/B1_q16_kv1_d128/T1048576", "shape": "",
+         "bytes": big, "gbps": 4300.0, "fraction_of_ceiling": 0.95, "verified": 1},
+        {"kernel": "attn_gqa", "name": "attn_gqa/m/B1_q16_kv1_d128/T131072", "shape": "",
+         "bytes": big / 8, "gbps": 2000.0, "fraction_of_ceiling": 0.5, "verified": 1},
+        {"kernel": "attn_mla", "name": "attn_mla/m/B1_h128_lora512_rope64/T1048576", "shape": "",
+         "bytes": big, "gbps": 3800.0, "fraction_of_ceiling": 0.85, "verified": 1},
+        {"kernel": "lse_combine", "name": "lse_combine/m/parts8_rows1024_d512",
+         "shape": "LSE combine parts=8 rows=1024 (B=64 x 16 heads) dim=512", "bytes": 1e7,
+         "gbps": 3600.0, "fraction_of_ceiling": 0.81, "verified": 0},
+        {"kernel": "lse_combine", "name": "lse_combine/m/parts8_rows16_d512",
+         "shape": "LSE combine parts=8 rows=16 (B=1 x 16 heads) dim=512", "bytes": 1e5,
+         "gbps": 100.0, "fraction_of_ceiling": 0.02, "verified": 1},
+        {"kernel": "gemm", "name": "gemm/m/M1_K16384_N6656", "shape": "", "bytes": 2.2e8,
+         "gbps": 3700.0, "fraction_of_ceiling": 0.83, "verified": -1},
+        {"kernel": "gemm", "name": "gemm/m/M1_K7168_N256", "shape": "", "bytes": 3.7e6,
+         "gbps": 900.0, "fraction_of_ceiling": 0.2, "verified": -1},
+    ]
+    sdpa = [{"shape": "B1_q16_kv1_d128/T131072", "ours_us": 40.0, "speedup": 2.7, "bar": 2.5,
+             "ok": True},
+            {"shape": "B8_q64_kv8_d128/T131072", "ours_us": None, "speedup": None, "bar": 1.0,
+             "ok": None}]
+    lines, misses = mb.evaluate(rows, sdpa)
+    text = "\n".join(lines)
+    assert "T131072" not in text.split("vs sdpa")[0]  # small attention: no bandwidth bar
+    assert "parts8_rows16" not in text and "M1_K7168_N256" not in text
+    assert "MISS (short by 5.6%)" in text          # MLA 0.85 < 0.90
+    assert "failed verification" in text           # combine row with verified = 0
+    assert "not measured" in text
+    assert misses == 3
