@@ -125,6 +125,11 @@ StreamResult stream_read(int64_t bytes, int iters, cudaStream_t stream);
 // impossible case that the XOR of a block's reads equals a constant.
 void stream_read_pass(const void* buf, int64_t bytes, uint32_t* sink, cudaStream_t stream);
 
+// Keeps `stream` busy for about `ns` nanoseconds (one thread on the global timer). Enqueued before
+// the start event of a timed launch, it lets the host finish enqueueing the launch's kernels
+// before the start event fires, so host launch overhead stays out of the measured device time.
+void hold_stream(int64_t ns, cudaStream_t stream);
+
 // Fills with a value pattern that no kernel produces (tests poison outputs before a run).
 void poison(void* dst, int64_t bytes, cudaStream_t stream);
 

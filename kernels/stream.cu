@@ -32,6 +32,16 @@ __global__ void stream_fill_kernel(uint4* p, int64_t n) {
     p[i] = make_uint4(uint32_t(i), uint32_t(i * 3), uint32_t(i * 7), uint32_t(i * 11));
 }
 
+// One thread waiting on the global nanosecond timer.
+__global__ void hold_stream_kernel(int64_t ns) {
+  uint64_t t0 = 0, t = 0;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    __nanosleep(500);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (int64_t(t - t0) < ns);
+}
+
 unsigned stream_blocks() {
   int dev = 0, sms = 0;
   HELIX_CUDA_CHECK(cudaGetDevice(&dev));
@@ -40,6 +50,11 @@ unsigned stream_blocks() {
 }
 
 }  // namespace
+
+void hold_stream(int64_t ns, cudaStream_t stream) {
+  hold_stream_kernel<<<1, 1, 0, stream>>>(ns);
+  HELIX_LAUNCH_CHECK();
+}
 
 void stream_read_pass(const void* buf, int64_t bytes, uint32_t* sink, cudaStream_t stream) {
   const int64_t n = bytes / 16;

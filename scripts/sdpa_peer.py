@@ -4,7 +4,9 @@
 Runs torch.nn.functional.scaled_dot_product_attention restricted to the flash backend
 (torch.nn.attention.sdpa_kernel(SDPBackend.FLASH_ATTENTION)), bf16, one query token per request,
 head dim 128, and times each launch with CUDA events: warm-up launches, then --iters timed
-launches (median, min, max). KV buffers rotate over enough sets that one cycle reads at least four
+launches (median, min, max). Before each timed launch the stream is held busy for about 50 us
+(torch.cuda._sleep), so the time is device time without Python's launch overhead, as helix-micro's
+CUDA timer does. KV buffers rotate over enough sets that one cycle reads at least four
 L2 caches, so no timed launch reads KV left in L2 by the previous one.
 
 Shapes (B, q heads, KV heads, tokens), as helix-micro's attn_gqa cases:
@@ -30,6 +32,7 @@ import os
 import sys
 
 HEAD_DIM = 128
+HOLD_CYCLES = 100000  # about 50 us of GPU clock before each timed call
 DEFAULT_SHAPES = (
     [(1, q, 1, t) for q in (8, 16) for t in (131072, 262144, 524288, 1048576)]
     + [(1, 64, 8, 1048576), (8, 64, 8, 131072), (16, 16, 1, 65536)]
@@ -138,7 +141,10 @@ def measure(torch, sdpa_kernel, backend, shape, iters, warmup, rotate_bytes, mem
         start = torch.cuda.Event(enable_timing=True)
         stop = torch.cuda.Event(enable_timing=True)
         times = []
+        hold = getattr(torch.cuda, "_sleep", None)
         for i in range(iters):
+            if hold is not None:
+                hold(HOLD_CYCLES)  # the GPU waits while Python enqueues the call: device time
             start.record()
             call((warmup + i) % sets)
             stop.record()
@@ -154,6 +160,7 @@ def measure(torch, sdpa_kernel, backend, shape, iters, warmup, rotate_bytes, mem
         "name": shape_name(b, q, kv, t), "kv_bytes": kv_bytes, "iters": iters,
         "time_us_median": med, "time_us_min": times[0], "time_us_max": times[-1],
         "gbps": kv_bytes / (med * 1e3), "method": method, "rotated_sets": sets,
+        "launch_overhead_hidden": hold is not None,
     }
 
 
