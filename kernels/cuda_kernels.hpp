@@ -70,6 +70,10 @@ void residual_sum(const float* x1, const float* parts_buf, int parts, float* out
 void kv_append_gqa(const float* k_new, const float* v_new, int64_t batch, int64_t heads,
                    int64_t dim, bf16* k_cache, bf16* v_cache, int64_t capacity, int64_t li,
                    cudaStream_t stream);
+// Append of rows already in bf16: cache[(r * capacity + li) * width + d] = src[r * width + d] for
+// r < rows (one row per (request, KV head)); 16-byte copies when width is a multiple of 8.
+void kv_append_rows(const bf16* src, int64_t rows, int64_t width, bf16* cache, int64_t capacity,
+                    int64_t li, cudaStream_t stream);
 // MLA append: per request, RMSNorm of the latent (kv_lora) and RoPE of the rope key (rope) of the
 // row ckv[b, :], written as bf16 to cache[b, li, :]; ckv is normalized/rotated in place too.
 void kv_append_mla(float* ckv, const float* kv_norm_w, int64_t batch, int64_t kv_lora,
@@ -116,6 +120,15 @@ struct StreamResult {
   double gbps_median = 0, gbps_max = 0;
 };
 StreamResult stream_read(int64_t bytes, int iters, cudaStream_t stream);
+// One pass of the same read-only kernel over `bytes` (a multiple of 16; a shorter tail is not
+// read) of `buf` (16-byte aligned); `sink` is one device word, written only in the practically
+// impossible case that the XOR of a block's reads equals a constant.
+void stream_read_pass(const void* buf, int64_t bytes, uint32_t* sink, cudaStream_t stream);
+
+// Keeps `stream` busy for about `ns` nanoseconds (one thread on the global timer). Enqueued before
+// the start event of a timed launch, it lets the host finish enqueueing the launch's kernels
+// before the start event fires, so host launch overhead stays out of the measured device time.
+void hold_stream(int64_t ns, cudaStream_t stream);
 
 // Fills with a value pattern that no kernel produces (tests poison outputs before a run).
 void poison(void* dst, int64_t bytes, cudaStream_t stream);

@@ -101,6 +101,23 @@ __global__ void kv_append_gqa_kernel(const float* k_new, const float* v_new, int
   (void)heads;
 }
 
+// One 16-byte chunk (8 bf16) per thread when kVec, else one element.
+template <bool kVec>
+__global__ void kv_append_rows_kernel(const bf16* src, int64_t width, bf16* cache, int64_t capacity,
+                                      int64_t li, int64_t n) {
+  constexpr int64_t kPer = kVec ? 8 : 1;
+  const int64_t per_row = width / kPer;
+  for (int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < n;
+       t += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = t / per_row, c = (t % per_row) * kPer;
+    const int64_t dst = (r * capacity + li) * width + c;
+    if constexpr (kVec)
+      *reinterpret_cast<uint4*>(cache + dst) = *reinterpret_cast<const uint4*>(src + r * width + c);
+    else
+      cache[dst] = src[r * width + c];
+  }
+}
+
 __global__ void kv_append_mla_kernel(float* ckv, const float* w, int64_t kv_lora, int64_t rope_dim,
                                      float eps, int64_t pos, float theta, bf16* cache,
                                      int64_t capacity, int64_t li) {
@@ -293,6 +310,23 @@ void kv_append_gqa(const float* k_new, const float* v_new, int64_t batch, int64_
   if (n == 0) return;
   kv_append_gqa_kernel<<<blocks_for(n), kBlock, 0, stream>>>(k_new, v_new, heads, dim, k_cache,
                                                              v_cache, capacity, li, n);
+  HELIX_LAUNCH_CHECK();
+}
+
+void kv_append_rows(const bf16* src, int64_t rows, int64_t width, bf16* cache, int64_t capacity,
+                    int64_t li, cudaStream_t stream) {
+  if (rows * width == 0) return;
+  const bool vec = width % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(cache) % 16 == 0;
+  if (vec) {
+    const int64_t n = rows * width / 8;
+    kv_append_rows_kernel<true>
+        <<<blocks_for(n), kBlock, 0, stream>>>(src, width, cache, capacity, li, n);
+  } else {
+    const int64_t n = rows * width;
+    kv_append_rows_kernel<false>
+        <<<blocks_for(n), kBlock, 0, stream>>>(src, width, cache, capacity, li, n);
+  }
   HELIX_LAUNCH_CHECK();
 }
 

@@ -78,6 +78,12 @@ class CpuMicroBackend final : public MicroBackend {
   std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) override {
     return std::make_unique<HostBuffer>(bytes);
   }
+  void upload(DeviceBuffer& dst, const void* host, int64_t bytes) override {
+    std::memcpy(dst.data(), host, size_t(bytes));
+  }
+  void download(const DeviceBuffer& src, void* host, int64_t bytes) override {
+    std::memcpy(host, src.data(), size_t(bytes));
+  }
 
   void fill_random(DeviceBuffer& buf, Elem, uint64_t seed) override {
     float* p = f32(buf.data());

@@ -21,6 +21,7 @@
 #include "bench/metadata.hpp"
 #include "bench/micro/collectives.hpp"
 #include "bench/micro/kernel_runner.hpp"
+#include "bench/micro/kernel_verify.hpp"
 #include "bench/micro/micro_options.hpp"
 #include "bench/micro/micro_report.hpp"
 #include "bench/version.hpp"
@@ -52,11 +53,36 @@ struct Context {
   std::map<std::string, size_t> kernel_index;
   std::vector<CollResult> colls;
   std::map<std::string, size_t> coll_index;
+  std::map<std::string, int> verified;  // verify_key -> 1 ok, 0 failed (same on every rank)
+  int verify_failures = 0;
 };
+
+// The correctness check of a case (once per verify_key, outside any timed region, every rank on
+// its own device): 1 ok, 0 mismatch on some rank, -1 not checked.
+int verify_once(Context* ctx, const KernelCase& c, uint64_t seed) {
+  if (!ctx->plan.verify || !verifiable(c)) return -1;
+  const std::string key = verify_key(c);
+  auto it = ctx->verified.find(key);
+  if (it != ctx->verified.end()) return it->second;
+  const VerifyResult v = verify_case(*ctx->backend, c, seed);
+  const MPI_Comm comm = ctx->world->raw();
+  if (!v.ok)
+    std::fprintf(stderr, "helix-micro: rank %d: VERIFY MISMATCH %s: %s\n", ctx->world->rank(),
+                 key.c_str(), v.detail.c_str());
+  int ok = v.ok ? 1 : 0;
+  HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm));
+  if (ctx->world->rank() == 0)
+    std::fprintf(stderr, "verify %s: %s: %s\n", key.c_str(), v.detail.c_str(),
+                 ok ? "ok" : "MISMATCH (exit code 3)");
+  if (!ok) ++ctx->verify_failures;
+  ctx->verified.emplace(key, ok);
+  return ok;
+}
 
 void run_kernel(benchmark::State& st, Context* ctx, size_t i) {
   const KernelCase& c = ctx->cases[i];
   MicroBackend& b = *ctx->backend;
+  const int verified = verify_once(ctx, c, ctx->seed + 104729 + i * 31);
   const int64_t rotate = c.kind == KernelKind::stream ? 0 : rotate_bytes_for(b);
   PreparedKernel k(b, c, rotate, ctx->seed + i * 7919);
   for (int w = 0; w < ctx->plan.warmup; ++w) k.launch();
@@ -67,6 +93,7 @@ void run_kernel(benchmark::State& st, Context* ctx, size_t i) {
   r.shape = c.shape;
   r.bytes = case_bytes(c, b.storage_bytes());
   r.flops = case_flops(c);
+  r.verified = verified;
   for (auto _ : st) {
     const double us = timed_iteration_us([&] { return k.time_once_us(); }, ctx->world->raw());
     st.SetIterationTime(us * 1e-6);
@@ -76,6 +103,7 @@ void run_kernel(benchmark::State& st, Context* ctx, size_t i) {
   st.counters["bytes_per_second"] = r.gbps * 1e9;
   st.counters["FLOP/s"] = r.tflops * 1e12;
   st.counters["fraction_of_ceiling"] = r.fraction_of_ceiling;
+  if (verified >= 0) st.counters["verified"] = verified;
   if (ctx->world->rank() != 0) return;
   auto it = ctx->kernel_index.find(r.name);
   if (it == ctx->kernel_index.end()) {
@@ -144,6 +172,7 @@ const char* kGoogleBenchmarkHelp =
     "\nBenchmarks:\n"
     "  stream/read_only/<bytes>B                read-only reduction: the bandwidth ceiling\n"
     "  attn_gqa|attn_mla/<model>/<shape>/T<n>   decode attention, per-rank shard shapes\n"
+    "  attn_gqa/custom/B<b>_q<q>_kv<kv>_d128/T<n>  shapes given with --gqa-shapes\n"
     "  lse_combine/<model>/...                  exact LSE combine of Helix KVP partials\n"
     "  gemm/<model>/M<m>_K<k>_N<n>              GEMM shapes of each layout's shards\n"
     "  moe_experts/<model>/...                  expert FFNs (SwiGLU) of one rank\n"
@@ -157,7 +186,11 @@ const char* kGoogleBenchmarkHelp =
     "  mpirun -np 4 build/bin/helix-micro --backend cpu --quick --out micro.h5\n"
     "  mpirun -np 8 build/bin/helix-micro --backend cuda --benchmark_filter='attn|coll' \\\n"
     "      --benchmark_out=micro.json --out micro.h5\n"
-    "\nExit codes: 0 ok; 2 bad input (nothing written); 3 a collective returned wrong elements.\n";
+    "\nVerification (--verify, default on cuda): before timing, every decode-attention and\n"
+    "LSE-combine shape runs once on small fresh random data against the fp32 CPU reference\n"
+    "(counter 'verified', HDF5 column 'verified').\n"
+    "\nExit codes: 0 ok; 2 bad input (nothing written); 3 a collective returned wrong elements\n"
+    "or a kernel missed the verification tolerance.\n";
 
 int run(int argc, char** argv) {
   MpiComm world = MpiComm::world();
@@ -338,7 +371,12 @@ int run(int argc, char** argv) {
     std::fflush(stdout);
   }
   HELIX_MPI_CHECK(MPI_Bcast(&wrong, 1, MPI_INT64_T, 0, world.raw()));
-  return wrong == 0 ? 0 : 3;
+  if (root && ctx.plan.verify)
+    std::printf("# verification against the CPU reference: %d of %d checked shapes failed%s\n",
+                ctx.verify_failures, int(ctx.verified.size()),
+                ctx.verify_failures ? " (exit code 3)" : "");
+  std::fflush(stdout);
+  return wrong == 0 && ctx.verify_failures == 0 ? 0 : 3;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "bench/micro/kernel_cases.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <map>
 #include <stdexcept>
@@ -41,7 +42,7 @@ std::vector<Operand> case_operands(const KernelCase& c, const MicroBackend& back
     case KernelKind::attn_gqa: {
       const auto& g = c.gqa;
       const int64_t kv = g.batch * g.kv_heads * g.tokens * g.head_dim * es;
-      return {{g.batch * g.q_heads * g.head_dim * es, S},
+      return {{g.batch * g.q_heads * g.head_dim * 4, F},
               {kv, S},
               {kv, S},
               {g.batch * g.q_heads * g.head_dim * 4, F},
@@ -50,7 +51,7 @@ std::vector<Operand> case_operands(const KernelCase& c, const MicroBackend& back
     case KernelKind::attn_mla: {
       const auto& m = c.mla;
       const int64_t w = m.kv_lora + m.rope;
-      return {{m.batch * m.heads * w * es, S},
+      return {{m.batch * m.heads * w * 4, F},
               {m.batch * m.tokens * w * es, S},
               {m.batch * m.heads * m.kv_lora * 4, F},
               {m.batch * m.heads * 4, F}};
@@ -90,13 +91,13 @@ double case_bytes(const KernelCase& c, int64_t es) {
       const auto& g = c.gqa;
       const double bq = double(g.batch * g.q_heads);
       return e * double(g.batch * g.kv_heads * g.tokens * g.head_dim) * 2 +
-             e * bq * double(g.head_dim) + 4.0 * bq * double(g.head_dim + 1);
+             4.0 * bq * double(g.head_dim) + 4.0 * bq * double(g.head_dim + 1);
     }
     case KernelKind::attn_mla: {
       const auto& m = c.mla;
       const double bh = double(m.batch * m.heads);
       return e * double(m.batch * m.tokens * (m.kv_lora + m.rope)) +
-             e * bh * double(m.kv_lora + m.rope) + 4.0 * bh * double(m.kv_lora + 1);
+             4.0 * bh * double(m.kv_lora + m.rope) + 4.0 * bh * double(m.kv_lora + 1);
     }
     case KernelKind::lse_combine: {
       const auto& k = c.combine;
@@ -405,10 +406,96 @@ void add_append(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
   }
 }
 
+void add_custom_gqa(CaseSet& set, const CaseOptions& o) {
+  for (const GqaDecodeShape& g0 : o.extra_gqa) {
+    GqaDecodeShape g = g0;
+    const double kv = double(2 * g.batch * g.kv_heads * g.head_dim * o.storage_bytes);
+    const bool scaled = o.max_kv_bytes > 0 && kv * double(g.tokens) > double(o.max_kv_bytes);
+    if (scaled) g.tokens = round_tokens(double(o.max_kv_bytes) / kv);
+    KernelCase c;
+    c.kind = KernelKind::attn_gqa;
+    c.gqa = g;
+    c.name = "attn_gqa/custom/B" + std::to_string(g.batch) + "_q" + std::to_string(g.q_heads) +
+             "_kv" + std::to_string(g.kv_heads) + "_d" + std::to_string(g.head_dim) + "/T" +
+             std::to_string(g.tokens);
+    c.shape = "GQA decode B=" + std::to_string(g.batch) + " q_heads=" + std::to_string(g.q_heads) +
+              " kv_heads=" + std::to_string(g.kv_heads) +
+              " head_dim=" + std::to_string(g.head_dim) + " tokens=" + std::to_string(g.tokens) +
+              scaled_note(scaled, std::to_string(g0.tokens) + " tokens");
+    set.add(c, "--gqa-shapes");
+  }
+}
+
 }  // namespace
+
+std::vector<GqaDecodeShape> parse_gqa_shapes(const std::string& text, const std::string& option) {
+  std::vector<GqaDecodeShape> v;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    start = end + 1;
+    if (item.empty()) continue;
+    const std::string rule = option + ": '" + item +
+                             "' is not B<batch>_q<q heads>_kv<KV heads>[_d128]_T<tokens> (e.g. "
+                             "B1_q16_kv1_T1M; q heads a multiple of KV heads)";
+    // Fields: a letter prefix and digits (T: an optional K or M suffix), separated by '_'.
+    std::vector<std::pair<std::string, std::string>> fields;
+    size_t i = 0;
+    while (i < item.size()) {
+      size_t j = item.find('_', i);
+      if (j == std::string::npos) j = item.size();
+      const std::string f = item.substr(i, j - i);
+      size_t k = 0;
+      while (k < f.size() && std::isalpha(static_cast<unsigned char>(f[k]))) ++k;
+      fields.emplace_back(f.substr(0, k), f.substr(k));
+      i = j + 1;
+    }
+    auto number = [&](const std::string& digits, bool suffix) -> int64_t {
+      size_t k = 0;
+      while (k < digits.size() && std::isdigit(static_cast<unsigned char>(digits[k]))) ++k;
+      if (k == 0 || k > 9) throw UsageError(rule);
+      int64_t n = std::stoll(digits.substr(0, k));
+      const std::string rest = digits.substr(k);
+      if (suffix && (rest == "K" || rest == "k"))
+        n <<= 10;
+      else if (suffix && (rest == "M" || rest == "m"))
+        n <<= 20;
+      else if (!rest.empty())
+        throw UsageError(rule);
+      if (n < 1) throw UsageError(rule);
+      return n;
+    };
+    GqaDecodeShape g;
+    g.head_dim = 128;
+    bool has_b = false, has_q = false, has_kv = false, has_t = false;
+    for (const auto& f : fields) {
+      if (f.first == "B" && !has_b) {
+        g.batch = number(f.second, false);
+        has_b = true;
+      } else if (f.first == "q" && !has_q) {
+        g.q_heads = number(f.second, false);
+        has_q = true;
+      } else if (f.first == "kv" && !has_kv) {
+        g.kv_heads = number(f.second, false);
+        has_kv = true;
+      } else if (f.first == "d" && number(f.second, false) == 128) {
+      } else if (f.first == "T" && !has_t) {
+        g.tokens = number(f.second, true);
+        has_t = true;
+      } else {
+        throw UsageError(rule);
+      }
+    }
+    if (!(has_b && has_q && has_kv && has_t) || g.q_heads % g.kv_heads != 0) throw UsageError(rule);
+    v.push_back(g);
+  }
+  return v;
+}
 
 std::vector<KernelCase> make_kernel_cases(const CaseOptions& o) {
   CaseSet set;
+  add_custom_gqa(set, o);
   for (const std::string& name : o.models) {
     ModelSpec m;
     try {

@@ -61,7 +61,14 @@ struct CaseOptions {
   int64_t max_kv_bytes = 0;
   int64_t max_weight_bytes = 0;
   int64_t storage_bytes = 4;
+  // Explicit GQA decode shapes (--gqa-shapes), named attn_gqa/custom/B<b>_q<q>_kv<kv>_d<d>/T<t>;
+  // each scaled down alone by max_kv_bytes.
+  std::vector<GqaDecodeShape> extra_gqa;
 };
+
+// Parses --gqa-shapes: comma-separated B<b>_q<q>_kv<kv>[_d128]_T<t> (t with an optional K or M
+// suffix, binary: 128K = 131072). Throws UsageError naming `option`.
+std::vector<GqaDecodeShape> parse_gqa_shapes(const std::string& text, const std::string& option);
 
 // Every case for these options, deduplicated (one case per distinct shape, its description
 // listing every layout and op that uses it). Throws UsageError for an unknown model.

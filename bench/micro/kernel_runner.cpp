@@ -32,6 +32,7 @@ PreparedKernel::PreparedKernel(MicroBackend& backend, const KernelCase& c, int64
     sets_.push_back(std::move(bufs));
     ptrs_.push_back(std::move(ptrs));
   }
+  launch_case(backend, c, ptrs_[0]);
   backend.synchronize();
 }
 

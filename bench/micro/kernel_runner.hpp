@@ -19,7 +19,9 @@ class PreparedKernel {
  public:
   // Allocates enough operand sets that one cycle of launches touches rotate_bytes (at most 64
   // sets, and at most 8 x rotate_bytes of operands), each filled with fresh random values.
-  // rotate_bytes 0: one set.
+  // rotate_bytes 0: one set. Then one untimed launch: one-time setup of a shape (split
+  // workspaces, GEMM plans, kernel attributes) never falls into a timed launch, even without
+  // warm-up.
   PreparedKernel(MicroBackend& backend, const KernelCase& c, int64_t rotate_bytes, uint64_t seed);
   // Launches on the next operand set.
   void launch();
@@ -41,6 +43,8 @@ struct KernelResult {
   std::vector<double> time_us;  // per iteration, max over ranks
   double time_us_median = 0, time_us_min = 0, time_us_max = 0;
   double gbps = 0, tflops = 0, fraction_of_ceiling = 0;
+  int verified = -1;  // 1 checked against the CPU reference and within tolerance, 0 failed, -1 not
+                      // checked
 };
 
 // Fills the derived fields from time_us (bandwidth and rates at the median time).

@@ -24,11 +24,12 @@ class DeviceBuffer {
 };
 
 // Element type of an operand: the backend's storage type (cpu: fp32; cuda: bf16) for KV caches,
-// weights, queries and GEMM activations, or fp32 for partial outputs, LSE and accumulators.
+// weights and GEMM activations, or fp32 for attention queries (the projections' fp32 output, as
+// in the decode executors), partial outputs, LSE and accumulators.
 enum class Elem { storage, fp32 };
 
 // Decode attention, GQA (q_len = 1, every query head of a KV head's group reads that head's KV).
-//   q   [batch, q_heads, head_dim]              storage
+//   q   [batch, q_heads, head_dim]              fp32
 //   k,v [batch, kv_heads, tokens, head_dim]     storage
 //   out [batch, q_heads, head_dim]              fp32, normalized by its own softmax sum
 //   lse [batch, q_heads]                        fp32, natural log of the scaled scores' sum
@@ -37,7 +38,7 @@ struct GqaDecodeShape {
 };
 
 // Decode attention, absorbed MLA: every head reads the shared cache of (latent, rope key) rows.
-//   q   [batch, heads, kv_lora + rope]          storage
+//   q   [batch, heads, kv_lora + rope]          fp32
 //   kv  [batch, tokens, kv_lora + rope]         storage (the value is the first kv_lora columns)
 //   out [batch, heads, kv_lora]                 fp32
 //   lse [batch, heads]                          fp32
@@ -90,6 +91,9 @@ class MicroBackend {
   virtual int64_t cache_bytes() const = 0;
 
   virtual std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) = 0;
+  // Copies between host memory and a buffer (synchronous; the verification only, never timed).
+  virtual void upload(DeviceBuffer& dst, const void* host, int64_t bytes) = 0;
+  virtual void download(const DeviceBuffer& src, void* host, int64_t bytes) = 0;
   // Uniform values in [-1, 1) (never all zeros), keyed by `seed`, as `elem` elements.
   virtual void fill_random(DeviceBuffer& buf, Elem elem, uint64_t seed) = 0;
   // Waits for every launched kernel.

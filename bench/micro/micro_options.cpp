@@ -78,6 +78,15 @@ void add_micro_options(CLI::App& app, MicroOptions& o) {
                  "Timed iterations per collective size (default 20; quick 5)");
   app.add_option("--warmup", o.warmup, "Untimed launches before timing")->capture_default_str();
   app.add_option("--seed", o.seed, "Seed of the random operands")->capture_default_str();
+  app.add_option("--gqa-shapes", o.gqa_shapes,
+                 "Extra GQA decode-attention shapes, comma-separated B<b>_q<q>_kv<kv>_T<tokens> "
+                 "(head dim 128; T with K or M suffix), benchmarked as "
+                 "attn_gqa/custom/B<b>_q<q>_kv<kv>_d128/T<tokens>; with it, --models may be empty");
+  app.add_flag("--verify", o.verify,
+               "Before timing each decode-attention and LSE-combine case, run it once on small "
+               "fresh random data and compare with the fp32 CPU reference (default on cuda; exit "
+               "code 3 on a mismatch)");
+  app.add_flag("--no-verify", o.no_verify, "Skip that check (default on cpu)");
 }
 
 MicroPlan resolve_micro_options(const MicroOptions& o, int64_t storage_bytes) {
@@ -97,7 +106,11 @@ MicroPlan resolve_micro_options(const MicroOptions& o, int64_t storage_bytes) {
   p.cases.max_weight_bytes = bytes_or(o.max_weight_bytes, "--max-weight-bytes", cap_default, true);
   p.cases.storage_bytes = storage_bytes;
   p.cases.models = split_list(o.models);
-  if (p.cases.models.empty()) throw UsageError("--models: give at least one model");
+  p.cases.extra_gqa = parse_gqa_shapes(o.gqa_shapes, "--gqa-shapes");
+  if (p.cases.models.empty() && p.cases.extra_gqa.empty())
+    throw UsageError("--models: give at least one model (or --gqa-shapes)");
+  if (o.verify && o.no_verify) throw UsageError("--verify: cannot be given with --no-verify");
+  p.verify = o.verify || (!cpu && !o.no_verify);
   if (q) {
     p.cases.slice_tokens = {131072, 1048576};
     p.cases.ranks = {8};

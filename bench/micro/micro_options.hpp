@@ -30,6 +30,9 @@ struct MicroOptions {
   int coll_iters = 0;  // collective iterations; default 20 (quick 5)
   int warmup = 2;
   uint64_t seed = 1234;
+  std::string gqa_shapes;  // explicit GQA decode shapes, e.g. "B1_q64_kv8_T1M,B8_q64_kv8_T128K"
+  bool verify = false;     // default: on for cuda, off for cpu
+  bool no_verify = false;
 };
 
 // What the options resolve to (defaults filled in, lists parsed, bounds checked).
@@ -40,6 +43,7 @@ struct MicroPlan {
   DType dtype = DType::f32;
   std::vector<int64_t> sizes;
   int iters = 0, coll_iters = 0, warmup = 0;
+  bool verify = false;  // check attention and LSE-combine cases against the CPU reference
 };
 
 void add_micro_options(CLI::App& app, MicroOptions& o);

@@ -78,6 +78,8 @@ void write_micro_trace(const std::string& path, const RunEnvironment& env, const
                   "TFLOP/s (1e12 FLOP/s)");
     write_doubles(k.id(), "fraction_of_ceiling",
                   column(v, [](const KernelResult& x) { return x.fraction_of_ceiling; }), "");
+    h5::write(k.id(), "verified", int_column(v, [](const KernelResult& x) { return x.verified; }),
+              "1 within tolerance of the CPU reference, 0 mismatch, -1 not checked");
   }
   {
     h5::Group c(file.id(), "/micro/collectives");

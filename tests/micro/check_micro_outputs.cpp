@@ -1,6 +1,7 @@
 // Checks what helix-micro and `helix-bench calibrate` wrote: the /micro group of an HDF5 trace
 // (schema of results/README.md, no wrong elements) or a hardware profile JSON.
-//   helix_micro_check trace FILE.h5 RANKS
+//   helix_micro_check trace FILE.h5 RANKS [verified]
+//     (verified: at least one kernel row was checked against the CPU reference)
 //   helix_micro_check profile FILE.json RANKS
 // Prints one line per problem and exits 1 when there is any.
 #include <hdf5.h>
@@ -21,7 +22,7 @@ void expect(bool ok, const std::string& what) {
   if (!ok) problems.push_back(what);
 }
 
-void check_trace(const std::string& path, int ranks) {
+void check_trace(const std::string& path, int ranks, bool want_verified) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
@@ -74,6 +75,19 @@ void check_trace(const std::string& path, int ranks) {
   if (exists(f, "/micro/kernels/time_us_median"))
     for (double t : read_doubles(f, "/micro/kernels/time_us_median"))
       expect(t > 0, "/micro/kernels/time_us_median: zero time");
+  if (!exists(f, "/micro/kernels/verified")) {
+    problems.push_back("missing /micro/kernels/verified");
+  } else {
+    const auto v = read_doubles(f, "/micro/kernels/verified");
+    expect(v.size() == rows, "/micro/kernels/verified: wrong length");
+    int checked = 0;
+    for (double x : v) {
+      expect(x == -1 || x == 0 || x == 1, "/micro/kernels/verified: not -1, 0 or 1");
+      expect(x != 0, "/micro/kernels/verified: a kernel missed the CPU reference");
+      checked += x == 1;
+    }
+    if (want_verified) expect(checked > 0, "/micro/kernels/verified: no kernel was checked");
+  }
 
   size_t crows = 0;
   for (const char* col : {"collective", "dtype"}) {
@@ -136,14 +150,14 @@ void check_profile(const std::string& path, int ranks) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s trace|profile FILE RANKS\n", argv[0]);
+  if (argc != 4 && !(argc == 5 && std::string(argv[4]) == "verified")) {
+    std::fprintf(stderr, "usage: %s trace|profile FILE RANKS [verified]\n", argv[0]);
     return 2;
   }
   const std::string kind = argv[1], path = argv[2];
   const int ranks = std::atoi(argv[3]);
   if (kind == "trace")
-    check_trace(path, ranks);
+    check_trace(path, ranks, argc == 5);
   else if (kind == "profile")
     check_profile(path, ranks);
   else

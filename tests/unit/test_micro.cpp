@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -11,6 +12,7 @@
 
 #include "bench/micro/collectives.hpp"
 #include "bench/micro/kernel_cases.hpp"
+#include "bench/micro/kernel_verify.hpp"
 #include "bench/micro/micro_options.hpp"
 #include "bench/micro/profile.hpp"
 #include "comm/error.hpp"
@@ -166,6 +168,71 @@ TEST(MicroCases, CapsScaleTheSweepDown) {
   EXPECT_EQ(tokens, (std::vector<int64_t>{2048, 4096, 8192, 16384}));
   o.models = {"no-such-model"};
   EXPECT_THROW(make_kernel_cases(o), UsageError);
+}
+
+TEST(MicroCases, ExplicitGqaShapes) {
+  const auto v = parse_gqa_shapes("B1_q64_kv8_T1M,B16_q16_kv1_d128_T64K", "--gqa-shapes");
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].batch, 1);
+  EXPECT_EQ(v[0].q_heads, 64);
+  EXPECT_EQ(v[0].kv_heads, 8);
+  EXPECT_EQ(v[0].tokens, 1048576);
+  EXPECT_EQ(v[1].batch, 16);
+  EXPECT_EQ(v[1].tokens, 65536);
+  EXPECT_TRUE(parse_gqa_shapes("", "--gqa-shapes").empty());
+  for (const char* bad : {"B1_q6_kv4_T1M", "B1_q8_T1M", "B1_q8_kv1_d64_T1K", "B1_q8_kv1_T1G",
+                          "q8_kv1_T1K", "B0_q8_kv1_T1K"})
+    EXPECT_THROW(parse_gqa_shapes(bad, "--gqa-shapes"), UsageError) << bad;
+  CaseOptions o;
+  o.models = {};
+  o.extra_gqa = v;
+  o.storage_bytes = 2;
+  const auto cases = make_kernel_cases(o);
+  ASSERT_EQ(cases.size(), 2u);
+  EXPECT_EQ(cases[0].name, "attn_gqa/custom/B1_q64_kv8_d128/T1048576");
+  // Explicit shapes scale alone under the KV cap (CPU runs).
+  o.max_kv_bytes = int64_t(1) << 20;
+  EXPECT_EQ(make_kernel_cases(o)[0].gqa.tokens, 256);  // 1 MiB / 4 KiB per token (bf16 K, V)
+}
+
+TEST(MicroOptions, CudaRunsTheRealSizesAndVerifies) {
+  MicroOptions mo;
+  mo.backend = "cuda";
+  MicroPlan p = resolve_micro_options(mo, 2);
+  EXPECT_EQ(p.cases.max_kv_bytes, 0);
+  EXPECT_EQ(p.cases.max_weight_bytes, 0);
+  EXPECT_TRUE(p.verify);
+  int64_t most_kv = 0;
+  for (const auto& c : make_kernel_cases(p.cases))
+    if (c.kind == KernelKind::attn_gqa) {
+      EXPECT_EQ(c.shape.find("scaled"), std::string::npos) << c.name;
+      most_kv = std::max(most_kv, 2 * c.gqa.kv_heads * c.gqa.tokens * c.gqa.head_dim * 2);
+    }
+  EXPECT_EQ(most_kv, int64_t(512) << 20);  // one KV head, 1M tokens, K and V in bf16
+  mo.no_verify = true;
+  EXPECT_FALSE(resolve_micro_options(mo, 2).verify);
+  mo.backend = "cpu";
+  mo.no_verify = false;
+  EXPECT_FALSE(resolve_micro_options(mo, 4).verify);
+}
+
+TEST(MicroVerify, CpuBackendMatchesItsReference) {
+  auto b = make_cpu_micro_backend();
+  CaseOptions o;
+  o.models = {"tiny-gqa"};
+  o.extra_gqa = parse_gqa_shapes("B2_q8_kv2_T8K", "--gqa-shapes");
+  int checked = 0;
+  for (const auto& c : make_kernel_cases(o)) {
+    if (!verifiable(c)) continue;
+    const KernelCase s = verify_shape(c);
+    if (c.kind == KernelKind::attn_gqa) {
+      EXPECT_LE(s.gqa.tokens, kVerifyGqaTokens);
+    }
+    const VerifyResult r = verify_case(*b, c, 7);
+    EXPECT_TRUE(r.ok) << c.name << ": " << r.detail;
+    ++checked;
+  }
+  EXPECT_GT(checked, 1);
 }
 
 HardwareProfile sample_profile() {

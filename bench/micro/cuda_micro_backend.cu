@@ -1,0 +1,343 @@
+// The CUDA micro-benchmark backend: the decode kernels of kernels/ (bf16 storage, fp32 partials and
+// LSE, cuBLASLt GEMMs) on one GPU per rank, timed with CUDA events on the backend's stream.
+//
+// Device: node-local rank (MPI_Comm_split_type over MPI_COMM_WORLD) modulo the visible devices,
+// printed per rank with its PCI bus id. Every launch is asynchronous on one non-blocking stream;
+// time_us holds the stream busy for a moment (so host launch overhead is not timed), records
+// events around the launch and waits for the second.
+#include <cuda_runtime.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "bench/micro/micro_backend.hpp"
+#include "comm/cuda_check.hpp"
+#include "comm/error.hpp"
+#include "kernels/cuda_kernels.hpp"
+#include "kernels/gemm_cuda.hpp"
+#include "kernels/rng.hpp"
+
+namespace helix::micro {
+
+namespace {
+
+using cuda::bf16;
+
+constexpr int64_t kHoldNs = 50000;  // 50 us: more than the host needs to enqueue one launch
+
+std::string gib(double bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f GiB", bytes / double(int64_t(1) << 30));
+  return b;
+}
+
+class CudaBuffer final : public DeviceBuffer {
+ public:
+  explicit CudaBuffer(int64_t bytes) : bytes_(bytes) {
+    const cudaError_t rc = cudaMalloc(&ptr_, size_t(std::max<int64_t>(bytes, 256)));
+    if (rc != cudaSuccess) {
+      (void)cudaGetLastError();  // not sticky; cleared so the message below names the cause
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      fatal("helix-micro (cuda): cannot allocate " + gib(double(bytes)) + " on the GPU (" +
+            cudaGetErrorString(rc) + "; " + gib(double(free_b)) + " free of " +
+            gib(double(total_b)) +
+            "); use fewer ranks per GPU, a smaller --stream-bytes, or --max-kv-bytes / "
+            "--max-weight-bytes");
+    }
+  }
+  ~CudaBuffer() override { cudaFree(ptr_); }
+  CudaBuffer(const CudaBuffer&) = delete;
+  CudaBuffer& operator=(const CudaBuffer&) = delete;
+  void* data() override { return ptr_; }
+  const void* data() const override { return ptr_; }
+  int64_t bytes() const override { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  int64_t bytes_ = 0;
+};
+
+// Node-local rank and the number of ranks on this node, over MPI_COMM_WORLD.
+void node_local(int* rank, int* size) {
+  int init = 0;
+  HELIX_MPI_CHECK(MPI_Initialized(&init));
+  HELIX_CHECK(init != 0, "the cuda micro backend needs MPI to be initialized");
+  MPI_Comm node = MPI_COMM_NULL;
+  HELIX_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  HELIX_MPI_CHECK(MPI_Comm_rank(node, rank));
+  HELIX_MPI_CHECK(MPI_Comm_size(node, size));
+  HELIX_MPI_CHECK(MPI_Comm_free(&node));
+}
+
+// Byte offsets of the MoE scratch: gate and up outputs (fp32), the activation (bf16), each
+// aligned to 256 bytes.
+struct MoeScratch {
+  int64_t g = 0, u = 0, act = 0, total = 0;
+};
+MoeScratch moe_scratch(const MoeShape& s) {
+  auto up = [](int64_t b) { return (b + 255) / 256 * 256; };
+  const int64_t rc = s.rows_per_expert * s.cols;
+  MoeScratch m;
+  m.g = 0;
+  m.u = up(rc * 4);
+  m.act = m.u + up(rc * 4);
+  m.total = m.act + up(rc * 2);
+  return m;
+}
+
+class CudaMicroBackend final : public MicroBackend {
+ public:
+  CudaMicroBackend() {
+    int devices = 0;
+    const cudaError_t rc = cudaGetDeviceCount(&devices);
+    if (rc != cudaSuccess || devices == 0)
+      throw UsageError(std::string("--backend cuda: no usable GPU (") +
+                       (rc != cudaSuccess ? cudaGetErrorString(rc) : "none visible") + ")");
+    int lr = 0, ls = 1, world_rank = 0;
+    node_local(&lr, &ls);
+    HELIX_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
+    device_ = lr % devices;
+    HELIX_CUDA_CHECK(cudaSetDevice(device_));
+    HELIX_CUDA_CHECK(cudaFree(nullptr));  // create the context now
+    cudaDeviceProp prop{};
+    HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    char bus[32] = {0};
+    HELIX_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device_));
+    desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + bus;
+    memory_ = int64_t(prop.totalGlobalMem);
+    int l2 = 0;
+    HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device_));
+    l2_ = l2 > 0 ? int64_t(l2) : int64_t(50) << 20;
+    const bool shared = ls > devices;
+    std::fprintf(
+        stderr, "helix-micro: rank %d (node-local %d): %s, L2 %lld MiB%s\n", world_rank, lr,
+        desc_.c_str(), (long long)(l2_ >> 20),
+        shared ? " (GPU shared with other ranks of this node: kernel timings interfere)" : "");
+    HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    HELIX_CUDA_CHECK(cudaEventCreate(&start_));
+    HELIX_CUDA_CHECK(cudaEventCreate(&stop_));
+    gemm_ = std::make_unique<cuda::Gemm>();
+  }
+
+  ~CudaMicroBackend() override {
+    cudaStreamSynchronize(stream_);
+    workspaces_.clear();
+    gemm_.reset();
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+    cudaStreamDestroy(stream_);
+  }
+  CudaMicroBackend(const CudaMicroBackend&) = delete;
+  CudaMicroBackend& operator=(const CudaMicroBackend&) = delete;
+
+  std::string name() const override { return "cuda"; }
+  std::string device_description() const override { return desc_; }
+  std::string storage_dtype() const override { return "bf16"; }
+  int64_t storage_bytes() const override { return 2; }
+  int64_t memory_bytes() const override { return memory_; }
+  int64_t cache_bytes() const override { return l2_; }
+
+  std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) override {
+    return std::make_unique<CudaBuffer>(bytes);
+  }
+  void upload(DeviceBuffer& dst, const void* host, int64_t bytes) override {
+    HELIX_CHECK(bytes <= dst.bytes(), "upload larger than the buffer");
+    HELIX_CUDA_CHECK(
+        cudaMemcpyAsync(dst.data(), host, size_t(bytes), cudaMemcpyHostToDevice, stream_));
+    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void download(const DeviceBuffer& src, void* host, int64_t bytes) override {
+    HELIX_CHECK(bytes <= src.bytes(), "download larger than the buffer");
+    HELIX_CUDA_CHECK(
+        cudaMemcpyAsync(host, src.data(), size_t(bytes), cudaMemcpyDeviceToHost, stream_));
+    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // Counter-based fills of kernels/rng.hpp: uniform in [-1, 1), never zeros.
+  void fill_random(DeviceBuffer& buf, Elem elem, uint64_t seed) override {
+    const uint64_t key = mix64(seed ^ 0x6d6963726f000000ull);
+    if (elem == Elem::storage) {
+      const int64_t n = buf.bytes() / 2;
+      cuda::fill_slice(static_cast<bf16*>(buf.data()), key, n, 0, 1, 0, n, 1.0f, stream_);
+    } else {
+      const int64_t n = buf.bytes() / 4;
+      cuda::fill_slice_f32(static_cast<float*>(buf.data()), key, n, 0, 1, 0, n, 1.0f, 0.0f,
+                           stream_);
+    }
+  }
+
+  void synchronize() override { HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // Device time: the stream is held busy for kHoldNs first, so the start event fires only after
+  // the host has enqueued the launch (host launch overhead is not counted).
+  double time_us(const std::function<void()>& launch) override {
+    cuda::hold_stream(kHoldNs, stream_);
+    HELIX_CUDA_CHECK(cudaEventRecord(start_, stream_));
+    launch();
+    HELIX_CUDA_CHECK(cudaEventRecord(stop_, stream_));
+    HELIX_CUDA_CHECK(cudaEventSynchronize(stop_));
+    float ms = 0;
+    HELIX_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+    return double(ms) * 1e3;
+  }
+
+  void stream_read(const void* buf, int64_t bytes, float* sink) override {
+    cuda::stream_read_pass(buf, bytes, reinterpret_cast<uint32_t*>(sink), stream_);
+  }
+
+  void attention_gqa(const GqaDecodeShape& s, const void* q, const void* k, const void* v,
+                     float* out, float* lse) override {
+    HELIX_CHECK(s.head_dim == 128,
+                "cuda attention_gqa: head_dim must be 128, got " + std::to_string(s.head_dim));
+    HELIX_CHECK(s.kv_heads > 0 && s.q_heads % s.kv_heads == 0,
+                "cuda attention_gqa: q_heads must be a multiple of kv_heads");
+    cuda::DecodeAttention a;
+    a.mla = false;
+    a.batch = s.batch;
+    a.heads = s.q_heads;
+    a.kv_heads = s.kv_heads;
+    a.group = s.q_heads / s.kv_heads;
+    a.tokens = s.tokens;
+    a.capacity = s.tokens;
+    a.scale = 1.0f / std::sqrt(float(s.head_dim));
+    a.q = static_cast<const float*>(q);
+    a.k = static_cast<const bf16*>(k);
+    a.v = static_cast<const bf16*>(v);
+    a.out = out;
+    a.lse = lse;
+    run_attention(a);
+  }
+
+  void attention_mla(const MlaDecodeShape& s, const void* q, const void* kv, float* out,
+                     float* lse) override {
+    HELIX_CHECK(s.kv_lora == 512 && s.rope == 64,
+                "cuda attention_mla: needs kv_lora 512 and rope 64, got " +
+                    std::to_string(s.kv_lora) + " and " + std::to_string(s.rope));
+    cuda::DecodeAttention a;
+    a.mla = true;
+    a.batch = s.batch;
+    a.heads = s.heads;
+    a.kv_heads = 1;
+    a.group = 1;
+    a.tokens = s.tokens;
+    a.capacity = s.tokens;
+    a.scale = 1.0f / std::sqrt(float(s.kv_lora + s.rope));
+    a.q = static_cast<const float*>(q);
+    a.k = static_cast<const bf16*>(kv);
+    a.v = nullptr;
+    a.out = out;
+    a.lse = lse;
+    run_attention(a);
+  }
+
+  void lse_combine(const CombineShape& s, const float* o, const float* lse, float* out,
+                   float* lse_out) override {
+    cuda::lse_combine(s.parts, s.rows, s.dim, o, s.rows * s.dim, lse, s.rows, out, nullptr, lse_out,
+                      stream_);
+  }
+
+  void gemm(const GemmShape& s, const void* x, const void* w, void* y) override {
+    cuda::GemmShape g;
+    g.m = s.m;
+    g.k = s.k;
+    g.n = s.n;
+    g.ldx = s.k;
+    g.ldw = s.n;
+    g.ldy = s.n;
+    g.y_bf16 = true;
+    gemm_->run(g, static_cast<const bf16*>(x), static_cast<const bf16*>(w), y, stream_);
+  }
+
+  int64_t moe_scratch_bytes(const MoeShape& s) const override { return moe_scratch(s).total; }
+
+  // As the CUDA executor's experts: per expert, gate and up GEMMs (fp32 out), SiLU x up (bf16),
+  // down GEMM (bf16 out into the expert's rows of `out`).
+  void moe_experts(const MoeShape& s, const void* x, const void* w_gate, const void* w_up,
+                   const void* w_down, void* out, void* scratch) override {
+    const int64_t m = s.rows_per_expert, h = s.hidden, c = s.cols;
+    const MoeScratch z = moe_scratch(s);
+    char* base = static_cast<char*>(scratch);
+    float* g = reinterpret_cast<float*>(base + z.g);
+    float* u = reinterpret_cast<float*>(base + z.u);
+    bf16* act = reinterpret_cast<bf16*>(base + z.act);
+    const bf16* xb = static_cast<const bf16*>(x);
+    const bf16* wg = static_cast<const bf16*>(w_gate);
+    const bf16* wu = static_cast<const bf16*>(w_up);
+    const bf16* wd = static_cast<const bf16*>(w_down);
+    bf16* yb = static_cast<bf16*>(out);
+    cuda::GemmShape up;
+    up.m = m;
+    up.k = h;
+    up.n = c;
+    up.ldx = h;
+    up.ldw = c;
+    up.ldy = c;
+    cuda::GemmShape down;
+    down.m = m;
+    down.k = c;
+    down.n = h;
+    down.ldx = c;
+    down.ldw = h;
+    down.ldy = h;
+    down.y_bf16 = true;
+    for (int64_t e = 0; e < s.experts; ++e) {
+      const bf16* xe = xb + e * m * h;
+      gemm_->run(up, xe, wg + e * h * c, g, stream_);
+      gemm_->run(up, xe, wu + e * h * c, u, stream_);
+      cuda::silu_mul(g, u, nullptr, m, c, act, stream_);
+      gemm_->run(down, act, wd + e * c * h, yb + e * m * h, stream_);
+    }
+  }
+
+  void kv_append(const KvAppendShape& s, const void* new_kv, void* cache) override {
+    cuda::kv_append_rows(static_cast<const bf16*>(new_kv), s.batch * s.kv_heads, s.width,
+                         static_cast<bf16*>(cache), s.capacity, s.position, stream_);
+  }
+
+ private:
+  // The split workspace of one attention shape, allocated at its first launch (the harness makes
+  // one untimed launch of every case before timing it) and kept.
+  void run_attention(cuda::DecodeAttention& a) {
+    const auto key = std::make_tuple(a.mla, a.batch, a.heads, a.kv_heads, a.tokens);
+    auto it = workspaces_.find(key);
+    if (it == workspaces_.end()) {
+      Workspace w;
+      w.splits = cuda::attention_splits(a);
+      const int64_t floats = cuda::attention_workspace_floats(a, w.splits);
+      if (floats > 0) w.buf = std::make_unique<CudaBuffer>(floats * 4);
+      it = workspaces_.emplace(key, std::move(w)).first;
+    }
+    a.splits = it->second.splits;
+    a.workspace = it->second.buf ? static_cast<float*>(it->second.buf->data()) : nullptr;
+    cuda::attention_decode(a, stream_);
+  }
+
+  struct Workspace {
+    int splits = 1;
+    std::unique_ptr<CudaBuffer> buf;
+  };
+
+  int device_ = 0;
+  std::string desc_;
+  int64_t memory_ = 0, l2_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+  std::unique_ptr<cuda::Gemm> gemm_;
+  std::map<std::tuple<bool, int64_t, int64_t, int64_t, int64_t>, Workspace> workspaces_;
+};
+
+}  // namespace
+
+std::unique_ptr<MicroBackend> make_cuda_micro_backend() {
+  return std::make_unique<CudaMicroBackend>();
+}
+
+}  // namespace helix::micro
