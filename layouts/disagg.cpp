@@ -62,14 +62,41 @@ LayerKinds kinds_of(const ModelSpec& m) {
   return k;
 }
 
-// FLOPs of one layer for one prompt's chunk of c tokens after p earlier tokens.
-double chunk_flops(const ModelSpec& m, LayerKind k, double c, double p) {
+// FLOPs of one layer for one prompt's chunk of c tokens after p earlier tokens, split into the
+// weight GEMMs (for MLA with the up-projection of the latent of every attended token to keys and
+// values) and the causal attention products (scores and values: 2 FLOPs per multiply-add).
+struct ChunkFlops {
+  double gemm = 0, attn = 0;
+  double total() const { return gemm + attn; }
+};
+ChunkFlops chunk_flops(const ModelSpec& m, LayerKind k, double c, double p) {
   const auto [dqk, dv] = attn_dims(m);
-  double f = 2 * c * (attn_params(m) + ffn_active_params(m, k));
-  f += m.q_heads * c * (p + c / 2) * (dqk + dv);  // causal attention
-  if (m.is_mla())  // keys and values up-projected from the latent of every attended token
-    f += 2 * (p + c) * m.mla.kv_lora * double(m.q_heads) * (m.mla.qk_nope + m.mla.v_head);
+  ChunkFlops f;
+  f.gemm = 2 * c * (attn_params(m) + ffn_active_params(m, k));
+  if (m.is_mla())
+    f.gemm += 2 * (p + c) * m.mla.kv_lora * double(m.q_heads) * (m.mla.qk_nope + m.mla.v_head);
+  f.attn = 2.0 * m.q_heads * c * (p + c / 2) * (dqk + dv);
   return f;
+}
+
+// FLOPs of one prompt of `isl` tokens in chunks of `chunk` tokens (0: one pass), all layers.
+ChunkFlops prompt_flops(const ModelSpec& m, int64_t isl, int64_t chunk) {
+  const int64_t c = chunk > 0 ? std::min(chunk, isl) : isl;
+  ChunkFlops total;
+  for (const auto& [k, L] : kinds_of(m).kinds)
+    for (int64_t p = 0; p < isl; p += c) {
+      const ChunkFlops f = chunk_flops(m, k, double(std::min(c, isl - p)), double(p));
+      total.gemm += L * f.gemm;
+      total.attn += L * f.attn;
+    }
+  return total;
+}
+
+// Compute time in us of `f` on n GPUs at the achieved prefill rates, GEMMs of `rows` rows.
+double prefill_compute_us(const HardwareProfile& hw, DType d, const ChunkFlops& f, double n,
+                          double rows) {
+  return f.gemm / (n * hw.prefill_gemm_tflops(d, rows) * 1e6) +
+         f.attn / (n * hw.prefill_attention_tflops(d) * 1e6);
 }
 
 // One pass of `batch` prompts' chunks (c tokens after p) through one layer on `n` GPUs.
@@ -78,9 +105,10 @@ double pass_layer_us(const ModelSpec& m, const CostModel& cm, LayerKind k, Prefi
   const HardwareProfile& hw = cm.hardware();
   const double wb = dtype_bytes(cm.options().dtype);
   const double tokens = batch * c;
-  const double flops = batch * chunk_flops(m, k, c, p);
-  const double rate = hw.flops_tflops_for(cm.options().dtype) * 1e6 * hw.gemm_efficiency_at(tokens);
-  const double compute_us = flops / (n * rate);
+  ChunkFlops flops = chunk_flops(m, k, c, p);
+  flops.gemm *= batch;
+  flops.attn *= batch;
+  const double compute_us = prefill_compute_us(hw, cm.options().dtype, flops, n, tokens);
   double weights = double(m.layer_params(k));
   if (k == LayerKind::moe) {  // experts untouched by these tokens are not read
     const double E = m.moe.routed_experts;
@@ -100,12 +128,7 @@ double pass_layer_us(const ModelSpec& m, const CostModel& cm, LayerKind k, Prefi
 }  // namespace
 
 double prefill_flops(const ModelSpec& m, int64_t isl, int64_t chunk) {
-  const int64_t c = chunk > 0 ? std::min(chunk, isl) : isl;
-  double total = 0;
-  for (const auto& [k, L] : kinds_of(m).kinds)
-    for (int64_t p = 0; p < isl; p += c)
-      total += L * chunk_flops(m, k, double(std::min(c, isl - p)), double(p));
-  return total;
+  return prompt_flops(m, isl, chunk).total();
 }
 
 PrefillPoint price_prefill(const ModelSpec& m, const CostModel& cm, const PrefillConfig& c,
@@ -226,16 +249,6 @@ int decode_distinct_kv_gpus(const ModelSpec& m, const DesignConfig& c) {
   }
 }
 
-// FLOPs of one decode token at KV length s, all layers.
-double decode_token_flops(const ModelSpec& m, double s) {
-  const auto [dqk, dv] = attn_dims(m);
-  const double qk = m.is_mla() ? m.attn_qk_dim() : dqk, v = m.is_mla() ? m.attn_out_dim() : dv;
-  double f = 0;
-  for (const auto& [k, L] : kinds_of(m).kinds)
-    f += L * (2 * (attn_params(m) + ffn_active_params(m, k)) + 2.0 * m.q_heads * s * (qk + v));
-  return f;
-}
-
 struct Curve {
   std::vector<double> user, gpu;  // falling interactivity, rising throughput
 };
@@ -328,7 +341,7 @@ DisaggResult disagg_sweep(const ModelSpec& m, const HardwareProfile& hw, const D
       isl * m.layers * double(m.kv_elems_per_token()) * dtype_bytes(o.dtype);
   std::vector<std::vector<std::pair<double, double>>> fixed(o.fixed_ratios.size());
   r.points.reserve(r.decode.size() * (cand.size() + 2));
-  const double rate_flops = hw.flops_tflops_for(o.dtype) * 1e6;  // per us
+  const ChunkFlops whole = prompt_flops(m, w.isl, 0);
   for (size_t j = 0; j < r.decode.size(); ++j) {
     const DesignPoint& d = r.decode[j];
     const double d_req = d.tokens_per_s_per_gpu / osl;  // requests/s per decode GPU
@@ -361,12 +374,15 @@ DisaggResult disagg_sweep(const ModelSpec& m, const HardwareProfile& hw, const D
                               std::min(fr * p_req, d_req) * osl / (1 + fr));
       }
     }
-    // Co-located on the decode layout's GPUs: prefill runs on the same GPUs, either as its own
-    // passes between decode steps, or piggybacked in chunks on the decode steps.
+    // Co-located on the decode layout's GPUs: prefill runs on the same GPUs at the same achieved
+    // prefill rates as a prefill pool, either as its own passes between decode steps, or
+    // piggybacked in chunks on the decode steps. A step that carries chunks lasts the decode step
+    // plus the chunks' compute (the chunk GEMMs and attention do not hide under the memory-bound
+    // decode step), and every request in flight waits for it: the interference that
+    // disaggregation removes.
     const double G = gd;
     const double reqs_per_ttl = double(d.batch) * d.cfg.pp / osl;  // new prompts per step
-    const double eff = hw.gemm_efficiency_at(isl);
-    const double t_pf_us = prefill_flops(m, w.isl, 0) / (G * rate_flops * eff);
+    const double t_pf_us = prefill_compute_us(hw, o.dtype, whole, G, isl);
     {
       ServePoint s;
       s.mode = ServeMode::colocated;
@@ -381,13 +397,11 @@ DisaggResult disagg_sweep(const ModelSpec& m, const HardwareProfile& hw, const D
     {
       const double chunk = std::max(256.0, std::min(isl, reqs_per_ttl * isl));
       const double t_chunked_us =
-          prefill_flops(m, w.isl, int64_t(chunk)) / (G * rate_flops * hw.gemm_efficiency_at(chunk));
-      const double dec_compute_us =
-          double(d.batch) * d.cfg.pp * decode_token_flops(m, double(so.seq_len)) / (G * rate_flops);
+          prefill_compute_us(hw, o.dtype, prompt_flops(m, w.isl, int64_t(chunk)), G, chunk);
       ServePoint s;
       s.mode = ServeMode::colocated_piggyback;
       s.decode = int(j);
-      s.ttl_us = std::max(d.ttl_us, dec_compute_us + reqs_per_ttl * t_chunked_us);
+      s.ttl_us = d.ttl_us + reqs_per_ttl * t_chunked_us;
       s.ftl_s = std::max(t_chunked_us, s.ttl_us * isl / chunk) * 1e-6;
       s.tokens_per_s_per_user = 1e6 / s.ttl_us;
       s.tokens_per_s_per_gpu = double(d.batch) * 1e6 / s.ttl_us / d.cfg.n;
@@ -539,10 +553,12 @@ std::vector<BuzzRow> beyond_the_buzz_rows(const HardwareProfile& hw,
       lo = std::min(lo, bw);
       hi = std::max(hi, bw);
     }
+    const bool any = !r.disagg_frontier.empty();
     rows.push_back({std::string("deepseek-r1 ") + what +
                         ": KV transfer per GPU on the frontier, GB/s (within 2x)",
-                    fmt("%.1f-%.1f", plo, phi), fmt("%.2f-%.2f", lo, hi),
-                    lo >= plo / 2 && hi <= phi * 2});
+                    fmt("%.1f-%.1f", plo, phi),
+                    any ? fmt("%.2f-%.2f", lo, hi) : "no prefill layout under the FTL cutoff",
+                    any && lo >= plo / 2 && hi <= phi * 2});
   };
   kv_row("16k/2k", ds, 0.4, 1.2);
   kv_row("1M/2k", run("deepseek-r1", 1 << 20, K2, 72), 1.0, 1.8);

@@ -81,6 +81,19 @@ double HardwareProfile::gemm_efficiency_at(double m) const {
   return gemm_efficiency.back().efficiency;
 }
 
+double HardwareProfile::prefill_gemm_tflops(DType d, double m) const {
+  return flops_tflops_for(d) *
+         (gemm_efficiency.empty() ? prefill_efficiency : gemm_efficiency_at(m));
+}
+
+double HardwareProfile::prefill_attention_tflops(DType d) const {
+  DType a = d;
+  if (attention_dtype && dtype_bytes(*attention_dtype) > dtype_bytes(d) &&
+      flops_tflops.count(*attention_dtype))
+    a = *attention_dtype;
+  return flops_tflops_for(a) * attention_efficiency;
+}
+
 double HardwareProfile::flops_tflops_for(DType d) const {
   const auto it = flops_tflops.find(d);
   if (it == flops_tflops.end() || !(it->second > 0))
@@ -171,6 +184,18 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
     }
     std::sort(h.gemm_efficiency.begin(), h.gemm_efficiency.end(),
               [](const auto& a, const auto& b) { return a.m < b.m; });
+  }
+  for (auto [key, field] :
+       {std::pair<const char*, double*>{"prefill_efficiency", &h.prefill_efficiency},
+        {"attention_efficiency", &h.attention_efficiency}})
+    if (j.contains(key)) {
+      *field = positive(j, key, origin, key);
+      if (*field > 1.0) bad(origin, key, "must be <= 1");
+    }
+  if (j.contains("attention_dtype")) {
+    const json& a = j.at("attention_dtype");
+    h.attention_dtype = a.is_string() ? parse_dtype(a.get<std::string>()) : std::nullopt;
+    if (!h.attention_dtype) bad(origin, "attention_dtype", "must be fp32, bf16, fp8 or fp4");
   }
   const json nv = need(j, "nvlink", origin, "nvlink");
   const double dom = positive(nv, "domain_gpus", origin, "nvlink.domain_gpus");

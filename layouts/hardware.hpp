@@ -47,6 +47,12 @@ struct HardwareProfile {
   double stream_gbps = 0;                // measured; wins over peak x efficiency when > 0
   std::map<DType, double> flops_tflops;  // dense per GPU; absent: unsupported
   std::vector<GemmEfficiencyPoint> gemm_efficiency;  // sorted by m
+  // Prefill (large-M) pricing: achieved fraction of the dense peak for the weight GEMMs when the
+  // profile has no gemm_efficiency curve, for the attention products, and the precision those
+  // attention products run in (unset: the run's dtype; a wider one lowers the rate).
+  double prefill_efficiency = 1;
+  double attention_efficiency = 1;
+  std::optional<DType> attention_dtype;
   LinkSpec nvlink, network;
   std::vector<CollectiveMeasurement> collectives;
   std::map<std::string, std::string> sources;
@@ -58,6 +64,12 @@ struct HardwareProfile {
   double gemm_efficiency_at(double m) const;
   // Dense FLOP rate for a dtype; throws UsageError naming --dtype when the profile has none.
   double flops_tflops_for(DType d) const;
+  // Achieved FLOP rate (TFLOP/s) of prefill weight GEMMs of m rows in dtype d: the measured
+  // curve when present, else the peak x prefill_efficiency.
+  double prefill_gemm_tflops(DType d, double m) const;
+  // Achieved FLOP rate (TFLOP/s) of prefill attention (scores and values) for a run in dtype d:
+  // the rate of the wider of d and attention_dtype x attention_efficiency.
+  double prefill_attention_tflops(DType d) const;
 };
 
 // Parses a profile; throws UsageError naming the missing or bad field.
