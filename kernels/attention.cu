@@ -1,19 +1,27 @@
 // Decode attention (q_len = 1) over a KV slice for GQA (head dim 128) and absorbed MLA (latent 512
 // + rope 64), flash-decoding style:
 //   - grid: (head tile, split, request x KV head); the head tile varies fastest, so the CTAs that
-//     read the same KV rows (MLA with more than 16 heads) run together and share them through L2;
-//   - a CTA of 4 warps streams its contiguous token range in tiles of 64 tokens through a
-//     two-stage cp.async pipeline (16-byte loads) into padded shared memory;
-//   - S = Q K^T with bf16 tensor-core MMAs (m16n8k16): every warp scores 16 tokens for the 16
-//     heads of the tile; the running max is shared across warps, P is written once to shared
-//     memory as bf16, and every warp accumulates O += P V for its quarter of the value width;
+//     read the same KV rows (MLA with more heads than one tile) run together and share them
+//     through L2;
+//   - a CTA streams its contiguous token range in tiles of 32 to 128 tokens through a cp.async
+//     pipeline of 2 to 4 stages (16-byte loads) into padded shared memory;
+//   - a CTA serves 16, 32 or 64 query heads (one to four MMA row tiles); its warps split into
+//     head groups of 16, and within a group they split the tile's tokens for S = Q K^T and the
+//     value width for O += P V (bf16 tensor-core MMAs, m16n8k16, fp32 accumulators); the running
+//     max is shared across the warps of a group, P is written once to shared memory as bf16;
 //   - each split writes its normalized partial output and natural-log LSE; the splits are merged
 //     by lse_combine (the same math as the Helix combine of KVP shards).
+// The configurations (heads per CTA, tokens per stage, stages, warps) are template parameters;
+// every one is tested against the CPU reference, and pick_variant() chooses per launch.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <map>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "comm/cuda_check.hpp"
 #include "kernels/cuda_kernels.hpp"
@@ -22,9 +30,7 @@ namespace helix::cuda {
 
 namespace {
 
-constexpr int kTileTokens = 64;  // tokens per pipeline stage
-constexpr int kHeadTile = 16;    // query heads per CTA (MMA rows)
-constexpr int kPad = 8;          // bf16 elements of padding per shared row (no bank conflicts)
+constexpr int kPad = 8;  // bf16 elements of padding per shared row (no bank conflicts)
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -70,29 +76,30 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// Warps per CTA: GQA 4 (16 tokens of S each); MLA 8 (8 tokens each), since a CTA of MLA is alone
-// on its SM and its 576-wide scores are a long chain of MMAs per warp.
-template <bool kMla>
-constexpr int warps_of() {
-  return kMla ? 8 : 4;
-}
-
-template <int DK, int DV, bool kMla>
-struct Smem {
-  static constexpr int kWarps = warps_of<kMla>();
-  // Pipeline depth: GQA keeps two tiles in flight while computing a third (two CTAs per SM);
-  // MLA's 72 KB tiles allow two stages in one CTA per SM.
-  static constexpr int kStages = kMla ? 2 : 3;
+// A kernel configuration: query heads per CTA (16 x kHG, one MMA row tile per head group), tokens
+// per pipeline stage, stages, warps. The warps split into kHG head groups; within a head group
+// they split the tile's tokens for S = Q K^T and the value width for O += P V.
+template <int DK, int DV, bool kMla, int kHG, int kTT, int kSt, int kWarps>
+struct Config {
+  static constexpr int kDk = DK, kDv = DV, kHeadTile = 16 * kHG, kTile = kTT, kStages = kSt;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kWarpsPerGroup = kWarps / kHG;
+  static constexpr int kTokW = kTT / kWarpsPerGroup;   // tokens of S per warp
+  static constexpr int kNtS = kTokW / 8;               // n-tiles of S per warp
+  static constexpr int kDvWarp = DV / kWarpsPerGroup;  // value columns per warp
+  static constexpr int kNtO = kDvWarp / 8;             // n-tiles of O per warp
+  static_assert(kWarps % kHG == 0 && kTT % (8 * kWarpsPerGroup) == 0, "token split");
+  static_assert(kNtS == 1 || kNtS % 2 == 0, "S n-tiles: one, or pairs");
+  static_assert(kDvWarp % 16 == 0 && kTT % 16 == 0, "value split");
   static constexpr int kLdK = DK + kPad;
   static constexpr int kLdV = DV + kPad;
-  static constexpr int kLdP = kTileTokens + kPad;
+  static constexpr int kLdP = kTT + kPad;
   // Per stage: K rows (MLA: the whole 576-wide row, V is its first 512 columns), then V rows.
-  static constexpr int kStageElems = kTileTokens * kLdK + (kMla ? 0 : kTileTokens * kLdV);
+  static constexpr int kStageElems = kTT * kLdK + (kMla ? 0 : kTT * kLdV);
   static constexpr int kQElems = kHeadTile * kLdK;
   static constexpr int kPElems = kHeadTile * kLdP;
-  static constexpr size_t kBytes =
-      size_t(kStages * kStageElems + kQElems + kPElems) * sizeof(bf16) +
-      size_t(2 * kWarps * kHeadTile) * sizeof(float);
+  static constexpr size_t kBytes = size_t(kSt * kStageElems + kQElems + kPElems) * sizeof(bf16) +
+                                   size_t(2 * kWarps * 16) * sizeof(float);
 };
 
 struct Params {
@@ -107,27 +114,28 @@ struct Params {
   int64_t batch;
 };
 
-template <int DK, int DV, bool kMla>
-__global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel(const Params p) {
-  using S = Smem<DK, DV, kMla>;
-  constexpr int kWarps = S::kWarps;
-  constexpr int kThreads = kWarps * 32;
-  constexpr int kTokW = kTileTokens / kWarps;  // tokens of S per warp
-  constexpr int kNtS = kTokW / 8;              // n-tiles of S per warp
+template <class C, bool kMla>
+__global__ void __launch_bounds__(C::kThreads) decode_attention_kernel(const Params p) {
+  constexpr int DK = C::kDk, DV = C::kDv, kTT = C::kTile, kSt = C::kStages;
+  constexpr int kThreads = C::kThreads, kWarps = kThreads / 32;
+  constexpr int kHeadTile = C::kHeadTile, kHG = kHeadTile / 16;
+  constexpr int kTokW = C::kTokW, kNtS = C::kNtS, kDvWarp = C::kDvWarp, kNtO = C::kNtO;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* stage_base = reinterpret_cast<bf16*>(smem_raw);
-  bf16* qs = stage_base + S::kStages * S::kStageElems;
-  bf16* ps = qs + S::kQElems;
-  float* red = reinterpret_cast<float*>(ps + S::kPElems);  // [2][warps][16]
+  bf16* qs = stage_base + kSt * C::kStageElems;
+  bf16* ps = qs + C::kQElems;
+  float* red = reinterpret_cast<float*>(ps + C::kPElems);  // [2][warps][16]
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, qd = lane % 4;
+  const int hg = warp % kHG;    // this warp's head group (16 MMA rows)
+  const int part = warp / kHG;  // its token range in S and value columns in O
   const int tile = blockIdx.x;
   const int split = blockIdx.y;
   const int64_t bk = blockIdx.z;
   const int64_t b = bk / p.kv_heads, kh = bk % p.kv_heads;
 
-  // Query heads of this CTA: those mapped to KV head kh, tile `tile` of 16.
+  // Query heads of this CTA: those mapped to KV head kh, tile `tile` of kHeadTile.
   int64_t h0 = 0, h1 = p.heads;
   if (!kMla) {
     h0 = std::max<int64_t>(0, (p.kv_begin + kh) * p.group - p.q_begin);
@@ -139,36 +147,37 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
 
   const int64_t t_begin = int64_t(split) * p.chunk;
   const int64_t t_end = std::min(p.tokens, t_begin + p.chunk);
-  const int64_t n_tiles = t_end > t_begin ? (t_end - t_begin + kTileTokens - 1) / kTileTokens : 0;
+  const int64_t n_tiles = t_end > t_begin ? (t_end - t_begin + kTT - 1) / kTT : 0;
 
   const bf16* kbase =
       kMla ? p.k + b * p.capacity * DK : p.k + (b * p.kv_heads + kh) * p.capacity * DK;
   const bf16* vbase = kMla ? nullptr : p.v + (b * p.kv_heads + kh) * p.capacity * DV;
 
   auto load_tile = [&](int64_t t, int stage) {
-    bf16* ks = stage_base + stage * S::kStageElems;
-    const int64_t tok0 = t_begin + t * kTileTokens;
+    bf16* ks = stage_base + stage * C::kStageElems;
+    const int64_t tok0 = t_begin + t * kTT;
     constexpr int kChunksK = DK / 8;  // 16-byte chunks per row
-    for (int c = threadIdx.x; c < kTileTokens * kChunksK; c += kThreads) {
+#pragma unroll 4
+    for (int c = threadIdx.x; c < kTT * kChunksK; c += kThreads) {
       const int r = c / kChunksK, col = (c % kChunksK) * 8;
       const int64_t tok = tok0 + r;
       const bool valid = tok < t_end;
-      cp_async16(ks + r * S::kLdK + col, kbase + (valid ? tok : 0) * DK + col, valid);
+      cp_async16(ks + r * C::kLdK + col, kbase + (valid ? tok : 0) * DK + col, valid);
     }
     if (!kMla) {
-      bf16* vs = ks + kTileTokens * S::kLdK;
+      bf16* vs = ks + kTT * C::kLdK;
       constexpr int kChunksV = DV / 8;
-      for (int c = threadIdx.x; c < kTileTokens * kChunksV; c += kThreads) {
+#pragma unroll 4
+      for (int c = threadIdx.x; c < kTT * kChunksV; c += kThreads) {
         const int r = c / kChunksV, col = (c % kChunksV) * 8;
         const int64_t tok = tok0 + r;
         const bool valid = tok < t_end;
-        cp_async16(vs + r * S::kLdV + col, vbase + (valid ? tok : 0) * DV + col, valid);
+        cp_async16(vs + r * C::kLdV + col, vbase + (valid ? tok : 0) * DV + col, valid);
       }
     }
     cp_async_commit();
   };
 
-  constexpr int kSt = S::kStages;
   for (int st = 0; st < kSt - 1; ++st) {
     if (st < n_tiles)
       load_tile(st, st);
@@ -180,16 +189,16 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
   for (int i = threadIdx.x; i < kHeadTile * DK; i += kThreads) {
     const int r = i / DK, c = i % DK;
     const float v = r < rows ? p.q[((b * p.heads) + h0 + r) * DK + c] : 0.0f;
-    qs[r * S::kLdK + c] = __float2bfloat16_rn(v);
+    qs[r * C::kLdK + c] = __float2bfloat16_rn(v);
   }
 
-  constexpr int kDvWarp = DV / kWarps;  // value columns per warp
-  constexpr int kNtO = kDvWarp / 8;     // n-tiles of O per warp
   float o[kNtO][4];
 #pragma unroll
   for (int i = 0; i < kNtO; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
   float m_run[2] = {-INFINITY, -INFINITY};
   float l_run[2] = {0.0f, 0.0f};
+  const bf16* qg = qs + hg * 16 * C::kLdK;  // this warp's 16 query rows
+  bf16* pg = ps + hg * 16 * C::kLdP;
 
   for (int64_t t = 0; t < n_tiles; ++t) {
     const int stage = int(t % kSt);
@@ -199,9 +208,9 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
       cp_async_commit();
     cp_async_wait<kSt - 1>();
     __syncthreads();
-    const bf16* ks = stage_base + stage * S::kStageElems;
-    const bf16* vs = kMla ? ks : ks + kTileTokens * S::kLdK;
-    constexpr int kLdVs = kMla ? S::kLdK : S::kLdV;
+    const bf16* ks = stage_base + stage * C::kStageElems;
+    const bf16* vs = kMla ? ks : ks + kTT * C::kLdK;
+    constexpr int kLdVs = kMla ? C::kLdK : C::kLdV;
 
     // S = Q K^T for this warp's tokens (n-tiles of 8).
     float s[kNtS][4];
@@ -210,36 +219,48 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
     {
       const int a_row = (lane % 8) + 8 * ((lane / 8) % 2), a_col = 8 * (lane / 16);
       const int mi = lane / 8;
-      if constexpr (kNtS == 2) {
-        // One x4 load: 16 tokens x 16 columns (two n-tiles, both k halves).
-        const int b_tok = warp * 16 + (lane % 8) + 8 * (mi / 2), b_col = 8 * (mi % 2);
+      if constexpr (kNtS % 2 == 0) {
+        // One x4 load per pair of n-tiles: 16 tokens x 16 columns (both k halves).
+        const int b_tok = part * kTokW + (lane % 8) + 8 * (mi / 2), b_col = 8 * (mi % 2);
 #pragma unroll 4
         for (int kk = 0; kk < DK; kk += 16) {
-          uint32_t a[4], bb[4];
-          ldmatrix_x4(a, qs + a_row * S::kLdK + kk + a_col);
-          ldmatrix_x4(bb, ks + b_tok * S::kLdK + kk + b_col);
-          mma_bf16(s[0], a, bb[0], bb[1]);
-          mma_bf16(s[kNtS - 1], a, bb[2], bb[3]);
+          uint32_t a[4];
+          ldmatrix_x4(a, qg + a_row * C::kLdK + kk + a_col);
+#pragma unroll
+          for (int np = 0; np < kNtS / 2; ++np) {
+            uint32_t bb[4];
+            ldmatrix_x4(bb, ks + (b_tok + 16 * np) * C::kLdK + kk + b_col);
+            mma_bf16(s[2 * np], a, bb[0], bb[1]);
+            mma_bf16(s[2 * np + 1], a, bb[2], bb[3]);
+          }
         }
       } else {
-        // One x4 load: 8 tokens x 32 columns (two k-steps of one n-tile).
-        const int b_tok = warp * 8 + (lane % 8), b_col = 8 * mi;
-        float s2[4] = {0, 0, 0, 0};  // second accumulator: two independent MMA chains
+        // One x4 load: 8 tokens x 32 columns (two k-steps of one n-tile); four independent MMA
+        // chains over the 576-wide MLA rows.
+        const int b_tok = part * kTokW + (lane % 8), b_col = 8 * mi;
+        float s2[3][4] = {};
+        static_assert(DK % 64 == 0, "k steps of 64");
 #pragma unroll 2
-        for (int kk = 0; kk < DK; kk += 32) {
-          uint32_t a0[4], a1[4], bb[4];
-          ldmatrix_x4(a0, qs + a_row * S::kLdK + kk + a_col);
-          ldmatrix_x4(a1, qs + a_row * S::kLdK + kk + 16 + a_col);
-          ldmatrix_x4(bb, ks + b_tok * S::kLdK + kk + b_col);
-          mma_bf16(s[0], a0, bb[0], bb[1]);
-          mma_bf16(s2, a1, bb[2], bb[3]);
+        for (int kk = 0; kk < DK; kk += 64) {
+          uint32_t a0[4], a1[4], b0[4];
+          ldmatrix_x4(a0, qg + a_row * C::kLdK + kk + a_col);
+          ldmatrix_x4(a1, qg + a_row * C::kLdK + kk + 16 + a_col);
+          ldmatrix_x4(b0, ks + b_tok * C::kLdK + kk + b_col);
+          mma_bf16(s[0], a0, b0[0], b0[1]);
+          mma_bf16(s2[0], a1, b0[2], b0[3]);
+          uint32_t a2[4], a3[4], b1[4];
+          ldmatrix_x4(a2, qg + a_row * C::kLdK + kk + 32 + a_col);
+          ldmatrix_x4(a3, qg + a_row * C::kLdK + kk + 48 + a_col);
+          ldmatrix_x4(b1, ks + b_tok * C::kLdK + kk + 32 + b_col);
+          mma_bf16(s2[1], a2, b1[0], b1[1]);
+          mma_bf16(s2[2], a3, b1[2], b1[3]);
         }
 #pragma unroll
-        for (int i = 0; i < 4; ++i) s[0][i] += s2[i];
+        for (int i = 0; i < 4; ++i) s[0][i] += s2[0][i] + s2[1][i] + s2[2][i];
       }
     }
     // Scale (base 2), mask tokens past the slice end, row maxima of this warp.
-    const int64_t tok0 = t_begin + t * kTileTokens + warp * kTokW;
+    const int64_t tok0 = t_begin + t * kTT + part * kTokW;
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < kNtS; ++nt)
@@ -256,8 +277,8 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
     }
     if (qd == 0) {
-      red[warp * kHeadTile + g] = mx[0];
-      red[warp * kHeadTile + g + 8] = mx[1];
+      red[warp * 16 + g] = mx[0];
+      red[warp * 16 + g + 8] = mx[1];
     }
     __syncthreads();
     float m_new[2], alpha[2];
@@ -265,7 +286,7 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
     for (int r = 0; r < 2; ++r) {
       float m = m_run[r];
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) m = fmaxf(m, red[w * kHeadTile + g + 8 * r]);
+      for (int w = hg; w < kWarps; w += kHG) m = fmaxf(m, red[w * 16 + g + 8 * r]);
       m_new[r] = m;
       // Guard a row with no finite score yet: exp2(-inf - -inf) would be NaN.
       alpha[r] = m == -INFINITY ? 1.0f : exp2f(m_run[r] - m);
@@ -282,9 +303,9 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
       }
       l_run[0] = l_run[0] * (nt == 0 ? alpha[0] : 1.0f) + pv[0] + pv[1];
       l_run[1] = l_run[1] * (nt == 0 ? alpha[1] : 1.0f) + pv[2] + pv[3];
-      const int col = warp * kTokW + nt * 8 + 2 * qd;
-      *reinterpret_cast<uint32_t*>(ps + g * S::kLdP + col) = pack_bf16(pv[0], pv[1]);
-      *reinterpret_cast<uint32_t*>(ps + (g + 8) * S::kLdP + col) = pack_bf16(pv[2], pv[3]);
+      const int col = part * kTokW + nt * 8 + 2 * qd;
+      *reinterpret_cast<uint32_t*>(pg + g * C::kLdP + col) = pack_bf16(pv[0], pv[1]);
+      *reinterpret_cast<uint32_t*>(pg + (g + 8) * C::kLdP + col) = pack_bf16(pv[2], pv[3]);
     }
 #pragma unroll
     for (int nt = 0; nt < kNtO; ++nt) {
@@ -294,19 +315,19 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
       o[nt][3] *= alpha[1];
     }
     __syncthreads();
-    // O += P V over the 64 tokens of the tile, for this warp's value columns.
+    // O += P V over the tile's tokens, for this warp's head group and value columns.
     {
       const int a_row = (lane % 8) + 8 * ((lane / 8) % 2), a_col = 8 * (lane / 16);
       const int mi = lane / 8;
       const int v_tok = (lane % 8) + 8 * (mi % 2), v_col = 8 * (mi / 2);
 #pragma unroll
-      for (int kt = 0; kt < kTileTokens; kt += 16) {
+      for (int kt = 0; kt < kTT; kt += 16) {
         uint32_t a[4];
-        ldmatrix_x4(a, ps + a_row * S::kLdP + kt + a_col);
+        ldmatrix_x4(a, pg + a_row * C::kLdP + kt + a_col);
 #pragma unroll
         for (int np = 0; np < kNtO / 2; ++np) {
           uint32_t bb[4];
-          ldmatrix_x4_trans(bb, vs + (kt + v_tok) * kLdVs + warp * kDvWarp + np * 16 + v_col);
+          ldmatrix_x4_trans(bb, vs + (kt + v_tok) * kLdVs + part * kDvWarp + np * 16 + v_col);
           mma_bf16(o[2 * np], a, bb[0], bb[1]);
           mma_bf16(o[2 * np + 1], a, bb[2], bb[3]);
         }
@@ -315,16 +336,16 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
     __syncthreads();  // the stage, P and the maxima are rewritten by the next tile
   }
 
-  // Row sums: over the quad, then over the warps (all warps share the same running max).
+  // Row sums: over the quad, then over the warps of the head group (they share the running max).
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
   }
-  float* red_l = red + kWarps * kHeadTile;
+  float* red_l = red + kWarps * 16;
   if (qd == 0) {
-    red_l[warp * kHeadTile + g] = l_run[0];
-    red_l[warp * kHeadTile + g + 8] = l_run[1];
+    red_l[warp * 16 + g] = l_run[0];
+    red_l[warp * 16 + g + 8] = l_run[1];
   }
   __syncthreads();
   float inv[2], lse[2];
@@ -332,7 +353,7 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
   for (int r = 0; r < 2; ++r) {
     float l = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) l += red_l[w * kHeadTile + g + 8 * r];
+    for (int w = hg; w < kWarps; w += kHG) l += red_l[w * 16 + g + 8 * r];
     const bool empty = l == 0.0f || m_run[r] == -INFINITY;
     inv[r] = empty ? 0.0f : 1.0f / l;
     lse[r] = empty ? -INFINITY : m_run[r] * kLn2 + logf(l);
@@ -340,61 +361,143 @@ __global__ void __launch_bounds__(warps_of<kMla>() * 32) decode_attention_kernel
   const int64_t slot = (int64_t(split) * p.batch + b) * p.heads;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int row = g + 8 * r;
+    const int row = hg * 16 + g + 8 * r;
     if (row >= rows) continue;
-    float* dst = p.out + (slot + h0 + row) * DV + warp * kDvWarp;
+    float* dst = p.out + (slot + h0 + row) * DV + part * kDvWarp;
 #pragma unroll
     for (int nt = 0; nt < kNtO; ++nt) {
       const float2 v = make_float2(o[nt][2 * r] * inv[r], o[nt][2 * r + 1] * inv[r]);
       *reinterpret_cast<float2*>(dst + nt * 8 + 2 * qd) = v;
     }
-    if (warp == 0 && qd == 0) p.lse[slot + h0 + row] = lse[r];
+    if (part == 0 && qd == 0) p.lse[slot + h0 + row] = lse[r];
   }
 }
 
+// The kernel configurations, by name: <kind>-h<heads per CTA>-t<tokens per
+// stage>-s<stages>-w<warps>. The defaults (first of each kind below) were chosen by timing every
+// configuration on the micro-benchmark shapes (results/README.md); HELIX_ATTN_VARIANT=<name>
+// selects another one.
+using GqaT64S3W4 = Config<128, 128, false, 1, 64, 3, 4>;
+using GqaT64S2W4 = Config<128, 128, false, 1, 64, 2, 4>;
+using GqaT32S4W4 = Config<128, 128, false, 1, 32, 4, 4>;
+using GqaT128S2W4 = Config<128, 128, false, 1, 128, 2, 4>;
+using GqaT64S3W8 = Config<128, 128, false, 1, 64, 3, 8>;
+using MlaH16T64S2W8 = Config<576, 512, true, 1, 64, 2, 8>;
+using MlaH16T32S4W4 = Config<576, 512, true, 1, 32, 4, 4>;
+using MlaH16T32S2W4 = Config<576, 512, true, 1, 32, 2, 4>;
+using MlaH32T32S4W8 = Config<576, 512, true, 2, 32, 4, 8>;
+using MlaH64T32S3W8 = Config<576, 512, true, 4, 32, 3, 8>;
+using MlaH64T32S2W8 = Config<576, 512, true, 4, 32, 2, 8>;
+
+struct Variant {
+  const char* name;
+  bool mla;
+  int head_tile, tile, threads;
+  size_t smem;
+  void (*kernel)(Params);
+};
+
+template <class C, bool kMla>
+Variant variant(const char* name) {
+  return Variant{name,
+                 kMla,
+                 C::kHeadTile,
+                 C::kTile,
+                 C::kThreads,
+                 C::kBytes,
+                 &decode_attention_kernel<C, kMla>};
+}
+
+const std::vector<Variant>& variants() {
+  static const std::vector<Variant> all = {
+      variant<GqaT64S3W4, false>("gqa-h16-t64-s3-w4"),
+      variant<GqaT64S2W4, false>("gqa-h16-t64-s2-w4"),
+      variant<GqaT32S4W4, false>("gqa-h16-t32-s4-w4"),
+      variant<GqaT128S2W4, false>("gqa-h16-t128-s2-w4"),
+      variant<GqaT64S3W8, false>("gqa-h16-t64-s3-w8"),
+      variant<MlaH16T64S2W8, true>("mla-h16-t64-s2-w8"),
+      variant<MlaH16T32S4W4, true>("mla-h16-t32-s4-w4"),
+      variant<MlaH16T32S2W4, true>("mla-h16-t32-s2-w4"),
+      variant<MlaH32T32S4W8, true>("mla-h32-t32-s4-w8"),
+      variant<MlaH64T32S3W8, true>("mla-h64-t32-s3-w8"),
+      variant<MlaH64T32S2W8, true>("mla-h64-t32-s2-w8"),
+  };
+  return all;
+}
+
+const Variant& find_variant(const char* name) {
+  for (const Variant& v : variants())
+    if (std::strcmp(name, v.name) == 0) return v;
+  std::string known;
+  for (const Variant& v : variants()) known += std::string(known.empty() ? "" : ", ") + v.name;
+  throw UsageError(std::string("attention variant '") + name + "' unknown (known: " + known + ")");
+}
+
+// Query heads one KV head serves on this rank, at most.
+int64_t heads_per_kv(const DecodeAttention& a) {
+  if (a.mla) return a.heads;
+  int64_t most = 0;
+  for (int64_t kh = 0; kh < a.kv_heads; ++kh) {
+    const int64_t h0 = std::max<int64_t>(0, (a.kv_begin + kh) * a.group - a.q_begin);
+    const int64_t h1 = std::min<int64_t>(a.heads, (a.kv_begin + kh + 1) * a.group - a.q_begin);
+    most = std::max(most, h1 - h0);
+  }
+  return std::max<int64_t>(1, most);
+}
+
+const Variant& pick_variant(const DecodeAttention& a) {
+  if (a.variant) {
+    const Variant& v = find_variant(a.variant);
+    if (v.mla != a.mla)
+      throw UsageError(std::string("attention variant '") + a.variant + "' is for " +
+                       (v.mla ? "MLA" : "GQA"));
+    return v;
+  }
+  const char* forced = std::getenv("HELIX_ATTN_VARIANT");
+  if (forced && *forced) {
+    const Variant& v = find_variant(forced);
+    if (v.mla == a.mla) return v;  // a GQA choice leaves MLA launches on their default
+  }
+  // Chosen from the configuration sweep on an H200 (results/README.md): GQA with few KV streams
+  // (B x KV heads x head tiles < 8, e.g. one KV head at B = 1) gains from a third stage, many
+  // streams from three CTAs per SM. MLA: 16 heads per CTA when the rank has at most 16 (two CTAs
+  // of four warps per SM); else 32- or 64-head tiles, so that the CTAs of a token range read its
+  // latent rows once per 32 or 64 heads.
+  if (!a.mla) {
+    const int64_t streams = a.batch * a.kv_heads * ((heads_per_kv(a) + 15) / 16);
+    return find_variant(streams < 8 ? "gqa-h16-t64-s3-w4" : "gqa-h16-t64-s2-w4");
+  }
+  if (a.heads <= 16) return find_variant("mla-h16-t32-s2-w4");
+  return find_variant(a.heads <= 32 ? "mla-h32-t32-s4-w8" : "mla-h64-t32-s3-w8");
+}
+
 struct Geometry {
-  int dk, dv;
+  const Variant* v;
+  int dv;
   int64_t kv_heads;  // grid z per request
   int head_tiles;    // grid x
-  size_t smem;
 };
 
 Geometry geometry(const DecodeAttention& a) {
   Geometry g{};
-  if (a.mla) {
-    g.dk = 576;
-    g.dv = 512;
-    g.kv_heads = 1;
-    g.head_tiles = int((a.heads + kHeadTile - 1) / kHeadTile);
-    g.smem = Smem<576, 512, true>::kBytes;
-  } else {
-    g.dk = g.dv = 128;
-    g.kv_heads = a.kv_heads;
-    // Most query heads any KV head serves on this rank.
-    int64_t most = 0;
-    for (int64_t kh = 0; kh < a.kv_heads; ++kh) {
-      const int64_t h0 = std::max<int64_t>(0, (a.kv_begin + kh) * a.group - a.q_begin);
-      const int64_t h1 = std::min<int64_t>(a.heads, (a.kv_begin + kh + 1) * a.group - a.q_begin);
-      most = std::max(most, h1 - h0);
-    }
-    g.head_tiles = int(std::max<int64_t>(1, (most + kHeadTile - 1) / kHeadTile));
-    g.smem = Smem<128, 128, false>::kBytes;
-  }
+  g.v = &pick_variant(a);
+  g.dv = a.mla ? 512 : 128;
+  g.kv_heads = a.mla ? 1 : a.kv_heads;
+  g.head_tiles = int((heads_per_kv(a) + g.v->head_tile - 1) / g.v->head_tile);
   return g;
 }
 
-template <int DK, int DV, bool kMla>
-int blocks_per_sm() {
-  static int cached = -1;
-  if (cached < 0) {
-    const size_t smem = Smem<DK, DV, kMla>::kBytes;
-    HELIX_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<DK, DV, kMla>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    HELIX_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &cached, decode_attention_kernel<DK, DV, kMla>, warps_of<kMla>() * 32, smem));
-    cached = std::max(cached, 1);
-  }
-  return cached;
+int blocks_per_sm(const Variant& v) {
+  static std::map<const void*, int> cached;
+  const auto hit = cached.find(reinterpret_cast<const void*>(v.kernel));
+  if (hit != cached.end()) return hit->second;
+  HELIX_CUDA_CHECK(
+      cudaFuncSetAttribute(v.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(v.smem)));
+  int n = 0;
+  HELIX_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, v.kernel, v.threads, v.smem));
+  n = std::max(n, 1);
+  cached.emplace(reinterpret_cast<const void*>(v.kernel), n);
+  return n;
 }
 
 int sm_count() {
@@ -407,41 +510,14 @@ int sm_count() {
   return n;
 }
 
-int64_t chunk_for(int64_t tokens, int splits) {
+int64_t chunk_for(int64_t tokens, int splits, int tile) {
   const int64_t c = (tokens + splits - 1) / std::max(splits, 1);
-  return std::max<int64_t>(kTileTokens, (c + kTileTokens - 1) / kTileTokens * kTileTokens);
+  return std::max<int64_t>(tile, (c + tile - 1) / tile * tile);
 }
 
-}  // namespace
-
-int choose_splits(const DecodeAttention& a);
-
-int attention_splits(const DecodeAttention& a) {
-  if (a.splits > 0) return a.splits;
-  // Memoized per shape: the search below runs on the host between launches, where it would show
-  // up as idle GPU time inside the attention phase.
-  struct Key {
-    bool mla;
-    int64_t batch, heads, q_begin, kv_begin, kv_heads, group, tokens;
-    bool operator<(const Key& o) const {
-      return std::tie(mla, batch, heads, q_begin, kv_begin, kv_heads, group, tokens) <
-             std::tie(o.mla, o.batch, o.heads, o.q_begin, o.kv_begin, o.kv_heads, o.group,
-                      o.tokens);
-    }
-  };
-  static std::map<Key, int> memo;
-  const Key key{a.mla, a.batch, a.heads, a.q_begin, a.kv_begin, a.kv_heads, a.group, a.tokens};
-  const auto hit = memo.find(key);
-  if (hit != memo.end()) return hit->second;
-  const int splits = choose_splits(a);
-  if (memo.size() > 4096) memo.clear();
-  memo.emplace(key, splits);
-  return splits;
-}
-
-int choose_splits(const DecodeAttention& a) {
-  const Geometry g = geometry(a);
-  const int per_sm = a.mla ? blocks_per_sm<576, 512, true>() : blocks_per_sm<128, 128, false>();
+int choose_splits(const DecodeAttention& a, const Geometry& g) {
+  const int per_sm = blocks_per_sm(*g.v);
+  const int tile = g.v->tile;
   const int64_t units = a.batch * g.kv_heads * g.head_tiles;
   const int64_t slots = int64_t(sm_count()) * per_sm;  // CTAs of one full wave
   if (a.tokens <= 256) return 1;
@@ -450,8 +526,8 @@ int choose_splits(const DecodeAttention& a) {
   // split count within 5% of the best efficiency (fewer splits: less merging).
   const int64_t most = std::max<int64_t>(1, std::min<int64_t>(a.tokens / 256, 4 * slots));
   auto efficiency = [&](int64_t s) {
-    const int64_t ctas =
-        units * int64_t((a.tokens + chunk_for(a.tokens, int(s)) - 1) / chunk_for(a.tokens, int(s)));
+    const int64_t chunk = chunk_for(a.tokens, int(s), tile);
+    const int64_t ctas = units * int64_t((a.tokens + chunk - 1) / chunk);
     const int64_t waves = (ctas + slots - 1) / slots;
     return double(ctas) / double(waves * slots);
   };
@@ -464,8 +540,52 @@ int choose_splits(const DecodeAttention& a) {
       break;
     }
   // The splits actually produced by the rounded chunk length.
-  const int64_t chunk = chunk_for(a.tokens, int(pick));
+  const int64_t chunk = chunk_for(a.tokens, int(pick), tile);
   return int((a.tokens + chunk - 1) / chunk);
+}
+
+}  // namespace
+
+int attention_splits(const DecodeAttention& a) {
+  if (a.splits > 0) return a.splits;
+  const Geometry g = geometry(a);
+  // Memoized per shape and configuration: the search below runs on the host between launches,
+  // where it would show up as idle GPU time inside the attention phase.
+  struct Key {
+    const void* kernel;
+    int64_t batch, heads, q_begin, kv_begin, kv_heads, group, tokens;
+    bool operator<(const Key& o) const {
+      return std::tie(kernel, batch, heads, q_begin, kv_begin, kv_heads, group, tokens) <
+             std::tie(o.kernel, o.batch, o.heads, o.q_begin, o.kv_begin, o.kv_heads, o.group,
+                      o.tokens);
+    }
+  };
+  static std::map<Key, int> memo;
+  const Key key{reinterpret_cast<const void*>(g.v->kernel),
+                a.batch,
+                a.heads,
+                a.q_begin,
+                a.kv_begin,
+                a.kv_heads,
+                a.group,
+                a.tokens};
+  const auto hit = memo.find(key);
+  if (hit != memo.end()) return hit->second;
+  const int splits = choose_splits(a, g);
+  if (memo.size() > 4096) memo.clear();
+  memo.emplace(key, splits);
+  return splits;
+}
+
+std::string attention_variant(const DecodeAttention& a) {
+  return geometry(a).v->name;
+}
+
+std::vector<std::string> attention_variant_names(bool mla) {
+  std::vector<std::string> names;
+  for (const Variant& v : variants())
+    if (v.mla == mla) names.push_back(v.name);
+  return names;
 }
 
 int64_t attention_workspace_floats(const DecodeAttention& a, int splits) {
@@ -485,7 +605,7 @@ void attention_decode(const DecodeAttention& a, cudaStream_t stream) {
   p.group = a.group;
   p.tokens = a.tokens;
   p.capacity = a.capacity;
-  p.chunk = chunk_for(a.tokens, splits);
+  p.chunk = chunk_for(a.tokens, splits, g.v->tile);
   p.head_tiles = g.head_tiles;
   p.splits = splits;
   p.scale_log2 = a.scale * kLog2e;
@@ -502,13 +622,8 @@ void attention_decode(const DecodeAttention& a, cudaStream_t stream) {
     p.lse = a.workspace + int64_t(splits) * a.batch * a.heads * g.dv;
   }
   const dim3 grid(unsigned(g.head_tiles), unsigned(splits), unsigned(a.batch * g.kv_heads));
-  if (a.mla) {
-    blocks_per_sm<576, 512, true>();
-    decode_attention_kernel<576, 512, true><<<grid, warps_of<true>() * 32, g.smem, stream>>>(p);
-  } else {
-    blocks_per_sm<128, 128, false>();
-    decode_attention_kernel<128, 128, false><<<grid, warps_of<false>() * 32, g.smem, stream>>>(p);
-  }
+  blocks_per_sm(*g.v);  // sets the kernel's shared-memory limit once
+  g.v->kernel<<<grid, unsigned(g.v->threads), g.v->smem, stream>>>(p);
   HELIX_LAUNCH_CHECK();
   if (splits > 1) {
     const int64_t rows = a.batch * a.heads;

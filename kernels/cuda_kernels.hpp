@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace helix::cuda {
 
@@ -37,8 +39,15 @@ struct DecodeAttention {
   // Split workspace: splits * batch * heads * (dv + 1) floats (attention_workspace_floats).
   float* workspace = nullptr;
   int splits = 0;  // 0: chosen for this GPU (attention_splits)
+  // Kernel configuration by name (attention_variant_names); nullptr: HELIX_ATTN_VARIANT if it
+  // names one of this kind, else the default.
+  const char* variant = nullptr;
 };
 int attention_splits(const DecodeAttention& a);
+// The kernel configuration a launch uses (name as in attention.cu; HELIX_ATTN_VARIANT=<name>
+// overrides the default for launches of its kind, GQA or MLA).
+std::string attention_variant(const DecodeAttention& a);
+std::vector<std::string> attention_variant_names(bool mla);
 int64_t attention_workspace_floats(const DecodeAttention& a, int splits);
 void attention_decode(const DecodeAttention& a, cudaStream_t stream);
 

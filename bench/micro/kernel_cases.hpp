@@ -52,7 +52,7 @@ struct CaseOptions {
   std::vector<int64_t> attn_batch = {1};
   std::vector<int64_t> gemm_rows = {1, 8, 64};
   std::vector<int64_t> moe_rows = {1, 8, 64};  // tokens per expert
-  std::vector<int64_t> combine_batch = {1, 64};
+  std::vector<int64_t> combine_batch = {1, 64, 512};
   std::vector<int64_t> append_batch = {1, 64};
   // Caps for small machines (0: none). KV: every slice length of a (model, head shape) is scaled
   // by the one factor that brings its longest slice under the cap, so the sweep keeps its ratios.

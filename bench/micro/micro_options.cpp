@@ -115,6 +115,7 @@ MicroPlan resolve_micro_options(const MicroOptions& o, int64_t storage_bytes) {
     p.cases.slice_tokens = {131072, 1048576};
     p.cases.ranks = {8};
     p.cases.combine_ranks = {8, 64};
+    p.cases.combine_batch = {1, 64};
     p.cases.gemm_rows = {1, 8};
     p.cases.moe_rows = {1, 8};
     p.cases.append_batch = {1};

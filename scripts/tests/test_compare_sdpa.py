@@ -152,7 +152,7 @@ def test_micro_bars_evaluate():
         {"kernel": "attn_gqa", "name": "attn_gqa/m/B1_q16_kv1_d128/T131072", "shape": "",
          "bytes": big / 8, "gbps": 2000.0, "fraction_of_ceiling": 0.5, "verified": 1},
         {"kernel": "attn_mla", "name": "attn_mla/m/B1_h128_lora512_rope64/T1048576", "shape": "",
-         "bytes": big, "gbps": 3800.0, "fraction_of_ceiling": 0.85, "verified": 1},
+         "bytes": big, "gbps": 3400.0, "fraction_of_ceiling": 0.76, "verified": 1},
         {"kernel": "lse_combine", "name": "lse_combine/m/parts8_rows1024_d512",
          "shape": "LSE combine parts=8 rows=1024 (B=64 x 16 heads) dim=512", "bytes": 1e7,
          "gbps": 3600.0, "fraction_of_ceiling": 0.81, "verified": 0},
@@ -172,7 +172,7 @@ def test_micro_bars_evaluate():
     text = "\n".join(lines)
     assert "T131072" not in text.split("vs sdpa")[0]  # small attention: no bandwidth bar
     assert "parts8_rows16" not in text and "M1_K7168_N256" not in text
-    assert "MISS (short by 5.6%)" in text          # MLA 0.85 < 0.90
+    assert "MISS (short by 5.0%)" in text          # MLA 0.76 < 0.80 (GQA's bar is 0.90)
     assert "failed verification" in text           # combine row with verified = 0
     assert "not measured" in text
     assert misses == 3

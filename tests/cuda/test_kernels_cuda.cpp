@@ -113,7 +113,7 @@ struct GqaCase {
   int64_t batch, q_heads, kv_heads, group, tokens, capacity, q_begin, kv_begin;
 };
 
-void run_gqa(const GqaCase& c, int splits) {
+void run_gqa(const GqaCase& c, int splits, const char* variant = nullptr) {
   const int64_t D = 128;
   std::vector<float> q = random_vec(size_t(c.batch * c.q_heads * D), 1);
   std::vector<float> k = random_vec(size_t(c.batch * c.kv_heads * c.capacity * D), 2);
@@ -162,6 +162,7 @@ void run_gqa(const GqaCase& c, int splits) {
   a.out = o.get();
   a.lse = l.get();
   a.splits = splits;
+  a.variant = variant;
   const int s = cuda::attention_splits(a);
   DeviceArray<float> ws(std::max<int64_t>(1, cuda::attention_workspace_floats(a, s)));
   a.workspace = ws.get();
@@ -198,7 +199,8 @@ TEST_F(Gpu, GqaAttentionRealShapes) {
   run_gqa({4, 8, 1, 8, 32768, 32768, 0, 0}, 0);
 }
 
-void run_mla(int64_t batch, int64_t heads, int64_t tokens, int splits, int64_t check_heads) {
+void run_mla(int64_t batch, int64_t heads, int64_t tokens, int splits, int64_t check_heads,
+             const char* variant = nullptr) {
   const int64_t W = 576, L = 512;
   std::vector<float> q = random_vec(size_t(batch * heads * W), 4);
   std::vector<float> kv = random_vec(size_t(batch * (tokens + 1) * W), 5);
@@ -222,6 +224,7 @@ void run_mla(int64_t batch, int64_t heads, int64_t tokens, int splits, int64_t c
   a.out = o.get();
   a.lse = l.get();
   a.splits = splits;
+  a.variant = variant;
   const int s = cuda::attention_splits(a);
   DeviceArray<float> ws(std::max<int64_t>(1, cuda::attention_workspace_floats(a, s)));
   a.workspace = ws.get();
@@ -265,6 +268,27 @@ TEST_F(Gpu, MlaAttention) {
       }
 }
 
+TEST_F(Gpu, EveryAttentionVariantMatchesReference) {
+  // Every kernel configuration a user can select: uneven token counts (a partial last tile),
+  // one and several splits, head counts that leave a head tile partly empty.
+  for (const std::string& v : cuda::attention_variant_names(false))
+    for (int64_t tokens : {45, 3001})
+      for (int splits : {1, 0}) {
+        SCOPED_TRACE(v + " tokens " + std::to_string(tokens));
+        run_gqa({2, 16, 2, 8, tokens, tokens + 5, 0, 0}, splits, v.c_str());
+        run_gqa({1, 16, 1, 16, tokens, tokens, 0, 0}, splits, v.c_str());
+      }
+  for (const std::string& v : cuda::attention_variant_names(true))
+    for (int64_t heads : {16, 40, 128})
+      for (int64_t tokens : {45, 3001}) {
+        SCOPED_TRACE(v + " heads " + std::to_string(heads) + " tokens " + std::to_string(tokens));
+        run_mla(2, heads, tokens, 0, heads, v.c_str());
+        run_mla(1, heads, tokens, 1, heads, v.c_str());
+      }
+  EXPECT_GE(cuda::attention_variant_names(false).size(), 2u);
+  EXPECT_GE(cuda::attention_variant_names(true).size(), 2u);
+}
+
 TEST_F(Gpu, MlaAttentionRealShapes) {
   run_mla(1, 128, 65536, 0, 8);   // DeepSeek-R1, all 128 heads on a KVP rank, 64K tokens
   run_mla(1, 16, 131072, 0, 16);  // 16 heads (TP = 8 shard), 128K tokens
@@ -274,33 +298,39 @@ TEST_F(Gpu, MlaAttentionRealShapes) {
 // LSE combine
 
 TEST_F(Gpu, LseCombineStridedWithEmptyParts) {
-  for (int64_t dim : {128, 512, 6}) {
-    const int64_t parts = 5, rows = 37;
-    const int64_t stride = rows * (dim + 1) + 3;  // the All-to-All receive layout, padded
-    std::vector<float> buf = random_vec(size_t(parts * stride), 7);
-    // LSE values: random, some parts empty (-inf), one row empty in every part.
-    std::vector<float> lse = random_vec(size_t(parts * rows), 8, -20.0f, 20.0f);
-    for (int64_t i = 0; i < parts; ++i) {
-      lse[size_t(i * rows + 3)] = -INFINITY;
-      if (i % 2) lse[size_t(i * rows + 5)] = -INFINITY;
-    }
-    for (int64_t i = 0; i < parts; ++i)
-      for (int64_t r = 0; r < rows; ++r)
-        buf[size_t(i * stride + rows * dim + r)] = lse[size_t(i * rows + r)];
-    std::vector<float> ref(static_cast<size_t>(rows * dim)), ref_l(static_cast<size_t>(rows));
-    cpu::lse_combine(parts, rows, dim, buf.data(), stride, buf.data() + rows * dim, stride,
-                     ref.data(), ref_l.data());
-    auto d = upload(buf);
-    DeviceArray<float> o(rows * dim), l(rows);
-    DeviceArray<bf16> ob(rows * dim);
-    cuda::poison(o.get(), o.bytes(), nullptr);
-    cuda::poison(ob.get(), ob.bytes(), nullptr);
-    cuda::lse_combine(parts, rows, dim, d.get(), stride, d.get() + rows * dim, stride, o.get(),
-                      ob.get(), l.get(), nullptr);
-    EXPECT_LT(rel_err(download(o), ref), 1e-5) << "dim " << dim;
-    EXPECT_LT(rel_err(to_float(download(ob)), ref), 1e-2) << "dim " << dim;
-    expect_lse_near(download(l), ref_l, 1e-4);
-  }
+  // Few parts (a warp per row chunk) and many (a block per row chunk); 16-byte loads (packed
+  // stride) and scalar ones (odd stride, odd width); widths with a partial last chunk.
+  for (int64_t parts : {5, 40, 300})
+    for (int64_t dim : {128, 512, 200, 6})
+      for (bool padded : {false, true}) {
+        SCOPED_TRACE("parts " + std::to_string(parts) + " padded " + std::to_string(padded));
+        const int64_t rows = 37;
+        // The All-to-All receive layout: O [rows, dim] then LSE [rows] per part (padded: +3).
+        const int64_t stride = (rows * (dim + 1) + 3) / 4 * 4 + (padded ? 3 : 0);
+        std::vector<float> buf = random_vec(size_t(parts * stride), 7);
+        // LSE values: random, some parts empty (-inf), one row empty in every part.
+        std::vector<float> lse = random_vec(size_t(parts * rows), 8, -20.0f, 20.0f);
+        for (int64_t i = 0; i < parts; ++i) {
+          lse[size_t(i * rows + 3)] = -INFINITY;
+          if (i % 2) lse[size_t(i * rows + 5)] = -INFINITY;
+        }
+        for (int64_t i = 0; i < parts; ++i)
+          for (int64_t r = 0; r < rows; ++r)
+            buf[size_t(i * stride + rows * dim + r)] = lse[size_t(i * rows + r)];
+        std::vector<float> ref(static_cast<size_t>(rows * dim)), ref_l(static_cast<size_t>(rows));
+        cpu::lse_combine(parts, rows, dim, buf.data(), stride, buf.data() + rows * dim, stride,
+                         ref.data(), ref_l.data());
+        auto d = upload(buf);
+        DeviceArray<float> o(rows * dim), l(rows);
+        DeviceArray<bf16> ob(rows * dim);
+        cuda::poison(o.get(), o.bytes(), nullptr);
+        cuda::poison(ob.get(), ob.bytes(), nullptr);
+        cuda::lse_combine(parts, rows, dim, d.get(), stride, d.get() + rows * dim, stride, o.get(),
+                          ob.get(), l.get(), nullptr);
+        EXPECT_LT(rel_err(download(o), ref), 1e-5) << "dim " << dim;
+        EXPECT_LT(rel_err(to_float(download(ob)), ref), 1e-2) << "dim " << dim;
+        expect_lse_near(download(l), ref_l, 1e-4);
+      }
 }
 
 // --------------------------------------------------------------------------------------------
