@@ -117,8 +117,13 @@ CLI::App* add_disagg_command(CLI::App& app, DisaggCmdOptions& o) {
                 "Comma-separated fixed prefill:decode GPU ratios whose curves are also written");
   c->add_option("--dtype", o.dtype, "Precision of weights, KV and arithmetic: bf16, fp8, fp4")
       ->capture_default_str();
-  c->add_option("--gpus", o.gpus, "Largest GPU count of one prefill or decode instance")
+  c->add_option("--gpus", o.gpus,
+                "Largest GPU count of one decode instance (and of one prefill "
+                "instance unless --prefill-gpus is given)")
       ->capture_default_str();
+  c->add_option("--prefill-gpus", o.prefill_gpus,
+                "Largest GPU count of one prefill instance (TP x PP; TP stays <= 16 and inside "
+                "the NVLink domain, PP stages may span domains over the network; default: --gpus)");
   c->add_option("--reproduce", o.reproduce,
                 "beyond-the-buzz: the paper's findings (GB200 NVL72 profile unless --hardware), "
                 "stored under /reproduce/beyond-the-buzz");
@@ -151,6 +156,12 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
   if (!dt || *dt == DType::fp32) throw UsageError("--dtype: must be bf16, fp8 or fp4");
   const auto gpus = parse_positive_list(o.gpus, "--gpus");
   if (gpus.size() != 1 || gpus[0] > 4096) throw UsageError("--gpus: give one count <= 4096");
+  int64_t prefill_gpus = gpus[0];
+  if (!o.prefill_gpus.empty()) {
+    const auto pg = parse_positive_list(o.prefill_gpus, "--prefill-gpus");
+    if (pg.size() != 1 || pg[0] > 4096) throw UsageError("--prefill-gpus: give one count <= 4096");
+    prefill_gpus = pg[0];
+  }
   std::vector<double> fixed;
   if (!o.fixed_ratio.empty())
     for (const std::string& s : split_list(o.fixed_ratio)) {
@@ -180,10 +191,13 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
   };
 
   if (!o.reproduce.empty()) {
-    const auto rows = beyond_the_buzz_rows(hw, progress);
+    std::vector<BuzzCurve> curves;
+    const auto rows = beyond_the_buzz_rows(hw, progress, &curves);
     const double secs = seconds_since(t0);
-    std::printf("helix-bench disagg --reproduce beyond-the-buzz: %s, fp4, FTL <= 10 s (%.1f s)\n",
-                hw.name.c_str(), secs);
+    std::printf(
+        "helix-bench disagg --reproduce beyond-the-buzz: %s, fp4, FTL <= 10 s, instances of <= 64 "
+        "decode / %d prefill GPUs (%.1f s)\n",
+        hw.name.c_str(), kBuzzPrefillGpus, secs);
     std::printf("%-100s %-26s %-40s %s\n", "finding", "paper", "ours", "holds");
     for (const auto& r : rows)
       std::printf("%-100s %-26s %-40s %s\n", r.finding.c_str(), r.paper.c_str(), r.ours.c_str(),
@@ -207,6 +221,15 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
       h5::write(g.id(), "paper", pa);
       h5::write(g.id(), "ours", ou);
       h5::write(g.id(), "holds", ho, "");
+      h5::attr(g.id(), "max_prefill_gpus", kBuzzPrefillGpus);
+      for (const BuzzCurve& c : curves) {
+        const std::string path = "/reproduce/beyond-the-buzz/ratio/" + c.model;
+        write_curve(f.id(), path, c.tokens_per_s_per_user, c.tokens_per_s_per_gpu, &c.ratio);
+        h5::Group cg(f.id(), path);
+        h5::attr(cg.id(), "isl", int64_t(16384));
+        h5::attr(cg.id(), "osl", int64_t(2048));
+        h5::attr(cg.id(), "nvlink_domain_gpus", 72);
+      }
       f.commit();
       std::printf("written: %s\n", o.out.c_str());
     }
@@ -218,13 +241,15 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
   d.ftl_max_s = o.ftl_max_s;
   d.nic_gbps = o.nic_gbps;
   d.max_gpus = int(gpus[0]);
+  d.max_prefill_gpus = int(prefill_gpus);
   d.fixed_ratios = fixed;
   d.dtype = *dt;
   std::printf(
       "helix-bench disagg: %s on %s (NVLink domain %d), %s, ISL %lld / OSL %lld, FTL <= "
-      "%.1f s, NIC %.0f GB/s per GPU\n",
+      "%.1f s, NIC %.0f GB/s per GPU, instances of <= %d decode / %d prefill GPUs\n",
       m.name.c_str(), hw.name.c_str(), hw.nvlink.domain_gpus, to_string(*dt),
-      static_cast<long long>(isl[0]), static_cast<long long>(osl[0]), o.ftl_max_s, o.nic_gbps);
+      static_cast<long long>(isl[0]), static_cast<long long>(osl[0]), o.ftl_max_s, o.nic_gbps,
+      d.max_gpus, d.max_prefill_gpus);
   const DisaggResult r = disagg_sweep(m, hw, d, progress);
   const double secs = seconds_since(t0);
   std::printf(
@@ -272,6 +297,8 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
       h5::attr(g.id(), "isl", isl[0]);
       h5::attr(g.id(), "osl", osl[0]);
       h5::attr(g.id(), "nvlink_domain_gpus", hw.nvlink.domain_gpus);
+      h5::attr(g.id(), "max_gpus", int64_t(d.max_gpus));
+      h5::attr(g.id(), "max_prefill_gpus", int64_t(d.max_prefill_gpus));
       h5::attr(g.id(), "gain_geomean", disagg_gain(r));
     }
     for (const auto& [name, fr] : {std::make_pair("disagg", &r.disagg_frontier),

@@ -19,6 +19,7 @@ struct DisaggCmdOptions {
   std::string fixed_ratio;
   std::string dtype = "fp4";
   std::string gpus = "64";
+  std::string prefill_gpus;  // empty: --gpus
   std::string reproduce;
   std::string out;
   bool quiet = false;

@@ -3,28 +3,76 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
+#include <memory>
 
 #include "bench/cli_util.hpp"
 #include "bench/h5.hpp"
+#include "bench/kv_transfer_job.hpp"
 #include "bench/metadata.hpp"
 #include "comm/error.hpp"
+#include "kernels/copy_segments.hpp"
 #include "layouts/kv_transfer_plan.hpp"
+#ifdef HELIX_CUDA_BACKEND
+#include "bench/kv_transfer_cuda.hpp"
+#endif
 
 namespace helix {
 
 namespace {
 
-// The value every cached element holds, exact in fp32 (below 2^24).
-float kv_value(int layer, int head, int64_t pos, int64_t e) {
-  return float((int64_t(layer) * 1000003 + int64_t(head) * 7919 + pos * 257 + e) % 16777213);
-}
-
-// MPI over host memory: one message per (prefill rank, decode rank) pair, the pair's moves packed
-// in plan order. A NCCL transport would pack and unpack the same way.
-struct PairMessages {
-  std::map<int, std::vector<const KvBlockMove*>> to, from;  // by peer world rank
+// The CPU backend: fp32 caches in host memory; per transfer, the blocks bound for each peer are
+// packed into one message, sent with MPI_Isend / MPI_Irecv (one message per peer), and unpacked
+// into the decode layout's cache; timed barrier to barrier, the maximum over ranks.
+struct KvTransferTimesCpu {
+  std::vector<double> secs;
+  int64_t misplaced = 0;
 };
+
+KvTransferTimesCpu run_cpu(const KvTransferJob& job, std::vector<float>& cache,
+                           const MpiComm& world, int warmup, int iters,
+                           const std::function<int64_t(const void*)>& misplaced) {
+  std::vector<float> sendbuf(size_t(job.send_total / 4)), recvbuf(size_t(job.recv_total / 4));
+  auto transfer = [&]() {
+    if (job.is_prefill)
+      cpu::copy_segments(cache.data(), sendbuf.data(), job.pack.data(), int64_t(job.pack.size()));
+    std::vector<MPI_Request> req;
+    for (size_t peer = 0; peer < job.recv_bytes.size(); ++peer)
+      if (job.recv_bytes[peer] > 0) {
+        req.emplace_back();
+        HELIX_MPI_CHECK(MPI_Irecv(recvbuf.data() + job.recv_offset[peer] / 4,
+                                  int((job.recv_bytes[peer] + 3) / 4), MPI_FLOAT, int(peer), 7,
+                                  world.raw(), &req.back()));
+      }
+    for (size_t peer = 0; peer < job.send_bytes.size(); ++peer)
+      if (job.send_bytes[peer] > 0) {
+        req.emplace_back();
+        HELIX_MPI_CHECK(MPI_Isend(sendbuf.data() + job.send_offset[peer] / 4,
+                                  int((job.send_bytes[peer] + 3) / 4), MPI_FLOAT, int(peer), 7,
+                                  world.raw(), &req.back()));
+      }
+    HELIX_MPI_CHECK(MPI_Waitall(int(req.size()), req.data(), MPI_STATUSES_IGNORE));
+    if (!job.is_prefill)
+      cpu::copy_segments(recvbuf.data(), cache.data(), job.unpack.data(),
+                         int64_t(job.unpack.size()));
+  };
+  KvTransferTimesCpu t;
+  for (int it = 0; it < warmup + iters; ++it) {
+    if (!job.is_prefill) std::fill(cache.begin(), cache.end(), -1.0f);
+    world.barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    transfer();
+    world.barrier();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    world.all_reduce_max(&s, 1);
+    if (it < warmup) continue;
+    t.secs.push_back(s);
+    if (it == warmup && !job.is_prefill) t.misplaced = misplaced(cache.data());
+  }
+  double bad = double(t.misplaced);
+  world.all_reduce_max(&bad, 1);
+  t.misplaced = int64_t(bad);
+  return t;
+}
 
 }  // namespace
 
@@ -48,11 +96,19 @@ CLI::App* add_kv_transfer_command(CLI::App& app, KvTransferOptions& o) {
       ->capture_default_str();
   c->add_option("--iters", o.iters, "Timed transfers (the first is also verified)")
       ->capture_default_str();
+  c->add_option("--warmup", o.warmup, "Untimed transfers before the timed ones")
+      ->capture_default_str();
+  c->add_option("--backend", o.backend,
+                "cpu (fp32 caches in host memory, MPI) or cuda (16-bit caches in device memory, "
+                "NCCL send/recv; MPI with host staging when ranks share a GPU)")
+      ->capture_default_str();
   c->add_option("--out", o.out, "HDF5 file to write (FILE.tmp.PID, renamed when complete)");
   c->add_flag("--quiet", o.quiet, "No progress lines");
   c->footer(
-      "\nExample:\n  mpirun -np 6 build/bin/helix-bench kv-transfer --model llama-3.1-8b "
+      "\nExamples:\n  mpirun -np 6 build/bin/helix-bench kv-transfer --model llama-3.1-8b "
       "--prefill-ranks 2 --kvp 2 --tpa 2 --tokens 16K\n"
+      "  mpirun -np 4 build/bin/helix-bench kv-transfer --backend cuda --model deepseek-r1 "
+      "--prefill-ranks 1 --kvp 3 --tpa 1 --tokens 128K --layers 4\n"
       "\nExit codes: 0 every block verified; 2 bad input (nothing written); 3 a block missed.");
   return c;
 }
@@ -76,6 +132,13 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
   const int64_t tokens = tv[0];
   if (o.layers < 1) throw UsageError("--layers: must be at least 1");
   if (o.iters < 1) throw UsageError("--iters: must be at least 1");
+  if (o.warmup < 0) throw UsageError("--warmup: must be 0 or more");
+  if (o.backend != "cpu" && o.backend != "cuda")
+    throw UsageError("--backend: must be 'cpu' or 'cuda', got '" + o.backend + "'");
+#ifndef HELIX_CUDA_BACKEND
+  if (o.backend == "cuda")
+    throw UsageError("--backend cuda: this build has no CUDA backend (configure with nvcc found)");
+#endif
   const int P = l.prefill_ranks, D = l.decode_ranks();
   if (world.size() != P + D)
     throw UsageError("ranks: kv-transfer needs P + KVP x TPA = " + std::to_string(P) + " + " +
@@ -83,106 +146,63 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
                      std::to_string(world.size()));
   const int rank = world.rank();
   if (rank == 0 && !o.out.empty()) h5::File probe(o.out);
-  const RunEnvironment env = collect_environment(world, argc, argv, "cpu", "cpu");
+  const bool cuda = o.backend == "cuda";
+#ifdef HELIX_CUDA_BACKEND
+  std::unique_ptr<KvTransferCuda> gpu;
+  if (cuda) gpu = KvTransferCuda::make(world);
+#endif
+  std::string device = "cpu", comm_backend = "mpi-host";
+  bool link_representative = false;
+  RunEnvironment env;
+#ifdef HELIX_CUDA_BACKEND
+  if (gpu) {
+    device = gpu->device_description();
+    comm_backend = gpu->comm_backend();
+    link_representative = gpu->link_representative();
+  }
+#endif
+  env = collect_environment(world, argc, argv, o.backend, device);
+#ifdef HELIX_CUDA_BACKEND
+  if (gpu) {
+    env.cuda_version = gpu->cuda_version();
+    env.nccl_version = gpu->nccl_version();
+  }
+#endif
 
+  // The CPU backend moves fp32 values; the CUDA backend the 16 bits of a bf16 cache.
+  const int elem_bytes = cuda ? 2 : 4;
   const std::vector<KvBlockMove> plan = plan_kv_transfer(m, l, tokens);
-  const bool is_prefill = rank < P;
-  const int local = is_prefill ? rank : rank - P;
-  const int64_t E = m.kv_elems_per_token_per_head();
-  const int64_t buf_elems = is_prefill ? prefill_buffer_elems(m, l, local, tokens)
-                                       : decode_buffer_elems(m, l, local, tokens);
-  std::vector<std::vector<float>> buf(size_t(o.layers), std::vector<float>(size_t(buf_elems)));
-  PairMessages pm;
-  for (const KvBlockMove& mv : plan) {
-    if (is_prefill && mv.src_rank == local) pm.to[P + mv.dst_rank].push_back(&mv);
-    if (!is_prefill && mv.dst_rank == local) pm.from[mv.src_rank].push_back(&mv);
-  }
-  if (is_prefill) {
-    const RankPlan r = prefill_rank_plan(m, l, local);
-    for (int L = 0; L < o.layers; ++L)
-      for (int64_t h = r.kv_heads.begin; h < r.kv_heads.end; ++h)
-        for (int64_t p = 0; p < tokens; ++p)
-          for (int64_t e = 0; e < E; ++e)
-            buf[size_t(L)][size_t(((h - r.kv_heads.begin) * tokens + p) * E + e)] =
-                kv_value(L, int(h), p, e);
-  }
-  auto elems_of = [](const std::vector<const KvBlockMove*>& v) {
-    int64_t n = 0;
-    for (const auto* mv : v) n += mv->elems;
-    return n;
-  };
-  std::map<int, std::vector<float>> sendbuf, recvbuf;
-  for (const auto& [peer, v] : pm.to) sendbuf[peer].resize(size_t(elems_of(v) * o.layers));
-  for (const auto& [peer, v] : pm.from) recvbuf[peer].resize(size_t(elems_of(v) * o.layers));
-
-  auto transfer = [&]() {
-    for (auto& [peer, v] : pm.to) {  // pack
-      float* out = sendbuf[peer].data();
-      for (int L = 0; L < o.layers; ++L)
-        for (const auto* mv : v) {
-          std::copy_n(buf[size_t(L)].data() + mv->src_offset, mv->elems, out);
-          out += mv->elems;
-        }
-    }
-    std::vector<MPI_Request> req;
-    for (auto& [peer, b] : recvbuf) {
-      req.emplace_back();
-      HELIX_MPI_CHECK(
-          MPI_Irecv(b.data(), int(b.size()), MPI_FLOAT, peer, 7, world.raw(), &req.back()));
-    }
-    for (auto& [peer, b] : sendbuf) {
-      req.emplace_back();
-      HELIX_MPI_CHECK(
-          MPI_Isend(b.data(), int(b.size()), MPI_FLOAT, peer, 7, world.raw(), &req.back()));
-    }
-    HELIX_MPI_CHECK(MPI_Waitall(int(req.size()), req.data(), MPI_STATUSES_IGNORE));
-    for (auto& [peer, v] : pm.from) {  // unpack into the decode layout's cache
-      const float* in = recvbuf[peer].data();
-      for (int L = 0; L < o.layers; ++L)
-        for (const auto* mv : v) {
-          std::copy_n(in, mv->elems, buf[size_t(L)].data() + mv->dst_offset);
-          in += mv->elems;
-        }
-    }
-  };
-
+  const KvTransferJob job = make_kv_transfer_job(m, l, plan, rank, tokens, o.layers, elem_bytes);
+  // Host cache: the CPU backend's, or the values a CUDA prefill rank places on its GPU.
+  std::vector<float> cache(!cuda || job.is_prefill ? size_t((job.cache_bytes() + 3) / 4) : 0);
+  if (job.is_prefill) fill_prefill_cache(m, l, job, cache.data());
+  auto misplaced = [&](const void* c) { return count_misplaced(m, l, job, c); };
   std::vector<double> secs;
   int64_t bad = 0;
-  for (int it = 0; it < o.iters; ++it) {
-    if (!is_prefill)
-      for (auto& b : buf) std::fill(b.begin(), b.end(), -1.0f);
-    world.barrier();
-    const auto t0 = std::chrono::steady_clock::now();
-    transfer();
-    world.barrier();
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    world.all_reduce_max(&s, 1);
-    secs.push_back(s);
-    if (it == 0 && !is_prefill) {
-      // Every local slot of the decode layout holds the value of its global (head, position).
-      const RankPlan r = decode_rank_plan(m, l, local);
-      const int64_t lt = r.local_tokens(tokens);
-      for (int L = 0; L < o.layers; ++L)
-        for (int64_t h = r.kv_heads.begin; h < r.kv_heads.end; ++h)
-          for (int64_t i = 0; i < lt; ++i) {
-            const int64_t pos = r.placement.global_pos(r.k, i);
-            for (int64_t e = 0; e < E; ++e)
-              bad += buf[size_t(L)][size_t(((h - r.kv_heads.begin) * lt + i) * E + e)] !=
-                     kv_value(L, int(h), pos, e);
-          }
-    }
+  if (!cuda) {
+    const KvTransferTimesCpu t = run_cpu(job, cache, world, o.warmup, o.iters, misplaced);
+    secs = t.secs;
+    bad = t.misplaced;
   }
-  double bad_d = double(bad);
-  world.all_reduce_max(&bad_d, 1);
-  const double bytes = double(tokens) * m.kv_heads * double(E) * 4.0 * o.layers;  // fp32
+#ifdef HELIX_CUDA_BACKEND
+  if (gpu) {
+    const KvTransferTimes t = gpu->run(job, cache.data(), o.warmup, o.iters, misplaced);
+    secs = t.secs;
+    bad = t.misplaced;
+  }
+#endif
+  const int64_t E = m.kv_elems_per_token_per_head();
+  const double bytes = double(tokens) * m.kv_heads * double(E) * elem_bytes * o.layers;
   const double med = median(secs);
+  const char* dtype = cuda ? "bf16" : "fp32";
   if (rank == 0) {
     std::printf(
         "kv-transfer: %s, %lld tokens x %d layer(s), prefill TP %d -> decode KVP x TPA %dx%d "
-        "(block %d): %zu block moves, %.3f MB, median %.3f ms, %.3f GB/s, verified %s\n",
+        "(block %d), %s %s over %s: %zu block moves, %.3f MB, median %.3f ms, %.3f GB/s, "
+        "verified %s\n",
         m.name.c_str(), static_cast<long long>(tokens), o.layers, P, l.kvp, l.tpa, l.kv_block,
-        plan.size(), bytes / 1e6, med * 1e3, bytes / med / 1e9,
-        bad_d == 0 ? "yes" : "NO (misplaced values)");
+        o.backend.c_str(), dtype, comm_backend.c_str(), plan.size(), bytes / 1e6, med * 1e3,
+        bytes / med / 1e9, bad == 0 ? "yes" : "NO (misplaced values)");
     if (!o.out.empty()) {
       h5::File f(o.out);
       write_root_attributes(f.id(), env, "kv-transfer");
@@ -196,15 +216,18 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
       h5::attr(g.id(), "layers", o.layers);
       h5::attr(g.id(), "block_moves", int64_t(plan.size()));
       h5::attr(g.id(), "bytes", bytes);
-      h5::attr(g.id(), "dtype", "fp32");
-      h5::attr(g.id(), "comm_backend", "mpi-host");
-      h5::attr(g.id(), "verified", bad_d == 0);
+      h5::attr(g.id(), "backend", o.backend);
+      h5::attr(g.id(), "dtype", dtype);
+      h5::attr(g.id(), "comm_backend", comm_backend);
+      h5::attr(g.id(), "link_representative", link_representative);
+      h5::attr(g.id(), "warmup", o.warmup);
+      h5::attr(g.id(), "verified", bad == 0);
       h5::attr(g.id(), "gbps_median", bytes / med / 1e9);
       h5::write(g.id(), "transfer_s", {hsize_t(secs.size())}, secs.data(), "s");
       f.commit();
     }
   }
-  return bad_d == 0 ? 0 : 3;
+  return bad == 0 ? 0 : 3;
 }
 
 }  // namespace helix

@@ -1,6 +1,8 @@
 // `helix-bench kv-transfer`: moves one request's KV cache from a TP prefill layout to a Helix
 // decode layout (the plan of layouts/kv_transfer_plan.hpp) over the job's ranks, checks that every
-// block landed where the decode layout expects it, and reports the bandwidth.
+// block landed where the decode layout expects it, and reports the bandwidth. CPU backend: fp32
+// caches in host memory, MPI; CUDA backend: 16-bit caches in device memory, NCCL (MPI with host
+// staging when ranks share a GPU).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -19,6 +21,8 @@ struct KvTransferOptions {
   std::string tokens = "16K";
   int layers = 1;
   int iters = 5;
+  int warmup = 1;
+  std::string backend = "cpu";
   std::string out;
   bool quiet = false;
 };

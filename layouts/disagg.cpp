@@ -306,7 +306,8 @@ DisaggResult disagg_sweep(const ModelSpec& m, const HardwareProfile& hw, const D
   const double osl = double(w.osl), isl = double(w.isl);
   // Prefill: every layout and batch; the candidates are the feasible points under the FTL cutoff
   // that no other beats on both FTL and throughput.
-  r.prefill = prefill_sweep(m, cm, w.isl, o.max_gpus, o.workspace_bytes);
+  r.prefill = prefill_sweep(m, cm, w.isl, o.max_prefill_gpus > 0 ? o.max_prefill_gpus : o.max_gpus,
+                            o.workspace_bytes);
   std::vector<size_t> cand;
   {
     std::vector<size_t> idx;
@@ -344,7 +345,9 @@ DisaggResult disagg_sweep(const ModelSpec& m, const HardwareProfile& hw, const D
   const ChunkFlops whole = prompt_flops(m, w.isl, 0);
   for (size_t j = 0; j < r.decode.size(); ++j) {
     const DesignPoint& d = r.decode[j];
-    const double d_req = d.tokens_per_s_per_gpu / osl;  // requests/s per decode GPU
+    // Requests/s per decode GPU: the decode pool generates OSL - 1 tokens of every request (the
+    // first comes out of prefill).
+    const double d_req = d.tokens_per_s_per_gpu / (osl - 1);
     const int gd = d.cfg.gpus();
     const double ingress_per_req = kv_bytes_per_request / decode_distinct_kv_gpus(m, d.cfg);
     for (size_t i : cand) {
@@ -380,8 +383,10 @@ DisaggResult disagg_sweep(const ModelSpec& m, const HardwareProfile& hw, const D
     // plus the chunks' compute (the chunk GEMMs and attention do not hide under the memory-bound
     // decode step), and every request in flight waits for it: the interference that
     // disaggregation removes.
+    // Output tokens count OSL per request in both modes (the first from prefill), as above.
     const double G = gd;
-    const double reqs_per_ttl = double(d.batch) * d.cfg.pp / osl;  // new prompts per step
+    const double reqs_per_ttl = double(d.batch) * d.cfg.pp / (osl - 1);  // new prompts per step
+    const double out_per_decode_token = osl / (osl - 1);
     const double t_pf_us = prefill_compute_us(hw, o.dtype, whole, G, isl);
     {
       ServePoint s;
@@ -390,7 +395,7 @@ DisaggResult disagg_sweep(const ModelSpec& m, const HardwareProfile& hw, const D
       s.ttl_us = d.ttl_us + reqs_per_ttl * t_pf_us;
       s.ftl_s = t_pf_us * 1e-6;
       s.tokens_per_s_per_user = 1e6 / s.ttl_us;
-      s.tokens_per_s_per_gpu = double(d.batch) * 1e6 / s.ttl_us / d.cfg.n;
+      s.tokens_per_s_per_gpu = double(d.batch) * 1e6 / s.ttl_us / d.cfg.n * out_per_decode_token;
       s.ftl_ok = s.ftl_s <= o.ftl_max_s;
       r.points.push_back(s);
     }
@@ -404,7 +409,7 @@ DisaggResult disagg_sweep(const ModelSpec& m, const HardwareProfile& hw, const D
       s.ttl_us = d.ttl_us + reqs_per_ttl * t_chunked_us;
       s.ftl_s = std::max(t_chunked_us, s.ttl_us * isl / chunk) * 1e-6;
       s.tokens_per_s_per_user = 1e6 / s.ttl_us;
-      s.tokens_per_s_per_gpu = double(d.batch) * 1e6 / s.ttl_us / d.cfg.n;
+      s.tokens_per_s_per_gpu = double(d.batch) * 1e6 / s.ttl_us / d.cfg.n * out_per_decode_token;
       s.ftl_ok = s.ftl_s <= o.ftl_max_s;
       r.points.push_back(s);
     }
@@ -465,8 +470,20 @@ std::pair<double, double> ratio_ends(const DisaggResult& r) {
   return {r.points[r.disagg_frontier.back()].ratio, r.points[r.disagg_frontier.front()].ratio};
 }
 
+double ratio_at(const DisaggResult& r, double user) {
+  // The frontier falls in interactivity and rises in throughput: the last point at `user` or
+  // above gives the most tokens/s/GPU there.
+  double ratio = NAN;
+  for (size_t i : r.disagg_frontier) {
+    if (r.points[i].tokens_per_s_per_user < user) break;
+    ratio = r.points[i].ratio;
+  }
+  return ratio;
+}
+
 std::vector<BuzzRow> beyond_the_buzz_rows(const HardwareProfile& hw,
-                                          const std::function<void(const std::string&)>& progress) {
+                                          const std::function<void(const std::string&)>& progress,
+                                          std::vector<BuzzCurve>* curves) {
   auto run = [&](const char* model, int64_t isl, int64_t osl, int domain,
                  std::vector<double> fixed = {}) {
     HardwareProfile h = hw;
@@ -474,6 +491,7 @@ std::vector<BuzzRow> beyond_the_buzz_rows(const HardwareProfile& hw,
     DisaggOptions o;
     o.w = {isl, osl};
     o.fixed_ratios = std::move(fixed);
+    o.max_prefill_gpus = kBuzzPrefillGpus;
     if (progress)
       progress(std::string(model) + " " + std::to_string(isl) + "/" + std::to_string(osl) +
                ", NVLink domain " + std::to_string(domain));
@@ -490,6 +508,22 @@ std::vector<BuzzRow> beyond_the_buzz_rows(const HardwareProfile& hw,
   const DisaggResult l405 = run("llama-3.1-405b", K16, K2, 72);
   const DisaggResult l70 = run("llama-3.1-70b", K16, K2, 72);
   const DisaggResult l8 = run("llama-3.1-8b", K16, K2, 72);
+  const std::vector<std::pair<const char*, const DisaggResult*>> by_model = {
+      {"deepseek-r1", &ds},
+      {"llama-3.1-405b", &l405},
+      {"llama-3.1-70b", &l70},
+      {"llama-3.1-8b", &l8}};
+  if (curves)
+    for (const auto& [name, r] : by_model) {
+      BuzzCurve c;
+      c.model = name;
+      for (size_t i : r->disagg_frontier) {
+        c.tokens_per_s_per_user.push_back(r->points[i].tokens_per_s_per_user);
+        c.tokens_per_s_per_gpu.push_back(r->points[i].tokens_per_s_per_gpu);
+        c.ratio.push_back(r->points[i].ratio);
+      }
+      curves->push_back(std::move(c));
+    }
   const double g8 = disagg_gain(l8), g70 = disagg_gain(l70), g405 = disagg_gain(l405),
                gds = disagg_gain(ds);
   for (auto [name, g] : std::vector<std::pair<const char*, double>>{{"llama-3.1-8b", g8},
@@ -507,18 +541,43 @@ std::vector<BuzzRow> beyond_the_buzz_rows(const HardwareProfile& hw,
         {std::string("1k/32k: co-located ties or wins, ") + model + " (disaggregated gain <= 1.1)",
          "<= ~1", fmt("%.2fx", g), g <= 1.1});
   }
-  auto ratio_row = [&](const char* model, const DisaggResult& r, const char* paper, bool falling) {
-    const auto [lo, hi] = ratio_ends(r);
-    const bool holds = falling ? lo > 1.5 * hi : std::max(lo, hi) / std::min(lo, hi) <= 2.0;
+  auto shape_holds = [](double lo, double hi, bool falling) {
+    return falling ? lo > 1.5 * hi : std::max(lo, hi) / std::min(lo, hi) <= 2.0;
+  };
+  const std::vector<std::pair<const char*, bool>> ratio_paper = {{"3.6 -> 0.05", true},
+                                                                 {"2.1 -> 0.2-0.3", true},
+                                                                 {"0.95 -> 0.45", true},
+                                                                 {"~0.4 flat", false}};
+  for (size_t k = 0; k < by_model.size(); ++k) {
+    const auto [lo, hi] = ratio_ends(*by_model[k].second);
+    const bool falling = ratio_paper[k].second;
     rows.push_back({std::string("16k/2k: optimal prefill:decode GPU ratio, low -> high "
                                 "interactivity, ") +
-                        model + (falling ? " (falls)" : " (flat within 2x)"),
-                    paper, fmt("%.2f -> %.2f", lo, hi), holds});
-  };
-  ratio_row("deepseek-r1", ds, "3.6 -> 0.05", true);
-  ratio_row("llama-3.1-405b", l405, "2.1 -> 0.2-0.3", true);
-  ratio_row("llama-3.1-70b", l70, "0.95 -> 0.45", true);
-  ratio_row("llama-3.1-8b", l8, "~0.4 flat", false);
+                        by_model[k].first + (falling ? " (falls)" : " (flat within 2x)"),
+                    ratio_paper[k].first, fmt("%.2f -> %.2f", lo, hi),
+                    shape_holds(lo, hi, falling)});
+  }
+  {
+    // The same over the interactivity range every model's frontier covers: from the highest of
+    // their lowest interactivities to the lowest of their highest.
+    double u_lo = 0, u_hi = INFINITY;
+    for (const auto& [name, r] : by_model) {
+      if (r->disagg_frontier.empty()) continue;
+      u_lo = std::max(u_lo, r->points[r->disagg_frontier.back()].tokens_per_s_per_user);
+      u_hi = std::min(u_hi, r->points[r->disagg_frontier.front()].tokens_per_s_per_user);
+    }
+    for (size_t k = 0; k < by_model.size(); ++k) {
+      const double lo = ratio_at(*by_model[k].second, u_lo),
+                   hi = ratio_at(*by_model[k].second, u_hi);
+      const bool falling = ratio_paper[k].second;
+      rows.push_back({std::string("16k/2k: optimal ratio over the interactivity range all four "
+                                  "frontiers share, ") +
+                          by_model[k].first + (falling ? " (falls)" : " (flat within 2x)"),
+                      ratio_paper[k].first,
+                      fmt("%.2f -> %.2f (%.0f-", lo, hi, u_lo) + fmt("%.0f tok/s/user)", u_hi),
+                      shape_holds(lo, hi, falling)});
+    }
+  }
   {
     // Fixed 3.5 against dynamic matching at both ends of the dynamic frontier.
     const Curve dyn = curve_of(ds, ds.disagg_frontier);

@@ -74,8 +74,10 @@ struct ServePoint {
 struct DisaggOptions {
   Workload w;
   double ftl_max_s = 10;
-  double nic_gbps = 50;  // per GPU (400 Gb/s)
-  int max_gpus = 64;
+  double nic_gbps = 50;      // per GPU (400 Gb/s)
+  int max_gpus = 64;         // GPUs of one decode instance (and of one prefill instance unless
+                             // max_prefill_gpus is set)
+  int max_prefill_gpus = 0;  // GPUs of one prefill instance, TP x PP (0: max_gpus)
   int decode_batches_per_octave = 4;
   std::vector<double> fixed_ratios;
   double workspace_bytes = 2.0 * (1 << 30);
@@ -100,13 +102,29 @@ DisaggResult disagg_sweep(const ModelSpec& m, const HardwareProfile& hw, const D
 double disagg_gain(const DisaggResult& r);
 // The optimal ratio at the lowest and the highest interactivity of the disaggregated frontier.
 std::pair<double, double> ratio_ends(const DisaggResult& r);
+// The optimal ratio at interactivity `user`: that of the frontier point that gives the most
+// tokens/s/GPU at `user` tokens/s/user or more (NAN beyond the frontier).
+double ratio_at(const DisaggResult& r, double user);
+
+// Largest prefill instance of the reproduction, TP x PP: TP 16 (the sweep's widest, inside the
+// NVLink domain) times the paper's 32-stage chunked pipeline; results/README.md explains why 1M
+// prompts need more than 64 GPUs.
+constexpr int kBuzzPrefillGpus = 16 * 32;
 
 struct BuzzRow {
   std::string finding, paper, ours;
   bool holds = false;
 };
-// The paper's findings, from sweeps run inside (GB200 NVL72 profile, FP4).
+// The disaggregated frontier of one 16k/2k sweep of the reproduction (NVLink domain 72) with its
+// optimal ratio, falling interactivity.
+struct BuzzCurve {
+  std::string model;
+  std::vector<double> tokens_per_s_per_user, tokens_per_s_per_gpu, ratio;
+};
+// The paper's findings, from sweeps run inside (GB200 NVL72 profile, FP4). `curves` (optional)
+// receives the disaggregated frontier of every 16k/2k model sweep.
 std::vector<BuzzRow> beyond_the_buzz_rows(
-    const HardwareProfile& hw, const std::function<void(const std::string&)>& progress = {});
+    const HardwareProfile& hw, const std::function<void(const std::string&)>& progress = {},
+    std::vector<BuzzCurve>* curves = nullptr);
 
 }  // namespace helix

@@ -15,7 +15,8 @@ from conftest import REPO, SCRIPTS, need_binary, tool_env
 
 SHELL_SCRIPTS = sorted(glob.glob(os.path.join(SCRIPTS, "slurm", "*.sbatch")) +
                        glob.glob(os.path.join(SCRIPTS, "launch", "*.sh")) +
-                       [os.path.join(SCRIPTS, "gate.sh")])
+                       [os.path.join(SCRIPTS, "gate.sh"),
+                        os.path.join(SCRIPTS, "gpu_kv_transfer.sh")])
 BASELINE = os.path.join(REPO, "results", "baseline", "cpu-np2.h5")
 
 

@@ -15,6 +15,8 @@
 #include "comm/cuda_check.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/combine.hpp"
+#include "kernels/copy_segments.hpp"
+#include "kernels/copy_segments_cuda.hpp"
 #include "kernels/cuda_kernels.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/gemm_cuda.hpp"
@@ -544,6 +546,41 @@ TEST_F(Gpu, KvFillMatchesHostCache) {
   std::vector<float> want(c.k.begin() + long(off), c.k.begin() + long(off + size_t(d.size())));
   round_bf16(want);
   EXPECT_EQ(to_float(download(d)), want);
+}
+
+TEST_F(Gpu, CopySegmentsMatchesHost) {
+  // Gathers of 16-byte-aligned blocks (the vector path) and of odd offsets and lengths (the byte
+  // path), into a buffer poisoned with 0xFF: only the segments' bytes change.
+  std::mt19937 g(11);
+  std::vector<unsigned char> src(1 << 20);
+  for (auto& b : src) b = static_cast<unsigned char>(g() & 0xFF);
+  std::vector<cpu::Segment> segs;
+  int64_t at = 0;
+  for (int i = 0; i < 300; ++i) {
+    cpu::Segment s;
+    const bool aligned = i % 3 != 0;
+    s.bytes = aligned ? 16 * int64_t(1 + g() % 128) : int64_t(1 + g() % 999);
+    s.src_offset = aligned ? 16 * int64_t(g() % 60000) : int64_t(g() % 1000000);
+    s.dst_offset = aligned ? (at + 15) / 16 * 16 : at + 3;
+    at = s.dst_offset + s.bytes;
+    segs.push_back(s);
+  }
+  std::vector<unsigned char> want(size_t(at + 64), 0xFF);
+  cpu::copy_segments(src.data(), want.data(), segs.data(), int64_t(segs.size()));
+  void *d_src = nullptr, *d_dst = nullptr, *d_segs = nullptr;
+  const size_t seg_bytes = segs.size() * sizeof(cpu::Segment);
+  HELIX_CUDA_CHECK(cudaMalloc(&d_src, src.size()));
+  HELIX_CUDA_CHECK(cudaMalloc(&d_dst, want.size()));
+  HELIX_CUDA_CHECK(cudaMalloc(&d_segs, seg_bytes));
+  HELIX_CUDA_CHECK(cudaMemcpy(d_src, src.data(), src.size(), cudaMemcpyHostToDevice));
+  HELIX_CUDA_CHECK(cudaMemset(d_dst, 0xFF, want.size()));
+  HELIX_CUDA_CHECK(cudaMemcpy(d_segs, segs.data(), seg_bytes, cudaMemcpyHostToDevice));
+  cuda::copy_segments(d_src, d_dst, static_cast<const cpu::Segment*>(d_segs), int64_t(segs.size()),
+                      nullptr);
+  std::vector<unsigned char> got(want.size());
+  HELIX_CUDA_CHECK(cudaMemcpy(got.data(), d_dst, got.size(), cudaMemcpyDeviceToHost));
+  for (void* p : {d_src, d_dst, d_segs}) HELIX_CUDA_CHECK(cudaFree(p));
+  EXPECT_EQ(got, want);
 }
 
 }  // namespace

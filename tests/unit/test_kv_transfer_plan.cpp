@@ -2,9 +2,12 @@
 // memory: every decode slot must receive the value of its global (head, position).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <tuple>
 
+#include "bench/kv_transfer_job.hpp"
+#include "kernels/copy_segments.hpp"
 #include "layouts/kv_transfer_plan.hpp"
 
 namespace helix {
@@ -97,6 +100,78 @@ TEST(KvTransferPlan, DuplicatedHeadsShareTheEgress) {
   for (const auto& mv : plan_kv_transfer(m, l, 16 * 40)) sent[size_t(mv.src_rank)] += mv.elems;
   for (int64_t s : sent) EXPECT_EQ(s, sent[0]);
   EXPECT_GT(sent[0], 0);
+}
+
+// Every rank's job of `helix-bench kv-transfer`, run in memory: prefill ranks pack, each peer's
+// part travels to the matching part of the receiver's buffer, decode ranks unpack; then every
+// decode cache holds the value of its global (layer, head, position). Both element sizes (fp32 on
+// the CPU backend, 16 bits on CUDA).
+void check_jobs(const ModelSpec& m, const KvTransferLayouts& l, int64_t tokens, int layers,
+                int elem_bytes) {
+  const auto plan = plan_kv_transfer(m, l, tokens);
+  const int W = l.prefill_ranks + l.decode_ranks();
+  std::vector<KvTransferJob> jobs;
+  const size_t nw = size_t(W);
+  std::vector<std::vector<unsigned char>> cache(nw), sendbuf(nw), recvbuf(nw);
+  for (int r = 0; r < W; ++r) {
+    jobs.push_back(make_kv_transfer_job(m, l, plan, r, tokens, layers, elem_bytes));
+    const KvTransferJob& j = jobs.back();
+    cache[size_t(r)].assign(size_t(j.cache_bytes()), 0xFF);
+    sendbuf[size_t(r)].resize(size_t(j.send_total));
+    recvbuf[size_t(r)].resize(size_t(j.recv_total));
+    if (j.is_prefill) fill_prefill_cache(m, l, j, cache[size_t(r)].data());
+    for (int64_t off : j.send_offset) EXPECT_EQ(off % 16, 0);
+    for (int64_t off : j.recv_offset) EXPECT_EQ(off % 16, 0);
+  }
+  for (int r = 0; r < W; ++r)
+    cpu::copy_segments(cache[size_t(r)].data(), sendbuf[size_t(r)].data(),
+                       jobs[size_t(r)].pack.data(), int64_t(jobs[size_t(r)].pack.size()));
+  for (int s = 0; s < W; ++s)
+    for (int r = 0; r < W; ++r) {
+      const int64_t n = jobs[size_t(s)].send_bytes[size_t(r)];
+      ASSERT_EQ(n, jobs[size_t(r)].recv_bytes[size_t(s)]) << s << " -> " << r;
+      std::copy_n(sendbuf[size_t(s)].begin() + jobs[size_t(s)].send_offset[size_t(r)], n,
+                  recvbuf[size_t(r)].begin() + jobs[size_t(r)].recv_offset[size_t(s)]);
+    }
+  for (int r = l.prefill_ranks; r < W; ++r) {
+    const KvTransferJob& j = jobs[size_t(r)];
+    EXPECT_GT(count_misplaced(m, l, j, cache[size_t(r)].data()), 0) << "nothing landed yet";
+    cpu::copy_segments(recvbuf[size_t(r)].data(), cache[size_t(r)].data(), j.unpack.data(),
+                       int64_t(j.unpack.size()));
+    EXPECT_EQ(count_misplaced(m, l, j, cache[size_t(r)].data()), 0) << "decode rank " << r;
+  }
+}
+
+TEST(KvTransferJob, PackTravelUnpackLandsEveryValue) {
+  KvTransferLayouts l;
+  l.prefill_ranks = 3;
+  l.kvp = 2;
+  l.tpa = 2;
+  l.kv_block = 5;
+  for (int eb : {4, 2}) check_jobs(load_model("tiny-gqa"), l, 77, 2, eb);
+  l.prefill_ranks = 2;
+  l.kvp = 3;
+  l.tpa = 1;
+  l.kv_block = 7;
+  for (int eb : {4, 2}) check_jobs(load_model("tiny-mla-moe"), l, 999, 2, eb);
+}
+
+TEST(KvTransferJob, MisplacedValuesAreCounted) {
+  const ModelSpec m = load_model("tiny-gqa");
+  KvTransferLayouts l;
+  l.prefill_ranks = 1;
+  l.kvp = 2;
+  l.tpa = 1;
+  l.kv_block = 4;
+  for (int eb : {4, 2}) {
+    const auto plan = plan_kv_transfer(m, l, 40);
+    const KvTransferJob j = make_kv_transfer_job(m, l, plan, 1, 40, 1, eb);
+    std::vector<unsigned char> c(size_t(j.cache_bytes()), 0xFF);  // nothing landed
+    const int64_t elems = j.cache_bytes() / eb;
+    EXPECT_EQ(count_misplaced(m, l, j, c.data()), elems);
+    // 16-bit values never take the fill 0xFFFF; fp32 values are integers, never NaN.
+    EXPECT_NE(kv_value_u16(0, 0, 0, 0), 0xFFFFu);
+  }
 }
 
 TEST(KvTransferPlan, BadLayoutsAreNamed) {
