@@ -285,10 +285,21 @@ TEST(Reproduction, HelixPaperTable) {
   for (int i : {0, 2}) EXPECT_GT(rows[size_t(i)].ours, 1.0) << rows[size_t(i)].quantity;
   for (int i : {1, 3}) EXPECT_GT(rows[size_t(i)].ours, 2.0) << rows[size_t(i)].quantity;
   for (int i : {4, 5}) EXPECT_GE(rows[size_t(i)].ours, 0.0) << rows[size_t(i)].quantity;
-  // The figures documented in results/README.md.
-  EXPECT_TRUE(rows[0].holds) << rows[0].ours;  // DeepSeek-R1 1.5x interactivity
-  EXPECT_TRUE(rows[3].holds) << rows[3].ours;  // Llama-405B 4x throughput
-  EXPECT_TRUE(rows[4].holds) << rows[4].ours;  // Llama-405B HOP-B 12%
+  // The figures documented in results/README.md (reproduction table; change both together).
+  EXPECT_TRUE(rows[0].holds) << rows[0].ours;  // DeepSeek-R1 1.5x interactivity: 1.51x
+  EXPECT_NEAR(rows[0].ours, 1.51, 0.02);
+  EXPECT_FALSE(rows[1].holds) << rows[1].ours;  // DeepSeek-R1 32x throughput: 9.40x
+  EXPECT_NEAR(rows[1].ours, 9.40, 0.1);
+  EXPECT_FALSE(rows[2].holds) << rows[2].ours;  // Llama-405B 1.13x interactivity: 1.60x
+  EXPECT_NEAR(rows[2].ours, 1.60, 0.02);
+  EXPECT_TRUE(rows[3].holds) << rows[3].ours;  // Llama-405B 4x throughput: 5.66x
+  EXPECT_NEAR(rows[3].ours, 5.66, 0.05);
+  EXPECT_TRUE(rows[4].holds) << rows[4].ours;  // Llama-405B HOP-B 12%: 8.95%
+  EXPECT_NEAR(rows[4].ours, 8.95, 0.1);
+  // DeepSeek-R1 HOP-B 1%: 8.25%, down from 30.6% with latent-space partials (512 + 1 values per
+  // head); still 2.3 points over the bar.
+  EXPECT_FALSE(rows[5].holds) << rows[5].ours;
+  EXPECT_NEAR(rows[5].ours, 8.25, 0.1);
   for (const auto& r : rows) {
     if (r.bar.find("20%") != std::string::npos) {
       EXPECT_EQ(r.holds, std::fabs(r.ours / r.paper - 1) <= 0.2);
