@@ -31,6 +31,7 @@ CpuExecutor::CpuExecutor(const ModelSpec& model, const RankPlan& plan, CommGroup
   cache_ = make_kv_cache(model, plan, batch, seq_len, max_positions, seed);
   qk_dim_ = model.attn_qk_dim();
   out_dim_ = model.attn_out_dim();
+  val_dim_ = model.attn_value_dim();
   const LayoutParams& L = plan.layout;
   // Owned-head ranges of every peer of the KVP group, relative to this rank's query heads.
   for (int k = 0; k < L.kvp; ++k) {
@@ -48,17 +49,17 @@ CpuExecutor::CpuExecutor(const ModelSpec& model, const RankPlan& plan, CommGroup
     cq_.resize(size_t(B * model.mla.q_lora));
     qfull_.resize(size_t(B * qh * (model.mla.qk_nope + model.mla.qk_rope)));
     ckv_.resize(size_t(B * (model.mla.kv_lora + model.mla.qk_rope)));
-    up_.resize(size_t(B * oh * model.mla.v_head));
+    part_v_.resize(size_t(B * qh * val_dim_));
   } else {
     k_new_.resize(size_t(B * plan.kv_heads.size() * model.head_dim));
     v_new_.resize(k_new_.size());
   }
   part_o_.resize(size_t(B * qh * out_dim_));
   part_lse_.resize(size_t(B * qh));
-  send_.resize(size_t(B * qh * (out_dim_ + 1)));
+  send_.resize(size_t(B * qh * (val_dim_ + 1)));
   const int64_t recv_heads = L.kind == LayoutKind::kvp ? qh : oh;
-  recv_.resize(size_t(L.kvp * B * recv_heads * (out_dim_ + 1)));
-  combined_.resize(size_t(B * std::max(oh, recv_heads) * out_dim_));
+  recv_.resize(size_t(L.kvp * B * recv_heads * (val_dim_ + 1)));
+  combined_.resize(size_t(B * std::max(oh, recv_heads) * val_dim_));
   attn_out_.resize(size_t(B * H));
   x1_.resize(size_t(B * H));
   h2_.resize(size_t(B * H));
@@ -99,6 +100,9 @@ void CpuExecutor::step(const std::vector<Step>& schedule, int64_t pos, StepTimin
         break;
       case Op::attention:
         attention(s.batch, pos, &pending_);
+        break;
+      case Op::v_up:
+        v_up(s.batch, &pending_);
         break;
       case Op::a2a:
         exchange(s, true);
@@ -252,15 +256,32 @@ void CpuExecutor::attention(Range batch, int64_t pos, std::vector<MpiRequest>* p
   }
 }
 
+// MLA: each head's latent partial up-projected to the value width, part_v_[b, h] = part_o_[b, h]
+// @ W_uv[h]. The combine weights are scalars per (request, head), so doing this on every KV shard
+// before the exchange gives the same combined output as doing it once after the combine.
+void CpuExecutor::v_up(Range batch, std::vector<MpiRequest>* progress) {
+  const auto& a = m_.mla;
+  const int64_t qh = plan_.q_heads.size();
+  for (int64_t b = batch.begin; b < batch.end; ++b) {
+    for (int64_t h = 0; h < qh; ++h)
+      cpu::gemm(&part_o_[size_t((b * qh + h) * out_dim_)], a.kv_lora,
+                &shard_.wuv[size_t(h * a.kv_lora * a.v_head)], a.v_head,
+                &part_v_[size_t((b * qh + h) * val_dim_)], a.v_head, 1, a.kv_lora, a.v_head, false);
+    if (progress && !progress->empty()) test_all(*progress);
+  }
+}
+
 // Send layout of a chunk of requests [b0, b1): starting at b0 * q_heads * (D + 1), one message
-// per peer j in KVP order: O block [nb, heads_j, D] then LSE block [nb, heads_j].
+// per peer j in KVP order: O block [nb, heads_j, D] then LSE block [nb, heads_j] (D: the value
+// width).
 void CpuExecutor::pack_chunk(Range batch) {
-  const int64_t D = out_dim_, qh = plan_.q_heads.size(), nb = batch.size();
+  const int64_t D = val_dim_, qh = plan_.q_heads.size(), nb = batch.size();
+  const float* part = partials();
   float* dst = &send_[size_t(batch.begin * qh * (D + 1))];
   for (const Range& hr : peer_heads_) {
     for (int64_t b = batch.begin; b < batch.end; ++b)
       for (int64_t h = hr.begin; h < hr.end; ++h) {
-        std::memcpy(dst, &part_o_[size_t((b * qh + h) * D)], size_t(D) * sizeof(float));
+        std::memcpy(dst, &part[size_t((b * qh + h) * D)], size_t(D) * sizeof(float));
         dst += D;
       }
     for (int64_t b = batch.begin; b < batch.end; ++b)
@@ -272,7 +293,7 @@ void CpuExecutor::pack_chunk(Range batch) {
 // Receive layout of a chunk: starting at b0 * KVP * heads * (D + 1), one block per source peer
 // i: O [nb, heads, D] then LSE [nb, heads]; lse_combine reads it in place.
 void CpuExecutor::exchange(const Step& s, bool blocking) {
-  const int64_t D = out_dim_, qh = plan_.q_heads.size(), oh = plan_.o_heads.size();
+  const int64_t D = val_dim_, qh = plan_.q_heads.size(), oh = plan_.o_heads.size();
   const int64_t nb = s.batch.size();
   const int kvp = plan_.layout.kvp;
   pack_chunk(s.batch);
@@ -295,17 +316,18 @@ void CpuExecutor::exchange(const Step& s, bool blocking) {
 }
 
 void CpuExecutor::gather_partials() {
-  const int64_t D = out_dim_, qh = plan_.q_heads.size();
+  const int64_t D = val_dim_, qh = plan_.q_heads.size();
+  const size_t n_o = size_t(batch_ * qh * D);
   // Each rank sends all its query heads: one O block then one LSE block (the layout of a single
   // peer in pack_chunk with heads_j = all).
   float* dst = send_.data();
-  std::memcpy(dst, part_o_.data(), part_o_.size() * sizeof(float));
-  std::memcpy(dst + part_o_.size(), part_lse_.data(), part_lse_.size() * sizeof(float));
+  std::memcpy(dst, partials(), n_o * sizeof(float));
+  std::memcpy(dst + n_o, part_lse_.data(), part_lse_.size() * sizeof(float));
   groups_.kvp.gather(send_.data(), size_t(batch_ * qh * (D + 1)), recv_.data(), 0);
 }
 
 void CpuExecutor::combine_chunk(Range all) {
-  const int64_t D = out_dim_, oh = plan_.o_heads.size();
+  const int64_t D = val_dim_, oh = plan_.o_heads.size();
   const int kvp = plan_.layout.kvp;
   // HOP-B chunks each have their own receive block; the whole batch is one chunk otherwise.
   const auto chunks = plan_.layout.kind == LayoutKind::helix_hopb
@@ -321,25 +343,14 @@ void CpuExecutor::combine_chunk(Range all) {
 }
 
 void CpuExecutor::o_proj() {
-  const int64_t B = batch_, H = m_.hidden, oh = plan_.o_heads.size();
-  const float* in = combined_valid_ ? combined_.data() : part_o_.data();
+  const int64_t B = batch_, H = m_.hidden, oh = plan_.o_heads.size(), D = val_dim_;
+  // tp: the local partials are complete (o_heads = q_heads); MLA's are already up-projected.
+  const float* in = combined_valid_ ? combined_.data() : partials();
   if (oh == 0) {
     std::fill(attn_out_.begin(), attn_out_.end(), 0.0f);
     return;
   }
-  if (m_.is_mla()) {
-    const auto& a = m_.mla;
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < oh; ++h)
-        cpu::gemm(&in[size_t((b * oh + h) * a.kv_lora)], a.kv_lora,
-                  &shard_.wuv[size_t(h * a.kv_lora * a.v_head)], a.v_head,
-                  &up_[size_t((b * oh + h) * a.v_head)], a.v_head, 1, a.kv_lora, a.v_head, false);
-    cpu::gemm(up_.data(), oh * a.v_head, shard_.wo.data(), H, attn_out_.data(), H, B, oh * a.v_head,
-              H, false);
-  } else {
-    const int64_t D = m_.head_dim;
-    cpu::gemm(in, oh * D, shard_.wo.data(), H, attn_out_.data(), H, B, oh * D, H, false);
-  }
+  cpu::gemm(in, oh * D, shard_.wo.data(), H, attn_out_.data(), H, B, oh * D, H, false);
 }
 
 void CpuExecutor::ffn_compute() {

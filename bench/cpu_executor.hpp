@@ -31,6 +31,9 @@ class CpuExecutor final : public LayerExecutor {
   void prologue(int64_t pos);
   void kv_append(int64_t pos);
   void attention(Range batch, int64_t pos, std::vector<MpiRequest>* progress);
+  void v_up(Range batch, std::vector<MpiRequest>* progress);
+  // Partial outputs as exchanged: [B, q_heads, val_dim] (MLA: after W_uv; GQA: part_o_).
+  const float* partials() const { return m_.is_mla() ? part_v_.data() : part_o_.data(); }
   void pack_chunk(Range batch);
   void exchange(const Step& s, bool blocking);
   void gather_partials();
@@ -48,13 +51,14 @@ class CpuExecutor final : public LayerExecutor {
 
   // Peers' owned-head ranges inside this rank's query heads (KVP group order).
   std::vector<Range> peer_heads_;
-  int64_t qk_dim_, out_dim_;
+  int64_t qk_dim_, out_dim_, val_dim_;  // query, attention-kernel output, exchanged widths
 
   std::vector<float> x_, out_, hn_, q_, k_new_, v_new_, cq_, qfull_, ckv_;
   std::vector<float> part_o_, part_lse_;  // [B, q_heads, out_dim], [B, q_heads]
+  std::vector<float> part_v_;             // MLA: [B, q_heads, val_dim] = part_o_ @ W_uv per head
   std::vector<float> send_, recv_;        // packed per chunk and peer: O block then LSE block
-  std::vector<float> combined_;           // [B, o_heads, out_dim]
-  std::vector<float> up_, attn_out_, x1_, h2_, logits_, ffn_part_, gathered_, scratch_;
+  std::vector<float> combined_;           // [B, o_heads, val_dim]
+  std::vector<float> attn_out_, x1_, h2_, logits_, ffn_part_, gathered_, scratch_;
   std::vector<int32_t> route_e_;
   std::vector<float> route_w_;
   std::vector<MpiRequest> pending_;

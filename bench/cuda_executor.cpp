@@ -154,7 +154,7 @@ DeviceShard make_device_shard(const ModelSpec& m, const RankPlan& p, uint64_t se
     cuda::fill_wuk_t(s.wuk_t.get(), key(TensorId::mla_wuk), p.q_heads.begin, p.q_heads.end,
                      a.kv_lora, a.qk_nope, fan_scale(a.kv_lora), st);
     fill(s.wuv, key(TensorId::mla_wuv), a.v_head,
-         {p.o_heads.begin * a.kv_lora, p.o_heads.end * a.kv_lora}, {0, a.v_head}, double(a.kv_lora),
+         {p.q_heads.begin * a.kv_lora, p.q_heads.end * a.kv_lora}, {0, a.v_head}, double(a.kv_lora),
          st);
     fill(s.wo, key(TensorId::wo), H, {p.o_heads.begin * a.v_head, p.o_heads.end * a.v_head}, all_h,
          double(m.q_heads) * a.v_head, st);
@@ -209,7 +209,8 @@ DeviceShard make_device_shard(const ModelSpec& m, const RankPlan& p, uint64_t se
 namespace {
 
 struct Sizes {
-  int64_t B, H, qh, oh, kvh, qk, dv, cap, recv_heads, kvp, ep, widest, assignments;
+  // dv: attention kernel output width (MLA: latent); dx: exchanged width (MLA: after W_uv).
+  int64_t B, H, qh, oh, kvh, qk, dv, dx, cap, recv_heads, kvp, ep, widest, assignments;
 };
 
 Sizes sizes_of(const ModelSpec& m, const RankPlan& p, int batch, int64_t max_positions) {
@@ -221,6 +222,7 @@ Sizes sizes_of(const ModelSpec& m, const RankPlan& p, int batch, int64_t max_pos
   z.kvh = m.is_mla() ? 1 : p.kv_heads.size();
   z.qk = m.attn_qk_dim();
   z.dv = m.attn_out_dim();
+  z.dx = m.attn_value_dim();
   z.cap = std::max<int64_t>(1, p.local_tokens(max_positions));
   z.kvp = p.layout.kvp;
   z.recv_heads = p.layout.kind == LayoutKind::kvp ? z.qh : z.oh;
@@ -274,15 +276,17 @@ CudaFootprint cuda_footprint(const ModelSpec& m, const RankPlan& p, int batch,
     const auto& a = m.mla;
     act += z.B * a.q_lora + z.B * z.qh * (a.qk_nope + a.qk_rope) + z.B * z.qk;
   }
-  act += z.B * z.qh * (z.dv + 1) * 2;              // partials, send
-  act += z.kvp * z.B * z.recv_heads * (z.dv + 1);  // receive
+  act += z.B * z.qh * (z.dv + 1);                  // partials, LSE
+  if (m.is_mla()) act += z.B * z.qh * z.dx;        // up-projected partials
+  act += z.B * z.qh * (z.dx + 1);                  // send
+  act += z.kvp * z.B * z.recv_heads * (z.dx + 1);  // receive
   act += 3 * z.B * z.H + 2 * z.B * z.widest + z.ep * z.B * z.H;
   if (p.layer == LayerKind::moe) act += z.B * m.moe.routed_experts + 2 * z.assignments;
   act += z.assignments * z.H;  // expert outputs
   int64_t bf = 0;              // bf16 elements
-  bf += 3 * z.B * z.H + z.B * z.qh * z.dv + z.B * z.widest + z.assignments * z.H;
+  bf += 3 * z.B * z.H + z.B * z.qh * z.dx + z.B * z.widest + z.assignments * z.H;
   if (m.is_mla())
-    bf += z.B * (m.mla.q_lora + z.qh * (m.mla.qk_nope + m.mla.qk_rope)) + z.B * z.oh * m.mla.v_head;
+    bf += z.B * (m.mla.q_lora + z.qh * (m.mla.qk_nope + m.mla.qk_rope)) + z.B * z.qh * z.dv;
   f.activations = 4 * act + 2 * bf;
   // Split-KV workspace at the largest split count, and the cuBLASLt workspace.
   f.workspace = 4 * attention_workspace_max(m, p, batch, z.cap) + (int64_t(32) << 20);
@@ -307,6 +311,7 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankPlan& plan,
   gemm_ = std::make_unique<cuda::Gemm>();
   qk_dim_ = m.attn_qk_dim();
   out_dim_ = m.attn_out_dim();
+  val_dim_ = m.attn_value_dim();
   const LayoutParams& L = plan.layout;
   for (int k = 0; k < L.kvp; ++k) {
     const RankPlan peer = plan_rank(m, plan.layer, L, k * L.tpa + plan.t);
@@ -356,7 +361,8 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankPlan& plan,
     qfull_.resize(B * qh * (a.qk_nope + a.qk_rope));
     qfull_bf_.resize(B * qh * (a.qk_nope + a.qk_rope));
     ckv_.resize(B * qk_dim_);
-    up_bf_.resize(B * std::max<int64_t>(1, z.oh) * a.v_head);
+    lat_bf_.resize(B * qh * out_dim_);
+    part_v_.resize(B * qh * val_dim_);
   } else {
     k_new_.resize(B * z.kvh * m.head_dim);
     v_new_.resize(B * z.kvh * m.head_dim);
@@ -364,9 +370,9 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankPlan& plan,
   part_o_.resize(B * qh * out_dim_);
   part_lse_.resize(B * qh);
   attn_ws_.resize(attention_workspace_max(m, plan, B, z.cap));
-  send_.resize(B * qh * (out_dim_ + 1));
-  recv_.resize(z.kvp * B * z.recv_heads * (out_dim_ + 1));
-  comb_bf_.resize(B * std::max(qh, z.recv_heads) * out_dim_);
+  send_.resize(B * qh * (val_dim_ + 1));
+  recv_.resize(z.kvp * B * z.recv_heads * (val_dim_ + 1));
+  comb_bf_.resize(B * std::max(qh, z.recv_heads) * val_dim_);
   attn_out_.resize(B * H);
   x1_.resize(B * H);
   h2_bf_.resize(B * H);
@@ -449,14 +455,14 @@ void CudaExecutor::step(const std::vector<Step>& schedule, int64_t pos, StepTimi
     t.exposed_comm_us = std::max(0.0, t.step_us - double(skip_ms) * 1e3);
   } else {
     // Modeled: compute as measured; HOP-B chunk exchanges pipelined behind the next chunks'
-    // attention (chunk c's exchange starts when both its attention and the previous exchange are
-    // done); every other collective fully exposed.
+    // attention (chunk c's exchange starts when both its compute, attention and MLA's W_uv, and
+    // the previous exchange are done); every other collective fully exposed.
     double t_attn = 0, t_comm_end = 0, exposed = 0;
     double attn_total = 0;
     bool hopb = false;
     for (size_t i = 0; i < schedule.size(); ++i) {
       const Step& s = schedule[i];
-      if (s.op == Op::attention && s.chunk >= 0) {
+      if (s.chunk >= 0 && !phase_is_comm(s.phase)) {  // a chunk's attention (and MLA's W_uv)
         t_attn += double(ms[i]) * 1e3;
         attn_total = t_attn;
         hopb = true;
@@ -496,9 +502,12 @@ void CudaExecutor::run(const std::vector<Step>& schedule, int64_t pos, bool skip
   for (size_t i = 0; i < schedule.size(); ++i) {
     const Step& s = schedule[i];
     cudaStream_t st = stream_of(s);
-    // A chunk's exchange waits for that chunk's attention before its timing starts.
-    if (s.op == Op::a2a_start && stream_ordered_comm_)
+    // A chunk's exchange waits for that chunk's compute (attention, MLA's W_uv: everything
+    // enqueued on the compute stream so far) before its timing starts.
+    if (s.op == Op::a2a_start && stream_ordered_comm_) {
+      HELIX_CUDA_CHECK(cudaEventRecord(ev_chunk_[size_t(s.chunk)], s_compute_));
       HELIX_CUDA_CHECK(cudaStreamWaitEvent(s_comm_, ev_chunk_[size_t(s.chunk)], 0));
+    }
     if (timed) HELIX_CUDA_CHECK(cudaEventRecord(ev_begin_[i], st));
     exec(s, pos, skip_comm);
     if (timed) HELIX_CUDA_CHECK(cudaEventRecord(ev_end_[i], st));
@@ -524,8 +533,9 @@ void CudaExecutor::exec(const Step& s, int64_t pos, bool skip_comm) {
       break;
     case Op::attention:
       attention(s.batch, pos);
-      if (s.chunk >= 0 && stream_ordered_comm_)
-        HELIX_CUDA_CHECK(cudaEventRecord(ev_chunk_[size_t(s.chunk)], st));
+      break;
+    case Op::v_up:
+      v_up(s.batch);
       break;
     case Op::a2a:
       exchange(s, st, skip_comm);
@@ -646,16 +656,36 @@ void CudaExecutor::attention(Range batch, int64_t pos) {
   cuda::attention_decode(a, s_compute_);
 }
 
+// MLA: each head's latent partial up-projected to the value width before the exchange,
+// part_v_[b, h] = part_o_[b, h] @ W_uv[h] (one strided-batched GEMM over the heads, fp32 out, as
+// the partials are exchanged in fp32). Exact: the combine weights are scalars per (request, head).
+void CudaExecutor::v_up(Range batch) {
+  cudaStream_t st = s_compute_;
+  const auto& a = m_.mla;
+  const int64_t qh = plan_.q_heads.size(), nb = batch.size();
+  if (nb == 0 || qh == 0) return;
+  const int64_t off = batch.begin * qh * out_dim_;
+  cuda::to_bf16(part_o_.get() + off, lat_bf_.get() + off, nb * qh * out_dim_, st);
+  cuda::GemmShape up{nb, a.kv_lora, a.v_head, qh * a.kv_lora, a.v_head, qh * a.v_head};
+  up.batch = int(qh);
+  up.stride_x = a.kv_lora;
+  up.stride_w = a.kv_lora * a.v_head;
+  up.stride_y = a.v_head;
+  gemm_->run(up, lat_bf_.get() + off, shard_.wuv.get(), part_v_.get() + batch.begin * qh * val_dim_,
+             st);
+}
+
 // Send layout of a chunk [b0, b1) (as the CPU executor): from b0 * q_heads * (D + 1), one message
-// per KVP peer j: O block [nb, heads_j, D], then LSE block [nb, heads_j].
+// per KVP peer j: O block [nb, heads_j, D], then LSE block [nb, heads_j] (D: the value width).
 void CudaExecutor::pack_chunk(Range batch, cudaStream_t st) {
-  const int64_t D = out_dim_, qh = plan_.q_heads.size(), nb = batch.size();
+  const int64_t D = val_dim_, qh = plan_.q_heads.size(), nb = batch.size();
+  const float* part = partials();
   float* dst = send_.get() + batch.begin * qh * (D + 1);
   for (const Range& hr : peer_heads_) {
     const int64_t nh = hr.size();
     if (nh > 0 && nb > 0) {
       HELIX_CUDA_CHECK(cudaMemcpy2DAsync(
-          dst, size_t(nh * D) * sizeof(float), part_o_.get() + (batch.begin * qh + hr.begin) * D,
+          dst, size_t(nh * D) * sizeof(float), part + (batch.begin * qh + hr.begin) * D,
           size_t(qh * D) * sizeof(float), size_t(nh * D) * sizeof(float), size_t(nb),
           cudaMemcpyDeviceToDevice, st));
       dst += nb * nh * D;
@@ -669,7 +699,7 @@ void CudaExecutor::pack_chunk(Range batch, cudaStream_t st) {
 }
 
 void CudaExecutor::exchange(const Step& s, cudaStream_t st, bool skip_comm) {
-  const int64_t D = out_dim_, qh = plan_.q_heads.size(), oh = plan_.o_heads.size();
+  const int64_t D = val_dim_, qh = plan_.q_heads.size(), oh = plan_.o_heads.size();
   const int64_t nb = s.batch.size();
   const int kvp = plan_.layout.kvp;
   if (skip_comm && !emulated_) return;
@@ -700,14 +730,15 @@ void CudaExecutor::exchange(const Step& s, cudaStream_t st, bool skip_comm) {
 }
 
 void CudaExecutor::gather_partials(bool skip_comm) {
-  const int64_t D = out_dim_, qh = plan_.q_heads.size(), B = batch_;
+  const int64_t D = val_dim_, qh = plan_.q_heads.size(), B = batch_;
+  const int64_t n_o = B * qh * D;
   cudaStream_t st = s_compute_;
   if (skip_comm && !emulated_) return;
   float* send = send_.get();
   HELIX_CUDA_CHECK(
-      cudaMemcpyAsync(send, part_o_.get(), size_t(part_o_.bytes()), cudaMemcpyDeviceToDevice, st));
-  HELIX_CUDA_CHECK(cudaMemcpyAsync(send + part_o_.size(), part_lse_.get(),
-                                   size_t(part_lse_.bytes()), cudaMemcpyDeviceToDevice, st));
+      cudaMemcpyAsync(send, partials(), size_t(n_o) * sizeof(float), cudaMemcpyDeviceToDevice, st));
+  HELIX_CUDA_CHECK(cudaMemcpyAsync(send + n_o, part_lse_.get(), size_t(part_lse_.bytes()),
+                                   cudaMemcpyDeviceToDevice, st));
   const int64_t n = B * qh * (D + 1);
   if (emulated_) {
     if (plan_.k == 0)
@@ -720,7 +751,7 @@ void CudaExecutor::gather_partials(bool skip_comm) {
 }
 
 void CudaExecutor::combine() {
-  const int64_t D = out_dim_, oh = plan_.o_heads.size();
+  const int64_t D = val_dim_, oh = plan_.o_heads.size();
   const int kvp = plan_.layout.kvp;
   const auto chunks = plan_.layout.kind == LayoutKind::helix_hopb
                           ? batch_chunks(batch_, plan_.layout.hopb_chunks)
@@ -736,29 +767,15 @@ void CudaExecutor::combine() {
 
 void CudaExecutor::o_proj() {
   cudaStream_t st = s_compute_;
-  const int64_t B = batch_, H = m_.hidden, oh = plan_.o_heads.size();
+  const int64_t B = batch_, H = m_.hidden, oh = plan_.o_heads.size(), D = val_dim_;
   if (oh == 0) {
     HELIX_CUDA_CHECK(cudaMemsetAsync(attn_out_.get(), 0, size_t(attn_out_.bytes()), st));
     return;
   }
-  if (!combined_valid_)  // tp: the local attention output is already complete
-    cuda::to_bf16(part_o_.get(), comb_bf_.get(), part_o_.size(), st);
-  if (m_.is_mla()) {
-    const auto& a = m_.mla;
-    cuda::GemmShape up{B, a.kv_lora, a.v_head, oh * a.kv_lora, a.v_head, oh * a.v_head};
-    up.y_bf16 = true;
-    up.batch = int(oh);
-    up.stride_x = a.kv_lora;
-    up.stride_w = a.kv_lora * a.v_head;
-    up.stride_y = a.v_head;
-    gemm_->run(up, comb_bf_.get(), shard_.wuv.get(), up_bf_.get(), st);
-    cuda::GemmShape g{B, oh * a.v_head, H, oh * a.v_head, H, H};
-    gemm_->run(g, up_bf_.get(), shard_.wo.get(), attn_out_.get(), st);
-  } else {
-    const int64_t D = m_.head_dim;
-    cuda::GemmShape g{B, oh * D, H, oh * D, H, H};
-    gemm_->run(g, comb_bf_.get(), shard_.wo.get(), attn_out_.get(), st);
-  }
+  // tp: the local partials are complete (o_heads = q_heads); MLA's are already up-projected.
+  if (!combined_valid_) cuda::to_bf16(partials(), comb_bf_.get(), B * oh * D, st);
+  cuda::GemmShape g{B, oh * D, H, oh * D, H, H};
+  gemm_->run(g, comb_bf_.get(), shard_.wo.get(), attn_out_.get(), st);
 }
 
 void CudaExecutor::ffn_compute() {

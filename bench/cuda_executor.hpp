@@ -99,6 +99,9 @@ class CudaExecutor final : public LayerExecutor {
   void prologue(int64_t pos);
   void kv_append(int64_t pos);
   void attention(Range batch, int64_t pos);
+  void v_up(Range batch);
+  // Partial outputs as exchanged, fp32 [B, q_heads, val_dim] (MLA: after W_uv; GQA: part_o_).
+  float* partials() const { return m_.is_mla() ? part_v_.get() : part_o_.get(); }
   void pack_chunk(Range batch, cudaStream_t stream);
   void exchange(const Step& s, cudaStream_t stream, bool skip_comm);
   void gather_partials(bool skip_comm);
@@ -116,7 +119,7 @@ class CudaExecutor final : public LayerExecutor {
   bool emulated_;
   bool stream_ordered_comm_;  // NCCL: HOP-B exchanges overlap on a second stream
   int batch_;
-  int64_t qk_dim_, out_dim_, capacity_;
+  int64_t qk_dim_, out_dim_, val_dim_, capacity_;  // query, attention output, exchanged widths
   std::vector<Range> peer_heads_;
 
   cudaStream_t s_compute_ = nullptr, s_comm_ = nullptr;
@@ -125,8 +128,8 @@ class CudaExecutor final : public LayerExecutor {
   DeviceArray<bf16> k_cache_, v_cache_;
 
   DeviceArray<float> x_, out_, q_, k_new_, v_new_, cq_, qfull_, ckv_;
-  DeviceArray<bf16> hn_bf_, cq_bf_, qfull_bf_, comb_bf_, up_bf_, h2_bf_, act_bf_;
-  DeviceArray<float> part_o_, part_lse_, attn_ws_, send_, recv_;
+  DeviceArray<bf16> hn_bf_, cq_bf_, qfull_bf_, comb_bf_, lat_bf_, h2_bf_, act_bf_;
+  DeviceArray<float> part_o_, part_lse_, part_v_, attn_ws_, send_, recv_;
   DeviceArray<float> attn_out_, x1_, g_, u_, ffn_part_, gathered_, logits_, route_w_;
   DeviceArray<int32_t> route_e_, exp_rows_;
   DeviceArray<float> exp_w_;

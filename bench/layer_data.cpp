@@ -68,9 +68,10 @@ LayerShard make_layer_shard(const ModelSpec& m, const RankPlan& p, uint64_t seed
         for (int64_t j = 0; j < a.qk_nope; ++j)
           s.wuk_t[((h - p.q_heads.begin) * a.qk_nope + j) * a.kv_lora + i] =
               suk * uniform_pm1(kuk, uint64_t((h * a.kv_lora + i) * a.qk_nope + j));
-    // W_uv: [heads][kv_lora][v], rows of the owned heads.
+    // W_uv: [heads][kv_lora][v], rows of the attended heads (every KV shard up-projects its own
+    // partials before the exchange).
     s.wuv = slice(key(TensorId::mla_wuv), a.v_head,
-                  {p.o_heads.begin * a.kv_lora, p.o_heads.end * a.kv_lora}, {0, a.v_head},
+                  {p.q_heads.begin * a.kv_lora, p.q_heads.end * a.kv_lora}, {0, a.v_head},
                   double(a.kv_lora));
     s.wo = slice(key(TensorId::wo), H, {p.o_heads.begin * a.v_head, p.o_heads.end * a.v_head},
                  all_h, double(m.q_heads) * a.v_head);
@@ -172,7 +173,7 @@ int64_t shard_elements(const ModelSpec& m, const RankPlan& p) {
     const auto& a = m.mla;
     n += H * a.q_lora + a.q_lora + a.q_lora * qh * (a.qk_nope + a.qk_rope) +
          H * (a.kv_lora + a.qk_rope) + a.kv_lora + qh * a.qk_nope * a.kv_lora +
-         oh * a.kv_lora * a.v_head + oh * a.v_head * H;
+         qh * a.kv_lora * a.v_head + oh * a.v_head * H;
   } else {
     n += H * (qh + 2 * p.kv_heads.size()) * m.head_dim + oh * m.head_dim * H;
   }

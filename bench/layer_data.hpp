@@ -23,7 +23,7 @@ struct LayerShard {
   std::vector<float> wdkv;     // [H, kv_lora + rope]
   std::vector<float> kv_norm;  // [kv_lora]
   std::vector<float> wuk_t;  // [q_heads][nope, kv_lora]  (W_uk of each held query head, transposed)
-  std::vector<float> wuv;    // [o_heads][kv_lora, v_head]
+  std::vector<float> wuv;    // [q_heads][kv_lora, v_head]
   // Output projection
   std::vector<float> wo;  // [o_heads * Dout, H]  rows of the owned heads (Dout: head_dim / v_head)
   // FFN

@@ -15,7 +15,7 @@ double CostModel::compute_us(const Step& s) const {
   const double wb = dtype_bytes(opt_.dtype);
   const double bytes = (w.weight_elems + w.kv_elems) * wb + w.act_elems * opt_.act_bytes;
   double eff = 1.0;
-  if (s.op == Op::attn_prologue || s.op == Op::o_proj || s.op == Op::ffn_compute)
+  if (is_weight_gemm(s.op))
     eff = hw_.gemm_efficiency_at(double(std::max<int64_t>(1, s.batch.size())));
   return std::max(bytes / mem_bw_bytes_per_us_, w.flops / (flops_per_us_ * eff));
 }
@@ -122,9 +122,12 @@ ScheduleTime price_schedule(const CostModel& cm, const std::vector<Step>& steps,
 double held_weight_elems(const ModelSpec& m, const RankPlan& r) {
   const double H = m.hidden;
   double w = 0;
-  // Attention projections: exactly what the schedule's steps read (they read every held weight).
-  for (const Step& s : build_schedule(m, r, 1, 0))
-    if (s.op == Op::attn_prologue || s.op == Op::o_proj) w += s.work.weight_elems;
+  // Attention projections: exactly what the schedule's steps read (they read every held weight),
+  // in a schedule without HOP-B chunks (each chunk's W_uv GEMM reads the same weights again).
+  RankPlan one = r;
+  one.layout.hopb_chunks = 1;
+  for (const Step& s : build_schedule(m, one, 1, 0))
+    if (reads_attention_weights(s.op)) w += s.work.weight_elems;
   if (r.in_ffn) {
     if (r.layer == LayerKind::dense) {
       w += 3 * H * double(r.dense_cols.size()) + H;

@@ -182,12 +182,12 @@ LayerClasses make_classes(const ModelSpec& m, const DesignConfig& c, LayerKind k
     // Each GPU holds the whole attention and its share of the FFN.
     double attn_w = 0;
     for (const Step& s : build_schedule(m, lc.attn_plan, 1, 0))
-      if (s.op == Op::attn_prologue || s.op == Op::o_proj) attn_w += s.work.weight_elems;
+      if (reads_attention_weights(s.op)) attn_w += s.work.weight_elems;
     double ffn_w = 0;
     for (const RankPlan& p : lc.plans) {
       double w = held_weight_elems(m, p);
       for (const Step& s : build_schedule(m, p, 1, 0))
-        if (s.op == Op::attn_prologue || s.op == Op::o_proj) w -= s.work.weight_elems;
+        if (reads_attention_weights(s.op)) w -= s.work.weight_elems;
       ffn_w = std::max(ffn_w, w);
     }
     lc.weight_elems_max = attn_w + ffn_w;

@@ -54,9 +54,14 @@ struct ModelSpec {
   // Width of one query head as used by the decode attention kernel.
   //   GQA: head_dim; MLA absorbed: kv_lora + qk_rope (the latent query plus its rotary part).
   int attn_qk_dim() const { return is_mla() ? mla.kv_lora + mla.qk_rope : head_dim; }
-  // Width of one head's attention output before the output projection
-  //   GQA: head_dim; MLA absorbed: kv_lora (the latent, up-projected by W_uv after the combine).
+  // Width of one head's output of the decode attention kernel
+  //   GQA: head_dim; MLA absorbed: kv_lora (the latent, up-projected by W_uv right after).
   int attn_out_dim() const { return is_mla() ? mla.kv_lora : head_dim; }
+  // Width of one head's partial output as exchanged between KVP ranks, combined and fed to W_O:
+  //   GQA: head_dim; MLA: v_head (each KV shard's latent partial is up-projected by W_uv before
+  //   the exchange; the LSE combine is linear per head, so this is exact and moves v_head instead
+  //   of kv_lora values per head).
+  int attn_value_dim() const { return is_mla() ? mla.v_head : head_dim; }
   // Cached values per token and per KV head (K and V for GQA; latent + rope key for MLA).
   int64_t kv_elems_per_token_per_head() const {
     return is_mla() ? int64_t(mla.kv_lora + mla.qk_rope) : int64_t(2) * head_dim;

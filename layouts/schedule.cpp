@@ -68,6 +68,8 @@ const char* op_name(Op op) {
       return "kv_append";
     case Op::attention:
       return "attention";
+    case Op::v_up:
+      return "v_up";
     case Op::a2a:
       return "a2a";
     case Op::a2a_start:
@@ -94,6 +96,14 @@ const char* op_name(Op op) {
       return "out_bcast";
   }
   return "?";
+}
+
+bool reads_attention_weights(Op op) {
+  return op == Op::attn_prologue || op == Op::v_up || op == Op::o_proj;
+}
+
+bool is_weight_gemm(Op op) {
+  return reads_attention_weights(op) || op == Op::ffn_compute;
 }
 
 RankPlan plan_rank(const ModelSpec& m, LayerKind layer, const LayoutParams& p, int rank) {
@@ -204,7 +214,8 @@ std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batc
   const double B = batch, H = m.hidden;
   const double qh = double(r.q_heads.size()), kvh = double(r.kv_heads.size());
   const double oh = double(r.o_heads.size());
-  const double out_dim = m.attn_out_dim();
+  const double out_dim = m.attn_out_dim();  // attention kernel output (MLA: latent)
+  const double vdim = m.attn_value_dim();   // exchanged, combined, projected (MLA: after W_uv)
   const Range all{0, batch};
   std::vector<Step> s;
 
@@ -228,7 +239,8 @@ std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batc
     s.push_back(compute_step(Op::kv_append, Phase::kv_append, all, a));
   }
 
-  // 3-4. Attention over the local shard, then the exchange of partials.
+  // 3-4. Attention over the local shard (MLA: then W_uv per head, so that the partials are in the
+  // value space), then the exchange of partials: vdim values + 1 LSE per (request, head).
   const double tokens = double(r.local_tokens(seq_len + 1));
   auto attention_work = [&](Range b) {
     Work w;
@@ -238,33 +250,47 @@ std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batc
     w.act_elems = nb * qh * (m.attn_qk_dim() + out_dim + 1);
     return w;
   };
+  // Each KV shard's partial o_k is up-projected on its own: sum_k w_k (o_k W_uv) = (sum_k w_k o_k)
+  // W_uv, since the combine weights w_k are scalars per (request, head).
+  auto v_up_work = [&](Range b) {
+    Work w;
+    const double nb = double(b.size());
+    if (nb == 0) return w;  // an empty HOP-B chunk runs no GEMM
+    w.weight_elems = qh * m.mla.kv_lora * m.mla.v_head;
+    w.flops = 2.0 * nb * w.weight_elems;
+    w.act_elems = nb * qh * (m.mla.kv_lora + m.mla.v_head);
+    return w;
+  };
+  auto attend = [&](Range b, int chunk) {
+    s.push_back(compute_step(Op::attention, Phase::attention, b, attention_work(b), chunk));
+    if (m.is_mla()) s.push_back(compute_step(Op::v_up, Phase::o_proj, b, v_up_work(b), chunk));
+  };
   const bool helix = p.kind == LayoutKind::helix || p.kind == LayoutKind::helix_hopb;
   if (p.kind == LayoutKind::helix_hopb) {
     const auto chunks = batch_chunks(batch, p.hopb_chunks);
     for (int c = 0; c < int(chunks.size()); ++c) {
-      s.push_back(
-          compute_step(Op::attention, Phase::attention, chunks[c], attention_work(chunks[c]), c));
+      attend(chunks[c], c);
       s.push_back(comm_step(Op::a2a_start, Phase::attn_comm, Group::kvp, Collective::all_to_all,
-                            p.kvp, double(chunks[c].size()) * qh * (out_dim + 1), chunks[c], c));
+                            p.kvp, double(chunks[c].size()) * qh * (vdim + 1), chunks[c], c));
     }
     s.push_back(comm_step(Op::a2a_wait, Phase::attn_comm, Group::kvp, Collective::all_to_all, p.kvp,
                           0, all));
   } else {
-    s.push_back(compute_step(Op::attention, Phase::attention, all, attention_work(all)));
+    attend(all, -1);
     if (helix) {
       s.push_back(comm_step(Op::a2a, Phase::attn_comm, Group::kvp, Collective::all_to_all, p.kvp,
-                            B * qh * (out_dim + 1), all));
+                            B * qh * (vdim + 1), all));
     } else if (p.kind == LayoutKind::kvp) {
       s.push_back(comm_step(Op::gather_partials, Phase::attn_comm, Group::kvp, Collective::gather,
-                            p.kvp, p.kvp * B * qh * (out_dim + 1), all));
+                            p.kvp, p.kvp * B * qh * (vdim + 1), all));
     }
   }
 
   // 5. Exact combine of the KVP partials (none for tp: its attention is already complete).
   if (p.kind != LayoutKind::tp && !r.o_heads.empty()) {
     Work w;
-    w.act_elems = p.kvp * B * oh * (out_dim + 1) + B * oh * out_dim;
-    w.flops = 3.0 * p.kvp * B * oh * out_dim;
+    w.act_elems = p.kvp * B * oh * (vdim + 1) + B * oh * vdim;
+    w.flops = 3.0 * p.kvp * B * oh * vdim;
     s.push_back(compute_step(Op::combine, Phase::combine, all, w));
   }
 
@@ -272,10 +298,9 @@ std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batc
   const bool projects = p.kind != LayoutKind::kvp || r.k == 0;
   if (projects) {
     Work w;
-    w.weight_elems = m.is_mla() ? oh * m.mla.kv_lora * m.mla.v_head + oh * m.mla.v_head * H
-                                : oh * m.head_dim * H;
+    w.weight_elems = oh * vdim * H;
     w.flops = 2 * B * w.weight_elems;
-    w.act_elems = B * (oh * out_dim + H);
+    w.act_elems = B * (oh * vdim + H);
     s.push_back(compute_step(Op::o_proj, Phase::o_proj, all, w));
     const Group g = p.kind == LayoutKind::kvp ? Group::tpa : Group::world;
     const int gsize = p.kind == LayoutKind::kvp ? p.tpa : p.n;

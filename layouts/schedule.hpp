@@ -20,7 +20,8 @@ enum class Phase : int {
   attention,  // decode attention over the local KV shard: partial output + LSE
   attn_comm,  // All-to-All of partials (helix), gather of partials (kvp)
   combine,    // exact LSE combine of the KVP partials
-  o_proj,     // output projection (MLA: W_uv up-projection first)
+  o_proj,     // output projection W_O (MLA: and the W_uv up-projection, which runs on each KV
+              // shard's partials before attn_comm)
   o_comm,     // all-reduce after the output projection
   ffn,        // residual + RMSNorm + dense FFN or router + experts, local reduction
   ffn_comm,   // all-reduce inside TPF groups + all-gather across EP groups
@@ -42,6 +43,8 @@ enum class Op {
   attn_prologue,
   kv_append,
   attention,
+  v_up,       // MLA: per-head W_uv up-projection of this rank's latent partials, before the
+              // exchange (timed in the o_proj phase)
   a2a,        // blocking All-to-All of (partial output, LSE) inside the KVP group
   a2a_start,  // HOP-B: non-blocking All-to-All of one batch chunk
   a2a_wait,   // HOP-B: wait for every chunk's All-to-All
@@ -56,6 +59,11 @@ enum class Op {
   out_bcast,
 };
 const char* op_name(Op op);
+// Steps that read the attention weights (projections, W_uv, W_O): every held attention weight is
+// read by exactly one of them.
+bool reads_attention_weights(Op op);
+// Steps that are weight GEMMs (priced with the GEMM efficiency at their row count).
+bool is_weight_gemm(Op op);
 
 // What a step reads, writes and computes on this rank, in elements (the interpreter multiplies by
 // its element sizes) and FLOPs. For collectives, comm_elems is the nccl-tests size S: the whole

@@ -298,12 +298,14 @@ void add_combine(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
     for (int64_t b : o.combine_batch) {
       KernelCase c;
       c.kind = KernelKind::lse_combine;
-      c.combine = {parts, b * oh, m.attn_out_dim()};
+      // The partials as exchanged: value width (MLA: up-projected by W_uv before the exchange).
+      const int64_t dim = m.attn_value_dim();
+      c.combine = {parts, b * oh, dim};
       c.name = "lse_combine/" + m.name + "/parts" + std::to_string(parts) + "_rows" +
-               std::to_string(b * oh) + "_d" + std::to_string(m.attn_out_dim());
+               std::to_string(b * oh) + "_d" + std::to_string(dim);
       c.shape = "LSE combine parts=" + std::to_string(parts) + " rows=" + std::to_string(b * oh) +
                 " (B=" + std::to_string(b) + " x " + std::to_string(oh) +
-                " heads) dim=" + std::to_string(m.attn_out_dim());
+                " heads) dim=" + std::to_string(dim);
       set.add(c, s.origin);
     }
   }

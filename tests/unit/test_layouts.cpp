@@ -27,6 +27,8 @@ TEST(ModelSpec, BuiltinModelsLoadWithTheirPublishedShapes) {
   EXPECT_TRUE(d.is_mla());
   EXPECT_EQ(d.attn_qk_dim(), 576);
   EXPECT_EQ(d.attn_out_dim(), 512);
+  EXPECT_EQ(d.attn_value_dim(), 128);  // partials exchanged after W_uv
+  EXPECT_EQ(l.attn_value_dim(), 128);
   EXPECT_EQ(d.moe.routed_experts, 256);
   EXPECT_EQ(d.moe.top_k, 8);
   EXPECT_EQ(d.dense_layers(), 3);
@@ -265,6 +267,75 @@ TEST(Schedule, StepsOfEachLayout) {
       *std::find_if(s.begin(), s.end(), [](const Step& x) { return x.op == Op::ffn_compute; });
   // FFN on 8 ranks only: each reads 3 H F / 8 weights.
   EXPECT_NEAR(f.work.weight_elems, 3.0 * 16384 * 53248 / 8, 16384 * 2.0);
+}
+
+const Step& first_op(const std::vector<Step>& s, Op op) {
+  return *std::find_if(s.begin(), s.end(), [&](const Step& x) { return x.op == op; });
+}
+
+size_t index_of(const std::vector<Step>& s, Op op) {
+  return size_t(std::find_if(s.begin(), s.end(), [&](const Step& x) { return x.op == op; }) -
+                s.begin());
+}
+
+TEST(Schedule, MlaExchangesValueSpacePartials) {
+  // DeepSeek-R1: 128 heads, latent 512, v_head 128. Each KV shard's latent partial is up-projected
+  // by W_uv before the exchange, so every (request, head) moves v_head values + 1 LSE, not
+  // kv_lora + 1.
+  const ModelSpec m = load_model("deepseek-r1");
+  const int B = 8;
+  const int64_t S = 1 << 20;
+  const double per_head = m.mla.v_head + 1;
+  ASSERT_EQ(per_head, 129);
+  LayoutRequest r;
+  const auto hx = make_layout(LayoutKind::helix, 64, m, LayerKind::moe, B, r);
+  ASSERT_EQ(hx.kvp, 64);
+  const RankPlan p = plan_rank(m, LayerKind::moe, hx, 5);
+  auto s = build_schedule(m, p, B, S);
+  EXPECT_EQ(count_ops(s, Op::v_up), 1);
+  EXPECT_LT(index_of(s, Op::attention), index_of(s, Op::v_up));
+  EXPECT_LT(index_of(s, Op::v_up), index_of(s, Op::a2a));
+  const Step& a2a = first_op(s, Op::a2a);
+  EXPECT_DOUBLE_EQ(a2a.work.comm_elems, B * 128.0 * per_head);
+  // W_uv of all 128 attended heads on every KVP rank; W_O only for the 2 owned heads.
+  const Step& up = first_op(s, Op::v_up);
+  EXPECT_EQ(up.phase, Phase::o_proj);
+  EXPECT_DOUBLE_EQ(up.work.weight_elems, 128.0 * 512 * 128);
+  EXPECT_DOUBLE_EQ(up.work.flops, 2.0 * B * 128 * 512 * 128);
+  EXPECT_DOUBLE_EQ(first_op(s, Op::o_proj).work.weight_elems, 2.0 * 128 * m.hidden);
+  EXPECT_DOUBLE_EQ(first_op(s, Op::combine).work.flops, 3.0 * 64 * B * 2 * 128);
+
+  // HOP-B: one W_uv per chunk, before that chunk's exchange; the chunks add up to the same volume.
+  auto hb = make_layout(LayoutKind::helix_hopb, 64, m, LayerKind::moe, B, r);
+  hb.hopb_chunks = 4;
+  s = build_schedule(m, plan_rank(m, LayerKind::moe, hb, 0), B, S);
+  EXPECT_EQ(count_ops(s, Op::v_up), 4);
+  double sent = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i].op != Op::a2a_start) continue;
+    sent += s[i].work.comm_elems;
+    ASSERT_GE(i, 2u);
+    EXPECT_EQ(s[i - 1].op, Op::v_up);
+    EXPECT_EQ(s[i - 1].chunk, s[i].chunk);
+    EXPECT_EQ(s[i - 2].op, Op::attention);
+  }
+  EXPECT_DOUBLE_EQ(sent, B * 128.0 * per_head);
+
+  // kvp: the gathered output holds KVP blocks of value-space partials.
+  const auto kv = make_layout(LayoutKind::kvp, 8, m, LayerKind::moe, B, r);
+  s = build_schedule(m, plan_rank(m, LayerKind::moe, kv, 3), B, S);
+  EXPECT_DOUBLE_EQ(first_op(s, Op::gather_partials).work.comm_elems, 8.0 * B * 128 * per_head);
+
+  // tp: no exchange, W_uv still right after attention, then W_O.
+  const auto tp = make_layout(LayoutKind::tp, 8, m, LayerKind::moe, B, r);
+  s = build_schedule(m, plan_rank(m, LayerKind::moe, tp, 0), B, S);
+  EXPECT_EQ(index_of(s, Op::v_up), index_of(s, Op::attention) + 1);
+  EXPECT_DOUBLE_EQ(first_op(s, Op::v_up).work.weight_elems, 16.0 * 512 * 128);
+
+  // GQA has no up-projection step: its partials are already head_dim wide.
+  const ModelSpec g = load_model("llama-3.1-405b");
+  const auto gl = make_layout(LayoutKind::helix, 64, g, LayerKind::dense, B, r);
+  EXPECT_EQ(count_ops(build_schedule(g, plan_rank(g, LayerKind::dense, gl, 0), B, S), Op::v_up), 0);
 }
 
 TEST(Schedule, HopbChunksCoverTheBatch) {
