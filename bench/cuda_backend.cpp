@@ -187,6 +187,7 @@ class CudaBackend final : public DecodeBackend {
 }  // namespace
 
 std::unique_ptr<DecodeBackend> make_cuda_backend(const DecodeOptions& o, const MpiComm& world) {
+  cuda::check_attention_variant_env();
   return std::make_unique<CudaBackend>(o, world);
 }
 

@@ -430,7 +430,9 @@ const Variant& find_variant(const char* name) {
     if (std::strcmp(name, v.name) == 0) return v;
   std::string known;
   for (const Variant& v : variants()) known += std::string(known.empty() ? "" : ", ") + v.name;
-  throw UsageError(std::string("attention variant '") + name + "' unknown (known: " + known + ")");
+  throw UsageError(std::string("attention variant '") + name +
+                   "' (HELIX_ATTN_VARIANT or DecodeAttention::variant) unknown (known: " + known +
+                   ")");
 }
 
 // Query heads one KV head serves on this rank, at most.
@@ -497,16 +499,6 @@ int blocks_per_sm(const Variant& v) {
   HELIX_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, v.kernel, v.threads, v.smem));
   n = std::max(n, 1);
   cached.emplace(reinterpret_cast<const void*>(v.kernel), n);
-  return n;
-}
-
-int sm_count() {
-  static int n = 0;
-  if (n == 0) {
-    int dev = 0;
-    HELIX_CUDA_CHECK(cudaGetDevice(&dev));
-    HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-  }
   return n;
 }
 
@@ -579,6 +571,11 @@ int attention_splits(const DecodeAttention& a) {
 
 std::string attention_variant(const DecodeAttention& a) {
   return geometry(a).v->name;
+}
+
+void check_attention_variant_env() {
+  const char* forced = std::getenv("HELIX_ATTN_VARIANT");
+  if (forced && *forced) find_variant(forced);
 }
 
 std::vector<std::string> attention_variant_names(bool mla) {

@@ -2,6 +2,7 @@
 
 #include "comm/cuda_check.hpp"
 #include "kernels/copy_segments_cuda.hpp"
+#include "kernels/cuda_kernels.hpp"
 
 namespace helix::cuda {
 
@@ -32,10 +33,7 @@ __global__ void copy_segments_kernel(const unsigned char* __restrict__ src,
 void copy_segments(const void* src, void* dst, const cpu::Segment* segments, int64_t count,
                    cudaStream_t stream) {
   if (count <= 0) return;
-  int dev = 0, sms = 0;
-  HELIX_CUDA_CHECK(cudaGetDevice(&dev));
-  HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const int64_t blocks = std::min<int64_t>(count, int64_t(sms) * 16);
+  const int64_t blocks = std::min<int64_t>(count, int64_t(sm_count()) * 16);
   copy_segments_kernel<<<unsigned(blocks), 256, 0, stream>>>(
       static_cast<const unsigned char*>(src), static_cast<unsigned char*>(dst), segments, count);
   HELIX_LAUNCH_CHECK();

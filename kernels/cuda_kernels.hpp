@@ -14,6 +14,9 @@ namespace helix::cuda {
 
 using bf16 = __nv_bfloat16;
 
+// Streaming multiprocessors of the current device (queried once per device).
+int sm_count();
+
 // ---------------------------------------------------------------------------------------------
 // Decode attention over a KV slice (flash-decoding): the sequence is split across CTAs, each CTA
 // reads its KV tile once for every query head of the group (tensor-core MMAs), and the splits are
@@ -48,6 +51,9 @@ int attention_splits(const DecodeAttention& a);
 // overrides the default for launches of its kind, GQA or MLA).
 std::string attention_variant(const DecodeAttention& a);
 std::vector<std::string> attention_variant_names(bool mla);
+// Throws UsageError when HELIX_ATTN_VARIANT is set to a name that is not a configuration (called
+// by the CUDA backends at start-up, before any output is opened).
+void check_attention_variant_env();
 int64_t attention_workspace_floats(const DecodeAttention& a, int splits);
 void attention_decode(const DecodeAttention& a, cudaStream_t stream);
 

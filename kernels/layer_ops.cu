@@ -416,4 +416,18 @@ void poison(void* dst, int64_t bytes, cudaStream_t stream) {
   HELIX_CUDA_CHECK(cudaMemsetAsync(dst, 0xFF, size_t(bytes), stream));
 }
 
+int sm_count() {
+  static int counts[64] = {};  // per device ordinal; queried once (launchers call this per launch)
+  int dev = 0;
+  HELIX_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= 64) {
+    int n = 0;
+    HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+  }
+  if (counts[dev] == 0)
+    HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&counts[dev], cudaDevAttrMultiProcessorCount, dev));
+  return counts[dev];
+}
+
 }  // namespace helix::cuda

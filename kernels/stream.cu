@@ -43,10 +43,7 @@ __global__ void hold_stream_kernel(int64_t ns) {
 }
 
 unsigned stream_blocks() {
-  int dev = 0, sms = 0;
-  HELIX_CUDA_CHECK(cudaGetDevice(&dev));
-  HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  return unsigned(sms * 8);
+  return unsigned(sm_count() * 8);
 }
 
 }  // namespace

@@ -7,11 +7,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <utility>
+#include <vector>
 
 #include "bench/micro/micro_backend.hpp"
 #include "comm/error.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/combine.hpp"
+#include "kernels/copy_segments.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/moe.hpp"
 #include "kernels/rng.hpp"
@@ -158,7 +162,9 @@ class CpuMicroBackend final : public MicroBackend {
   }
 
   void gemm(const GemmShape& s, const void* x, const void* w, void* y) override {
-    cpu::gemm(f32(x), s.k, f32(w), s.n, f32(y), s.n, s.m, s.k, s.n, false);
+    for (int64_t b = 0; b < s.batch; ++b)
+      cpu::gemm(f32(x) + b * s.m * s.k, s.k, f32(w) + b * s.k * s.n, s.n, f32(y) + b * s.m * s.n,
+                s.n, s.m, s.k, s.n, false);
   }
 
   int64_t moe_scratch_bytes(const MoeShape& s) const override {
@@ -180,8 +186,23 @@ class CpuMicroBackend final : public MicroBackend {
                   size_t(w) * 4);
   }
 
+  void kv_pack(const KvPackShape& s, const void* src, void* dst) override {
+    const auto& segs = pack_segments(s);
+    cpu::copy_segments(src, dst, segs.data(), int64_t(segs.size()));
+  }
+
  private:
+  // Every other block of the cache into consecutive slots; built once per shape (not timed).
+  const std::vector<cpu::Segment>& pack_segments(const KvPackShape& s) {
+    auto& v = segments_[{s.blocks, s.block_bytes}];
+    if (v.empty())
+      for (int64_t i = 0; i < s.blocks; ++i)
+        v.push_back({2 * i * s.block_bytes, i * s.block_bytes, s.block_bytes});
+    return v;
+  }
+
   int64_t llc_ = host_llc_bytes();
+  std::map<std::pair<int64_t, int64_t>, std::vector<cpu::Segment>> segments_;
 };
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "bench/micro/micro_backend.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/error.hpp"
+#include "kernels/copy_segments_cuda.hpp"
 #include "kernels/cuda_kernels.hpp"
 #include "kernels/gemm_cuda.hpp"
 #include "kernels/rng.hpp"
@@ -96,6 +97,7 @@ MoeScratch moe_scratch(const MoeShape& s) {
 class CudaMicroBackend final : public MicroBackend {
  public:
   CudaMicroBackend() {
+    cuda::check_attention_variant_env();
     int devices = 0;
     const cudaError_t rc = cudaGetDeviceCount(&devices);
     if (rc != cudaSuccess || devices == 0)
@@ -253,6 +255,10 @@ class CudaMicroBackend final : public MicroBackend {
     g.ldw = s.n;
     g.ldy = s.n;
     g.y_bf16 = true;
+    g.batch = int(s.batch);
+    g.stride_x = s.m * s.k;
+    g.stride_w = s.k * s.n;
+    g.stride_y = s.m * s.n;
     gemm_->run(g, static_cast<const bf16*>(x), static_cast<const bf16*>(w), y, stream_);
   }
 
@@ -302,6 +308,22 @@ class CudaMicroBackend final : public MicroBackend {
                          static_cast<bf16*>(cache), s.capacity, s.position, stream_);
   }
 
+  // The segment table (every other block into consecutive slots) is uploaded once per shape.
+  void kv_pack(const KvPackShape& s, const void* src, void* dst) override {
+    auto& table = pack_tables_[{s.blocks, s.block_bytes}];
+    if (!table) {
+      std::vector<cpu::Segment> segs;
+      for (int64_t i = 0; i < s.blocks; ++i)
+        segs.push_back({2 * i * s.block_bytes, i * s.block_bytes, s.block_bytes});
+      const int64_t bytes = int64_t(segs.size() * sizeof(cpu::Segment));
+      table = std::make_unique<CudaBuffer>(bytes);
+      HELIX_CUDA_CHECK(
+          cudaMemcpy(table->data(), segs.data(), size_t(bytes), cudaMemcpyHostToDevice));
+    }
+    cuda::copy_segments(src, dst, static_cast<const cpu::Segment*>(table->data()), s.blocks,
+                        stream_);
+  }
+
  private:
   // The split workspace of one attention shape, allocated at its first launch (the harness makes
   // one untimed launch of every case before timing it) and kept.
@@ -332,6 +354,7 @@ class CudaMicroBackend final : public MicroBackend {
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
   std::unique_ptr<cuda::Gemm> gemm_;
   std::map<std::tuple<bool, int64_t, int64_t, int64_t, int64_t>, Workspace> workspaces_;
+  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<CudaBuffer>> pack_tables_;
 };
 
 }  // namespace

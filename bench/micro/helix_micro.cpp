@@ -177,6 +177,7 @@ const char* kGoogleBenchmarkHelp =
     "  gemm/<model>/M<m>_K<k>_N<n>              GEMM shapes of each layout's shards\n"
     "  moe_experts/<model>/...                  expert FFNs (SwiGLU) of one rank\n"
     "  kv_append/<model>/...                    the new token's KV written into the cache\n"
+    "  kv_pack/<model>/blocks<n>_bytes<b>       KV blocks packed for one peer (KV transfer)\n"
     "  coll/<collective>/<type>/<oop|ip>/<S>B   collectives over all ranks, nccl-tests sizes\n"
     "Counters: bytes_per_second, FLOP/s, fraction_of_ceiling (kernels); size_bytes, algbw_gbps,\n"
     "busbw_gbps, wrong (collectives). Decimal GB/s; busbw factors as nccl-tests.\n"

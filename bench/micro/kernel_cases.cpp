@@ -29,6 +29,8 @@ const char* kernel_name(KernelKind k) {
       return "moe_experts";
     case KernelKind::kv_append:
       return "kv_append";
+    case KernelKind::kv_pack:
+      return "kv_pack";
   }
   return "?";
 }
@@ -65,7 +67,9 @@ std::vector<Operand> case_operands(const KernelCase& c, const MicroBackend& back
     }
     case KernelKind::gemm: {
       const auto& g = c.gemm;
-      return {{g.m * g.k * es, S}, {g.k * g.n * es, S}, {g.m * g.n * es, S}};
+      return {{g.batch * g.m * g.k * es, S},
+              {g.batch * g.k * g.n * es, S},
+              {g.batch * g.m * g.n * es, S}};
     }
     case KernelKind::moe_experts: {
       const auto& m = c.moe;
@@ -78,6 +82,8 @@ std::vector<Operand> case_operands(const KernelCase& c, const MicroBackend& back
       return {{k.batch * k.kv_heads * k.width * es, S},
               {k.batch * k.kv_heads * k.capacity * k.width * es, S}};
     }
+    case KernelKind::kv_pack:
+      return {{2 * c.pack.blocks * c.pack.block_bytes, S}, {c.pack.blocks * c.pack.block_bytes, S}};
   }
   return {};
 }
@@ -105,7 +111,7 @@ double case_bytes(const KernelCase& c, int64_t es) {
     }
     case KernelKind::gemm: {
       const auto& g = c.gemm;
-      return e * double(g.m * g.k + g.k * g.n + g.m * g.n);
+      return e * double(g.batch) * double(g.m * g.k + g.k * g.n + g.m * g.n);
     }
     case KernelKind::moe_experts: {
       const auto& m = c.moe;
@@ -116,6 +122,8 @@ double case_bytes(const KernelCase& c, int64_t es) {
       const auto& k = c.kv;
       return 2.0 * e * double(k.batch * k.kv_heads * k.width);
     }
+    case KernelKind::kv_pack:  // each packed block read once and written once
+      return 2.0 * double(c.pack.blocks) * double(c.pack.block_bytes);
   }
   return 0;
 }
@@ -138,12 +146,13 @@ double case_flops(const KernelCase& c) {
       return 3.0 * double(k.parts * k.rows * k.dim);
     }
     case KernelKind::gemm:
-      return 2.0 * double(c.gemm.m) * double(c.gemm.k) * double(c.gemm.n);
+      return 2.0 * double(c.gemm.batch) * double(c.gemm.m) * double(c.gemm.k) * double(c.gemm.n);
     case KernelKind::moe_experts: {
       const auto& m = c.moe;
       return 6.0 * double(m.experts * m.rows_per_expert) * double(m.hidden) * double(m.cols);
     }
     case KernelKind::kv_append:
+    case KernelKind::kv_pack:
       return 0;
   }
   return 0;
@@ -172,6 +181,9 @@ void launch_case(MicroBackend& b, const KernelCase& c, const std::vector<void*>&
       break;
     case KernelKind::kv_append:
       b.kv_append(c.kv, p[0], p[1]);
+      break;
+    case KernelKind::kv_pack:
+      b.kv_pack(c.pack, p[0], p[1]);
       break;
   }
 }
@@ -311,21 +323,28 @@ void add_combine(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
   }
 }
 
+// batch0 > 1: that many independent K x N GEMMs (per-head weights); under a weight cap the batch
+// shrinks first, then K and N.
 void add_gemm(CaseSet& set, const std::string& model, int64_t k0, int64_t n0, const std::string& op,
-              const std::string& origin, const CaseOptions& o) {
-  if (k0 < 1 || n0 < 1) return;
-  int64_t k = k0, n = n0;
+              const std::string& origin, const CaseOptions& o, int64_t batch0 = 1) {
+  if (k0 < 1 || n0 < 1 || batch0 < 1) return;
+  int64_t k = k0, n = n0, batch = batch0;
   fit_gemm_weights(&k, &n, o.max_weight_bytes, o.storage_bytes);
-  const bool scaled = k != k0 || n != n0;
+  if (o.max_weight_bytes > 0)
+    batch = std::max<int64_t>(1, std::min(batch, o.max_weight_bytes / (k * n * o.storage_bytes)));
+  const bool scaled = k != k0 || n != n0 || batch != batch0;
+  const std::string batched = batch0 > 1 ? "_batch" + std::to_string(batch) : "";
   for (int64_t m : o.gemm_rows) {
     KernelCase c;
     c.kind = KernelKind::gemm;
-    c.gemm = {m, k, n};
+    c.gemm = {m, k, n, batch};
     c.name = "gemm/" + model + "/M" + std::to_string(m) + "_K" + std::to_string(k) + "_N" +
-             std::to_string(n);
+             std::to_string(n) + batched;
     c.shape = "GEMM M=" + std::to_string(m) + " K=" + std::to_string(k) +
               " N=" + std::to_string(n) +
-              scaled_note(scaled, std::to_string(k0) + "x" + std::to_string(n0));
+              (batch0 > 1 ? " x " + std::to_string(batch) + " heads" : std::string()) +
+              scaled_note(scaled, (batch0 > 1 ? std::to_string(batch0) + " x " : std::string()) +
+                                      std::to_string(k0) + "x" + std::to_string(n0));
     set.add(c, op + " of " + origin);
   }
 }
@@ -345,6 +364,10 @@ void add_gemms(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
           add_gemm(set, m.name, H, a.q_lora, "q_down", at, o);
           add_gemm(set, m.name, a.q_lora, qh * (a.qk_nope + a.qk_rope), "q_up", at, o);
           add_gemm(set, m.name, H, a.kv_lora + a.qk_rope, "kv_down", at, o);
+          // Per attended head: the absorb of W_uk into the query and W_uv on the partial output
+          // (applied on each KV shard before the exchange).
+          add_gemm(set, m.name, a.qk_nope, a.kv_lora, "w_uk_absorb", at, o, qh);
+          add_gemm(set, m.name, a.kv_lora, a.v_head, "w_uv", at, o, qh);
           add_gemm(set, m.name, oh * a.v_head, H, "o_proj", at, o);
         } else {
           add_gemm(set, m.name, H, (qh + 2 * kvh) * m.head_dim, "qkv_proj", at, o);
@@ -405,6 +428,27 @@ void add_append(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
                 (m.is_mla() ? " (latent + rope key)" : " (K and V)") + " into a 16-token cache";
       set.add(c, s.origin);
     }
+  }
+}
+
+// The pack of one request's KV blocks bound for one decode peer (helix-bench kv-transfer): blocks
+// of 16 tokens of one (layer, KV head), every other block of the cache (two peers, round robin).
+void add_pack(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
+  const int64_t block_bytes = 16 * m.kv_elems_per_token_per_head() * o.storage_bytes;
+  for (int64_t b0 : o.pack_blocks) {
+    int64_t b = b0;
+    if (o.max_kv_bytes > 0)
+      b = std::max<int64_t>(1, std::min(b, o.max_kv_bytes / (2 * block_bytes)));
+    KernelCase c;
+    c.kind = KernelKind::kv_pack;
+    c.pack = {b, block_bytes};
+    c.name = "kv_pack/" + m.name + "/blocks" + std::to_string(b) + "_bytes" +
+             std::to_string(block_bytes);
+    c.shape = "KV pack for one peer: " + std::to_string(b) + " blocks of 16 tokens x " +
+              std::to_string(m.kv_elems_per_token_per_head()) +
+              " values (every other block of the cache)" +
+              scaled_note(b != b0, std::to_string(b0) + " blocks");
+    set.add(c, "KV transfer, prefill to decode layout");
   }
 }
 
@@ -512,6 +556,7 @@ std::vector<KernelCase> make_kernel_cases(const CaseOptions& o) {
     add_gemms(set, m, o);
     add_moe(set, m, o);
     add_append(set, m, o);
+    add_pack(set, m, o);
   }
   return set.take();
 }

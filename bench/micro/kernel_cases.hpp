@@ -11,7 +11,16 @@
 
 namespace helix::micro {
 
-enum class KernelKind { stream, attn_gqa, attn_mla, lse_combine, gemm, moe_experts, kv_append };
+enum class KernelKind {
+  stream,
+  attn_gqa,
+  attn_mla,
+  lse_combine,
+  gemm,
+  moe_experts,
+  kv_append,
+  kv_pack
+};
 const char* kernel_name(KernelKind k);  // "stream", "attn_gqa", ...
 
 struct KernelCase {
@@ -25,6 +34,7 @@ struct KernelCase {
   GemmShape gemm;
   MoeShape moe;
   KvAppendShape kv;
+  KvPackShape pack;
   int64_t stream_bytes = 0;
 };
 
@@ -54,6 +64,8 @@ struct CaseOptions {
   std::vector<int64_t> moe_rows = {1, 8, 64};  // tokens per expert
   std::vector<int64_t> combine_batch = {1, 64, 512};
   std::vector<int64_t> append_batch = {1, 64};
+  // KV blocks (16 tokens of one head and layer) packed for one peer per kv_pack launch.
+  std::vector<int64_t> pack_blocks = {1024, 8192};
   // Caps for small machines (0: none). KV: every slice length of a (model, head shape) is scaled
   // by the one factor that brings its longest slice under the cap, so the sweep keeps its ratios.
   // Weights: the larger of a GEMM's K and N is halved, an expert group's expert count (then

@@ -52,9 +52,11 @@ struct CombineShape {
   int64_t parts = 2, rows = 1, dim = 128;
 };
 
-// y[m, n] = x[m, k] @ w[k, n]; x, w, y in storage type, row-major.
+// y[m, n] = x[m, k] @ w[k, n]; x, w, y in storage type, row-major. batch > 1: that many
+// independent GEMMs (MLA's per-head W_uk absorb and W_uv), each with its own x, w and y packed one
+// after another.
 struct GemmShape {
-  int64_t m = 1, k = 1, n = 1;
+  int64_t m = 1, k = 1, n = 1, batch = 1;
 };
 
 // Expert FFNs (SwiGLU) of one rank: for each of `experts` experts, rows_per_expert tokens:
@@ -72,6 +74,13 @@ struct MoeShape {
 //   new_kv [batch, kv_heads, width] storage; cache [batch, kv_heads, capacity, width] storage
 struct KvAppendShape {
   int64_t batch = 1, kv_heads = 1, width = 256, capacity = 1024, position = 0;
+};
+
+// Packing the KV blocks bound for one peer (KV transfer, kernels/copy_segments): every other block
+// of a cache of 2 x blocks blocks, block_bytes each, copied into a packed send buffer.
+//   src [2 * blocks * block_bytes] bytes; dst [blocks * block_bytes] bytes
+struct KvPackShape {
+  int64_t blocks = 1, block_bytes = 16;
 };
 
 class MicroBackend {
@@ -117,6 +126,7 @@ class MicroBackend {
   virtual void moe_experts(const MoeShape& s, const void* x, const void* w_gate, const void* w_up,
                            const void* w_down, void* out, void* scratch) = 0;
   virtual void kv_append(const KvAppendShape& s, const void* new_kv, void* cache) = 0;
+  virtual void kv_pack(const KvPackShape& s, const void* src, void* dst) = 0;
 };
 
 // The backend `name` names ("cpu" or "cuda"); throws UsageError naming `option` when unknown or

@@ -119,6 +119,7 @@ MicroPlan resolve_micro_options(const MicroOptions& o, int64_t storage_bytes) {
     p.cases.gemm_rows = {1, 8};
     p.cases.moe_rows = {1, 8};
     p.cases.append_batch = {1};
+    p.cases.pack_blocks = {1024};
   }
   for (const std::string& c : split_list(o.collectives))
     p.colls.push_back(parse_coll(c, "--collectives"));

@@ -137,7 +137,7 @@ TEST(MicroCases, ShardShapesOfTheLayouts) {
   CaseOptions o;
   const auto cases = make_kernel_cases(o);
   std::set<std::string> names;
-  bool q16 = false, q8 = false, mla128 = false, expert = false;
+  bool q16 = false, q8 = false, mla128 = false, expert = false, w_uv = false;
   for (const auto& c : cases) {
     EXPECT_TRUE(names.insert(c.name).second) << "duplicate " << c.name;
     EXPECT_GT(case_bytes(c, 2), 0) << c.name;
@@ -148,20 +148,25 @@ TEST(MicroCases, ShardShapesOfTheLayouts) {
     if (c.kind == KernelKind::attn_mla) mla128 |= c.mla.heads == 128;  // Helix: TPA 1
     if (c.kind == KernelKind::moe_experts)
       expert |= c.moe.experts == 32 && c.moe.cols == 2048 && c.moe.hidden == 7168;
+    if (c.kind == KernelKind::gemm && c.gemm.batch > 1) {  // MLA's per-head W_uv, all 128 heads
+      w_uv |= c.gemm.batch == 128 && c.gemm.k == 512 && c.gemm.n == 128;
+      EXPECT_NE(c.name.find("_batch" + std::to_string(c.gemm.batch)), std::string::npos);
+      EXPECT_DOUBLE_EQ(case_flops(c), 2.0 * double(c.gemm.batch * c.gemm.m * 512 * 128));
+    }
   }
-  EXPECT_TRUE(q16 && q8 && mla128 && expert);
+  EXPECT_TRUE(q16 && q8 && mla128 && expert && w_uv);
 }
 
 TEST(MicroCases, CapsScaleTheSweepDown) {
   CaseOptions o;
-  o.models = {"llama-3.1-405b"};
+  o.models = {"llama-3.1-405b", "deepseek-r1"};  // deepseek-r1: batched per-head GEMMs too
   o.max_kv_bytes = int64_t(16) << 20;
   o.max_weight_bytes = int64_t(4) << 20;
   std::vector<int64_t> tokens;
   for (const auto& c : make_kernel_cases(o)) {
     if (c.kind == KernelKind::attn_gqa && c.gqa.q_heads == 16) tokens.push_back(c.gqa.tokens);
     if (c.kind == KernelKind::gemm) {
-      EXPECT_LE(c.gemm.k * c.gemm.n * 4, o.max_weight_bytes);
+      EXPECT_LE(c.gemm.batch * c.gemm.k * c.gemm.n * 4, o.max_weight_bytes);
     }
   }
   // 1M tokens x 1 KiB (K and V, fp32, one head) scaled to 16 MiB: 16K tokens; ratios kept.
