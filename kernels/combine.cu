@@ -2,31 +2,28 @@
 // reading the partials in place with strides (the All-to-All receive layout).
 //
 // A task is one row and one chunk of its columns (128 columns: 32 lanes x one 16-byte load; 32
-// with scalar loads). Every warp of a task first turns the row's LSE values into M = max_i lse_i
-// and 1 / sum_i exp(lse_i - M) with its lanes splitting the parts and two warp reductions (no
-// block barrier), then streams the partials with every load of every part in flight at once,
-// weighting each by exp(lse_i - M) / sum as it arrives.
-//   - few parts (the Helix combine over KVP shards): a warp per task, 8 tasks per block;
-//   - many parts over few rows (the merge of hundreds of flash-decoding splits): the 8 warps of a
-//     block share one task, each summing every 8th part, and add their sums in shared memory.
+// with scalar loads).
+//   - few parts (the Helix combine over KVP shards): a warp per task, 8 tasks per block; the warp
+//     first reduces the row's LSE values to M = max_i lse_i and sum_i exp(lse_i - M), then
+//     streams the partials weighted by exp(lse_i - M) / sum;
+//   - many parts (the merge of hundreds of flash-decoding splits): the 8 warps of a block share
+//     one task in a single online pass (see combine_many_kernel); over few rows, scalar loads so
+//     that the task count covers the SMs.
+// Both are launched as programmatic dependents of the kernel before them (launch_order.cuh).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
 #include "comm/cuda_check.hpp"
 #include "kernels/cuda_kernels.hpp"
+#include "kernels/launch_order.cuh"
 
 namespace helix::cuda {
 
 namespace {
 
-// Warps per block: 8 tasks of a warp each, or 8 warps sharing one task. (32 warps sharing a task
-// were no faster on the merge of ~250 flash-decoding splits and far slower at 64 parts.)
-template <bool kShared>
-constexpr int warps_of() {
-  return 8;
-}
-constexpr int64_t kManyParts = 24;  // from here on the warps of a block share a task
+constexpr int kWarps = 8;           // warps per block, both kernels
+constexpr int64_t kManyParts = 24;  // from here on a block of warps shares a task
 
 struct Args {
   int64_t parts, rows, dim, o_stride, lse_stride, chunks;
@@ -37,91 +34,29 @@ struct Args {
   float* lse_out;
 };
 
-// kShared: the block's warps share one task. kW: floats per lane and load (4 or 1).
-template <bool kShared, int kW>
-__global__ void __launch_bounds__(warps_of<kShared>() * 32, 4) lse_combine_kernel(const Args a) {
-  constexpr int kWarps = warps_of<kShared>(), kThreads = kWarps * 32;
-  __shared__ float4 partial[kShared ? kWarps : 1][32];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t task = kShared ? int64_t(blockIdx.x) : int64_t(blockIdx.x) * kWarps + warp;
-  if (task >= a.rows * a.chunks) return;  // whole warps (or the whole block) leave together
-  const int64_t row = task / a.chunks, chunk = task % a.chunks;
+// kW floats per lane and load: one 16-byte load or a scalar one.
+template <int kW>
+struct Lane {
+  float v[kW];
+};
 
-  // M and the normalizer in one pass (a running maximum, the sum rescaled when it grows), the
-  // lanes (and, for a shared task, the warps) taking every 32nd (256th) part, then merged.
-  float m = -INFINITY, s = 0.0f;
-  {
-    const int64_t first = kShared ? int64_t(warp) * 32 + lane : lane;
-    const int64_t step = kShared ? kThreads : 32;
-#pragma unroll 4
-    for (int64_t i = first; i < a.parts; i += step) {
-      const float l = __ldg(a.lse + i * a.lse_stride + row);
-      if (l == -INFINITY) continue;
-      if (l > m) {
-        s = s * __expf(m - l) + 1.0f;  // exp(-inf) = 0 for the first finite value
-        m = l;
-      } else {
-        s += __expf(l - m);
-      }
-    }
-    auto merge = [](float& m0, float& s0, float m1, float s1) {
-      const float mm = fmaxf(m0, m1);
-      if (mm == -INFINITY) return;
-      s0 = s0 * __expf(m0 - mm) + s1 * __expf(m1 - mm);
-      m0 = mm;
-    };
-    for (int o = 16; o > 0; o /= 2) {
-      const float m1 = __shfl_xor_sync(0xffffffffu, m, o), s1 = __shfl_xor_sync(0xffffffffu, s, o);
-      merge(m, s, m1, s1);
-    }
-    if constexpr (kShared) {
-      __shared__ float2 ms[kWarps];
-      if (lane == 0) ms[warp] = make_float2(m, s);
-      __syncthreads();
-      m = -INFINITY;
-      s = 0.0f;
-      for (int w = 0; w < kWarps; ++w) merge(m, s, ms[w].x, ms[w].y);
-    }
+template <int kW>
+__device__ __forceinline__ Lane<kW> load_streaming(const float* p) {
+  Lane<kW> x;
+  if constexpr (kW == 4) {
+    const float4 f = __ldcs(reinterpret_cast<const float4*>(p));
+    x.v[0] = f.x;
+    x.v[1] = f.y;
+    x.v[2] = f.z;
+    x.v[3] = f.w;
+  } else {
+    x.v[0] = __ldcs(p);
   }
-  const float inv = s > 0.0f ? 1.0f / s : 0.0f;
+  return x;
+}
 
-  const int64_t col = chunk * 32 * kW + int64_t(lane) * kW;
-  const bool active = col < a.dim;
-  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  if (active && m != -INFINITY) {
-    const int64_t first = kShared ? warp : 0, step = kShared ? kWarps : 1;
-    const float* src = a.o + row * a.dim + col;
-#pragma unroll 8
-    for (int64_t i = first; i < a.parts; i += step) {
-      const float l = __ldg(a.lse + i * a.lse_stride + row);
-      const float w = l == -INFINITY ? 0.0f : __expf(l - m) * inv;
-      if constexpr (kW == 4) {
-        const float4 v = __ldcs(reinterpret_cast<const float4*>(src + i * a.o_stride));
-        acc[0] += w * v.x;
-        acc[1] += w * v.y;
-        acc[2] += w * v.z;
-        acc[3] += w * v.w;
-      } else {
-        acc[0] += w * __ldcs(src + i * a.o_stride);
-      }
-    }
-  }
-  if constexpr (kShared) {
-    partial[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
-    __syncthreads();
-    if (warp != 0) return;
-    for (int w = 1; w < kWarps; ++w) {
-      const float4 v = partial[w][lane];
-      acc[0] += v.x;
-      acc[1] += v.y;
-      acc[2] += v.z;
-      acc[3] += v.w;
-    }
-  }
-  if (a.lse_out && chunk == 0 && lane == 0)
-    a.lse_out[row] = m == -INFINITY ? -INFINITY : m + logf(s);
-  if (!active) return;
-  const int64_t at = row * a.dim + col;
+template <int kW>
+__device__ __forceinline__ void store_row_chunk(const Args& a, int64_t at, const float* acc) {
   if constexpr (kW == 4) {
     if (a.out_f32)
       __stcs(reinterpret_cast<float4*>(a.out_f32 + at),
@@ -137,13 +72,147 @@ __global__ void __launch_bounds__(warps_of<kShared>() * 32, 4) lse_combine_kerne
   }
 }
 
-template <bool kShared, int kW>
-void launch(const Args& a, cudaStream_t stream) {
+// Few parts: a warp per task. M and the normalizer in one pass over the row's LSE values (a
+// running maximum, the sum rescaled when it grows; the lanes take every 32nd part, then merge by
+// shuffles), then the partials streamed with the weights exp(lse_i - M) / sum.
+template <int kW>
+__global__ void __launch_bounds__(kWarps * 32, 4) combine_few_kernel(const Args a) {
+  wait_for_producer();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t task = int64_t(blockIdx.x) * kWarps + warp;
+  if (task >= a.rows * a.chunks) return;  // whole warps leave together
+  const int64_t row = task / a.chunks, chunk = task % a.chunks;
+
+  float m = -INFINITY, s = 0.0f;
+  for (int64_t i = lane; i < a.parts; i += 32) {
+    const float l = __ldg(a.lse + i * a.lse_stride + row);
+    if (l == -INFINITY) continue;
+    if (l > m) {
+      s = s * __expf(m - l) + 1.0f;  // exp(-inf) = 0 for the first finite value
+      m = l;
+    } else {
+      s += __expf(l - m);
+    }
+  }
+  for (int o = 16; o > 0; o /= 2) {
+    const float m1 = __shfl_xor_sync(0xffffffffu, m, o), s1 = __shfl_xor_sync(0xffffffffu, s, o);
+    const float mm = fmaxf(m, m1);
+    if (mm != -INFINITY) {
+      s = s * __expf(m - mm) + s1 * __expf(m1 - mm);
+      m = mm;
+    }
+  }
+  const float inv = s > 0.0f ? 1.0f / s : 0.0f;
+
+  const int64_t col = chunk * 32 * kW + int64_t(lane) * kW;
+  const bool active = col < a.dim;
+  float acc[kW] = {};
+  if (active && m != -INFINITY) {
+    const float* src = a.o + row * a.dim + col;
+#pragma unroll 8
+    for (int64_t i = 0; i < a.parts; ++i) {
+      const float l = __ldg(a.lse + i * a.lse_stride + row);
+      const float w = l == -INFINITY ? 0.0f : __expf(l - m) * inv;
+      const Lane<kW> x = load_streaming<kW>(src + i * a.o_stride);
+#pragma unroll
+      for (int c = 0; c < kW; ++c) acc[c] += w * x.v[c];
+    }
+  }
+  if (a.lse_out && chunk == 0 && lane == 0)
+    a.lse_out[row] = m == -INFINITY ? -INFINITY : m + logf(s);
+  if (active) store_row_chunk<kW>(a, row * a.dim + col, acc);
+}
+
+// Many parts (the merge of hundreds of flash-decoding splits): the 8 warps of a block share a
+// task, each taking every 8th part. A single pass: each warp keeps a running (max, sum, weighted
+// sum), rescaled once per batch of kBatch parts whose loads are all in flight together (they do
+// not wait for the row's maximum); the warps then merge their triples in shared memory.
+template <int kW>
+__global__ void __launch_bounds__(kWarps * 32, 2) combine_many_kernel(const Args a) {
+  constexpr int kBatch = kW == 4 ? 8 : 16;
+  __shared__ float2 ms[kWarps];
+  __shared__ Lane<kW> partial[kWarps][32];
+  wait_for_producer();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row = blockIdx.x / a.chunks, chunk = blockIdx.x % a.chunks;
+  const int64_t col = chunk * 32 * kW + int64_t(lane) * kW;
+  const bool active = col < a.dim;
+  const float* src = a.o + row * a.dim + (active ? col : 0);
+
+  float m = -INFINITY, s = 0.0f;  // the same in every lane of a warp (same parts)
+  float acc[kW] = {};
+  for (int64_t i0 = warp; i0 < a.parts; i0 += int64_t(kWarps) * kBatch) {
+    // Lane j < kBatch loads the batch's j-th LSE value; the others get it by shuffles.
+    const int64_t mine = i0 + int64_t(lane % kBatch) * kWarps;
+    const float my_l =
+        lane < kBatch && mine < a.parts ? __ldg(a.lse + mine * a.lse_stride + row) : -INFINITY;
+    Lane<kW> x[kBatch];
+    const float* p = src + i0 * a.o_stride;
+    const int64_t step = int64_t(kWarps) * a.o_stride;
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j, p += step)
+      x[j] = active && i0 + int64_t(j) * kWarps < a.parts ? load_streaming<kW>(p) : Lane<kW>{};
+    float l[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) l[j] = __shfl_sync(0xffffffffu, my_l, j);
+    float bm = m;
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) bm = fmaxf(bm, l[j]);
+    if (bm == -INFINITY) continue;
+    const float rescale = __expf(m - bm);  // 0 while nothing finite was seen
+    m = bm;
+    s *= rescale;
+#pragma unroll
+    for (int c = 0; c < kW; ++c) acc[c] *= rescale;
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const bool finite = l[j] != -INFINITY;  // an empty part's values are never read into acc
+      const float w = finite ? __expf(l[j] - m) : 0.0f;
+      s += w;
+#pragma unroll
+      for (int c = 0; c < kW; ++c) acc[c] += finite ? w * x[j].v[c] : 0.0f;
+    }
+  }
+  if (lane == 0) ms[warp] = make_float2(m, s);
+  {
+    Lane<kW> mine;
+#pragma unroll
+    for (int c = 0; c < kW; ++c) mine.v[c] = acc[c];
+    partial[warp][lane] = mine;
+  }
+  __syncthreads();
+  if (warp != 0) return;
+  float mx = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, ms[w].x);
+  float sum = 0.0f, out[kW] = {};
+  if (mx != -INFINITY) {
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = ms[w].x == -INFINITY ? 0.0f : __expf(ms[w].x - mx);
+      sum += f * ms[w].y;
+#pragma unroll
+      for (int c = 0; c < kW; ++c) out[c] += f * partial[w][lane].v[c];
+    }
+  }
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+#pragma unroll
+  for (int c = 0; c < kW; ++c) out[c] *= inv;
+  if (a.lse_out && chunk == 0 && lane == 0)
+    a.lse_out[row] = mx == -INFINITY ? -INFINITY : mx + logf(sum);
+  if (active) store_row_chunk<kW>(a, row * a.dim + col, out);
+}
+
+template <int kW>
+void launch(Args a, bool many, cudaStream_t stream) {
+  a.chunks = (a.dim + 32 * kW - 1) / (32 * kW);
   const int64_t tasks = a.rows * a.chunks;
-  constexpr int kWarps = warps_of<kShared>();
-  const int64_t blocks = kShared ? tasks : (tasks + kWarps - 1) / kWarps;
+  const int64_t blocks = many ? tasks : (tasks + kWarps - 1) / kWarps;
   HELIX_CHECK(blocks <= INT32_MAX, "lse_combine: too many rows");
-  lse_combine_kernel<kShared, kW><<<unsigned(blocks), kWarps * 32, 0, stream>>>(a);
+  // A dependent launch: the merge after the attention kernel (or the partials' producer) starts
+  // while that kernel drains, and waits for its writes in wait_for_producer().
+  launch_after_producer(many ? combine_many_kernel<kW> : combine_few_kernel<kW>,
+                        dim3(unsigned(blocks)), dim3(kWarps * 32), 0, stream, a);
 }
 
 }  // namespace
@@ -157,14 +226,16 @@ void lse_combine(int64_t parts, int64_t rows, int64_t dim, const float* o, int64
   };
   const bool vec = dim % 4 == 0 && o_part_stride % 4 == 0 && aligned(o, 16) &&
                    aligned(out_f32, 16) && aligned(out_bf16, 8);
-  const int width = vec ? 4 : 1;
-  Args a{parts, rows, dim, o_part_stride, lse_part_stride, 0, o, lse, out_f32, out_bf16, lse_out};
-  a.chunks = (dim + 32 * width - 1) / (32 * width);
-  const bool shared = parts >= kManyParts;
-  if (vec)
-    shared ? launch<true, 4>(a, stream) : launch<false, 4>(a, stream);
+  const Args a{parts, rows, dim,     o_part_stride, lse_part_stride, 0,
+               o,     lse,  out_f32, out_bf16,      lse_out};
+  const bool many = parts >= kManyParts;
+  // Many parts over few rows (a flash-decoding merge of one request): scalar loads give four
+  // times the blocks, so that the SMs, not the per-warp latency chain, set the pace.
+  const bool few_rows = rows * ((dim + 127) / 128) < sm_count();
+  if (vec && !(many && few_rows))
+    launch<4>(a, many, stream);
   else
-    shared ? launch<true, 1>(a, stream) : launch<false, 1>(a, stream);
+    launch<1>(a, many, stream);
   HELIX_LAUNCH_CHECK();
 }
 
