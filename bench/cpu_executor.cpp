@@ -33,12 +33,7 @@ CpuExecutor::CpuExecutor(const ModelSpec& model, const RankPlan& plan, CommGroup
   out_dim_ = model.attn_out_dim();
   val_dim_ = model.attn_value_dim();
   const LayoutParams& L = plan.layout;
-  // Owned-head ranges of every peer of the KVP group, relative to this rank's query heads.
-  for (int k = 0; k < L.kvp; ++k) {
-    const RankPlan peer = plan_rank(model, plan.layer, L, k * L.tpa + plan.t);
-    peer_heads_.push_back(
-        {peer.o_heads.begin - plan.q_heads.begin, peer.o_heads.end - plan.q_heads.begin});
-  }
+  peer_heads_ = peer_head_ranges(model, plan);
   const int64_t B = batch, H = model.hidden, qh = plan.q_heads.size();
   const int64_t oh = plan.o_heads.size();
   x_.resize(size_t(B * H));

@@ -12,10 +12,10 @@
 #include "bench/cuda_executor.hpp"
 #include "bench/decode.hpp"
 #include "bench/decode_backend.hpp"
-#include "bench/metadata.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/device_comm.hpp"
 #include "comm/error.hpp"
+#include "comm/gpu_select.hpp"
 #include "kernels/cuda_kernels.hpp"
 
 namespace helix {
@@ -45,25 +45,19 @@ class CudaBackend final : public DecodeBackend {
     link_.bw_gbps = o.link_gbps;
     link_.latency_us = o.link_latency_us;
 
-    int devices = 0;
-    const cudaError_t rc = cudaGetDeviceCount(&devices);
-    if (rc != cudaSuccess || devices == 0)
-      throw UsageError(std::string("--backend cuda: no usable GPU (") +
-                       (rc != cudaSuccess ? cudaGetErrorString(rc) : "none visible") + ")");
-    local_ranks_ = local_rank_count(world);
-    const int lr = local_rank(world);
-    device_ = lr % devices;
-    HELIX_CUDA_CHECK(cudaSetDevice(device_));
+    const GpuSelection gpu = select_gpu_by_local_rank(world.raw());
+    device_ = gpu.device;
+    local_ranks_ = gpu.local_size;
     HELIX_CUDA_CHECK(cudaFree(nullptr));  // create the context now
     cudaDeviceProp prop{};
     HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     char bus[32] = {0};
     HELIX_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device_));
     desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + bus;
-    ranks_per_gpu_ = (local_ranks_ + devices - 1) / devices;
-    shared_ = local_ranks_ > devices;
-    std::fprintf(stderr, "helix-bench: rank %d (node-local %d): %s%s\n", world.rank(), lr,
-                 desc_.c_str(),
+    ranks_per_gpu_ = (local_ranks_ + gpu.devices - 1) / gpu.devices;
+    shared_ = gpu.shared;
+    std::fprintf(stderr, "helix-bench: rank %d (node-local %d): %s%s\n", world.rank(),
+                 gpu.local_rank, desc_.c_str(),
                  shared_ ? " (shared with other ranks: MPI host staging, timings not "
                            "representative of links)"
                          : "");

@@ -312,12 +312,7 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankPlan& plan,
   qk_dim_ = m.attn_qk_dim();
   out_dim_ = m.attn_out_dim();
   val_dim_ = m.attn_value_dim();
-  const LayoutParams& L = plan.layout;
-  for (int k = 0; k < L.kvp; ++k) {
-    const RankPlan peer = plan_rank(m, plan.layer, L, k * L.tpa + plan.t);
-    peer_heads_.push_back(
-        {peer.o_heads.begin - plan.q_heads.begin, peer.o_heads.end - plan.q_heads.begin});
-  }
+  peer_heads_ = peer_head_ranges(m, plan);
   const Sizes z = sizes_of(m, plan, batch, max_positions);
   capacity_ = z.cap;
   cudaStream_t st = s_compute_;

@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <vector>
 
-#include "bench/metadata.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/device_comm.hpp"
 #include "comm/error.hpp"
+#include "comm/gpu_select.hpp"
 #include "kernels/copy_segments_cuda.hpp"
 
 namespace helix {
@@ -50,24 +50,17 @@ std::vector<int64_t> words(const std::vector<int64_t>& bytes) {
 class KvTransferCudaImpl final : public KvTransferCuda {
  public:
   explicit KvTransferCudaImpl(const MpiComm& world) : world_(world) {
-    int devices = 0;
-    const cudaError_t rc = cudaGetDeviceCount(&devices);
-    if (rc != cudaSuccess || devices == 0)
-      throw UsageError(std::string("--backend cuda: no usable GPU (") +
-                       (rc != cudaSuccess ? cudaGetErrorString(rc) : "none visible") + ")");
-    const int local_ranks = local_rank_count(world);
-    const int lr = local_rank(world);
-    device_ = lr % devices;
-    HELIX_CUDA_CHECK(cudaSetDevice(device_));
+    const GpuSelection gpu = select_gpu_by_local_rank(world.raw());
+    device_ = gpu.device;
     HELIX_CUDA_CHECK(cudaFree(nullptr));
     cudaDeviceProp prop{};
     HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     char bus[32] = {0};
     HELIX_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device_));
     desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + bus;
-    const bool shared = local_ranks > devices;
-    std::fprintf(stderr, "helix-bench: rank %d (node-local %d): %s%s\n", world.rank(), lr,
-                 desc_.c_str(),
+    const bool shared = gpu.shared;
+    std::fprintf(stderr, "helix-bench: rank %d (node-local %d): %s%s\n", world.rank(),
+                 gpu.local_rank, desc_.c_str(),
                  shared ? " (shared with other ranks: MPI host staging, timings not "
                           "representative of links)"
                         : "");

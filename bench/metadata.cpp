@@ -127,13 +127,4 @@ int local_rank_count(const MpiComm& world) {
   return n;
 }
 
-int local_rank(const MpiComm& world) {
-  MPI_Comm node;
-  HELIX_MPI_CHECK(MPI_Comm_split_type(world.raw(), MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int r = 0;
-  MPI_Comm_rank(node, &r);
-  MPI_Comm_free(&node);
-  return r;
-}
-
 }  // namespace helix

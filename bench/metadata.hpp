@@ -31,6 +31,5 @@ constexpr const char* kTraceSchemaVersion = "1.0";
 int64_t host_available_bytes();
 // Ranks on this node (collective over `world`).
 int local_rank_count(const MpiComm& world);
-int local_rank(const MpiComm& world);
 
 }  // namespace helix

@@ -150,6 +150,17 @@ RankPlan plan_rank(const ModelSpec& m, LayerKind layer, const LayoutParams& p, i
   return r;
 }
 
+std::vector<Range> peer_head_ranges(const ModelSpec& m, const RankPlan& plan) {
+  const LayoutParams& L = plan.layout;
+  std::vector<Range> heads;
+  for (int k = 0; k < L.kvp; ++k) {
+    const RankPlan peer = plan_rank(m, plan.layer, L, k * L.tpa + plan.t);
+    heads.push_back(
+        {peer.o_heads.begin - plan.q_heads.begin, peer.o_heads.end - plan.q_heads.begin});
+  }
+  return heads;
+}
+
 std::vector<int> group_members(const LayoutParams& p, Group group, int rank) {
   std::vector<int> v;
   const int k = p.kind == LayoutKind::tp ? 0 : rank / p.tpa;

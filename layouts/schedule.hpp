@@ -114,6 +114,10 @@ struct RankPlan {
 
 RankPlan plan_rank(const ModelSpec& model, LayerKind layer, const LayoutParams& layout, int rank);
 
+// Owned-head (o_heads) ranges of every peer of `plan`'s KVP group, in KVP order, relative to
+// `plan`'s query heads: the head blocks of its attention partials that go to each peer.
+std::vector<Range> peer_head_ranges(const ModelSpec& model, const RankPlan& plan);
+
 // World ranks of `group` as seen from `rank`, in group-rank order; empty when the rank is not in
 // the group (non-FFN ranks of the kvp layout for ffn/tpf/ep).
 std::vector<int> group_members(const LayoutParams& layout, Group group, int rank);

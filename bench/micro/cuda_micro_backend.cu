@@ -19,6 +19,7 @@
 #include "bench/micro/micro_backend.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/error.hpp"
+#include "comm/gpu_select.hpp"
 #include "kernels/copy_segments_cuda.hpp"
 #include "kernels/cuda_kernels.hpp"
 #include "kernels/gemm_cuda.hpp"
@@ -65,19 +66,6 @@ class CudaBuffer final : public DeviceBuffer {
   int64_t bytes_ = 0;
 };
 
-// Node-local rank and the number of ranks on this node, over MPI_COMM_WORLD.
-void node_local(int* rank, int* size) {
-  int init = 0;
-  HELIX_MPI_CHECK(MPI_Initialized(&init));
-  HELIX_CHECK(init != 0, "the cuda micro backend needs MPI to be initialized");
-  MPI_Comm node = MPI_COMM_NULL;
-  HELIX_MPI_CHECK(
-      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  HELIX_MPI_CHECK(MPI_Comm_rank(node, rank));
-  HELIX_MPI_CHECK(MPI_Comm_size(node, size));
-  HELIX_MPI_CHECK(MPI_Comm_free(&node));
-}
-
 // Byte offsets of the MoE scratch: gate and up outputs (fp32), the activation (bf16), each
 // aligned to 256 bytes.
 struct MoeScratch {
@@ -98,16 +86,13 @@ class CudaMicroBackend final : public MicroBackend {
  public:
   CudaMicroBackend() {
     cuda::check_attention_variant_env();
-    int devices = 0;
-    const cudaError_t rc = cudaGetDeviceCount(&devices);
-    if (rc != cudaSuccess || devices == 0)
-      throw UsageError(std::string("--backend cuda: no usable GPU (") +
-                       (rc != cudaSuccess ? cudaGetErrorString(rc) : "none visible") + ")");
-    int lr = 0, ls = 1, world_rank = 0;
-    node_local(&lr, &ls);
+    int init = 0;
+    HELIX_MPI_CHECK(MPI_Initialized(&init));
+    HELIX_CHECK(init != 0, "the cuda micro backend needs MPI to be initialized");
+    const GpuSelection gpu = select_gpu_by_local_rank(MPI_COMM_WORLD);
+    int world_rank = 0;
     HELIX_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
-    device_ = lr % devices;
-    HELIX_CUDA_CHECK(cudaSetDevice(device_));
+    device_ = gpu.device;
     HELIX_CUDA_CHECK(cudaFree(nullptr));  // create the context now
     cudaDeviceProp prop{};
     HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
@@ -118,11 +103,10 @@ class CudaMicroBackend final : public MicroBackend {
     int l2 = 0;
     HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device_));
     l2_ = l2 > 0 ? int64_t(l2) : int64_t(50) << 20;
-    const bool shared = ls > devices;
     std::fprintf(
-        stderr, "helix-micro: rank %d (node-local %d): %s, L2 %lld MiB%s\n", world_rank, lr,
-        desc_.c_str(), (long long)(l2_ >> 20),
-        shared ? " (GPU shared with other ranks of this node: kernel timings interfere)" : "");
+        stderr, "helix-micro: rank %d (node-local %d): %s, L2 %lld MiB%s\n", world_rank,
+        gpu.local_rank, desc_.c_str(), (long long)(l2_ >> 20),
+        gpu.shared ? " (GPU shared with other ranks of this node: kernel timings interfere)" : "");
     HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     HELIX_CUDA_CHECK(cudaEventCreate(&start_));
     HELIX_CUDA_CHECK(cudaEventCreate(&stop_));

@@ -14,13 +14,12 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <set>
 #include <string>
-#include <vector>
 
 #include "bench/micro/collective_backend.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/error.hpp"
+#include "comm/gpu_select.hpp"
 
 #define HELIX_MICRO_NCCL_CHECK(call)                                                               \
   do {                                                                                             \
@@ -179,30 +178,10 @@ class NcclCollectives final : public CollectiveBackend {
 std::unique_ptr<CollectiveBackend> make_nccl_collective_backend(MPI_Comm comm) {
   int rank = 0;
   HELIX_MPI_CHECK(MPI_Comm_rank(comm, &rank));
-  int devices = 0;
-  const cudaError_t rc = cudaGetDeviceCount(&devices);
-  if (rc != cudaSuccess || devices == 0)
-    throw UsageError(std::string("--backend cuda: no usable GPU (") +
-                     (rc != cudaSuccess ? cudaGetErrorString(rc) : "none visible") + ")");
-  MPI_Comm node = MPI_COMM_NULL;
-  HELIX_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int lr = 0, ls = 1;
-  HELIX_MPI_CHECK(MPI_Comm_rank(node, &lr));
-  HELIX_MPI_CHECK(MPI_Comm_size(node, &ls));
-  const int device = lr % devices;
-  // Two ranks of a node on one GPU: compare the PCI bus ids the ranks of the node use (per-rank
-  // CUDA_VISIBLE_DEVICES can make device 0 a different GPU on every rank).
-  char bus[32] = {0};
-  HELIX_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device));
-  std::vector<char> all(size_t(ls) * sizeof bus);
-  HELIX_MPI_CHECK(
-      MPI_Allgather(bus, int(sizeof bus), MPI_CHAR, all.data(), int(sizeof bus), MPI_CHAR, node));
-  HELIX_MPI_CHECK(MPI_Comm_free(&node));
-  std::set<std::string> ids;
-  for (int i = 0; i < ls; ++i) ids.insert(std::string(all.data() + size_t(i) * sizeof bus));
-  int shared = int(ids.size()) < ls ? 1 : 0;
-  HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &shared, 1, MPI_INT, MPI_MAX, comm));
-  if (shared) {
+  const GpuSelection gpu = select_gpu_by_local_rank(comm);
+  // Two ranks of a node on one GPU: NCCL needs distinct physical GPUs, so the ranks compare PCI
+  // bus ids rather than counting devices.
+  if (node_ranks_share_gpu(comm, gpu.device)) {
     if (rank == 0)
       std::fprintf(stderr,
                    "helix-micro: ranks share a GPU (NCCL refuses duplicate GPUs): collectives run "
@@ -210,7 +189,7 @@ std::unique_ptr<CollectiveBackend> make_nccl_collective_backend(MPI_Comm comm) {
                    "GPU links\n");
     return make_mpi_collective_backend(comm);
   }
-  return std::make_unique<NcclCollectives>(comm, device);
+  return std::make_unique<NcclCollectives>(comm, gpu.device);
 }
 
 }  // namespace helix::micro

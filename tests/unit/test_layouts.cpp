@@ -220,6 +220,35 @@ TEST(RankPlan, OwnershipTilesTheLayer) {
       }
 }
 
+// The heads a rank's partials carry to its KVP peers: the peers' owned heads, in KVP order,
+// tiling the rank's query heads (kvp: all to k = 0).
+TEST(RankPlan, PeerHeadRangesTileTheQueryHeads) {
+  for (const char* name : {"tiny-gqa", "tiny-mla-moe", "llama-3.1-405b"})
+    for (auto k : {LayoutKind::tp, LayoutKind::kvp, LayoutKind::helix, LayoutKind::helix_hopb})
+      for (int n : {1, 2, 3, 4, 6, 8}) {
+        const ModelSpec m = load_model(name);
+        const LayerKind layer = m.default_layer_kind();
+        const auto p = make_layout(k, n, m, layer, 4, {});
+        ASSERT_EQ(validate_layout(p, m, layer, 4), "");
+        for (int r = 0; r < n; ++r) {
+          const RankPlan rp = plan_rank(m, layer, p, r);
+          const std::vector<Range> heads = peer_head_ranges(m, rp);
+          ASSERT_EQ(int(heads.size()), p.kvp);
+          const std::vector<int> peers = group_members(p, Group::kvp, r);
+          int64_t next = 0;
+          for (size_t j = 0; j < heads.size(); ++j) {
+            const RankPlan peer = plan_rank(m, layer, p, peers[j]);
+            EXPECT_EQ(heads[j].begin + rp.q_heads.begin, peer.o_heads.begin);
+            EXPECT_EQ(heads[j].end + rp.q_heads.begin, peer.o_heads.end);
+            if (heads[j].empty()) continue;
+            EXPECT_EQ(heads[j].begin, next);
+            next = heads[j].end;
+          }
+          EXPECT_EQ(next, rp.q_heads.size()) << name << " " << to_string(k) << " n=" << n;
+        }
+      }
+}
+
 int count_ops(const std::vector<Step>& s, Op op) {
   return int(std::count_if(s.begin(), s.end(), [&](const Step& x) { return x.op == op; }));
 }
