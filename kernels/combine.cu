@@ -2,13 +2,10 @@
 // reading the partials in place with strides (the All-to-All receive layout).
 //
 // A task is one row and one chunk of its columns (128 columns: 32 lanes x one 16-byte load; 32
-// with scalar loads).
-//   - few parts (the Helix combine over KVP shards): a warp per task, 8 tasks per block; the warp
-//     first reduces the row's LSE values to M = max_i lse_i and sum_i exp(lse_i - M), then
-//     streams the partials weighted by exp(lse_i - M) / sum;
-//   - many parts (the merge of hundreds of flash-decoding splits): the 8 warps of a block share
-//     one task in a single online pass (see combine_many_kernel); over few rows, scalar loads so
-//     that the task count covers the SMs.
+// with scalar loads), merged in one online pass (combine_kernel): a warp per task for few parts
+// (the Helix combine over KVP shards), the 8 warps of a block per task for many (the merge of
+// hundreds of flash-decoding splits; over few rows with scalar loads, so that the task count
+// covers the SMs).
 // Both are launched as programmatic dependents of the kernel before them (launch_order.cuh).
 #include <algorithm>
 #include <cmath>
@@ -72,86 +69,41 @@ __device__ __forceinline__ void store_row_chunk(const Args& a, int64_t at, const
   }
 }
 
-// Few parts: a warp per task. M and the normalizer in one pass over the row's LSE values (a
-// running maximum, the sum rescaled when it grows; the lanes take every 32nd part, then merge by
-// shuffles), then the partials streamed with the weights exp(lse_i - M) / sum.
-template <int kW>
-__global__ void __launch_bounds__(kWarps * 32, 4) combine_few_kernel(const Args a) {
-  wait_for_producer();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t task = int64_t(blockIdx.x) * kWarps + warp;
-  if (task >= a.rows * a.chunks) return;  // whole warps leave together
-  const int64_t row = task / a.chunks, chunk = task % a.chunks;
-
-  float m = -INFINITY, s = 0.0f;
-  for (int64_t i = lane; i < a.parts; i += 32) {
-    const float l = __ldg(a.lse + i * a.lse_stride + row);
-    if (l == -INFINITY) continue;
-    if (l > m) {
-      s = s * __expf(m - l) + 1.0f;  // exp(-inf) = 0 for the first finite value
-      m = l;
-    } else {
-      s += __expf(l - m);
-    }
-  }
-  for (int o = 16; o > 0; o /= 2) {
-    const float m1 = __shfl_xor_sync(0xffffffffu, m, o), s1 = __shfl_xor_sync(0xffffffffu, s, o);
-    const float mm = fmaxf(m, m1);
-    if (mm != -INFINITY) {
-      s = s * __expf(m - mm) + s1 * __expf(m1 - mm);
-      m = mm;
-    }
-  }
-  const float inv = s > 0.0f ? 1.0f / s : 0.0f;
-
-  const int64_t col = chunk * 32 * kW + int64_t(lane) * kW;
-  const bool active = col < a.dim;
-  float acc[kW] = {};
-  if (active && m != -INFINITY) {
-    const float* src = a.o + row * a.dim + col;
-#pragma unroll 8
-    for (int64_t i = 0; i < a.parts; ++i) {
-      const float l = __ldg(a.lse + i * a.lse_stride + row);
-      const float w = l == -INFINITY ? 0.0f : __expf(l - m) * inv;
-      const Lane<kW> x = load_streaming<kW>(src + i * a.o_stride);
-#pragma unroll
-      for (int c = 0; c < kW; ++c) acc[c] += w * x.v[c];
-    }
-  }
-  if (a.lse_out && chunk == 0 && lane == 0)
-    a.lse_out[row] = m == -INFINITY ? -INFINITY : m + logf(s);
-  if (active) store_row_chunk<kW>(a, row * a.dim + col, acc);
-}
-
-// Many parts (the merge of hundreds of flash-decoding splits): the 8 warps of a block share a
-// task, each taking every 8th part. A single pass: each warp keeps a running (max, sum, weighted
-// sum), rescaled once per batch of kBatch parts whose loads are all in flight together (they do
-// not wait for the row's maximum); the warps then merge their triples in shared memory.
-template <int kW>
-__global__ void __launch_bounds__(kWarps * 32, 2) combine_many_kernel(const Args a) {
+// One online pass over the parts of a task: a running (max, sum, weighted sum) per warp, rescaled
+// once per batch of kBatch parts whose loads are all in flight together (no prologue over the LSE
+// values for the loads to wait on). kShare warps share a task, each taking every kShare-th part,
+// and merge their triples in shared memory; with kShare = 1 every warp is a task of its own.
+//   - few parts (the Helix combine over KVP shards): kShare = 1, 8 tasks per block;
+//   - many parts (the merge of hundreds of flash-decoding splits): kShare = 8.
+template <int kW, int kShare>
+__global__ void __launch_bounds__(kWarps * 32, kShare == 1 ? 4 : 2) combine_kernel(const Args a) {
   constexpr int kBatch = kW == 4 ? 8 : 16;
-  __shared__ float2 ms[kWarps];
-  __shared__ Lane<kW> partial[kWarps][32];
+  static_assert(kWarps % kShare == 0 && kBatch <= 32, "shape");
+  __shared__ float2 ms[kShare > 1 ? kWarps : 1];
+  __shared__ Lane<kW> partial[kShare > 1 ? kWarps : 1][32];
   wait_for_producer();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t row = blockIdx.x / a.chunks, chunk = blockIdx.x % a.chunks;
+  const int sub = warp % kShare;  // this warp's place among those sharing its task
+  const int64_t task = int64_t(blockIdx.x) * (kWarps / kShare) + warp / kShare;
+  if (task >= a.rows * a.chunks) return;  // whole tasks leave together
+  const int64_t row = task / a.chunks, chunk = task % a.chunks;
   const int64_t col = chunk * 32 * kW + int64_t(lane) * kW;
   const bool active = col < a.dim;
   const float* src = a.o + row * a.dim + (active ? col : 0);
 
   float m = -INFINITY, s = 0.0f;  // the same in every lane of a warp (same parts)
   float acc[kW] = {};
-  for (int64_t i0 = warp; i0 < a.parts; i0 += int64_t(kWarps) * kBatch) {
+  for (int64_t i0 = sub; i0 < a.parts; i0 += int64_t(kShare) * kBatch) {
     // Lane j < kBatch loads the batch's j-th LSE value; the others get it by shuffles.
-    const int64_t mine = i0 + int64_t(lane % kBatch) * kWarps;
+    const int64_t mine = i0 + int64_t(lane % kBatch) * kShare;
     const float my_l =
         lane < kBatch && mine < a.parts ? __ldg(a.lse + mine * a.lse_stride + row) : -INFINITY;
     Lane<kW> x[kBatch];
     const float* p = src + i0 * a.o_stride;
-    const int64_t step = int64_t(kWarps) * a.o_stride;
+    const int64_t step = int64_t(kShare) * a.o_stride;
 #pragma unroll
     for (int j = 0; j < kBatch; ++j, p += step)
-      x[j] = active && i0 + int64_t(j) * kWarps < a.parts ? load_streaming<kW>(p) : Lane<kW>{};
+      x[j] = active && i0 + int64_t(j) * kShare < a.parts ? load_streaming<kW>(p) : Lane<kW>{};
     float l[kBatch];
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) l[j] = __shfl_sync(0xffffffffu, my_l, j);
@@ -173,34 +125,39 @@ __global__ void __launch_bounds__(kWarps * 32, 2) combine_many_kernel(const Args
       for (int c = 0; c < kW; ++c) acc[c] += finite ? w * x[j].v[c] : 0.0f;
     }
   }
-  if (lane == 0) ms[warp] = make_float2(m, s);
-  {
+  if constexpr (kShare > 1) {
+    if (lane == 0) ms[warp] = make_float2(m, s);
     Lane<kW> mine;
 #pragma unroll
     for (int c = 0; c < kW; ++c) mine.v[c] = acc[c];
     partial[warp][lane] = mine;
-  }
-  __syncthreads();
-  if (warp != 0) return;
-  float mx = -INFINITY;
+    __syncthreads();
+    if (sub != 0) return;
+    const int first = warp;  // the task's warps: first .. first + kShare - 1
+    float mx = -INFINITY;
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, ms[w].x);
-  float sum = 0.0f, out[kW] = {};
-  if (mx != -INFINITY) {
+    for (int w = 0; w < kShare; ++w) mx = fmaxf(mx, ms[first + w].x);
+    float sum = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float f = ms[w].x == -INFINITY ? 0.0f : __expf(ms[w].x - mx);
-      sum += f * ms[w].y;
+    for (int c = 0; c < kW; ++c) acc[c] = 0.0f;
+    if (mx != -INFINITY) {
 #pragma unroll
-      for (int c = 0; c < kW; ++c) out[c] += f * partial[w][lane].v[c];
+      for (int w = 0; w < kShare; ++w) {
+        const float f = ms[first + w].x == -INFINITY ? 0.0f : __expf(ms[first + w].x - mx);
+        sum += f * ms[first + w].y;
+#pragma unroll
+        for (int c = 0; c < kW; ++c) acc[c] += f * partial[first + w][lane].v[c];
+      }
     }
+    m = mx;
+    s = sum;
   }
-  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  const float inv = s > 0.0f ? 1.0f / s : 0.0f;
 #pragma unroll
-  for (int c = 0; c < kW; ++c) out[c] *= inv;
+  for (int c = 0; c < kW; ++c) acc[c] *= inv;
   if (a.lse_out && chunk == 0 && lane == 0)
-    a.lse_out[row] = mx == -INFINITY ? -INFINITY : mx + logf(sum);
-  if (active) store_row_chunk<kW>(a, row * a.dim + col, out);
+    a.lse_out[row] = m == -INFINITY ? -INFINITY : m + logf(s);
+  if (active) store_row_chunk<kW>(a, row * a.dim + col, acc);
 }
 
 template <int kW>
@@ -211,7 +168,7 @@ void launch(Args a, bool many, cudaStream_t stream) {
   HELIX_CHECK(blocks <= INT32_MAX, "lse_combine: too many rows");
   // A dependent launch: the merge after the attention kernel (or the partials' producer) starts
   // while that kernel drains, and waits for its writes in wait_for_producer().
-  launch_after_producer(many ? combine_many_kernel<kW> : combine_few_kernel<kW>,
+  launch_after_producer(many ? combine_kernel<kW, kWarps> : combine_kernel<kW, 1>,
                         dim3(unsigned(blocks)), dim3(kWarps * 32), 0, stream, a);
 }
 
