@@ -1,6 +1,7 @@
 // The CUDA backend of `helix-bench decode`: one GPU per rank chosen by node-local rank, NCCL
-// communicators for the layout's groups (MPI with host staging when ranks share a GPU), the bf16
-// executor, the memory planner, and emulation of one rank of an N-rank layout on this GPU.
+// communicators for the layout's groups (MPI with host staging when ranks share a GPU: two ranks
+// of a node with the same PCI bus id), the bf16 executor, the memory planner, and emulation of
+// one rank of an N-rank layout on this GPU.
 #include <cuda_runtime.h>
 #include <nccl.h>
 
@@ -47,20 +48,14 @@ class CudaBackend final : public DecodeBackend {
 
     const GpuSelection gpu = select_gpu_by_local_rank(world.raw());
     device_ = gpu.device;
-    local_ranks_ = gpu.local_size;
     HELIX_CUDA_CHECK(cudaFree(nullptr));  // create the context now
     cudaDeviceProp prop{};
     HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
-    char bus[32] = {0};
-    HELIX_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device_));
-    desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + bus;
-    ranks_per_gpu_ = (local_ranks_ + gpu.devices - 1) / gpu.devices;
+    desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + gpu.bus_id;
+    ranks_per_gpu_ = gpu.ranks_on_gpu;
     shared_ = gpu.shared;
     std::fprintf(stderr, "helix-bench: rank %d (node-local %d): %s%s\n", world.rank(),
-                 gpu.local_rank, desc_.c_str(),
-                 shared_ ? " (shared with other ranks: MPI host staging, timings not "
-                           "representative of links)"
-                         : "");
+                 gpu.local_rank, desc_.c_str(), gpu_sharing_note(gpu).c_str());
     if (emulate_ == 0 && !shared_) nccl_ = std::make_unique<NcclWorld>(world);
   }
 
@@ -171,7 +166,7 @@ class CudaBackend final : public DecodeBackend {
   const MpiComm& world_;
   int emulate_ = 0, emulate_rank_ = 0;
   LinkModel link_;
-  int device_ = 0, local_ranks_ = 1, ranks_per_gpu_ = 1;
+  int device_ = 0, ranks_per_gpu_ = 1;  // ranks_per_gpu_: ranks of this node on this GPU
   bool shared_ = false;
   std::string desc_;
   std::unique_ptr<NcclWorld> nccl_;

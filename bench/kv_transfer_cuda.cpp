@@ -55,16 +55,11 @@ class KvTransferCudaImpl final : public KvTransferCuda {
     HELIX_CUDA_CHECK(cudaFree(nullptr));
     cudaDeviceProp prop{};
     HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
-    char bus[32] = {0};
-    HELIX_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device_));
-    desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + bus;
-    const bool shared = gpu.shared;
+    desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + gpu.bus_id;
     std::fprintf(stderr, "helix-bench: rank %d (node-local %d): %s%s\n", world.rank(),
-                 gpu.local_rank, desc_.c_str(),
-                 shared ? " (shared with other ranks: MPI host staging, timings not "
-                          "representative of links)"
-                        : "");
-    if (shared) {
+                 gpu.local_rank, desc_.c_str(), gpu_sharing_note(gpu).c_str());
+    // NCCL refuses two ranks on one GPU (same PCI bus id): then MPI through pinned host copies.
+    if (gpu.shared) {
       comm_ = make_staged_comm(world.split(0, world.rank()));
     } else {
       nccl_ = std::make_unique<NcclWorld>(world);

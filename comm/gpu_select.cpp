@@ -2,12 +2,13 @@
 
 #include <cuda_runtime.h>
 
-#include <set>
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "comm/cuda_check.hpp"
 #include "comm/error.hpp"
+#include "comm/gpu_sharing.hpp"
 
 namespace helix {
 
@@ -21,29 +22,38 @@ GpuSelection select_gpu_by_local_rank(MPI_Comm comm) {
   HELIX_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
   HELIX_MPI_CHECK(MPI_Comm_rank(node, &s.local_rank));
   HELIX_MPI_CHECK(MPI_Comm_size(node, &s.local_size));
-  HELIX_MPI_CHECK(MPI_Comm_free(&node));
   s.device = s.local_rank % s.devices;
-  s.shared = s.local_size > s.devices;
   HELIX_CUDA_CHECK(cudaSetDevice(s.device));
+
+  // The bus id of every rank of the node ("dddd:bb:dd.f", fixed-size NUL-padded slots).
+  constexpr int kSlot = 32;
+  char bus[kSlot] = {0};
+  HELIX_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, kSlot - 1, s.device));
+  std::vector<char> all(size_t(s.local_size) * kSlot);
+  HELIX_MPI_CHECK(MPI_Allgather(bus, kSlot, MPI_CHAR, all.data(), kSlot, MPI_CHAR, node));
+  HELIX_MPI_CHECK(MPI_Comm_free(&node));
+  std::vector<std::string> ids(size_t(s.local_size));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const char* slot = all.data() + i * kSlot;
+    ids[i].assign(slot, std::find(slot, slot + kSlot, '\0'));
+  }
+  const GpuSharing sharing = gpu_sharing(ids, s.local_rank);
+  s.bus_id = normalize_bus_id(ids[size_t(s.local_rank)]);
+  s.ranks_on_gpu = sharing.on_mine;
+  int any = sharing.any ? 1 : 0;
+  HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, comm));
+  s.shared = any != 0;
   return s;
 }
 
-bool node_ranks_share_gpu(MPI_Comm comm, int device) {
-  char bus[32] = {0};
-  HELIX_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device));
-  MPI_Comm node = MPI_COMM_NULL;
-  HELIX_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int local_size = 1;
-  HELIX_MPI_CHECK(MPI_Comm_size(node, &local_size));
-  std::vector<char> all(size_t(local_size) * sizeof bus);
-  HELIX_MPI_CHECK(
-      MPI_Allgather(bus, int(sizeof bus), MPI_CHAR, all.data(), int(sizeof bus), MPI_CHAR, node));
-  HELIX_MPI_CHECK(MPI_Comm_free(&node));
-  std::set<std::string> ids;
-  for (int i = 0; i < local_size; ++i) ids.insert(std::string(all.data() + size_t(i) * sizeof bus));
-  int shared = int(ids.size()) < local_size ? 1 : 0;
-  HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &shared, 1, MPI_INT, MPI_MAX, comm));
-  return shared != 0;
+std::string gpu_sharing_note(const GpuSelection& g) {
+  if (!g.shared) return "";
+  if (g.ranks_on_gpu > 1)
+    return " (shared with " + std::to_string(g.ranks_on_gpu - 1) + " other rank" +
+           (g.ranks_on_gpu > 2 ? "s" : "") +
+           ": MPI host staging, timings not representative of links)";
+  return " (own GPU, but other ranks share one: MPI host staging, timings not representative of "
+         "links)";
 }
 
 }  // namespace helix

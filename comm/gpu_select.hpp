@@ -1,26 +1,34 @@
 // One GPU per rank: the rank's index among the ranks of its node (MPI_Comm_split_type SHARED)
-// modulo the devices it sees. Every CUDA backend selects its device here.
+// modulo the devices it sees. Every CUDA backend selects its device here, and learns here whether
+// ranks share a physical GPU (by PCI bus id, gpu_sharing.hpp), which rules out NCCL.
 #pragma once
 
 #include <mpi.h>
 
+#include <string>
+
 namespace helix {
 
 struct GpuSelection {
-  int device = 0;       // the device made current (local_rank % devices)
-  int local_rank = 0;   // this rank's index among the ranks of its node
-  int local_size = 1;   // ranks on this node
-  int devices = 0;      // devices this rank sees
-  bool shared = false;  // more ranks on the node than devices: some share a GPU
+  int device = 0;        // the device made current (local_rank % devices)
+  int local_rank = 0;    // this rank's index among the ranks of its node
+  int local_size = 1;    // ranks on this node
+  int devices = 0;       // devices this rank sees
+  std::string bus_id;    // PCI bus id of `device`, normalised (normalize_bus_id)
+  int ranks_on_gpu = 1;  // ranks of this node whose device has this bus id, this one included
+  // Two ranks of one node, on any node of `comm`, have the same bus id: NCCL cannot be used. The
+  // same on every rank. A per-rank CUDA_VISIBLE_DEVICES (one device each, all different GPUs)
+  // is not sharing; more ranks than GPUs on a node, or two ranks given the same GPU, is.
+  bool shared = false;
 };
 
 // Collective over `comm`. Throws UsageError ("--backend cuda: no usable GPU (...)") when no device
 // is visible; otherwise makes the selected device current.
 GpuSelection select_gpu_by_local_rank(MPI_Comm comm);
 
-// Whether two ranks of one node use the same physical GPU, by the PCI bus id of `device` on each
-// (per-rank CUDA_VISIBLE_DEVICES can make device 0 a different GPU on every rank). Collective over
-// `comm`; every rank gets the same answer (true when it holds on any node).
-bool node_ranks_share_gpu(MPI_Comm comm, int device);
+// What a rank's device line says about sharing: "" when no ranks share a GPU, otherwise how many
+// other ranks share this one (or that others do) and that communication goes through MPI host
+// staging.
+std::string gpu_sharing_note(const GpuSelection& g);
 
 }  // namespace helix

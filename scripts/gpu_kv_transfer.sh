@@ -11,8 +11,9 @@
 #    OUTDIR/kvt_<model>_np<ranks>_T<tokens>.h5 (`/kv_transfer`, results/README.md);
 # 3. prints one line per run and writes them to OUTDIR/summary.txt.
 # One GPU per rank (node-local rank): with as many GPUs as ranks the exchange runs over NCCL
-# (comm_backend nccl); with fewer, ranks share GPUs and it falls back to MPI with host staging
-# (comm_backend mpi-host-staged: correct, but not a link measurement).
+# (comm_backend nccl); with fewer, ranks share GPUs (two ranks with the same PCI bus id) and it
+# falls back to MPI with host staging (comm_backend mpi-host-staged: correct, but not a link
+# measurement).
 # Environment: RANKS (default "2 4"), TOKENS (default "16K 128K"), LAYERS (default 4), ITERS
 # (default 10), MPIRUN (default mpirun), CUDA_ARCH (default 90).
 # Exit code: 0 when every run finished and verified, 1 otherwise (each failure is named).

@@ -96,17 +96,16 @@ class CudaMicroBackend final : public MicroBackend {
     HELIX_CUDA_CHECK(cudaFree(nullptr));  // create the context now
     cudaDeviceProp prop{};
     HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
-    char bus[32] = {0};
-    HELIX_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device_));
-    desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + bus;
+    desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + gpu.bus_id;
     memory_ = int64_t(prop.totalGlobalMem);
     int l2 = 0;
     HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device_));
     l2_ = l2 > 0 ? int64_t(l2) : int64_t(50) << 20;
-    std::fprintf(
-        stderr, "helix-micro: rank %d (node-local %d): %s, L2 %lld MiB%s\n", world_rank,
-        gpu.local_rank, desc_.c_str(), (long long)(l2_ >> 20),
-        gpu.shared ? " (GPU shared with other ranks of this node: kernel timings interfere)" : "");
+    std::fprintf(stderr, "helix-micro: rank %d (node-local %d): %s, L2 %lld MiB%s\n", world_rank,
+                 gpu.local_rank, desc_.c_str(), (long long)(l2_ >> 20),
+                 gpu.ranks_on_gpu > 1
+                     ? " (GPU shared with other ranks of this node: kernel timings interfere)"
+                     : "");
     HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     HELIX_CUDA_CHECK(cudaEventCreate(&start_));
     HELIX_CUDA_CHECK(cudaEventCreate(&stop_));

@@ -4,8 +4,9 @@
 // one non-blocking stream and timed with CUDA events. All-to-all is a group of ncclSend/ncclRecv
 // pairs (the rank's own block a device copy). NCCL_* variables are left as the user set them.
 //
-// NCCL refuses two ranks on one GPU; when ranks share a GPU the factory says so and returns the
-// MPI-over-host-memory backend instead (correct results, timings not representative of links).
+// NCCL refuses two ranks on one GPU; when ranks share a GPU (two ranks of a node with the same PCI
+// bus id, gpu_select.hpp) the factory says so and returns the MPI-over-host-memory backend
+// instead (correct results, timings not representative of links).
 #include <cuda_runtime.h>
 #include <mpi.h>
 #include <nccl.h>
@@ -179,9 +180,9 @@ std::unique_ptr<CollectiveBackend> make_nccl_collective_backend(MPI_Comm comm) {
   int rank = 0;
   HELIX_MPI_CHECK(MPI_Comm_rank(comm, &rank));
   const GpuSelection gpu = select_gpu_by_local_rank(comm);
-  // Two ranks of a node on one GPU: NCCL needs distinct physical GPUs, so the ranks compare PCI
-  // bus ids rather than counting devices.
-  if (node_ranks_share_gpu(comm, gpu.device)) {
+  // Two ranks of a node on one GPU: NCCL needs distinct physical GPUs, so the selection compares
+  // PCI bus ids rather than counting devices.
+  if (gpu.shared) {
     if (rank == 0)
       std::fprintf(stderr,
                    "helix-micro: ranks share a GPU (NCCL refuses duplicate GPUs): collectives run "

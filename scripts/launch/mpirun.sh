@@ -15,10 +15,12 @@
 #
 # Device binding. Every rank sees every GPU of its node and helix-bench picks its device itself:
 # device = node-local rank (MPI_Comm_split_type shared) mod visible devices, and it prints the
-# bus id of every rank. So do not give each rank its own CUDA_VISIBLE_DEVICES; setting
-# CUDA_VISIBLE_DEVICES before this script restricts the set of GPUs of every node (the same on
-# all nodes) and is passed on to the ranks. Ranks are placed G per node in order, so local
-# rank i drives GPU i; with --cpus-per-rank the ranks also get consecutive cores, which on
+# bus id of every rank. This script does not give each rank its own CUDA_VISIBLE_DEVICES (a
+# launcher that does, one GPU per rank, works as well: ranks count as sharing a GPU, and fall
+# back from NCCL to MPI with host staging, only when two of a node have the same PCI bus id);
+# setting CUDA_VISIBLE_DEVICES before this script restricts the set of GPUs of every node (the
+# same on all nodes) and is passed on to the ranks. Ranks are placed G per node in order, so
+# local rank i drives GPU i; with --cpus-per-rank the ranks also get consecutive cores, which on
 # usual 8-GPU servers puts GPUs 0-3 on the first socket's cores and 4-7 on the second's (check
 # `nvidia-smi topo -m`).
 #
