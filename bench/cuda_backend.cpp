@@ -153,13 +153,7 @@ class CudaBackend final : public DecodeBackend {
     compute_reference_outputs(m, layer, batch, seq, steps, seed, world, outs);
   }
 
-  std::string cuda_version() const override {
-    int rt = 0, drv = 0;
-    cudaRuntimeGetVersion(&rt);
-    cudaDriverGetVersion(&drv);
-    auto v = [](int x) { return std::to_string(x / 1000) + "." + std::to_string((x % 1000) / 10); };
-    return "runtime " + v(rt) + ", driver " + v(drv);
-  }
+  std::string cuda_version() const override { return cuda_versions(); }
   std::string nccl_version() const override { return NcclWorld::version(); }
 
  private:

@@ -81,13 +81,7 @@ class KvTransferCudaImpl final : public KvTransferCuda {
   std::string device_description() const override { return desc_; }
   std::string comm_backend() const override { return comm_->kind(); }
   bool link_representative() const override { return nccl_ != nullptr; }
-  std::string cuda_version() const override {
-    int rt = 0, drv = 0;
-    cudaRuntimeGetVersion(&rt);
-    cudaDriverGetVersion(&drv);
-    auto v = [](int x) { return std::to_string(x / 1000) + "." + std::to_string((x % 1000) / 10); };
-    return "runtime " + v(rt) + ", driver " + v(drv);
-  }
+  std::string cuda_version() const override { return cuda_versions(); }
   std::string nccl_version() const override { return NcclWorld::version(); }
 
   KvTransferTimes run(const KvTransferJob& job, const void* prefill_cache, int warmup, int iters,

@@ -56,4 +56,12 @@ std::string gpu_sharing_note(const GpuSelection& g) {
          "links)";
 }
 
+std::string cuda_versions() {
+  int rt = 0, drv = 0;
+  cudaRuntimeGetVersion(&rt);
+  cudaDriverGetVersion(&drv);
+  auto v = [](int x) { return std::to_string(x / 1000) + "." + std::to_string((x % 1000) / 10); };
+  return "runtime " + v(rt) + ", driver " + v(drv);
+}
+
 }  // namespace helix

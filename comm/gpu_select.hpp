@@ -31,4 +31,7 @@ GpuSelection select_gpu_by_local_rank(MPI_Comm comm);
 // staging.
 std::string gpu_sharing_note(const GpuSelection& g);
 
+// "runtime X.Y, driver X.Y": the CUDA versions a trace records.
+std::string cuda_versions();
+
 }  // namespace helix

@@ -144,8 +144,10 @@ int run_calibrate(const CalibrateOptions& o, const MpiComm& world, int argc, cha
   HELIX_MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, world.raw()));
   if (!ok) throw UsageError(root ? why : std::string());
 
-  const RunEnvironment env =
+  RunEnvironment env =
       collect_environment(world, argc, argv, o.backend, backend->device_description());
+  env.cuda_version = backend->cuda_version();
+  env.nccl_version = backend->nccl_version();
   const MPI_Comm comm = world.raw();
   const int warmup = plan.warmup;
 

@@ -18,6 +18,7 @@
 
 #include "bench/micro/micro_backend.hpp"
 #include "comm/cuda_check.hpp"
+#include "comm/device_comm.hpp"
 #include "comm/error.hpp"
 #include "comm/gpu_select.hpp"
 #include "kernels/copy_segments_cuda.hpp"
@@ -125,6 +126,8 @@ class CudaMicroBackend final : public MicroBackend {
 
   std::string name() const override { return "cuda"; }
   std::string device_description() const override { return desc_; }
+  std::string cuda_version() const override { return cuda_versions(); }
+  std::string nccl_version() const override { return NcclWorld::version(); }
   std::string storage_dtype() const override { return "bf16"; }
   int64_t storage_bytes() const override { return 2; }
   int64_t memory_bytes() const override { return memory_; }

@@ -267,8 +267,10 @@ int run(int argc, char** argv) {
   ctx.backend = backend.get();
   ctx.comm = comm.get();
   ctx.seed = opt.seed;
-  const RunEnvironment env =
+  RunEnvironment env =
       collect_environment(world, argc, argv, opt.backend, backend->device_description());
+  env.cuda_version = backend->cuda_version();
+  env.nccl_version = backend->nccl_version();
 
   // The ceiling first, with every rank reading at once (as every kernel below runs).
   const KernelCase stream = stream_case(ctx.plan.stream_bytes);

@@ -91,6 +91,9 @@ class MicroBackend {
   virtual std::string name() const = 0;
   // This rank's device, e.g. "cpu" or "cuda:0 NVIDIA H100 80GB HBM3 bus 0000:18:00.0".
   virtual std::string device_description() const = 0;
+  // Versions recorded in the trace's root attributes ("none" without CUDA).
+  virtual std::string cuda_version() const { return "none"; }
+  virtual std::string nccl_version() const { return "none"; }
   // Storage type name ("fp32", "bf16") and its size in bytes.
   virtual std::string storage_dtype() const = 0;
   virtual int64_t storage_bytes() const = 0;
