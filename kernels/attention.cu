@@ -510,40 +510,45 @@ int64_t chunk_for(int64_t tokens, int splits, int tile) {
   return std::max<int64_t>(tile, (c + tile - 1) / tile * tile);
 }
 
-// A CTA streams its split with a bounded number of bytes in flight, so an idle slot of the wave is
-// bandwidth lost; the merge of a few more splits costs far less.
-// Measured on an H200: 1% against 5% took the one-KV-head B = 1 T1M shapes from 249 to 261 splits
-// and MLA with 16 heads from 0.74 to 0.77 of the stream ceiling; 0% (always the best wave
-// efficiency) made B = 8 q64/kv8 at 128K tokens 7% slower (many short splits).
-constexpr double kWaveSlack = 0.01;
-
+// The split count. A CTA streams its split with a bounded number of bytes in flight, so an idle
+// slot of the GPU's waves is bandwidth lost (FlashAttention's wave-efficiency rule); each CTA also
+// reads its query rows and, when the KV is split, writes a partial output and LSE that the merge
+// reads back. The choice minimizes (KV bytes + per-CTA bytes x CTAs) / wave efficiency over the
+// split counts that keep every split at least 256 tokens long (the fewest splits on ties).
+// Measured on an H200: against the earlier rule (the fewest splits within 5% of the best wave
+// efficiency) the one-KV-head B = 1 T1M shapes go from 249 to 261 splits (0.80 -> 0.82 of the
+// stream ceiling) and MLA with 16 heads T1M from 0.74 to 0.77, while MLA with 128 heads at B = 8
+// keeps few long splits: its partials (128 heads x 513 floats per request and split) are a large
+// fraction of a short split's KV.
 int choose_splits(const DecodeAttention& a, const Geometry& g) {
   const int per_sm = blocks_per_sm(*g.v);
   const int tile = g.v->tile;
   const int64_t units = a.batch * g.kv_heads * g.head_tiles;
   const int64_t slots = int64_t(sm_count()) * per_sm;  // CTAs of one full wave
   if (a.tokens <= 256) return 1;
-  // Wave efficiency (FlashAttention's rule): among split counts that keep every split at least
-  // 256 tokens long, the CTAs of the grid should fill whole waves of the GPU. Take the smallest
-  // split count within kWaveSlack of the best efficiency (fewer splits: less merging).
+  const int dk = a.mla ? 576 : 128;
+  const double kv_bytes = double(a.batch) * double(g.kv_heads) * double(a.tokens) *
+                          double(a.mla ? dk * 2 : (dk + g.dv) * 2);
+  const double rows = double(std::min<int64_t>(g.v->head_tile, heads_per_kv(a)));
+  const double q_bytes = rows * dk * 4.0;                      // fp32 query rows, per CTA
+  const double partial_bytes = 2.0 * rows * (g.dv + 1) * 4.0;  // written, then merged
   const int64_t most = std::max<int64_t>(1, std::min<int64_t>(a.tokens / 256, 4 * slots));
-  auto efficiency = [&](int64_t s) {
+  double best_cost = 0;
+  int64_t best = 1;
+  for (int64_t s = 1; s <= most; ++s) {
     const int64_t chunk = chunk_for(a.tokens, int(s), tile);
-    const int64_t ctas = units * int64_t((a.tokens + chunk - 1) / chunk);
+    const int64_t n = (a.tokens + chunk - 1) / chunk;  // the splits this chunk length produces
+    const int64_t ctas = units * n;
     const int64_t waves = (ctas + slots - 1) / slots;
-    return double(ctas) / double(waves * slots);
-  };
-  double best = 0;
-  for (int64_t s = 1; s <= most; ++s) best = std::max(best, efficiency(s));
-  int64_t pick = 1;
-  for (int64_t s = 1; s <= most; ++s)
-    if (efficiency(s) >= (1.0 - kWaveSlack) * best) {
-      pick = s;
-      break;
+    const double efficiency = double(ctas) / double(waves * slots);
+    const double cost =
+        (kv_bytes + double(ctas) * (q_bytes + (n > 1 ? partial_bytes : 0.0))) / efficiency;
+    if (s == 1 || cost < best_cost * (1.0 - 1e-9)) {
+      best_cost = cost;
+      best = n;
     }
-  // The splits actually produced by the rounded chunk length.
-  const int64_t chunk = chunk_for(a.tokens, int(pick), tile);
-  return int((a.tokens + chunk - 1) / chunk);
+  }
+  return int(best);
 }
 
 }  // namespace
