@@ -6,7 +6,7 @@
 // (the Helix combine over KVP shards), the 8 warps of a block per task for many (the merge of
 // hundreds of flash-decoding splits; over few rows with scalar loads, so that the task count
 // covers the SMs).
-// Both are launched as programmatic dependents of the kernel before them (launch_order.cuh).
+// It is launched as a programmatic dependent of the kernel before it (launch_order.cuh).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -19,7 +19,7 @@ namespace helix::cuda {
 
 namespace {
 
-constexpr int kWarps = 8;           // warps per block, both kernels
+constexpr int kWarps = 8;           // warps per block
 constexpr int64_t kManyParts = 24;  // from here on a block of warps shares a task
 
 struct Args {
@@ -193,7 +193,6 @@ void lse_combine(int64_t parts, int64_t rows, int64_t dim, const float* o, int64
     launch<4>(a, many, stream);
   else
     launch<1>(a, many, stream);
-  HELIX_LAUNCH_CHECK();
 }
 
 }  // namespace helix::cuda

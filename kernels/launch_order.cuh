@@ -8,6 +8,8 @@
 
 #include <cuda_runtime.h>
 
+#include <utility>
+
 #include "comm/cuda_check.hpp"
 
 namespace helix::cuda {

@@ -16,6 +16,7 @@
 #include <string>
 #include <tuple>
 
+#include "bench/micro/gpu_buffer.hpp"
 #include "bench/micro/micro_backend.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/device_comm.hpp"
@@ -34,38 +35,11 @@ using cuda::bf16;
 
 constexpr int64_t kHoldNs = 50000;  // 50 us: more than the host needs to enqueue one launch
 
-std::string gib(double bytes) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.2f GiB", bytes / double(int64_t(1) << 30));
-  return b;
+std::unique_ptr<GpuBuffer> cuda_buffer(int64_t bytes) {
+  return std::make_unique<GpuBuffer>(bytes, "helix-micro (cuda)",
+                                     "use fewer ranks per GPU, a smaller --stream-bytes, or "
+                                     "--max-kv-bytes / --max-weight-bytes");
 }
-
-class CudaBuffer final : public DeviceBuffer {
- public:
-  explicit CudaBuffer(int64_t bytes) : bytes_(bytes) {
-    const cudaError_t rc = cudaMalloc(&ptr_, size_t(std::max<int64_t>(bytes, 256)));
-    if (rc != cudaSuccess) {
-      (void)cudaGetLastError();  // not sticky; cleared so the message below names the cause
-      size_t free_b = 0, total_b = 0;
-      cudaMemGetInfo(&free_b, &total_b);
-      fatal("helix-micro (cuda): cannot allocate " + gib(double(bytes)) + " on the GPU (" +
-            cudaGetErrorString(rc) + "; " + gib(double(free_b)) + " free of " +
-            gib(double(total_b)) +
-            "); use fewer ranks per GPU, a smaller --stream-bytes, or --max-kv-bytes / "
-            "--max-weight-bytes");
-    }
-  }
-  ~CudaBuffer() override { cudaFree(ptr_); }
-  CudaBuffer(const CudaBuffer&) = delete;
-  CudaBuffer& operator=(const CudaBuffer&) = delete;
-  void* data() override { return ptr_; }
-  const void* data() const override { return ptr_; }
-  int64_t bytes() const override { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  int64_t bytes_ = 0;
-};
 
 // Byte offsets of the MoE scratch: gate and up outputs (fp32), the activation (bf16), each
 // aligned to 256 bytes.
@@ -133,9 +107,7 @@ class CudaMicroBackend final : public MicroBackend {
   int64_t memory_bytes() const override { return memory_; }
   int64_t cache_bytes() const override { return l2_; }
 
-  std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) override {
-    return std::make_unique<CudaBuffer>(bytes);
-  }
+  std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) override { return cuda_buffer(bytes); }
   void upload(DeviceBuffer& dst, const void* host, int64_t bytes) override {
     HELIX_CHECK(bytes <= dst.bytes(), "upload larger than the buffer");
     HELIX_CUDA_CHECK(
@@ -302,7 +274,7 @@ class CudaMicroBackend final : public MicroBackend {
       for (int64_t i = 0; i < s.blocks; ++i)
         segs.push_back({2 * i * s.block_bytes, i * s.block_bytes, s.block_bytes});
       const int64_t bytes = int64_t(segs.size() * sizeof(cpu::Segment));
-      table = std::make_unique<CudaBuffer>(bytes);
+      table = cuda_buffer(bytes);
       HELIX_CUDA_CHECK(
           cudaMemcpy(table->data(), segs.data(), size_t(bytes), cudaMemcpyHostToDevice));
     }
@@ -320,7 +292,7 @@ class CudaMicroBackend final : public MicroBackend {
       Workspace w;
       w.splits = cuda::attention_splits(a);
       const int64_t floats = cuda::attention_workspace_floats(a, w.splits);
-      if (floats > 0) w.buf = std::make_unique<CudaBuffer>(floats * 4);
+      if (floats > 0) w.buf = cuda_buffer(floats * 4);
       it = workspaces_.emplace(key, std::move(w)).first;
     }
     a.splits = it->second.splits;
@@ -330,7 +302,7 @@ class CudaMicroBackend final : public MicroBackend {
 
   struct Workspace {
     int splits = 1;
-    std::unique_ptr<CudaBuffer> buf;
+    std::unique_ptr<GpuBuffer> buf;
   };
 
   int device_ = 0;
@@ -340,7 +312,7 @@ class CudaMicroBackend final : public MicroBackend {
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
   std::unique_ptr<cuda::Gemm> gemm_;
   std::map<std::tuple<bool, int64_t, int64_t, int64_t, int64_t>, Workspace> workspaces_;
-  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<CudaBuffer>> pack_tables_;
+  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<GpuBuffer>> pack_tables_;
 };
 
 }  // namespace

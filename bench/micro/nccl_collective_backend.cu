@@ -18,6 +18,7 @@
 #include <string>
 
 #include "bench/micro/collective_backend.hpp"
+#include "bench/micro/gpu_buffer.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/error.hpp"
 #include "comm/gpu_select.hpp"
@@ -33,28 +34,6 @@
 namespace helix::micro {
 
 namespace {
-
-class NcclBuffer final : public DeviceBuffer {
- public:
-  explicit NcclBuffer(int64_t bytes) : bytes_(bytes) {
-    const cudaError_t rc = cudaMalloc(&ptr_, size_t(std::max<int64_t>(bytes, 256)));
-    if (rc != cudaSuccess) {
-      (void)cudaGetLastError();
-      fatal("helix-micro (nccl): cannot allocate " + std::to_string(bytes) + " bytes on the GPU (" +
-            cudaGetErrorString(rc) + "); lower --max-bytes");
-    }
-  }
-  ~NcclBuffer() override { cudaFree(ptr_); }
-  NcclBuffer(const NcclBuffer&) = delete;
-  NcclBuffer& operator=(const NcclBuffer&) = delete;
-  void* data() override { return ptr_; }
-  const void* data() const override { return ptr_; }
-  int64_t bytes() const override { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  int64_t bytes_ = 0;
-};
 
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
@@ -102,7 +81,7 @@ class NcclCollectives final : public CollectiveBackend {
   bool supports(DType) const override { return true; }
 
   std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) override {
-    return std::make_unique<NcclBuffer>(bytes);
+    return std::make_unique<GpuBuffer>(bytes, "helix-micro (nccl)", "lower --max-bytes");
   }
   void upload(DeviceBuffer& dst, const void* host, int64_t bytes) override {
     HELIX_CUDA_CHECK(

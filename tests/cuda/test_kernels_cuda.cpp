@@ -300,9 +300,10 @@ TEST_F(Gpu, MlaAttentionRealShapes) {
 // LSE combine
 
 TEST_F(Gpu, LseCombineStridedWithEmptyParts) {
-  // Few parts (a warp per row chunk) and many (a block per row chunk); 16-byte loads (packed
-  // stride) and scalar ones (odd stride, odd width); widths with a partial last chunk.
-  for (int64_t parts : {5, 40, 300})
+  // Few parts (a warp per row chunk; 19 takes three batches of loads with 16-byte loads) and many
+  // (a block per row chunk); 16-byte loads (packed stride) and scalar ones (odd stride, odd
+  // width); widths with a partial last chunk.
+  for (int64_t parts : {5, 19, 40, 300})
     for (int64_t dim : {128, 512, 200, 6})
       for (bool padded : {false, true}) {
         SCOPED_TRACE("parts " + std::to_string(parts) + " padded " + std::to_string(padded));
