@@ -13,6 +13,7 @@
 #include "bench/h5.hpp"
 #include "bench/layer_data.hpp"
 #include "bench/metadata.hpp"
+#include "bench/output_path.hpp"
 #include "bench/reference.hpp"
 #include "comm/error.hpp"
 #include "layouts/layout.hpp"
@@ -329,6 +330,16 @@ Plan make_plan(const DecodeOptions& o, int world_size, const DecodeBackend& back
                                                                  : &o.hopb_chunks;
     if (*v && **v < 1) throw UsageError(std::string(name) + ": must be a positive integer");
   }
+  // Sizes no machine holds are bad input (and keep the planners' byte counts within int64).
+  for (int64_t s : p.seqs)
+    for (int64_t b : p.batches) {
+      const double kv =
+          4.0 * double(b) * double(s + p.decode_steps) * double(p.model.kv_elems_per_token());
+      if (kv > kMaxLayerKvBytes)
+        throw UsageError("--seq: S = " + std::to_string(s) + " at B = " + std::to_string(b) +
+                         " needs " + format_bytes(kv) + " of KV cache for one layer (at most " +
+                         format_bytes(kMaxLayerKvBytes) + ")");
+    }
   for (int64_t s : p.seqs)
     for (int64_t b : p.batches)
       for (LayoutKind k : p.layouts) {
@@ -363,41 +374,41 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
   c->add_option("--batch", o.batch, "Comma-separated batch sizes (requests)")
       ->capture_default_str();
   c->add_option("--layer", o.layer, "Layer kind: dense or moe (default: moe for MoE models)");
-  c->add_option("--kvp", o.kvp,
-                "KV-parallel width of attention in kvp, helix, helix-hopb (default: N / TPA)");
-  c->add_option("--tpa", o.tpa,
-                "Tensor-parallel width of attention in kvp, helix, helix-hopb, <= KV heads "
-                "(default: gcd(KV heads, N))");
-  c->add_option("--tpf", o.tpf,
-                "Tensor-parallel width of the FFN / each expert, for the layouts whose FFN spans "
-                "all N ranks (default: N / EP)");
-  c->add_option("--ep", o.ep,
-                "Expert-parallel width, for the layouts whose FFN spans all N ranks (default: "
-                "gcd(N, experts); 1 for dense)");
-  c->add_option("--hopb-chunks", o.hopb_chunks, "HOP-B batch chunks (default: min(B, 4))");
-  c->add_option("--kv-block", o.kv_block, "Tokens per round-robin KV block across KVP ranks")
-      ->capture_default_str();
-  c->add_option("--decode-steps", o.decode_steps,
-                "Verified decode steps per run (default: kv-block + 1, so appends cross a block "
-                "boundary)");
-  c->add_option("--iters", o.iters, "Timed iterations per run")->capture_default_str();
-  c->add_option("--warmup", o.warmup, "Untimed warm-up iterations per run")->capture_default_str();
-  c->add_option("--seed", o.seed, "Seed of the random weights, KV and inputs")
-      ->capture_default_str();
+  add_int_option(c, "--kvp", o.kvp, 1, kMaxRanks,
+                 "KV-parallel width of attention in kvp, helix, helix-hopb (default: N / TPA)");
+  add_int_option(c, "--tpa", o.tpa, 1, kMaxRanks,
+                 "Tensor-parallel width of attention in kvp, helix, helix-hopb, <= KV heads "
+                 "(default: gcd(KV heads, N))");
+  add_int_option(c, "--tpf", o.tpf, 1, kMaxRanks,
+                 "Tensor-parallel width of the FFN / each expert, for the layouts whose FFN spans "
+                 "all N ranks (default: N / EP)");
+  add_int_option(c, "--ep", o.ep, 1, kMaxRanks,
+                 "Expert-parallel width, for the layouts whose FFN spans all N ranks (default: "
+                 "gcd(N, experts); 1 for dense)");
+  add_int_option(c, "--hopb-chunks", o.hopb_chunks, 1, kMaxBatch,
+                 "HOP-B batch chunks (default: min(B, 4))");
+  add_int_option(c, "--kv-block", o.kv_block, 1, kMaxKvBlock,
+                 "Tokens per round-robin KV block across KVP ranks");
+  add_int_option(c, "--decode-steps", o.decode_steps, 0, kMaxDecodeSteps,
+                 "Verified decode steps per run (default: kv-block + 1, so appends cross a block "
+                 "boundary)",
+                 false);
+  add_int_option(c, "--iters", o.iters, 1, kMaxIters, "Timed iterations per run");
+  add_int_option(c, "--warmup", o.warmup, 0, kMaxIters, "Untimed warm-up iterations per run");
+  add_int_option(c, "--seed", o.seed, 0, INT64_MAX, "Seed of the random weights, KV and inputs");
   c->add_option("--backend", o.backend, "Executor: cpu (fp32, MPI over host memory) or cuda")
       ->capture_default_str();
-  c->add_option("--emulate", o.emulate,
-                "cuda: run the work of one rank of an N-rank layout on this GPU, communication "
-                "priced from link figures (0: off)");
-  c->add_option("--emulate-rank", o.emulate_rank, "cuda: which rank --emulate runs")
-      ->capture_default_str();
-  c->add_option("--link-gbps", o.link_gbps,
-                "cuda --emulate: per-GPU, per-direction link bandwidth in GB/s that prices the "
-                "communication phases (default: NVLink 5 of GB200 NVL72, 900 GB/s)")
-      ->capture_default_str();
-  c->add_option("--link-latency-us", o.link_latency_us,
-                "cuda --emulate: latency of one collective in microseconds")
-      ->capture_default_str();
+  add_int_option(c, "--emulate", o.emulate, 0, kMaxRanks,
+                 "cuda: run the work of one rank of an N-rank layout on this GPU, communication "
+                 "priced from link figures (0: off)",
+                 false);
+  add_int_option(c, "--emulate-rank", o.emulate_rank, 0, kMaxRanks - 1,
+                 "cuda: which rank --emulate runs");
+  add_real_option(c, "--link-gbps", o.link_gbps, 0, 1e6, true,
+                  "cuda --emulate: per-GPU, per-direction link bandwidth in GB/s that prices the "
+                  "communication phases (default: NVLink 5 of GB200 NVL72, 900 GB/s)");
+  add_real_option(c, "--link-latency-us", o.link_latency_us, 0, 1e6, false,
+                  "cuda --emulate: latency of one collective in microseconds");
   c->add_option("--out", o.out,
                 "HDF5 trace to write (written as FILE.tmp.PID, renamed when complete)");
   c->add_flag("--no-verify", o.no_verify, "Skip the check against the single-rank reference");
@@ -416,26 +427,29 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
 
 int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** argv) {
   const int rank = world.rank();
+  check_output_paths(world, {{"--out", o.out}}, {{"--model", o.model}});
   std::unique_ptr<DecodeBackend> backend = make_decode_backend(o, world);
   const Plan plan = make_plan(o, world.size(), *backend);
   const ModelSpec& m = plan.model;
   const bool verify = !o.no_verify && backend->can_verify();
-
-  // Fail fast on an unwritable output path (every rank exits with code 2). The trace itself is
-  // written at the end, under a temporary name renamed when complete, so a job that dies midway
-  // leaves no file at all.
-  int ok = 1;
-  std::string why;
-  if (rank == 0 && !o.out.empty()) {
-    try {
-      h5::File probe(o.out);  // destroyed uncommitted: the probe file is removed
-    } catch (const UsageError& e) {
-      ok = 0;
-      why = e.what();
-    }
-  }
-  HELIX_MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, world.raw()));
-  if (!ok) throw UsageError(rank == 0 ? why : std::string());
+  // The single-rank reference lives on rank 0 (host memory, fp32): a (B, S) whose reference
+  // does not fit is refused before any work, on every rank.
+  if (verify)
+    check_on_root(world, [&] {
+      const double avail = double(host_available_bytes());
+      for (int64_t s : plan.seqs)
+        for (int64_t b : plan.batches) {
+          const double need =
+              4.0 * (double(m.layer_params(plan.layer)) +
+                     double(b) * double(s + plan.decode_steps) * double(m.kv_elems_per_token()));
+          if (need > avail)
+            throw UsageError("--seq: verifying S = " + std::to_string(s) +
+                             " at B = " + std::to_string(b) + " needs a single-rank reference of " +
+                             format_bytes(need) + " in rank 0's host memory, " +
+                             format_bytes(avail) +
+                             " available (give a smaller --seq or --batch, or --no-verify)");
+        }
+    });
 
   RunEnvironment env =
       collect_environment(world, argc, argv, o.backend, backend->device_description());

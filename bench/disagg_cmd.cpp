@@ -6,6 +6,7 @@
 #include "bench/cli_util.hpp"
 #include "bench/h5.hpp"
 #include "bench/metadata.hpp"
+#include "bench/output_path.hpp"
 #include "comm/error.hpp"
 #include "layouts/disagg.hpp"
 
@@ -93,6 +94,10 @@ void write_curve(hid_t loc, const std::string& path, const std::vector<double>& 
   if (ratio) h5::write(g.id(), "ratio", {hsize_t(ratio->size())}, ratio->data(), "");
 }
 
+int price_disagg(const DisaggCmdOptions& o, const HardwareProfile& hw, const ModelSpec& m,
+                 int64_t isl, int64_t osl, int64_t gpus, int64_t prefill_gpus, DType dtype,
+                 const std::vector<double>& fixed, const RunEnvironment& env);
+
 }  // namespace
 
 CLI::App* add_disagg_command(CLI::App& app, DisaggCmdOptions& o) {
@@ -108,11 +113,11 @@ CLI::App* add_disagg_command(CLI::App& app, DisaggCmdOptions& o) {
   c->add_option("--isl", o.isl, "Input (prompt) length in tokens (K = 1024, M = 1048576)")
       ->capture_default_str();
   c->add_option("--osl", o.osl, "Output length in tokens")->capture_default_str();
-  c->add_option("--ftl-max", o.ftl_max_s, "First-token latency cutoff, s")->capture_default_str();
-  c->add_option("--domain", o.domain,
-                "NVLink domain size in GPUs, e.g. 8 or 72 (default: profile)");
-  c->add_option("--nic-gbps", o.nic_gbps, "NIC bandwidth per GPU for the KV transfer, GB/s")
-      ->capture_default_str();
+  add_real_option(c, "--ftl-max", o.ftl_max_s, 0, 1e6, true, "First-token latency cutoff, s");
+  add_int_option(c, "--domain", o.domain, 0, kMaxRanks,
+                 "NVLink domain size in GPUs, e.g. 8 or 72 (default: profile)", false);
+  add_real_option(c, "--nic-gbps", o.nic_gbps, 0, 1e6, true,
+                  "NIC bandwidth per GPU for the KV transfer, GB/s");
   c->add_option("--fixed-ratio", o.fixed_ratio,
                 "Comma-separated fixed prefill:decode GPU ratios whose curves are also written");
   c->add_option("--dtype", o.dtype, "Precision of weights, KV and arithmetic: bf16, fp8, fp4")
@@ -141,6 +146,7 @@ CLI::App* add_disagg_command(CLI::App& app, DisaggCmdOptions& o) {
 }
 
 int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char** argv) {
+  check_output_paths(world, {{"--out", o.out}}, {{"--hardware", o.hardware}, {"--model", o.model}});
   if (!o.reproduce.empty() && o.reproduce != "beyond-the-buzz")
     throw UsageError("--reproduce: only 'beyond-the-buzz' is known, got '" + o.reproduce + "'");
   if (o.reproduce.empty() && o.model.empty())
@@ -149,28 +155,18 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
   const auto osl = parse_positive_list(o.osl, "--osl");
   if (isl.size() != 1 || osl.size() != 1) throw UsageError("--isl/--osl: give one length each");
   if (osl[0] < 2) throw UsageError("--osl: must be at least 2 tokens");
-  if (!(o.ftl_max_s > 0)) throw UsageError("--ftl-max: must be > 0 s");
-  if (!(o.nic_gbps > 0)) throw UsageError("--nic-gbps: must be > 0 GB/s");
-  if (o.domain < 0 || o.domain > 4096) throw UsageError("--domain: must be 1 to 4096 GPUs");
   const auto dt = parse_dtype(o.dtype);
   if (!dt || *dt == DType::fp32) throw UsageError("--dtype: must be bf16, fp8 or fp4");
-  const auto gpus = parse_positive_list(o.gpus, "--gpus");
-  if (gpus.size() != 1 || gpus[0] > 4096) throw UsageError("--gpus: give one count <= 4096");
-  int64_t prefill_gpus = gpus[0];
-  if (!o.prefill_gpus.empty()) {
-    const auto pg = parse_positive_list(o.prefill_gpus, "--prefill-gpus");
-    if (pg.size() != 1 || pg[0] > 4096) throw UsageError("--prefill-gpus: give one count <= 4096");
-    prefill_gpus = pg[0];
-  }
+  const int64_t gpus = parse_int(o.gpus, "--gpus", 1, kMaxRanks);
+  const int64_t prefill_gpus =
+      o.prefill_gpus.empty() ? gpus : parse_int(o.prefill_gpus, "--prefill-gpus", 1, kMaxRanks);
   std::vector<double> fixed;
-  if (!o.fixed_ratio.empty())
-    for (const std::string& s : split_list(o.fixed_ratio)) {
-      char* end = nullptr;
-      const double v = std::strtod(s.c_str(), &end);
-      if (s.empty() || *end != '\0' || !(v > 0))
-        throw UsageError("--fixed-ratio: '" + s + "' is not a positive number");
-      fixed.push_back(v);
-    }
+  if (!o.fixed_ratio.empty()) {
+    const std::vector<std::string> items = split_list(o.fixed_ratio);
+    if (items.size() > 64) throw UsageError("--fixed-ratio: at most 64 ratios");
+    for (const std::string& s : items)
+      fixed.push_back(parse_real(s, "--fixed-ratio", 0, 1e4, true));
+  }
   HardwareProfile hw = load_hardware(o.hardware);
   if (o.domain > 0) hw.nvlink.domain_gpus = o.domain;
   hw.flops_tflops_for(*dt);
@@ -182,9 +178,18 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
       throw UsageError(e.what());
     }
   }
-  if (world.rank() == 0 && !o.out.empty()) h5::File probe(o.out);
   const RunEnvironment env = collect_environment(world, argc, argv, "model", "none");
-  if (world.rank() != 0) return 0;
+  // Rank 0 does the work; every rank exits with its code.
+  return run_on_root(world, [&] {
+    return price_disagg(o, hw, m, isl[0], osl[0], gpus, prefill_gpus, *dt, fixed, env);
+  });
+}
+
+namespace {
+
+int price_disagg(const DisaggCmdOptions& o, const HardwareProfile& hw, const ModelSpec& m,
+                 int64_t isl, int64_t osl, int64_t gpus, int64_t prefill_gpus, DType dtype,
+                 const std::vector<double>& fixed, const RunEnvironment& env) {
   const auto t0 = std::chrono::steady_clock::now();
   auto progress = [&](const std::string& s) {
     if (!o.quiet) std::fprintf(stderr, "[disagg %.1f s] %s\n", seconds_since(t0), s.c_str());
@@ -237,19 +242,19 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
   }
 
   DisaggOptions d;
-  d.w = {isl[0], osl[0]};
+  d.w = {isl, osl};
   d.ftl_max_s = o.ftl_max_s;
   d.nic_gbps = o.nic_gbps;
-  d.max_gpus = int(gpus[0]);
+  d.max_gpus = int(gpus);
   d.max_prefill_gpus = int(prefill_gpus);
   d.fixed_ratios = fixed;
-  d.dtype = *dt;
+  d.dtype = dtype;
   std::printf(
       "helix-bench disagg: %s on %s (NVLink domain %d), %s, ISL %lld / OSL %lld, FTL <= "
       "%.1f s, NIC %.0f GB/s per GPU, instances of <= %d decode / %d prefill GPUs\n",
-      m.name.c_str(), hw.name.c_str(), hw.nvlink.domain_gpus, to_string(*dt),
-      static_cast<long long>(isl[0]), static_cast<long long>(osl[0]), o.ftl_max_s, o.nic_gbps,
-      d.max_gpus, d.max_prefill_gpus);
+      m.name.c_str(), hw.name.c_str(), hw.nvlink.domain_gpus, to_string(dtype),
+      static_cast<long long>(isl), static_cast<long long>(osl), o.ftl_max_s, o.nic_gbps, d.max_gpus,
+      d.max_prefill_gpus);
   const DisaggResult r = disagg_sweep(m, hw, d, progress);
   const double secs = seconds_since(t0);
   std::printf(
@@ -281,9 +286,9 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
       h5::Group g(f.id(), "/disagg/points");
       h5::attr(g.id(), "hardware", hw.name);
       h5::attr(g.id(), "model", m.name);
-      h5::attr(g.id(), "isl", isl[0]);
-      h5::attr(g.id(), "osl", osl[0]);
-      h5::attr(g.id(), "dtype", to_string(*dt));
+      h5::attr(g.id(), "isl", isl);
+      h5::attr(g.id(), "osl", osl);
+      h5::attr(g.id(), "dtype", to_string(dtype));
       h5::attr(g.id(), "nvlink_domain_gpus", hw.nvlink.domain_gpus);
       h5::attr(g.id(), "ftl_max_s", o.ftl_max_s);
       h5::attr(g.id(), "nic_gbps", o.nic_gbps);
@@ -294,8 +299,8 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
       h5::Group g(f.id(), "/disagg");
       h5::attr(g.id(), "hardware", hw.name);
       h5::attr(g.id(), "model", m.name);
-      h5::attr(g.id(), "isl", isl[0]);
-      h5::attr(g.id(), "osl", osl[0]);
+      h5::attr(g.id(), "isl", isl);
+      h5::attr(g.id(), "osl", osl);
       h5::attr(g.id(), "nvlink_domain_gpus", hw.nvlink.domain_gpus);
       h5::attr(g.id(), "max_gpus", int64_t(d.max_gpus));
       h5::attr(g.id(), "max_prefill_gpus", int64_t(d.max_prefill_gpus));
@@ -329,5 +334,7 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
   }
   return 0;
 }
+
+}  // namespace
 
 }  // namespace helix

@@ -1,9 +1,6 @@
 #include "bench/h5.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 
@@ -49,48 +46,16 @@ void write_attr(hid_t obj, const std::string& name, hid_t type, const std::vecto
   H5Sclose(space);
 }
 
-// The temporary file of the trace being written, removed if the job is aborted (MPI_Abort from
-// any rank reaches this one as SIGTERM) or interrupted.
-char g_pending_tmp[4096] = {0};
-
-void remove_pending_tmp() {
-  if (g_pending_tmp[0]) unlink(g_pending_tmp);
-}
-
-extern "C" void on_fatal_signal(int sig) {
-  remove_pending_tmp();
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
-}
-
-void track_tmp(const std::string& tmp) {
-  if (tmp.size() >= sizeof g_pending_tmp) return;
-  std::memcpy(g_pending_tmp, tmp.c_str(), tmp.size() + 1);
-  set_abort_cleanup(remove_pending_tmp);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) std::signal(sig, on_fatal_signal);
-}
-
-void untrack_tmp() {
-  g_pending_tmp[0] = 0;
-  set_abort_cleanup(nullptr);
-}
-
 }  // namespace
 
-File::File(const std::string& path) : path_(path) {
-  tmp_ = path + ".tmp." + std::to_string(getpid());
-  file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+File::File(const std::string& path) : out_(path) {
+  file_ = H5Fcreate(out_.tmp().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file_ < 0)
     throw UsageError("--out: cannot create '" + path + "' (is the directory writable?)");
-  track_tmp(tmp_);
 }
 
 File::~File() {
-  if (file_ >= 0) {
-    H5Fclose(file_);
-    std::remove(tmp_.c_str());
-    untrack_tmp();
-  }
+  if (file_ >= 0) H5Fclose(file_);  // the AtomicOutput removes the temporary file
 }
 
 void File::flush() {
@@ -100,11 +65,7 @@ void File::flush() {
 void File::commit() {
   HELIX_H5_CHECK(H5Fclose(file_));
   file_ = -1;
-  untrack_tmp();
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    std::remove(tmp_.c_str());
-    fatal("cannot rename the finished trace to '" + path_ + "'");
-  }
+  if (!out_.commit()) fatal("cannot rename the finished trace to '" + out_.path() + "'");
 }
 
 bool exists(hid_t loc, const std::string& path) {

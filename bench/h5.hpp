@@ -8,11 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/output_path.hpp"
+
 namespace helix::h5 {
 
-// A result file: created as "<path>.tmp.<pid>", renamed to <path> by commit(). Destroying it
-// uncommitted removes the temporary file, so a failed or killed run never leaves a file that looks
-// complete.
+// A result file: created as "<path>.tmp.<pid>", renamed to <path> by commit() (AtomicOutput of
+// bench/output_path.hpp). Destroying it uncommitted, or a terminating signal before the rename,
+// removes the temporary file, so a failed or killed run never leaves a file that looks complete.
 class File {
  public:
   // Throws UsageError naming the path when the temporary file cannot be created.
@@ -22,13 +24,13 @@ class File {
   File& operator=(const File&) = delete;
 
   hid_t id() const { return file_; }
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return out_.path(); }
   void flush();
   // Closes the file and renames it to its final name.
   void commit();
 
  private:
-  std::string path_, tmp_;
+  AtomicOutput out_;
   hid_t file_ = -1;
 };
 

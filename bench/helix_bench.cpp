@@ -10,8 +10,8 @@
 #include "bench/decode.hpp"
 #include "bench/disagg_cmd.hpp"
 #include "bench/kv_transfer.hpp"
-#include "bench/model_cmd.hpp"
 #include "bench/micro/calibrate.hpp"
+#include "bench/model_cmd.hpp"
 #include "bench/version.hpp"
 #include "comm/error.hpp"
 #include "comm/mpi_comm.hpp"
@@ -53,8 +53,7 @@ int run(int argc, char** argv) {
     return root ? app.exit(e) : 0;
   } catch (const CLI::ParseError& e) {
     if (root) {
-      std::fprintf(stderr, "helix-bench: error: %s\n", e.what());
-      std::fprintf(stderr, "Run with --help for usage.\n");
+      std::fprintf(stderr, "helix-bench: error: %s (run with --help for usage)\n", e.what());
     }
     return 2;
   }

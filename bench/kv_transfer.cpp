@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -9,6 +10,7 @@
 #include "bench/h5.hpp"
 #include "bench/kv_transfer_job.hpp"
 #include "bench/metadata.hpp"
+#include "bench/output_path.hpp"
 #include "comm/error.hpp"
 #include "kernels/copy_segments.hpp"
 #include "layouts/kv_transfer_plan.hpp"
@@ -74,6 +76,43 @@ KvTransferTimesCpu run_cpu(const KvTransferJob& job, std::vector<float>& cache,
   return t;
 }
 
+// Sizes beyond what the transport or this node's memory holds are bad input, on every rank and
+// before any allocation: at most kMaxMoves block moves (segments of every layer), at most 8 GiB
+// received by one rank (MPI counts are int), and each rank's buffers within its share of the
+// node's available memory (CPU: cache, send and receive buffers; CUDA: a prefill rank's host copy).
+void check_transfer_size(const ModelSpec& m, const KvTransferLayouts& l, int64_t tokens, int layers,
+                         int elem_bytes, bool cuda, const MpiComm& world) {
+  constexpr double kMaxMoves = double(int64_t(1) << 22);
+  const double blocks = std::ceil(double(tokens) / l.kv_block);
+  if (blocks * m.kv_heads * layers > kMaxMoves)
+    throw UsageError("--tokens: " + std::to_string(tokens) + " tokens in blocks of " +
+                     std::to_string(l.kv_block) + " x " + std::to_string(m.kv_heads) +
+                     " KV heads x " + std::to_string(layers) +
+                     " layers exceed 4194304 block moves (raise --kv-block or lower --tokens)");
+  const int P = l.prefill_ranks, rank = world.rank();
+  const bool prefill = rank < P;
+  const double layer_elems = prefill ? double(prefill_buffer_elems(m, l, rank, tokens))
+                                     : double(decode_buffer_elems(m, l, rank - P, tokens));
+  const double bytes = layer_elems * layers * elem_bytes;
+  double mine[2] = {cuda ? (prefill ? bytes : 0.0) : 2 * bytes,
+                    double(host_available_bytes()) / std::max(1, local_rank_count(world))};
+  std::vector<double> all(size_t(2 * world.size()));
+  HELIX_MPI_CHECK(MPI_Allgather(mine, 2, MPI_DOUBLE, all.data(), 2, MPI_DOUBLE, world.raw()));
+  double received = 0;
+  for (int d = 0; d < l.decode_ranks(); ++d)
+    received =
+        std::max(received, double(decode_buffer_elems(m, l, d, tokens)) * layers * elem_bytes);
+  if (received > 8.0 * double(int64_t(1) << 30))
+    throw UsageError("--tokens: one decode rank would receive " + format_bytes(received) +
+                     " (at most 8 GiB per rank; lower --tokens or --layers, or raise --kvp)");
+  for (int r = 0; r < world.size(); ++r)
+    if (all[size_t(2 * r)] > all[size_t(2 * r + 1)])
+      throw UsageError("--tokens: rank " + std::to_string(r) + " needs " +
+                       format_bytes(all[size_t(2 * r)]) + " of host memory, its share of the " +
+                       "node has " + format_bytes(all[size_t(2 * r + 1)]) +
+                       " (lower --tokens or --layers)");
+}
+
 }  // namespace
 
 CLI::App* add_kv_transfer_command(CLI::App& app, KvTransferOptions& o) {
@@ -83,21 +122,19 @@ CLI::App* add_kv_transfer_command(CLI::App& app, KvTransferOptions& o) {
       "sharded by TP) to a Helix decode layout (the next KVP x TPA ranks, round-robin KV blocks), "
       "check every block at its destination and report GB/s. Launch P + KVP x TPA ranks.");
   c->add_option("--model", o.model, "Model (KV heads and cached values per token)")->required();
-  c->add_option("--prefill-ranks", o.prefill_ranks, "P, TP width of the prefill layout")
-      ->capture_default_str();
-  c->add_option("--kvp", o.kvp, "KVP of the decode Helix layout")->capture_default_str();
-  c->add_option("--tpa", o.tpa, "TPA of the decode Helix layout (<= KV heads)")
-      ->capture_default_str();
-  c->add_option("--kv-block", o.kv_block, "Tokens per round-robin block across KVP ranks")
-      ->capture_default_str();
+  add_int_option(c, "--prefill-ranks", o.prefill_ranks, 1, kMaxRanks,
+                 "P, TP width of the prefill layout");
+  add_int_option(c, "--kvp", o.kvp, 1, kMaxRanks, "KVP of the decode Helix layout");
+  add_int_option(c, "--tpa", o.tpa, 1, kMaxRanks, "TPA of the decode Helix layout (<= KV heads)");
+  add_int_option(c, "--kv-block", o.kv_block, 1, kMaxKvBlock,
+                 "Tokens per round-robin block across KVP ranks");
   c->add_option("--tokens", o.tokens, "Cached tokens of the request (K = 1024, M = 1048576)")
       ->capture_default_str();
-  c->add_option("--layers", o.layers, "Layers moved (each one buffer per rank)")
-      ->capture_default_str();
-  c->add_option("--iters", o.iters, "Timed transfers (the first is also verified)")
-      ->capture_default_str();
-  c->add_option("--warmup", o.warmup, "Untimed transfers before the timed ones")
-      ->capture_default_str();
+  add_int_option(c, "--layers", o.layers, 1, kMaxModelLayers,
+                 "Layers moved (each one buffer per rank)");
+  add_int_option(c, "--iters", o.iters, 1, kMaxIters,
+                 "Timed transfers (the first is also verified)");
+  add_int_option(c, "--warmup", o.warmup, 0, kMaxIters, "Untimed transfers before the timed ones");
   c->add_option("--backend", o.backend,
                 "cpu (fp32 caches in host memory, MPI) or cuda (16-bit caches in device memory, "
                 "NCCL send/recv; MPI with host staging when ranks share a GPU)")
@@ -114,6 +151,7 @@ CLI::App* add_kv_transfer_command(CLI::App& app, KvTransferOptions& o) {
 }
 
 int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, char** argv) {
+  check_output_paths(world, {{"--out", o.out}}, {{"--model", o.model}});
   ModelSpec m;
   try {
     m = load_model(o.model);
@@ -127,7 +165,7 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
   l.kv_block = o.kv_block;
   const std::string err = validate_kv_transfer(m, l);
   if (!err.empty()) throw UsageError(err);
-  const auto tv = parse_positive_list(o.tokens, "--tokens");
+  const auto tv = parse_positive_list(o.tokens, "--tokens", kMaxTokens);
   if (tv.size() != 1) throw UsageError("--tokens: give one token count");
   const int64_t tokens = tv[0];
   if (o.layers < 1) throw UsageError("--layers: must be at least 1");
@@ -145,8 +183,8 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
                      std::to_string(D) + " = " + std::to_string(P + D) + " ranks, the job has " +
                      std::to_string(world.size()));
   const int rank = world.rank();
-  if (rank == 0 && !o.out.empty()) h5::File probe(o.out);
   const bool cuda = o.backend == "cuda";
+  check_transfer_size(m, l, tokens, o.layers, cuda ? 2 : 4, cuda, world);
 #ifdef HELIX_CUDA_BACKEND
   std::unique_ptr<KvTransferCuda> gpu;
   if (cuda) gpu = KvTransferCuda::make(world);

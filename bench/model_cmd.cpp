@@ -9,6 +9,8 @@
 #include "bench/cli_util.hpp"
 #include "bench/h5.hpp"
 #include "bench/metadata.hpp"
+#include "bench/output_path.hpp"
+#include "bench/trace_input.hpp"
 #include "comm/error.hpp"
 #include "layouts/cost_model.hpp"
 #include "layouts/design_space.hpp"
@@ -165,43 +167,42 @@ Timed timed_sweep(const ModelSpec& m, const HardwareProfile& hw, const SweepOpti
 // ---- validation against a decode trace -----------------------------------------------------
 
 int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvironment& env) {
-  const hid_t f = H5Fopen(o.validate.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) throw UsageError("--validate: cannot open HDF5 trace '" + o.validate + "'");
-  struct Closer {
-    hid_t id;
-    ~Closer() { H5Fclose(id); }
-  } closer{f};
-  if (!h5::exists(f, "/decode"))
-    throw UsageError("--validate: '" + o.validate + "' has no /decode group (not a decode trace)");
+  const std::vector<TraceRun> runs = read_decode_trace(o.validate, "--validate");
   std::vector<std::string> run_col, layout_col, phase_col;
   std::vector<int64_t> n_col, b_col, s_col;
   std::vector<double> pred_col, meas_col, err_col;
   std::printf("%-9s %-10s %3s %5s %8s %-10s %12s %12s %8s\n", "run", "layout", "N", "B", "S",
               "phase", "predicted", "measured", "error");
-  for (const std::string& name : h5::list_children(f, "/decode")) {
-    const std::string path = "/decode/" + name;
-    h5::Group g(f, path);
-    if (h5::read_attr_string(g.id(), "status") != "ok") continue;
-    const ModelSpec m = model_or_usage(h5::read_attr_string(g.id(), "model"));
-    const LayerKind layer =
-        h5::read_attr_string(g.id(), "layer_kind") == "moe" ? LayerKind::moe : LayerKind::dense;
-    const auto kind = parse_layout(h5::read_attr_string(g.id(), "layout"));
-    if (!kind) throw UsageError("--validate: " + path + " has an unknown layout");
+  for (const TraceRun& run : runs) {
+    if (run.status != "ok") continue;
+    const std::string& name = run.name;
+    const std::string path = "--validate: '" + o.validate + "': /decode/" + name;
+    ModelSpec m;
+    try {
+      m = load_model(run.model);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(path + ": " + e.what());
+    }
+    const LayerKind layer = run.layer_kind == "moe" ? LayerKind::moe : LayerKind::dense;
+    const auto kind = parse_layout(run.layout);
+    if (!kind) throw UsageError(path + " has an unknown layout '" + run.layout + "'");
     LayoutParams p;
     p.kind = *kind;
-    p.n = int(h5::read_attr_int(g.id(), "n_ranks"));
-    p.kvp = int(h5::read_attr_int(g.id(), "kvp"));
-    p.tpa = int(h5::read_attr_int(g.id(), "tpa"));
-    p.tpf = int(h5::read_attr_int(g.id(), "tpf"));
-    p.ep = int(h5::read_attr_int(g.id(), "ep"));
-    p.hopb_chunks = int(h5::read_attr_int(g.id(), "hopb_chunks"));
-    p.kv_block = int(h5::read_attr_int(g.id(), "kv_block"));
-    const int batch = int(h5::read_attr_int(g.id(), "batch"));
-    const int64_t seq = h5::read_attr_int(g.id(), "seq_len");
+    p.n = int(run.n_ranks);
+    p.kvp = int(run.kvp);
+    p.tpa = int(run.tpa);
+    p.tpf = int(run.tpf);
+    p.ep = int(run.ep);
+    p.hopb_chunks = int(run.hopb_chunks);
+    p.kv_block = int(run.kv_block);
+    const int batch = int(run.batch);
+    const int64_t seq = run.seq_len;
     const std::string err = validate_layout(p, m, layer, batch);
-    if (!err.empty()) throw UsageError("--validate: " + path + ": " + err);
+    if (!err.empty()) throw UsageError(path + ": " + err);
+    const auto dtype = parse_dtype(run.dtype);
+    if (!dtype) throw UsageError(path + ": attribute 'dtype' must be fp32, bf16, fp8 or fp4");
     CostOptions co;
-    co.dtype = dtype_or_usage(h5::read_attr_string(g.id(), "dtype"));
+    co.dtype = *dtype;
     co.act_bytes = dtype_bytes(co.dtype);
     const CostModel cm(hw, co);
     // Predicted: max over ranks per phase and of the total.
@@ -216,11 +217,8 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
       pred_step = std::max(pred_step, t.total_us);
     }
     // Measured: median over iterations of the max over ranks.
-    std::vector<hsize_t> dims;
-    const std::vector<double> ph = h5::read_doubles(g.id(), "phase_us", &dims);
-    if (dims.size() != 3 || dims[2] != hsize_t(kNumPhases))
-      throw UsageError("--validate: " + path + "/phase_us is not [iters, ranks, phases]");
-    const size_t iters = dims[0], ranks = dims[1];
+    const std::vector<double>& ph = run.phase_us;
+    const size_t iters = size_t(run.iters), ranks = size_t(run.ranks);
     auto add = [&](const std::string& phase, double pr, double me) {
       run_col.push_back(name);
       layout_col.emplace_back(to_string(p.kind));
@@ -247,7 +245,7 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
       if (pred[size_t(k)] == 0 && median(v) == 0) continue;
       add(phase_name(static_cast<Phase>(k)), pred[size_t(k)], median(v));
     }
-    add("step", pred_step, median(h5::read_doubles(g.id(), "step_us")));
+    add("step", pred_step, median(run.step_us));
   }
   if (!o.out.empty()) {
     h5::File out(o.out);
@@ -345,6 +343,11 @@ int run_reproduce(const ModelOptions& o, const RunEnvironment& env) {
 
 }  // namespace
 
+namespace {
+int run_sweep(const ModelOptions& o, const ModelSpec& m, const HardwareProfile& hw, DType dtype,
+              int64_t seq, int min_gpus, int max_gpus, const RunEnvironment& env);
+}  // namespace
+
 CLI::App* add_model_command(CLI::App& app, ModelOptions& o) {
   CLI::App* c = app.add_subcommand(
       "model",
@@ -367,15 +370,13 @@ CLI::App* add_model_command(CLI::App& app, ModelOptions& o) {
                 "Precision of weights, KV cache and arithmetic: bf16, fp8, fp4 (fp32 for CPU "
                 "profiles); activations and communication stay BF16")
       ->capture_default_str();
-  c->add_option("--max-batch", o.max_batch, "Largest batch (requests) in the sweep")
-      ->capture_default_str();
-  c->add_option("--workspace-gib", o.workspace_gib,
-                "Memory per GPU reserved beyond weights and KV cache (activations, communication "
-                "buffers, runtime), GiB")
-      ->capture_default_str();
-  c->add_option("--frontier-rows", o.frontier_rows,
-                "Frontier rows printed (evenly thinned; 0: all)")
-      ->capture_default_str();
+  add_int_option(c, "--max-batch", o.max_batch, 1, kMaxBatch,
+                 "Largest batch (requests) in the sweep");
+  add_real_option(c, "--workspace-gib", o.workspace_gib, 0, 1e4, false,
+                  "Memory per GPU reserved beyond weights and KV cache (activations, "
+                  "communication buffers, runtime), GiB");
+  add_int_option(c, "--frontier-rows", o.frontier_rows, 0, 1000000,
+                 "Frontier rows printed (evenly thinned; 0: all)");
   c->add_option("--reproduce", o.reproduce,
                 "helix-paper: the paper's comparisons (FP4, S = 1M, 1-64 GPUs, on gb200-nvl72 "
                 "unless --hardware names another profile) printed and stored under "
@@ -396,6 +397,9 @@ CLI::App* add_model_command(CLI::App& app, ModelOptions& o) {
 }
 
 int run_model(const ModelOptions& o, const MpiComm& world, int argc, char** argv) {
+  check_output_paths(
+      world, {{"--out", o.out}},
+      {{"--validate", o.validate}, {"--hardware", o.hardware}, {"--model", o.model}});
   // Every rank checks the input (same result everywhere); rank 0 does the work.
   if (o.reproduce.empty() && o.validate.empty()) {
     if (o.hardware.empty()) throw UsageError("--hardware: required (a profile name or .json)");
@@ -412,7 +416,7 @@ int run_model(const ModelOptions& o, const MpiComm& world, int argc, char** argv
   if (!(o.workspace_gib >= 0) || o.workspace_gib > 1e4)
     throw UsageError("--workspace-gib: must be >= 0 GiB");
   const DType dtype = dtype_or_usage(o.dtype);
-  const auto seqs = parse_positive_list(o.seq, "--seq");
+  const auto seqs = parse_positive_list(o.seq, "--seq", kMaxTokens);
   if (seqs.size() != 1) throw UsageError("--seq: give one KV length");
   const auto [min_gpus, max_gpus] = parse_gpus(o.gpus);
   HardwareProfile hw;
@@ -420,15 +424,22 @@ int run_model(const ModelOptions& o, const MpiComm& world, int argc, char** argv
   if (!o.hardware.empty()) hw = load_hardware(o.hardware);
   if (!o.model.empty()) m = model_or_usage(o.model);
   if (o.reproduce.empty() && o.validate.empty()) hw.flops_tflops_for(dtype);  // names --dtype
-  if (world.rank() == 0 && !o.out.empty()) h5::File probe(o.out);  // unwritable: UsageError
   const RunEnvironment env = collect_environment(world, argc, argv, "model", "none");
-  if (world.rank() != 0) return 0;
-  if (!o.validate.empty()) return run_validate(o, hw, env);
-  if (!o.reproduce.empty()) return run_reproduce(o, env);
+  // Rank 0 does the work; every rank exits with its code (bad input found on the way included).
+  return run_on_root(world, [&] {
+    if (!o.validate.empty()) return run_validate(o, hw, env);
+    if (!o.reproduce.empty()) return run_reproduce(o, env);
+    return run_sweep(o, m, hw, dtype, seqs[0], min_gpus, max_gpus, env);
+  });
+}
 
+namespace {
+
+int run_sweep(const ModelOptions& o, const ModelSpec& m, const HardwareProfile& hw, DType dtype,
+              int64_t seq, int min_gpus, int max_gpus, const RunEnvironment& env) {
   SweepOptions so;
   so.cost.dtype = dtype;
-  so.seq_len = seqs[0];
+  so.seq_len = seq;
   so.min_gpus = min_gpus;
   so.max_gpus = max_gpus;
   so.max_batch = o.max_batch;
@@ -459,5 +470,7 @@ int run_model(const ModelOptions& o, const MpiComm& world, int argc, char** argv
   }
   return 0;
 }
+
+}  // namespace
 
 }  // namespace helix

@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "comm/error.hpp"
 #include "layouts/builtin_data.hpp"
+#include "layouts/model_spec.hpp"
 
 namespace helix {
 
@@ -244,11 +243,11 @@ HardwareProfile load_hardware(const std::string& name_or_path) {
   const std::string suffix = ".json";
   if (name_or_path.size() > suffix.size() &&
       name_or_path.compare(name_or_path.size() - suffix.size(), suffix.size(), suffix) == 0) {
-    std::ifstream in(name_or_path);
-    if (!in) throw UsageError("--hardware: cannot read profile '" + name_or_path + "'");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return parse_hardware_json(ss.str(), name_or_path);
+    std::string text;
+    const std::string why = read_small_file(name_or_path, &text);
+    if (!why.empty())
+      throw UsageError("--hardware: cannot read profile '" + name_or_path + "' (" + why + ")");
+    return parse_hardware_json(text, name_or_path);
   }
   for (const auto& f : builtin_hardware())
     if (f.name == name_or_path) return parse_hardware_json(f.json, f.name);

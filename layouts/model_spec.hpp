@@ -10,6 +10,20 @@ namespace helix {
 
 enum class AttnKind { gqa, mla };
 
+// Bounds of a model file's fields (far beyond any published model; a file outside them is
+// refused, so products of dimensions stay far inside int64).
+constexpr int kMaxModelLayers = 1024;
+constexpr int kMaxModelWidth = 65536;   // hidden, mla.q_lora, mla.kv_lora
+constexpr int kMaxModelHeads = 4096;    // q_heads, kv_heads
+constexpr int kMaxModelHeadDim = 1024;  // head_dim, mla.qk_nope, mla.qk_rope, mla.v_head
+constexpr int kMaxModelFfn = 262144;    // ffn, moe.expert_ffn
+constexpr int kMaxModelExperts = 4096;  // moe.routed_experts, top_k, shared_experts
+constexpr int kMaxModelVocab = 1 << 22;
+
+// Reads a user data file (a model or hardware JSON): a regular file of at most 1 MiB, never a
+// directory, device or FIFO. Returns "" on success, otherwise why it cannot be read.
+std::string read_small_file(const std::string& path, std::string* text);
+
 // Multi-head latent attention (DeepSeek-V2/V3). Decode runs in the absorbed form: the cache holds
 // one latent of kv_lora values plus a qk_rope-wide rotary key per token, shared by every head.
 struct MlaSpec {

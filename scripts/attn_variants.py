@@ -2,12 +2,13 @@
 """Table of decode-attention kernel configurations: fraction of the read-only stream ceiling of
 every attention shape under every configuration, from the helix-micro traces that
 scripts/gpu_attn_variants.sh writes (one trace per configuration, named <variant>.h5)."""
-import argparse
 import json
 import os
 import sys
 
 import h5py
+
+from helixbench.safeio import ToolParser, check_output, guarded, write_text
 
 
 def load(path):
@@ -29,18 +30,20 @@ def load(path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = ToolParser(description=__doc__)
     ap.add_argument("traces", nargs="+", help="<variant>.h5 files from helix-micro")
     ap.add_argument("--json", help="also write the table here")
     a = ap.parse_args(argv)
+    if a.json:
+        check_output(a.json, "--json", [("TRACE", t) for t in a.traces])
     table = {}
     for path in a.traces:
         variant = os.path.splitext(os.path.basename(path))[0]
         try:
             ceiling, rows = load(path)
         except (OSError, KeyError) as e:
-            print(f"attn_variants: {path}: {e}", file=sys.stderr)
-            return 1
+            print(f"attn_variants: error: {path}: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2
         table[variant] = {"ceiling_gbps": ceiling, "shapes": rows}
     shapes = sorted({s for v in table.values() for s in v["shapes"]})
     best = {}
@@ -55,9 +58,7 @@ def main(argv=None):
             print(f"  {name:24s} {r['time_us']:9.1f} us {r['gbps']:7.0f} GB/s "
                   f"{frac:6.3f} of {table[name]['ceiling_gbps']:.0f} GB/s  {ok}")
     if a.json:
-        with open(a.json + ".tmp", "w") as f:
-            json.dump({"variants": table, "best": best}, f, indent=1)
-        os.replace(a.json + ".tmp", a.json)
+        write_text(a.json, json.dumps({"variants": table, "best": best}, indent=1))
     wrong = [(n, s) for n, v in table.items() for s, r in v["shapes"].items() if r["verified"] == 0]
     for n, s in wrong:
         print(f"attn_variants: {n} gave a wrong result on {s}", file=sys.stderr)
@@ -65,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded("attn_variants", main))

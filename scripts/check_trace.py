@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Checks a helix-bench decode trace: it opens with h5py, follows the schema of
 results/README.md, and every run was verified. Prints one line per run; exits 1 otherwise."""
-import argparse
 import sys
 
 import h5py
 import numpy as np
+
+from helixbench.safeio import BadInput, ToolParser, guarded
 
 RUN_ATTRS = ["model", "layout", "n_ranks", "kvp", "tpa", "tpf", "ep", "batch", "seq_len",
              "backend", "verified", "max_rel_err"]
@@ -52,7 +53,7 @@ def check(path, allow_unverified=False):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = ToolParser(description=__doc__)
     ap.add_argument("trace", help="HDF5 trace written by helix-bench decode")
     ap.add_argument("--allow-unverified", action="store_true",
                     help="do not fail on runs that were not verified")
@@ -60,8 +61,7 @@ def main():
     try:
         problems, n = check(args.trace, args.allow_unverified)
     except OSError as e:
-        print(f"check_trace: cannot open {args.trace}: {e}", file=sys.stderr)
-        return 1
+        raise BadInput(f"cannot open {args.trace}: {e}") from None
     for p in problems:
         print(f"check_trace: {p}", file=sys.stderr)
     if problems:
@@ -71,4 +71,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded("check_trace", main))

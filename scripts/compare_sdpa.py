@@ -24,6 +24,8 @@ import json
 import re
 import sys
 
+from helixbench.safeio import ToolParser, check_output, guarded, write_text
+
 NAME_RE = re.compile(
     r"^attn_gqa/(?P<source>[^/]+)/B(?P<b>\d+)_q(?P<q>\d+)_kv(?P<kv>\d+)_d(?P<d>\d+)/T(?P<t>\d+)$")
 
@@ -165,7 +167,7 @@ def verdict(results, allow_missing=False):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = ToolParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("micro", help="helix-micro HDF5 trace")
@@ -177,7 +179,9 @@ def main(argv=None):
                     help="SDPA shapes helix-micro did not measure are listed, not failures")
     ap.add_argument("--json", help="also write the comparison to this JSON file")
     a = ap.parse_args(argv)
-    if a.one_kv_bar <= 0 or a.other_bar <= 0:
+    if a.json:
+        check_output(a.json, "--json", [("MICRO", a.micro), ("SDPA", a.sdpa)])
+    if not (0 < a.one_kv_bar < 1e6 and 0 < a.other_bar < 1e6):
         print("compare_sdpa: error: bars must be positive", file=sys.stderr)
         return 2
     try:
@@ -199,10 +203,10 @@ def main(argv=None):
                  "speedup": r["speedup"], "bar": r["bar"], "ok": r["ok"],
                  "fraction_of_ceiling": r["ours"]["fraction_of_ceiling"] if r["ours"] else None}
                 for r in results]
-        with open(a.json, "w") as f:
-            json.dump({"ceiling_gbps": ceiling, "rows": rows, "exit": code}, f, indent=1)
+        write_text(a.json, json.dumps({"ceiling_gbps": ceiling, "rows": rows, "exit": code},
+                                      indent=1))
     return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded("compare_sdpa", main))

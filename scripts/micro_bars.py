@@ -21,6 +21,8 @@ import json
 import re
 import sys
 
+from helixbench.safeio import ToolParser, guarded
+
 MIB = 1 << 20
 
 
@@ -95,7 +97,7 @@ def load_rows(path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = ToolParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("micro")
@@ -105,7 +107,8 @@ def main(argv=None):
     try:
         rows, ceiling = load_rows(a.micro)
     except (OSError, KeyError, ImportError) as e:
-        print(f"micro_bars: error: cannot read {a.micro}: {e}", file=sys.stderr)
+        print(f"micro_bars: error: cannot read {a.micro}: {' '.join(str(e).split())}",
+              file=sys.stderr)
         return 2
     sdpa = []
     if a.sdpa_compare:
@@ -132,4 +135,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded("micro_bars", main))

@@ -5,7 +5,6 @@ tokens/s/user (right).
 
     scripts/plot_disagg.py results/disagg_deepseek_16k_2k.h5 -o results/disagg_deepseek_16k_2k.png
 """
-import argparse
 import sys
 
 import h5py
@@ -14,15 +13,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from helixbench.safeio import (BadInput, ToolParser, atomic_output,  # noqa: E402
+                               check_output, guarded)
+
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ToolParser(description=__doc__.splitlines()[0])
     ap.add_argument("file", help="HDF5 file of helix-bench disagg")
     ap.add_argument("-o", "--out", required=True, help="PNG to write")
     a = ap.parse_args(argv)
-    with h5py.File(a.file) as f:
+    check_output(a.out, "--out", [("FILE", a.file)])
+    with h5py.File(a.file, "r") as f:
         if "disagg/frontier" not in f:
-            sys.exit(f"{a.file}: no /disagg/frontier (not written by helix-bench disagg)")
+            raise BadInput(f"{a.file}: no /disagg/frontier (not written by helix-bench disagg)")
         at = f["disagg"].attrs
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
         for name, style in (("disagg", dict(color="tab:blue", lw=2)),
@@ -49,9 +52,11 @@ def main(argv=None):
         right.set_ylabel("optimal prefill GPUs / decode GPUs")
         right.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
-        fig.savefig(a.out, dpi=120)
+        with atomic_output(a.out) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     print(f"written: {a.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded("plot_disagg", main))

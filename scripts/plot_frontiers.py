@@ -5,7 +5,6 @@ per model under /reproduce/helix-paper/<model>/points). One PNG panel per table.
 
     scripts/plot_frontiers.py results/helix_paper.h5 -o results/helix_paper_frontiers.png
 """
-import argparse
 import sys
 
 import h5py
@@ -13,6 +12,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from helixbench.safeio import (BadInput, ToolParser, atomic_output,  # noqa: E402
+                               check_output, guarded)
 import numpy as np  # noqa: E402
 
 CURVES = [  # label, layouts, style
@@ -43,14 +45,15 @@ def tables(f):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ToolParser(description=__doc__.splitlines()[0])
     ap.add_argument("file", help="HDF5 file of helix-bench model")
     ap.add_argument("-o", "--out", required=True, help="PNG to write")
     a = ap.parse_args(argv)
-    with h5py.File(a.file) as f:
+    check_output(a.out, "--out", [("FILE", a.file)])
+    with h5py.File(a.file, "r") as f:
         ts = list(tables(f))
         if not ts:
-            sys.exit(f"{a.file}: no /model/points or /reproduce/helix-paper/<model>/points table")
+            raise BadInput(f"{a.file}: no /model/points or /reproduce/helix-paper/<model>/points table")
         fig, axes = plt.subplots(1, len(ts), figsize=(6 * len(ts), 4.5), squeeze=False)
         for ax, t in zip(axes[0], ts):
             lay = t["layout"][()].astype(str)
@@ -72,9 +75,11 @@ def main(argv=None):
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(a.out, dpi=120)
+        with atomic_output(a.out) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     print(f"written: {a.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded("plot_frontiers", main))

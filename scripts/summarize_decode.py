@@ -5,7 +5,6 @@ bandwidth as a fraction of the read-only stream ceiling measured in the same job
 
 usage: scripts/summarize_decode.py TRACE.h5 [TRACE.h5 ...] [--seq S]
 """
-import argparse
 import sys
 
 try:
@@ -15,13 +14,15 @@ except ImportError:  # pragma: no cover
 
 # Layers per model (the model files of layouts/models): the TTL estimate multiplies one measured
 # layer by the model's layer count (DeepSeek-R1: its MoE layer stands for all 61 layers).
+from helixbench.safeio import BadInput, ToolParser, guarded  # noqa: E402
+
 LAYERS = {"llama-3.1-8b": 32, "llama-3.1-70b": 80, "llama-3.1-405b": 126, "deepseek-r1": 61}
 
 
 def rows(path):
     with h5py.File(path, "r") as f:
         if "decode" not in f:
-            raise SystemExit(f"{path}: not a decode trace (no /decode group)")
+            raise BadInput(f"{path}: not a decode trace (no /decode group)")
         g = f["decode"]
         ceiling = float(g.attrs.get("stream_gbps", 0.0))
         for name in sorted(g):
@@ -40,7 +41,7 @@ def rows(path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ToolParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("traces", nargs="+", help="decode traces (.h5)")
     ap.add_argument("--seq", type=int, default=0, help="only runs with this sequence length")
     args = ap.parse_args()
@@ -58,7 +59,8 @@ def main():
             print(f"{r['model']:15s} {r['layout']:10s} {r['n']:3d} {r['batch']:3d} {r['seq']:8d} "
                   f"{r['step_us']:9.1f} {ttl_ms:8.2f} {r['exposed_us']:10.1f} "
                   f"{r['attn_gbps']:9.0f} {r['attn_frac']:5.2f} {r['ceiling']:7.0f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded("summarize_decode", main))

@@ -12,6 +12,7 @@
 #include "bench/micro/kernel_runner.hpp"
 #include "bench/micro/micro_options.hpp"
 #include "bench/micro/profile.hpp"
+#include "bench/output_path.hpp"
 #include "bench/version.hpp"
 #include "comm/error.hpp"
 
@@ -99,9 +100,10 @@ CLI::App* add_calibrate_command(CLI::App& app, CalibrateOptions& o) {
                 "quick 1M; cuda 0 = none)");
   c->add_option("--max-bytes", o.max_bytes,
                 "Largest collective size S (default 64M; cpu quick 1M)");
-  c->add_option("--iters", o.iters, "Timed iterations per kernel (default 10; quick 3)");
-  c->add_option("--coll-iters", o.coll_iters,
-                "Timed iterations per collective size (default 20; quick 5)");
+  add_int_option(c, "--iters", o.iters, 0, kMaxIters,
+                 "Timed iterations per kernel (default 10; quick 3)", false);
+  add_int_option(c, "--coll-iters", o.coll_iters, 0, kMaxIters,
+                 "Timed iterations per collective size (default 20; quick 5)", false);
   c->footer(
       "\nThe profile's mem_bw_gbps and stream_gbps are the read-only stream bandwidth of one "
       "rank with every rank reading at once; flops_tflops.bf16 is the highest GEMM rate of the "
@@ -117,6 +119,7 @@ int run_calibrate(const CalibrateOptions& o, const MpiComm& world, int argc, cha
   (void)argc;
   (void)argv;
   const bool root = world.rank() == 0;
+  check_output_paths(world, {{"--out", o.out}}, {});
   std::unique_ptr<MicroBackend> backend = make_micro_backend(o.backend);
   MicroOptions mo;
   mo.backend = o.backend;
@@ -128,21 +131,6 @@ int run_calibrate(const CalibrateOptions& o, const MpiComm& world, int argc, cha
   mo.coll_iters = o.coll_iters;
   const MicroPlan plan = resolve_micro_options(mo, backend->storage_bytes());
   if (o.out.empty()) throw UsageError("--out: give the profile file to write");
-  // Fail fast on an unwritable path, on every rank.
-  int ok = 1;
-  std::string why;
-  if (root) {
-    const std::string probe = o.out + ".tmp." + std::to_string(getpid());
-    if (std::FILE* f = std::fopen(probe.c_str(), "w")) {
-      std::fclose(f);
-      std::remove(probe.c_str());
-    } else {
-      ok = 0;
-      why = "--out: cannot create '" + o.out + "'";
-    }
-  }
-  HELIX_MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, world.raw()));
-  if (!ok) throw UsageError(root ? why : std::string());
 
   RunEnvironment env =
       collect_environment(world, argc, argv, o.backend, backend->device_description());

@@ -19,11 +19,13 @@
 #include "bench/cli_util.hpp"
 #include "bench/h5.hpp"
 #include "bench/metadata.hpp"
+#include "bench/micro/benchmark_flags.hpp"
 #include "bench/micro/collectives.hpp"
 #include "bench/micro/kernel_runner.hpp"
 #include "bench/micro/kernel_verify.hpp"
 #include "bench/micro/micro_options.hpp"
 #include "bench/micro/micro_report.hpp"
+#include "bench/output_path.hpp"
 #include "bench/version.hpp"
 #include "comm/error.hpp"
 #include "comm/mpi_comm.hpp"
@@ -157,6 +159,40 @@ void run_collective(benchmark::State& st, Context* ctx, Coll c, int64_t op_count
   }
 }
 
+// The collective benchmarks of a plan: every collective, out of place and (where it has one) in
+// place, at every size of the sweep that maps to a distinct element count.
+struct PlannedCollective {
+  std::string name;
+  Coll coll;
+  int64_t count;
+  bool in_place;
+};
+
+std::vector<PlannedCollective> plan_collectives(const MicroPlan& plan, int n) {
+  std::vector<PlannedCollective> v;
+  for (Coll c : plan.colls)
+    for (int in_place = 0; in_place < 2; ++in_place) {
+      if (in_place && !has_in_place(c)) continue;
+      int64_t last = -1;
+      for (int64_t s : plan.sizes) {
+        const int64_t count = op_count_for_size(c, n, s, plan.dtype);
+        if (count == 0 || count == last) continue;
+        last = count;
+        const int64_t size = size_for_op_count(c, n, count, plan.dtype);
+        v.push_back({std::string("coll/") + coll_name(c) + "/" + dtype_name(plan.dtype) +
+                         (in_place ? "/ip/" : "/oop/") + std::to_string(size) + "B",
+                     c, count, in_place != 0});
+      }
+    }
+  return v;
+}
+
+// The name Google Benchmark matches a filter against: the registered name, the fixed iteration
+// count and the manual-time marker.
+std::string instance_name(const std::string& name, int iters) {
+  return name + "/iterations:" + std::to_string(iters) + "/manual_time";
+}
+
 const char* kGoogleBenchmarkHelp =
     "\nGoogle Benchmark flags (passed through; use the --flag=value form):\n"
     "  --benchmark_filter=REGEX        run only the matching benchmarks (the stream ceiling is\n"
@@ -215,10 +251,33 @@ int run(int argc, char** argv) {
       return 0;
     }
 
-  // Only rank 0 writes Google Benchmark's output file.
+  // Google Benchmark's flags are checked before anything runs; its output file follows the
+  // output-path policy: checked first, written by rank 0 under a temporary name, renamed at the
+  // end.
+  BenchmarkFlags gb;
+  try {
+    gb = check_benchmark_flags(argc, argv);
+  } catch (const UsageError& e) {
+    if (root) std::fprintf(stderr, "helix-micro: error: %s\n", e.what());
+    return 2;
+  }
+  std::unique_ptr<AtomicOutput> gb_out;
+  std::string gb_out_arg;
   std::vector<char*> args;
-  for (int i = 0; i < argc; ++i)
-    if (root || std::strncmp(argv[i], "--benchmark_out=", 16) != 0) args.push_back(argv[i]);
+  for (int i = 0; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--benchmark_out=", 16) != 0) {
+      args.push_back(argv[i]);
+    } else if (root) {  // only rank 0 writes Google Benchmark's output file
+      gb_out = std::make_unique<AtomicOutput>(gb.out);
+      gb_out_arg = "--benchmark_out=" + gb_out->tmp();
+      args.push_back(gb_out_arg.data());
+    }
+  }
+  if (root && !gb_out && !gb.out.empty()) {  // BENCHMARK_OUT from the environment
+    gb_out = std::make_unique<AtomicOutput>(gb.out);
+    setenv("BENCHMARK_OUT", gb_out->tmp().c_str(), 1);
+  }
+  if (!root) unsetenv("BENCHMARK_OUT");
   int gargc = int(args.size());
   args.push_back(nullptr);
   benchmark::Initialize(&gargc, args.data());
@@ -229,8 +288,7 @@ int run(int argc, char** argv) {
     return root ? app.exit(e) : 0;
   } catch (const CLI::ParseError& e) {
     if (root) {
-      std::fprintf(stderr, "helix-micro: error: %s\n", e.what());
-      std::fprintf(stderr, "Run with --help for usage.\n");
+      std::fprintf(stderr, "helix-micro: error: %s (run with --help for usage)\n", e.what());
     }
     return 2;
   }
@@ -239,6 +297,7 @@ int run(int argc, char** argv) {
   std::unique_ptr<MicroBackend> backend;
   std::unique_ptr<CollectiveBackend> comm;
   try {
+    check_output_paths(world, {{"--out", opt.out}, {"--benchmark_out", gb.out}}, {});
     backend = make_micro_backend(opt.backend);
     ctx.plan = resolve_micro_options(opt, backend->storage_bytes());
     ctx.cases = make_kernel_cases(ctx.plan.cases);
@@ -246,18 +305,18 @@ int run(int argc, char** argv) {
     if (!comm->supports(ctx.plan.dtype))
       throw UsageError(std::string("--dtype: ") + dtype_name(ctx.plan.dtype) +
                        " is not supported by the " + comm->name() + " collectives");
-    int ok = 1;
-    std::string why;
-    if (root && !opt.out.empty()) {
-      try {
-        h5::File probe(opt.out);  // removed uncommitted: only checks that it can be created
-      } catch (const UsageError& e) {
-        ok = 0;
-        why = e.what();
-      }
-    }
-    HELIX_MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, world.raw()));
-    if (!ok) throw UsageError(root ? why : std::string());
+    // A filter that selects nothing is bad input, found before the ceiling is measured.
+    bool any = false;
+    std::vector<std::string> names{stream_case(ctx.plan.stream_bytes).name};
+    for (const KernelCase& c : ctx.cases) names.push_back(c.name);
+    for (const std::string& name : names)
+      any = any || filter_selects(gb, instance_name(name, ctx.plan.iters));
+    for (const PlannedCollective& pc : plan_collectives(ctx.plan, world.size()))
+      any = any || filter_selects(gb, instance_name(pc.name, ctx.plan.coll_iters));
+    if (!any && !gb.list_tests)
+      throw UsageError("--benchmark_filter: '" + std::string(gb.negative ? "-" : "") + gb.filter +
+                       "' selects none of the benchmarks (list them with "
+                       "--benchmark_list_tests=true)");
   } catch (const UsageError& e) {
     if (root) std::fprintf(stderr, "helix-micro: error: %s\n", e.what());
     return 2;
@@ -302,27 +361,14 @@ int run(int argc, char** argv) {
         ->Iterations(ctx.plan.iters)
         ->Unit(benchmark::kMicrosecond);
   const int n = world.size();
-  for (Coll c : ctx.plan.colls)
-    for (int in_place = 0; in_place < 2; ++in_place) {
-      if (in_place && !has_in_place(c)) continue;
-      int64_t last = -1;
-      for (int64_t s : ctx.plan.sizes) {
-        const int64_t count = op_count_for_size(c, n, s, ctx.plan.dtype);
-        if (count == 0 || count == last) continue;
-        last = count;
-        const int64_t size = size_for_op_count(c, n, count, ctx.plan.dtype);
-        const std::string name = std::string("coll/") + coll_name(c) + "/" +
-                                 dtype_name(ctx.plan.dtype) + (in_place ? "/ip/" : "/oop/") +
-                                 std::to_string(size) + "B";
-        benchmark::RegisterBenchmark(name.c_str(),
-                                     [&ctx, c, count, in_place](benchmark::State& st) {
-                                       run_collective(st, &ctx, c, count, in_place != 0);
-                                     })
-            ->UseManualTime()
-            ->Iterations(ctx.plan.coll_iters)
-            ->Unit(benchmark::kMicrosecond);
-      }
-    }
+  for (const PlannedCollective& pc : plan_collectives(ctx.plan, n))
+    benchmark::RegisterBenchmark(pc.name.c_str(),
+                                 [&ctx, pc](benchmark::State& st) {
+                                   run_collective(st, &ctx, pc.coll, pc.count, pc.in_place);
+                                 })
+        ->UseManualTime()
+        ->Iterations(ctx.plan.coll_iters)
+        ->Unit(benchmark::kMicrosecond);
 
   if (root) {
     benchmark::RunSpecifiedBenchmarks();
@@ -334,6 +380,8 @@ int run(int argc, char** argv) {
     benchmark::RunSpecifiedBenchmarks(&quiet);
   }
   benchmark::Shutdown();
+  if (gb_out && !gb_out->commit())
+    fatal("cannot rename Google Benchmark's output to '" + gb.out + "'");
 
   int64_t wrong = 0;
   if (root) {

@@ -1,7 +1,5 @@
 #include "bench/micro/micro_options.hpp"
 
-#include <cctype>
-
 #include "bench/cli_util.hpp"
 #include "bench/micro/collectives.hpp"
 #include "comm/error.hpp"
@@ -9,34 +7,8 @@
 namespace helix::micro {
 
 int64_t parse_bytes(const std::string& text, const std::string& option, bool allow_zero) {
-  const std::string rule = option + ": '" + text + "' is not a " +
-                           (allow_zero ? "non-negative" : "positive") +
-                           " byte count (digits with an optional K, M or G suffix)";
-  size_t i = 0;
-  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  if (i == 0 || i > 15) throw UsageError(rule);
-  int64_t v = std::stoll(text.substr(0, i));
-  std::string suffix = text.substr(i);
-  int shift = 0;
-  if (!suffix.empty()) {
-    const char u = char(std::toupper(static_cast<unsigned char>(suffix[0])));
-    const std::string rest = suffix.substr(1);
-    if (rest != "" && rest != "B" && rest != "iB") throw UsageError(rule);
-    if (u == 'K')
-      shift = 10;
-    else if (u == 'M')
-      shift = 20;
-    else if (u == 'G')
-      shift = 30;
-    else if (u == 'B' && rest.empty())
-      shift = 0;
-    else
-      throw UsageError(rule);
-  }
-  if (v > (int64_t(1) << (62 - shift))) throw UsageError(rule);
-  v <<= shift;
-  if (v < 0 || (v == 0 && !allow_zero)) throw UsageError(rule);
-  return v;
+  // At most 1 TiB: beyond any device's memory, and far inside int64 for every size derived.
+  return parse_int(text, option, allow_zero ? 0 : 1, int64_t(1) << 40, Suffix::bytes);
 }
 
 void add_micro_options(CLI::App& app, MicroOptions& o) {
@@ -67,17 +39,18 @@ void add_micro_options(CLI::App& app, MicroOptions& o) {
   app.add_option("--min-bytes", o.min_bytes, "Smallest collective size S")->capture_default_str();
   app.add_option("--max-bytes", o.max_bytes,
                  "Largest collective size S (default 64M; cpu quick 1M)");
-  app.add_option("--size-factor", o.size_factor,
-                 "Multiplier between collective sizes (default 2; cpu quick 8)");
+  add_int_option(&app, "--size-factor", o.size_factor, 0, 1024,
+                 "Multiplier between collective sizes (default 2; cpu quick 8)", false);
   app.add_option("--collectives", o.collectives, "Comma-separated collectives to sweep")
       ->capture_default_str();
   app.add_option("--dtype", o.dtype, "Element type of the collectives: float, bfloat16, int32")
       ->capture_default_str();
-  app.add_option("--iters", o.iters, "Timed iterations per kernel (default 10; quick 3)");
-  app.add_option("--coll-iters", o.coll_iters,
-                 "Timed iterations per collective size (default 20; quick 5)");
-  app.add_option("--warmup", o.warmup, "Untimed launches before timing")->capture_default_str();
-  app.add_option("--seed", o.seed, "Seed of the random operands")->capture_default_str();
+  add_int_option(&app, "--iters", o.iters, 0, kMaxIters,
+                 "Timed iterations per kernel (default 10; quick 3)", false);
+  add_int_option(&app, "--coll-iters", o.coll_iters, 0, kMaxIters,
+                 "Timed iterations per collective size (default 20; quick 5)", false);
+  add_int_option(&app, "--warmup", o.warmup, 0, kMaxIters, "Untimed launches before timing");
+  add_int_option(&app, "--seed", o.seed, 0, INT64_MAX, "Seed of the random operands");
   app.add_option("--gqa-shapes", o.gqa_shapes,
                  "Extra GQA decode-attention shapes, comma-separated B<b>_q<q>_kv<kv>_T<tokens> "
                  "(head dim 128; T with K or M suffix), benchmarked as "

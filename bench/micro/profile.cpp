@@ -1,12 +1,11 @@
 #include "bench/micro/profile.hpp"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
+#include "bench/output_path.hpp"
 #include "comm/error.hpp"
 
 namespace helix::micro {
@@ -102,21 +101,15 @@ HardwareProfile profile_from_json(const nlohmann::json& j) {
 }
 
 void write_profile(const std::string& path, const HardwareProfile& p) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  AtomicOutput file(path);
   {
-    std::ofstream out(tmp);
+    std::ofstream out(file.tmp());
     if (!out) throw UsageError("--out: cannot create '" + path + "'");
     out << to_json(p).dump(2) << "\n";
     out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw UsageError("--out: cannot write '" + path + "'");
-    }
+    if (!out) throw UsageError("--out: cannot write '" + path + "'");
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw UsageError("--out: cannot rename the temporary file to '" + path + "'");
-  }
+  if (!file.commit()) throw UsageError("--out: cannot rename the temporary file to '" + path + "'");
 }
 
 HardwareProfile read_profile(const std::string& path) {

@@ -8,9 +8,15 @@ when the candidate's median is slower than the baseline's by more than --thresho
 slowdown is significant (one-sided Mann-Whitney U-test on the iteration samples, or a bootstrap
 band of the change of medians that excludes zero) AND it exceeds the absolute floor --min-us.
 
+The gate fails closed: a candidate run without timed iterations, or with a time that is not a
+finite number >= 0, is a failure (exit 1) like a regression; a baseline run like that, a
+malformed trace, or a threshold, --alpha or --min-us that is not a finite number in range is bad
+input (exit 2).
+
 Exit codes: 0 no regression; 1 at least one regression (or a candidate run that failed
-verification or was refused where the baseline ran); 2 nothing matched, or bad input (missing
-file, not a trace), with a one-line message.
+verification, was refused where the baseline ran, or has no usable timings); 2 nothing matched,
+or bad input (missing file, not a trace, a malformed trace, an unwritable --json), with a
+one-line message.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import stats
+from .safeio import BadInput, ToolParser, atomic_output, check_output, guarded
 from .trace import MATCH_KEYS, TraceError, load_decode_runs, open_trace
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD = 0, 1, 2
@@ -36,7 +43,7 @@ class Samples:
 
     def add(self, run):
         self.runs.append(run)
-        if not run.ok:
+        if not run.ok or run.timing_problem():
             return
         new = {"step_us": run.step_us}
         if run.exposed_comm_us is not None:
@@ -115,6 +122,10 @@ def run_compare(args) -> tuple:
         with open_trace(path) as f:
             traces.append(load_decode_runs(f))
     base_runs, cand_runs = traces
+    for r in base_runs:
+        problem = r.ok and r.timing_problem()
+        if problem:
+            raise TraceError(f"{args.baseline}: baseline {r.name}: {problem}")
     base, cand = group_runs(base_runs, keys), group_runs(cand_runs, keys)
     matched = [k for k in base if k in cand]
     result = {
@@ -145,6 +156,10 @@ def run_compare(args) -> tuple:
                                      + "; ".join(str(r.get("message", "")) for r in c.runs) + ")")
             result["regressions"] += 1
         for r in c_ok:
+            problem = r.timing_problem()
+            if problem:
+                entry["problems"].append(f"INVALID: candidate {r.name}: {problem}")
+                result["regressions"] += 1
             if r.get("verify_ran") and not r.get("verified"):
                 entry["problems"].append(f"UNVERIFIED: candidate {r.name} missed the tolerance "
                                          f"(max rel err {r.get('max_rel_err')})")
@@ -228,7 +243,7 @@ def _json_safe(obj):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ToolParser(
         prog="helix-compare", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Example:\n  helix-compare results/baseline/cpu-tiny-gqa.h5 new.h5 --threshold 10%")
@@ -263,44 +278,57 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
+def check_options(args):
+    """Validates the options in place; raises BadInput naming the option."""
     try:
         args.threshold = parse_threshold(args.threshold)
     except ValueError:
-        print(f"helix-compare: error: --threshold: expected a percentage like '5%', got "
-              f"'{args.threshold}'", file=sys.stderr)
-        return EXIT_BAD
+        raise BadInput(f"--threshold: expected a finite percentage >= 0 like '5%', got "
+                       f"'{args.threshold}'") from None
     if not 0 < args.alpha < 1:
-        print("helix-compare: error: --alpha: must be between 0 and 1", file=sys.stderr)
-        return EXIT_BAD
+        raise BadInput(f"--alpha: must be between 0 and 1, got {args.alpha}")
+    if not (math.isfinite(args.min_us) and args.min_us >= 0):
+        raise BadInput(f"--min-us: must be a finite number of microseconds >= 0, got "
+                       f"{args.min_us}")
     ignore = {k.strip() for k in args.ignore.split(",") if k.strip()}
     unknown = ignore - set(MATCH_KEYS)
     if unknown:
-        print(f"helix-compare: error: --ignore: unknown keys {sorted(unknown)} (keys: "
-              f"{', '.join(MATCH_KEYS)})", file=sys.stderr)
-        return EXIT_BAD
+        raise BadInput(f"--ignore: unknown keys {sorted(unknown)} (keys: "
+                       f"{', '.join(MATCH_KEYS)})")
     args.ignore = ignore
-    try:
+    if args.json and args.json != "-":
+        check_output(args.json, "--json", [("BASELINE", args.baseline),
+                                           ("CANDIDATE", args.candidate)])
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+
+    def work():
+        check_options(args)
         code, result = run_compare(args)
-    except TraceError as e:
-        print(f"helix-compare: error: {e}", file=sys.stderr)
-        return EXIT_BAD
-    table_out = sys.stderr if args.json == "-" else sys.stdout
-    print_table(result, args, table_out)
-    if code == EXIT_BAD:
-        print(f"helix-compare: nothing matched: no run of {args.candidate} has the same "
-              f"parameters and device as a run of {args.baseline}", file=sys.stderr)
-    if args.json:
-        result["exit_code"] = code
-        text = json.dumps(_json_safe(result), indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
-    return code
+        text = None
+        if args.json:
+            result["exit_code"] = code
+            text = json.dumps(_json_safe(result), indent=1)
+        table_out = sys.stderr if args.json == "-" else sys.stdout
+        print_table(result, args, table_out)
+        if code == EXIT_BAD:
+            print(f"helix-compare: nothing matched: no run of {args.candidate} has the same "
+                  f"parameters and device as a run of {args.baseline}", file=sys.stderr)
+        if text is not None:
+            if args.json == "-":
+                print(text)
+            else:
+                try:
+                    with atomic_output(args.json) as tmp, open(tmp, "w") as f:
+                        f.write(text + "\n")
+                except OSError as e:
+                    raise BadInput(f"--json: cannot write '{args.json}' ({e.strerror})") from None
+        return code
+
+    return guarded("helix-compare", work)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ TTL is the time of one decode step of one layer: the median over iterations of t
 ranks. Phase bars are medians of the per-iteration max over ranks; in helix-hopb phases overlap,
 so the bars add up to more than the measured step (the black marker).
 
-Writes DIR/summary.md and DIR/*.png. Exit codes: 0 done; 2 bad input (missing file, not a
-trace, or nothing to report).
+Writes DIR/summary.md and DIR/*.png: drawn into a temporary folder beside DIR and moved into
+DIR when every file is complete, so a failed or interrupted report changes nothing. Exit codes:
+0 done; 2 bad input (missing file, not a trace, a malformed trace, nothing to report, or a DIR
+that cannot be written), with a one-line message.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import argparse
 import math
 import os
 import re
+import shutil
 import sys
 
 import matplotlib
@@ -27,6 +30,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .safeio import (BadInput, ToolParser, check_output_dir, guarded,  # noqa: E402
+                     register, unregister)
 from .trace import (TraceError, load_columns, load_decode_runs, open_trace,  # noqa: E402
                     root_attrs, device_label)
 
@@ -493,14 +498,48 @@ def make_report(path: str, out_dir: str) -> tuple:
         root = root_attrs(f)
         runs = load_decode_runs(f)
         kernels = load_columns(f, "micro/kernels")
-        ceiling = f["micro"].attrs.get("ceiling_gbps") if "micro" in f else None
+        ceiling = micro_ceiling(f)
         collectives = load_columns(f, "micro/collectives")
         model = load_columns(f, "model/points")
         disagg = load_columns(f, "disagg/points")
     if not (runs or kernels or collectives or model or disagg):
         raise TraceError(f"{path}: nothing to report (no /decode runs, /micro, /model or "
                          "/disagg tables)")
-    os.makedirs(out_dir, exist_ok=True)
+    for r in runs:
+        problem = r.ok and r.timing_problem()
+        if problem:
+            raise TraceError(f"{path}: {r.name}: {problem}")
+    final_dir, out_dir = out_dir, f"{out_dir.rstrip(os.sep)}.tmp.{os.getpid()}"
+    # The outermost folder this report creates (removed again when it fails).
+    created, up = None, os.path.dirname(os.path.abspath(out_dir))
+    while not os.path.exists(up):
+        created, up = up, os.path.dirname(up)
+    register(created or out_dir, is_file=False)
+    done = False
+    try:
+        os.makedirs(out_dir)
+        summary = render(path, root, runs, kernels, ceiling, collectives, model, disagg, out_dir,
+                         figures)
+        os.makedirs(final_dir, exist_ok=True)
+        for name in [os.path.basename(summary)] + figures:
+            os.replace(os.path.join(out_dir, name), os.path.join(final_dir, name))
+        done = True
+    finally:
+        unregister(created or out_dir)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        if created and not done:
+            shutil.rmtree(created, ignore_errors=True)
+    return os.path.join(final_dir, "summary.md"), figures
+
+
+def micro_ceiling(f):
+    if "micro" not in f:
+        return None
+    v = f["micro"].attrs.get("ceiling_gbps")
+    return None if v is None else float(np.ravel(v)[0])
+
+
+def render(path, root, runs, kernels, ceiling, collectives, model, disagg, out_dir, figures):
     md = [f"# helix-bench report: {os.path.basename(path)}\n"]
     rows = [[k, f"`{root[k]}`" if k in ("command_line", "sweep_command") else root[k]]
             for k in ROOT_SHOWN if k in root and str(root[k]) != ""]
@@ -536,7 +575,7 @@ def make_report(path: str, out_dir: str) -> tuple:
     summary = os.path.join(out_dir, "summary.md")
     with open(summary, "w") as fh:
         fh.write("\n".join(md).rstrip() + "\n")
-    return summary, figures
+    return summary
 
 
 def default_out_dir(trace: str) -> str:
@@ -545,7 +584,7 @@ def default_out_dir(trace: str) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = ToolParser(
         prog="helix-report", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Example:\n  helix-report results/quickstart.h5 --out results/quickstart-report")
@@ -555,16 +594,17 @@ def main(argv=None) -> int:
                          "TRACE-report beside the trace)")
     args = ap.parse_args(argv)
     out_dir = args.out or default_out_dir(args.trace)
-    try:
-        summary, figures = make_report(args.trace, out_dir)
-    except TraceError as e:
-        print(f"helix-report: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"helix-report: error: cannot write to {out_dir}: {e.strerror}", file=sys.stderr)
-        return 2
-    print(f"helix-report: {summary} and {len(figures)} plots: {', '.join(figures)}")
-    return 0
+
+    def work():
+        check_output_dir(out_dir, "--out", [("TRACE", args.trace)])
+        try:
+            summary, figures = make_report(args.trace, out_dir)
+        except OSError as e:
+            raise BadInput(f"--out: cannot write to {out_dir}: {e.strerror or e}") from None
+        print(f"helix-report: {summary} and {len(figures)} plots: {', '.join(figures)}")
+        return 0
+
+    return guarded("helix-report", work)
 
 
 if __name__ == "__main__":

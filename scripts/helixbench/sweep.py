@@ -12,15 +12,21 @@ job plus `sweep_command`; each run also records the job it came from (`job_comma
 `job_utc_time`, `job_hosts`, `job_devices`, `job_slurm_job_id`, `job_git_sha`, `job_nccl_env`),
 because a resumed sweep may run on other nodes.
 
+Only one sweep extends a given trace at a time: the sweep holds an exclusive lock on
+TRACE.h5.lock while it runs (a second one exits with code 2 at once), so two sweeps never run or
+merge the same point twice.
+
 Exit codes: 0 every point done and verified; 1 some point failed (its job's exit code and the
 tail of its output are printed; the other points still run unless --stop-on-error); 2 bad
-input.
+input (options, --spec, a malformed trace, an --out that cannot be written, a locked --out),
+with a one-line message.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+import math
 import os
 import re
 import shlex
@@ -32,7 +38,9 @@ import time
 
 import h5py
 
-from .trace import TraceError, attrs_dict, open_trace, text
+from . import safeio
+from .safeio import BadInput, ToolParser, check_output, guarded, output_lock
+from .trace import TraceError, attrs_dict, open_trace, reader, text
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_BINARY = os.path.join(REPO, "build", "bin", "helix-bench")
@@ -46,24 +54,44 @@ RESERVED = ("--out", "--model", "--layouts", "--seq", "--batch")
 EXIT_OK, EXIT_FAILED, EXIT_BAD = 0, 1, 2
 
 
-class UsageError(Exception):
+# The limits of helix-bench (bench/cli_util.hpp).
+MAX_TOKENS = 1 << 26
+MAX_BATCH = 65536
+MAX_RANKS = 4096
+
+
+class UsageError(BadInput):
     pass
 
 
 def parse_tokens(value: str) -> int:
-    """'4K' -> 4096, '1M' -> 1048576, '300' -> 300 (the binary's own rule)."""
-    m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", str(value))
+    """'4K' -> 4096, '1M' -> 1048576, '300' -> 300 (the binary's own rule and limit)."""
+    m = re.fullmatch(r"\s*(\d{1,12})\s*([kKmM]?)\s*", str(value))
     if not m:
-        raise UsageError(f"not a positive token count: '{value}' (use e.g. 4096, 4K or 1M)")
+        raise UsageError(f"--seq: not a positive token count: '{value}' (use e.g. 4096, 4K or 1M)")
     n = int(m.group(1)) * {"": 1, "k": 1024, "m": 1048576}[m.group(2).lower()]
-    if n < 1:
-        raise UsageError(f"not a positive token count: '{value}'")
+    if not 1 <= n <= MAX_TOKENS:
+        raise UsageError(f"--seq: '{value}' is out of range: must be 1 to {MAX_TOKENS} tokens")
     return n
 
 
-def split_list(value) -> list:
+def parse_count(value, option: str, hi: int) -> int:
+    text_value = str(value).strip()
+    if not re.fullmatch(r"\d{1,9}", text_value):
+        raise UsageError(f"{option}: '{value}' is not a positive integer")
+    n = int(text_value)
+    if not 1 <= n <= hi:
+        raise UsageError(f"{option}: '{value}' is out of range: must be 1 to {hi}")
+    return n
+
+
+def split_list(value, option="") -> list:
     if isinstance(value, (list, tuple)):
+        if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            raise UsageError(f"--{option}: list elements must be strings or integers")
         return [str(v) for v in value]
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise UsageError(f"--{option}: must be a comma-separated string or a list")
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
@@ -74,27 +102,24 @@ def point_key(p: dict) -> str:
 
 
 def build_grid(spec: dict) -> list:
-    try:
-        nps = [int(v) for v in split_list(spec["np"])]
-    except ValueError:
-        raise UsageError(f"--np: expected comma-separated rank counts, got '{spec['np']}'")
-    if not nps or any(n < 1 for n in nps):
-        raise UsageError("--np: rank counts must be positive")
-    models = split_list(spec["models"])
-    layouts = split_list(spec["layouts"])
+    nps = [parse_count(v, "--np", MAX_RANKS) for v in split_list(spec["np"], "np")]
+    if not nps:
+        raise UsageError("--np: give at least one rank count")
+    models = split_list(spec["models"], "models")
+    layouts = split_list(spec["layouts"], "layouts")
     bad = [x for x in layouts if x not in LAYOUTS]
     if bad:
         raise UsageError(f"--layouts: unknown layout(s) {bad} (known: {', '.join(LAYOUTS)})")
-    seqs = [parse_tokens(v) for v in split_list(spec["seq"])]
-    try:
-        batches = [int(v) for v in split_list(spec["batch"])]
-    except ValueError:
-        raise UsageError(f"--batch: expected comma-separated batch sizes, got '{spec['batch']}'")
-    if any(b < 1 for b in batches):
-        raise UsageError("--batch: batch sizes must be positive")
+    seqs = [parse_tokens(v) for v in split_list(spec["seq"], "seq")]
+    batches = [parse_count(v, "--batch", MAX_BATCH) for v in split_list(spec["batch"], "batch")]
     if not (models and layouts and seqs and batches):
         raise UsageError("the grid is empty: give --np, --models, --layouts, --seq and --batch")
-    args = [str(a) for a in spec.get("args", [])]
+    if len(nps) * len(models) * len(layouts) * len(seqs) * len(batches) > 100000:
+        raise UsageError("the grid has more than 100000 points")
+    raw_args = spec.get("args", [])
+    if not isinstance(raw_args, list) or not all(isinstance(a, str) for a in raw_args):
+        raise UsageError("--spec: 'args' must be a list of strings")
+    args = list(raw_args)
     for a in args:
         if a.split("=")[0] in RESERVED:
             raise UsageError(f"decode option {a.split('=')[0]} is set by the sweep itself; "
@@ -111,11 +136,16 @@ def done_points(path: str) -> set:
     if not os.path.exists(path):
         return set()
     with open_trace(path) as f:
-        g = f.get("decode")
-        if not isinstance(g, h5py.Group):
-            return set()
-        return {text(g[r].attrs["sweep_point"]) for r in g
-                if isinstance(g[r], h5py.Group) and "sweep_point" in g[r].attrs}
+        return _sweep_points(f)
+
+
+@reader
+def _sweep_points(f) -> set:
+    g = f.get("decode")
+    if not isinstance(g, h5py.Group):
+        return set()
+    return {text(g[r].attrs["sweep_point"]) for r in g
+            if isinstance(g[r], h5py.Group) and "sweep_point" in g[r].attrs}
 
 
 def merge_point(out: str, point_trace: str, point: dict, sweep_command: str) -> list:
@@ -123,6 +153,7 @@ def merge_point(out: str, point_trace: str, point: dict, sweep_command: str) -> 
     the attributes of the added runs."""
     tmp = f"{out}.tmp.{os.getpid()}"
     added = []
+    safeio.register(tmp)
     try:
         if os.path.exists(out):
             shutil.copyfile(out, tmp)
@@ -157,8 +188,10 @@ def merge_point(out: str, point_trace: str, point: dict, sweep_command: str) -> 
             os.fsync(fd)
         finally:
             os.close(fd)
+        safeio._pause_before_rename(tmp)
         os.replace(tmp, out)
     finally:
+        safeio.unregister(tmp)
         if os.path.exists(tmp):
             os.remove(tmp)
     return added
@@ -207,9 +240,12 @@ def describe(p: dict) -> str:
 def run_sweep(opts) -> int:
     points = build_grid(opts.spec)
     out = opts.out
-    out_dir = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(out_dir):
-        raise UsageError(f"--out: directory {out_dir} does not exist")
+    check_output(out, "--out", [("--spec", opts.spec_path or ""), ("--binary", opts.binary)])
+    with output_lock(out, "--out", "helix-sweep"):
+        return _run_locked(opts, points, out)
+
+
+def _run_locked(opts, points, out) -> int:
     done = done_points(out)  # raises TraceError for a file that is not a trace
     todo = [p for p in points if point_key(p) not in done]
     print(f"helix-sweep: {len(points)} points, {len(points) - len(todo)} already in {out}, "
@@ -230,6 +266,7 @@ def run_sweep(opts) -> int:
     remove_stale_work(out)
     work = f"{out}.tmp.sweep-{socket.gethostname()}-{os.getpid()}"
     os.makedirs(work, exist_ok=True)
+    safeio.register(work, is_file=False)
     try:
         k = 0
         for i, p in enumerate(points, 1):
@@ -281,6 +318,7 @@ def run_sweep(opts) -> int:
             if proc.returncode != 0 and opts.stop_on_error:
                 break
     finally:
+        safeio.unregister(work)
         shutil.rmtree(work, ignore_errors=True)
     total = len(done_points(out)) if os.path.exists(out) else 0
     print(f"helix-sweep: {out}: {total} of {len(points)} points done, {failures} failed",
@@ -289,7 +327,7 @@ def run_sweep(opts) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ToolParser(
         prog="helix-sweep", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
@@ -342,15 +380,17 @@ def main(argv=None) -> int:
     ap = build_parser()
     opts = ap.parse_args(argv)
     opts.argv = argv
-    try:
+    opts.spec_path = opts.spec
+
+    def work():
         spec = {"np": "4", "models": "", "layouts": ",".join(LAYOUTS), "seq": "", "batch": "",
                 "args": []}
         if opts.spec:
             try:
                 with open(opts.spec) as f:
                     loaded = json.load(f)
-            except (OSError, json.JSONDecodeError) as e:
-                raise UsageError(f"--spec: cannot read {opts.spec}: {e}")
+            except (OSError, ValueError) as e:
+                raise UsageError(f"--spec: cannot read {opts.spec}: {' '.join(str(e).split())}")
             if not isinstance(loaded, dict):
                 raise UsageError(f"--spec: {opts.spec} must hold a JSON object")
             unknown = set(loaded) - set(spec)
@@ -365,19 +405,22 @@ def main(argv=None) -> int:
         if extra and extra[0] == "--":
             extra = extra[1:]
         if extra:
+            if not isinstance(spec.get("args", []), list):
+                raise UsageError("--spec: 'args' must be a list of strings")
             spec["args"] = list(spec.get("args", [])) + extra
         for k in ("models", "seq", "batch"):
-            if not split_list(spec[k]):
+            if not split_list(spec[k], k):
                 raise UsageError(f"--{k}: required (on the command line or in --spec)")
-        if opts.ranks_per_node < 0:
-            raise UsageError("--ranks-per-node: must be 0 or more")
+        if not 0 <= opts.ranks_per_node <= MAX_RANKS:
+            raise UsageError(f"--ranks-per-node: must be 0 to {MAX_RANKS}")
+        if not (math.isfinite(opts.point_timeout) and opts.point_timeout >= 0):
+            raise UsageError("--point-timeout: must be a finite number of seconds >= 0")
         if "{np}" not in opts.launcher:
             raise UsageError("--launcher: must contain {np}, replaced by the rank count")
         opts.spec = spec
         return run_sweep(opts)
-    except (UsageError, TraceError) as e:
-        print(f"helix-sweep: error: {e}", file=sys.stderr)
-        return EXIT_BAD
+
+    return guarded("helix-sweep", work)
 
 
 if __name__ == "__main__":

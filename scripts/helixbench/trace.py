@@ -1,14 +1,19 @@
 """Reading helix-bench traces: root attributes, /decode runs, and the column tables of /micro,
 /model and /disagg. Every reader tolerates absent groups (a trace holds what its subcommand
-wrote); bad input raises TraceError with a one-line message."""
+wrote); bad input (a file that is not a trace, a missing, mistyped or misshapen piece) raises
+TraceError with a one-line message, never another exception."""
 from __future__ import annotations
 
+import functools
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
+
+from .safeio import BadInput
 
 KNOWN_GROUPS = ("decode", "micro", "model", "disagg")
 
@@ -19,8 +24,25 @@ MATCH_KEYS = ("model", "layer_kind", "layout", "n_ranks", "kvp", "tpa", "tpf", "
               "emulated_ranks", "emulated_rank", "device")
 
 
-class TraceError(Exception):
-    """Bad input: a missing file, a file that is not HDF5 or not a helix-bench trace."""
+class TraceError(BadInput):
+    """Bad input: a missing file, a file that is not HDF5 or not a helix-bench trace, or a trace
+    with a malformed piece."""
+
+
+def reader(fn):
+    """Turns whatever a malformed trace makes h5py or numpy raise into TraceError."""
+    @functools.wraps(fn)
+    def wrapped(f, *args, **kwargs):
+        try:
+            return fn(f, *args, **kwargs)
+        except TraceError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError,
+                RuntimeError, OverflowError, UnicodeError) as e:
+            name = getattr(f, "filename", "trace")
+            msg = " ".join(str(e).split()) or type(e).__name__
+            raise TraceError(f"{name}: malformed trace ({msg})") from None
+    return wrapped
 
 
 def text(value) -> str:
@@ -66,9 +88,11 @@ def open_trace(path: str) -> h5py.File:
         raise TraceError(f"{path}: no such file")
     if os.path.isdir(path):
         raise TraceError(f"{path}: is a directory, not a trace")
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise TraceError(f"{path}: not a regular file")
     try:
         f = h5py.File(path, "r")
-    except OSError:
+    except (OSError, ValueError, RuntimeError):
         raise TraceError(f"{path}: not an HDF5 file") from None
     if "schema_version" not in f.attrs and not any(g in f for g in KNOWN_GROUPS):
         f.close()
@@ -136,7 +160,20 @@ class DecodeRun:
         return self.attrs.get(key, default)
 
     def key(self, keys=MATCH_KEYS) -> tuple:
-        return tuple(self.get(k) for k in keys)
+        return tuple(_hashable(self.get(k)) for k in keys)
+
+    def timing_problem(self) -> str | None:
+        """Why the timings of an 'ok' run cannot be judged (no iterations, a time that is not a
+        finite number >= 0), or None."""
+        if self.step_us is None or len(self.step_us) == 0:
+            return "no timed iterations"
+        for what, v in (("step_us", self.step_us), ("phase_us", self.phase_us),
+                        ("exposed_comm_us", self.exposed_comm_us)):
+            if v is not None and (not np.all(np.isfinite(v)) or np.any(v < 0)):
+                return f"{what} holds a time that is not a finite number >= 0"
+        if float(np.median(self.step_us)) <= 0:
+            return "step_us is 0 (no timed work)"
+        return None
 
     def phase_iter_max(self) -> np.ndarray:
         """[iters, phases]: per iteration, the max over ranks of each phase."""
@@ -187,12 +224,21 @@ class DecodeRun:
         return s
 
 
-def _dataset(g, name):
+def _hashable(v):
+    return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
+
+
+def _dataset(g, name, ndim=1):
     if name in g and isinstance(g[name], h5py.Dataset):
-        return np.asarray(g[name][()], dtype=float)
+        v = np.asarray(g[name][()], dtype=float)
+        if v.ndim != ndim:
+            raise TraceError(f"{g.file.filename}: {g.name}/{name}: {v.ndim} dimensions, "
+                             f"expected {ndim}")
+        return v
     return None
 
 
+@reader
 def load_decode_runs(f: h5py.File) -> list:
     """Every /decode/run_* group, in file order. Refused runs are returned with status
     'refused' and no arrays."""
@@ -209,21 +255,37 @@ def load_decode_runs(f: h5py.File) -> list:
         a = attrs_dict(g)
         dev = a.get("job_devices") or root_devices
         run = DecodeRun(name=name, attrs=a, device=device_label(dev))
+        where = f"{f.filename}: {g.name}"
         if "phase_us" in g:
             ds = g["phase_us"]
-            run.phases = [text(p) for p in ds.attrs.get("phases", group_phases)]
-            run.phase_us = np.asarray(ds[()], dtype=float)
+            if not isinstance(ds, h5py.Dataset):
+                raise TraceError(f"{where}/phase_us is not a dataset")
+            run.phases = [text(p) for p in np.ravel(ds.attrs.get("phases", group_phases))]
+            run.phase_us = _dataset(g, "phase_us", ndim=3)
             n = run.phase_us.shape[-1]
-            run.phase_is_comm = np.asarray(ds.attrs.get("phase_is_comm", np.zeros(n)), dtype=int)
-            run.modeled = np.asarray(ds.attrs.get("modeled", np.zeros(n)), dtype=int)
+            if len(run.phases) != n:
+                raise TraceError(f"{where}/phase_us has {n} phases, its 'phases' attribute "
+                                 f"{len(run.phases)}")
+            run.phase_is_comm = np.ravel(np.asarray(ds.attrs.get("phase_is_comm", np.zeros(n)),
+                                                    dtype=int))
+            run.modeled = np.ravel(np.asarray(ds.attrs.get("modeled", np.zeros(n)), dtype=int))
+            if len(run.phase_is_comm) != n or len(run.modeled) != n:
+                raise TraceError(f"{where}/phase_us: 'phase_is_comm' or 'modeled' does not have "
+                                 f"one entry per phase")
         else:
             run.phases = group_phases
         run.step_us = _dataset(g, "step_us")
         run.exposed_comm_us = _dataset(g, "exposed_comm_us")
+        iters = {len(v) for v in (run.step_us, run.exposed_comm_us, run.phase_us)
+                 if v is not None}
+        if len(iters) > 1:
+            raise TraceError(f"{where}: step_us, exposed_comm_us and phase_us disagree on the "
+                             f"number of iterations {sorted(iters)}")
         runs.append(run)
     return runs
 
 
+@reader
 def load_columns(f: h5py.File, path: str) -> dict | None:
     """A column table (one 1-D dataset per column) as {column: numpy array}; string columns are
     decoded to str. None when the group is absent or empty."""
@@ -245,5 +307,6 @@ def load_columns(f: h5py.File, path: str) -> dict | None:
     return cols or None
 
 
+@reader
 def root_attrs(f: h5py.File) -> dict:
     return attrs_dict(f)

@@ -46,4 +46,4 @@ def test_wrong_result_fails(tmp_path, capsys):
 
 def test_unreadable_trace(tmp_path):
     (tmp_path / "bad.h5").write_text("not hdf5")
-    assert av.main([str(tmp_path / "bad.h5")]) == 1
+    assert av.main([str(tmp_path / "bad.h5")]) == 2

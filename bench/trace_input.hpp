@@ -1,0 +1,27 @@
+// Decode traces read as input (`helix-bench model --validate`): every run's layout, sizes and
+// timings, checked as they are read. A file that is not an HDF5 decode trace, or that has a
+// missing, mistyped, out-of-range or inconsistent piece, is bad input: UsageError naming the
+// option, the file and the object, never an abort.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace helix {
+
+struct TraceRun {
+  std::string name;    // e.g. "run_0003"
+  std::string status;  // "ok" or "refused"; the fields below are read for "ok" runs only
+  std::string model, layer_kind, layout, dtype;
+  int64_t n_ranks = 0, kvp = 0, tpa = 0, tpf = 0, ep = 0, hopb_chunks = 0, kv_block = 0;
+  int64_t batch = 0, seq_len = 0;
+  int64_t iters = 0, ranks = 0;
+  std::vector<double> phase_us;  // [iters, ranks, kNumPhases], finite and >= 0
+  std::vector<double> step_us;   // [iters], finite and >= 0
+};
+
+// Reads every /decode/run_* group of the trace at `path`. Throws UsageError("<option>: ...").
+std::vector<TraceRun> read_decode_trace(const std::string& path, const std::string& option);
+
+}  // namespace helix
