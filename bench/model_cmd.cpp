@@ -204,6 +204,9 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
     CostOptions co;
     co.dtype = *dtype;
     co.act_bytes = dtype_bytes(co.dtype);
+    if (hw.flops_tflops.find(co.dtype) == hw.flops_tflops.end())
+      throw UsageError("--hardware: " + hw.name + " gives no " + run.dtype + " FLOP rate, which " +
+                       name + " of the trace ran in (flops_tflops." + run.dtype + ")");
     const CostModel cm(hw, co);
     // Predicted: max over ranks per phase and of the total.
     std::array<double, kNumPhases> pred{};
@@ -418,7 +421,8 @@ int run_model(const ModelOptions& o, const MpiComm& world, int argc, char** argv
   const DType dtype = dtype_or_usage(o.dtype);
   const auto seqs = parse_positive_list(o.seq, "--seq", kMaxTokens);
   if (seqs.size() != 1) throw UsageError("--seq: give one KV length");
-  const auto [min_gpus, max_gpus] = parse_gpus(o.gpus);
+  const std::pair<int, int> gpus = parse_gpus(o.gpus);
+  const int min_gpus = gpus.first, max_gpus = gpus.second;
   HardwareProfile hw;
   ModelSpec m;
   if (!o.hardware.empty()) hw = load_hardware(o.hardware);

@@ -4,6 +4,8 @@
 // option, the file and the object, never an abort.
 #pragma once
 
+#include <hdf5.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,5 +25,8 @@ struct TraceRun {
 
 // Reads every /decode/run_* group of the trace at `path`. Throws UsageError("<option>: ...").
 std::vector<TraceRun> read_decode_trace(const std::string& path, const std::string& option);
+// The same from an open file (`path` names it in messages).
+std::vector<TraceRun> read_decode_trace(hid_t file, const std::string& path,
+                                        const std::string& option);
 
 }  // namespace helix

@@ -194,7 +194,11 @@ ModelSpec load_model(const std::string& name_or_path) {
     if (!why.empty())
       throw std::invalid_argument("--model: cannot read model file '" + name_or_path + "' (" + why +
                                   ")");
-    return parse_model_json(text, name_or_path);
+    try {
+      return parse_model_json(text, name_or_path);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("--model: ") + e.what());
+    }
   }
   for (const auto& m : builtin_models()) {
     if (name_or_path == m.name) return parse_model_json(m.json, m.name);

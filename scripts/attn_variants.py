@@ -8,10 +8,12 @@ import sys
 
 import h5py
 
-from helixbench.safeio import ToolParser, check_output, guarded, write_text
+from helixbench.safeio import (MALFORMED, ToolParser, check_input, check_output, guarded,
+                               write_text)
 
 
 def load(path):
+    check_input(path, "TRACE")
     with h5py.File(path, "r") as f:
         g = f["micro"]
         k = g["kernels"]
@@ -66,4 +68,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(guarded("attn_variants", main))
+    sys.exit(guarded("attn_variants", main, bad=MALFORMED))

@@ -6,7 +6,7 @@ import sys
 import h5py
 import numpy as np
 
-from helixbench.safeio import BadInput, ToolParser, guarded
+from helixbench.safeio import MALFORMED, BadInput, ToolParser, check_input, guarded
 
 RUN_ATTRS = ["model", "layout", "n_ranks", "kvp", "tpa", "tpf", "ep", "batch", "seq_len",
              "backend", "verified", "max_rel_err"]
@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--allow-unverified", action="store_true",
                     help="do not fail on runs that were not verified")
     args = ap.parse_args()
+    check_input(args.trace, "TRACE")
     try:
         problems, n = check(args.trace, args.allow_unverified)
     except OSError as e:
@@ -71,4 +72,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(guarded("check_trace", main))
+    sys.exit(guarded("check_trace", main, bad=MALFORMED))

@@ -21,7 +21,7 @@ import json
 import re
 import sys
 
-from helixbench.safeio import ToolParser, guarded
+from helixbench.safeio import MALFORMED, ToolParser, check_input, guarded
 
 MIB = 1 << 20
 
@@ -104,6 +104,10 @@ def main(argv=None):
     ap.add_argument("--sdpa-compare")
     ap.add_argument("--profile")
     a = ap.parse_args(argv)
+    for path, option in ((a.micro, "MICRO"), (a.sdpa_compare, "--sdpa-compare"),
+                         (a.profile, "--profile")):
+        if path:
+            check_input(path, option)
     try:
         rows, ceiling = load_rows(a.micro)
     except (OSError, KeyError, ImportError) as e:
@@ -135,4 +139,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(guarded("micro_bars", main))
+    sys.exit(guarded("micro_bars", main, bad=MALFORMED))

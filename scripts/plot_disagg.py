@@ -13,8 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from helixbench.safeio import (BadInput, ToolParser, atomic_output,  # noqa: E402
-                               check_output, guarded)
+from helixbench.safeio import (MALFORMED, BadInput, ToolParser, atomic_output,  # noqa: E402
+                               check_input, check_output, guarded)
 
 
 def main(argv=None):
@@ -22,6 +22,7 @@ def main(argv=None):
     ap.add_argument("file", help="HDF5 file of helix-bench disagg")
     ap.add_argument("-o", "--out", required=True, help="PNG to write")
     a = ap.parse_args(argv)
+    check_input(a.file, "FILE")
     check_output(a.out, "--out", [("FILE", a.file)])
     with h5py.File(a.file, "r") as f:
         if "disagg/frontier" not in f:
@@ -59,4 +60,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(guarded("plot_disagg", main))
+    sys.exit(guarded("plot_disagg", main, bad=MALFORMED))

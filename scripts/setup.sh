@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs what helix-bench needs to build and run on a Debian/Ubuntu machine: compilers, CMake,
-# Open MPI, HDF5, GoogleTest, Google Benchmark, CLI11, nlohmann-json (Debian packages), the
+# Installs what helix-bench needs to build and run on a Debian/Ubuntu machine (Debian packages:
+# compilers, CMake, Open MPI, HDF5, GoogleTest, Google Benchmark, CLI11, nlohmann-json, clang with
+# libFuzzer for scripts/sanitize.sh and scripts/fuzz.sh), the
 # pinned Python packages of scripts/requirements.txt, and the helixbench package of scripts/
 # (commands helix-report, helix-compare, helix-sweep). Installs only what is missing.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 packages=(build-essential cmake git pkg-config libopenmpi-dev openmpi-bin libhdf5-dev
-          libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev python3 python3-pip)
+          libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev python3 python3-pip
+          clang libclang-rt-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

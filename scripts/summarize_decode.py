@@ -14,12 +14,13 @@ except ImportError:  # pragma: no cover
 
 # Layers per model (the model files of layouts/models): the TTL estimate multiplies one measured
 # layer by the model's layer count (DeepSeek-R1: its MoE layer stands for all 61 layers).
-from helixbench.safeio import BadInput, ToolParser, guarded  # noqa: E402
+from helixbench.safeio import MALFORMED, BadInput, ToolParser, check_input, guarded  # noqa: E402
 
 LAYERS = {"llama-3.1-8b": 32, "llama-3.1-70b": 80, "llama-3.1-405b": 126, "deepseek-r1": 61}
 
 
 def rows(path):
+    check_input(path, "TRACE")
     with h5py.File(path, "r") as f:
         if "decode" not in f:
             raise BadInput(f"{path}: not a decode trace (no /decode group)")
@@ -63,4 +64,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(guarded("summarize_decode", main))
+    sys.exit(guarded("summarize_decode", main, bad=MALFORMED))

@@ -131,6 +131,7 @@ int run_calibrate(const CalibrateOptions& o, const MpiComm& world, int argc, cha
   mo.coll_iters = o.coll_iters;
   const MicroPlan plan = resolve_micro_options(mo, backend->storage_bytes());
   if (o.out.empty()) throw UsageError("--out: give the profile file to write");
+  check_cases_fit(*backend, {stream_case(plan.stream_bytes)}, world.raw());
 
   RunEnvironment env =
       collect_environment(world, argc, argv, o.backend, backend->device_description());

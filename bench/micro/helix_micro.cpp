@@ -305,6 +305,11 @@ int run(int argc, char** argv) {
     if (!comm->supports(ctx.plan.dtype))
       throw UsageError(std::string("--dtype: ") + dtype_name(ctx.plan.dtype) +
                        " is not supported by the " + comm->name() + " collectives");
+    {
+      std::vector<KernelCase> all = ctx.cases;
+      all.push_back(stream_case(ctx.plan.stream_bytes));
+      check_cases_fit(*backend, all, world.raw());
+    }
     // A filter that selects nothing is bad input, found before the ceiling is measured.
     bool any = false;
     std::vector<std::string> names{stream_case(ctx.plan.stream_bytes).name};

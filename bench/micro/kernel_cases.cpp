@@ -6,6 +6,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "bench/cli_util.hpp"
 #include "comm/error.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/model_spec.hpp"
@@ -484,7 +485,8 @@ std::vector<GqaDecodeShape> parse_gqa_shapes(const std::string& text, const std:
     if (item.empty()) continue;
     const std::string rule = option + ": '" + item +
                              "' is not B<batch>_q<q heads>_kv<KV heads>[_d128]_T<tokens> (e.g. "
-                             "B1_q16_kv1_T1M; q heads a multiple of KV heads)";
+                             "B1_q16_kv1_T1M; q heads a multiple of KV heads; B <= 65536, heads "
+                             "<= 4096, T <= 64M)";
     // Fields: a letter prefix and digits (T: an optional K or M suffix), separated by '_'.
     std::vector<std::pair<std::string, std::string>> fields;
     size_t i = 0;
@@ -497,37 +499,29 @@ std::vector<GqaDecodeShape> parse_gqa_shapes(const std::string& text, const std:
       fields.emplace_back(f.substr(0, k), f.substr(k));
       i = j + 1;
     }
-    auto number = [&](const std::string& digits, bool suffix) -> int64_t {
-      size_t k = 0;
-      while (k < digits.size() && std::isdigit(static_cast<unsigned char>(digits[k]))) ++k;
-      if (k == 0 || k > 9) throw UsageError(rule);
-      int64_t n = std::stoll(digits.substr(0, k));
-      const std::string rest = digits.substr(k);
-      if (suffix && (rest == "K" || rest == "k"))
-        n <<= 10;
-      else if (suffix && (rest == "M" || rest == "m"))
-        n <<= 20;
-      else if (!rest.empty())
+    auto number = [&](const std::string& digits, bool suffix, int64_t hi) -> int64_t {
+      try {
+        return parse_int(digits, option, 1, hi, suffix ? Suffix::tokens : Suffix::none);
+      } catch (const UsageError&) {
         throw UsageError(rule);
-      if (n < 1) throw UsageError(rule);
-      return n;
+      }
     };
     GqaDecodeShape g;
     g.head_dim = 128;
     bool has_b = false, has_q = false, has_kv = false, has_t = false;
     for (const auto& f : fields) {
       if (f.first == "B" && !has_b) {
-        g.batch = number(f.second, false);
+        g.batch = number(f.second, false, kMaxBatch);
         has_b = true;
       } else if (f.first == "q" && !has_q) {
-        g.q_heads = number(f.second, false);
+        g.q_heads = number(f.second, false, 4096);
         has_q = true;
       } else if (f.first == "kv" && !has_kv) {
-        g.kv_heads = number(f.second, false);
+        g.kv_heads = number(f.second, false, 4096);
         has_kv = true;
-      } else if (f.first == "d" && number(f.second, false) == 128) {
+      } else if (f.first == "d" && number(f.second, false, 4096) == 128) {
       } else if (f.first == "T" && !has_t) {
-        g.tokens = number(f.second, true);
+        g.tokens = number(f.second, true, kMaxTokens);
         has_t = true;
       } else {
         throw UsageError(rule);

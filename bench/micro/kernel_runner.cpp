@@ -4,6 +4,7 @@
 
 #include "bench/cli_util.hpp"
 #include "bench/micro/collectives.hpp"
+#include "comm/error.hpp"
 
 namespace helix::micro {
 
@@ -76,6 +77,36 @@ KernelResult measure_kernel(MicroBackend& backend, MPI_Comm comm, const KernelCa
 
 int64_t rotate_bytes_for(const MicroBackend& backend) {
   return 4 * backend.cache_bytes();
+}
+
+void check_cases_fit(const MicroBackend& backend, const std::vector<KernelCase>& cases,
+                     MPI_Comm comm) {
+  double share = double(backend.memory_bytes());
+  if (backend.name() == "cpu") {
+    MPI_Comm node;
+    HELIX_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    int n = 1;
+    MPI_Comm_size(node, &n);
+    MPI_Comm_free(&node);
+    share /= n;
+  }
+  HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &share, 1, MPI_DOUBLE, MPI_MIN, comm));
+  const double rotate = double(rotate_bytes_for(backend));
+  for (const KernelCase& c : cases) {
+    double set = 0;
+    for (const Operand& o : case_operands(c, backend)) set += double(o.bytes);
+    // One set, or the rotated sets (at most 8 x the rotation size) when there are several.
+    const double need = c.kind == KernelKind::stream ? set : std::max(set, 8 * rotate);
+    if (need <= 0.75 * share) continue;
+    const char* option =
+        c.kind == KernelKind::stream                                       ? "--stream-bytes"
+        : c.kind == KernelKind::attn_gqa || c.kind == KernelKind::attn_mla ? "--max-kv-bytes"
+        : c.kind == KernelKind::gemm || c.kind == KernelKind::moe_experts  ? "--max-weight-bytes"
+                                                                           : "--models";
+    throw UsageError(std::string(option) + ": the case " + c.name + " needs " + format_bytes(need) +
+                     " of " + backend.name() + " memory per rank, " + format_bytes(share) +
+                     " is this rank's share (lower the size or the cap)");
+  }
 }
 
 }  // namespace helix::micro

@@ -57,4 +57,10 @@ KernelResult measure_kernel(MicroBackend& backend, MPI_Comm comm, const KernelCa
 // Operand rotation size for a backend: four last-level caches.
 int64_t rotate_bytes_for(const MicroBackend& backend);
 
+// Throws UsageError (on every rank of `comm`, naming the option that sets the size) when the
+// operands of one case, or its rotated sets, exceed the memory of the smallest rank's share:
+// the device's memory on cuda, the host's divided by the ranks of the node on cpu.
+void check_cases_fit(const MicroBackend& backend, const std::vector<KernelCase>& cases,
+                     MPI_Comm comm);
+
 }  // namespace helix::micro

@@ -1,5 +1,6 @@
 #include "bench/micro/profile.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -51,7 +52,7 @@ const nlohmann::json& field(const nlohmann::json& j, const char* key, const std:
 
 double number(const nlohmann::json& j, const char* key, const std::string& where) {
   const auto v = field(j, key, where);
-  if (!v.is_number())
+  if (!v.is_number() || !std::isfinite(v.get<double>()))
     throw std::invalid_argument("hardware profile: field '" + where + key + "' must be a number");
   return v.get<double>();
 }
@@ -65,38 +66,72 @@ std::string text(const nlohmann::json& j, const char* key, const std::string& wh
 
 }  // namespace
 
+namespace {
+
+const nlohmann::json& array(const nlohmann::json& j, const char* key, const std::string& where) {
+  const auto& v = field(j, key, where);
+  if (!v.is_array())
+    throw std::invalid_argument("hardware profile: field '" + where + key + "' must be an array");
+  return v;
+}
+
+const nlohmann::json& object(const nlohmann::json& j, const char* key, const std::string& where) {
+  const auto& v = field(j, key, where);
+  if (!v.is_object())
+    throw std::invalid_argument("hardware profile: field '" + where + key + "' must be an object");
+  return v;
+}
+
+// An integer-valued number within [lo, hi].
+int64_t count(const nlohmann::json& j, const char* key, const std::string& where, double lo,
+              double hi) {
+  const double v = number(j, key, where);
+  if (!(v >= lo && v <= hi) || v != std::floor(v))
+    throw std::invalid_argument("hardware profile: field '" + where + key +
+                                "' must be an integer in range");
+  return int64_t(v);
+}
+
+}  // namespace
+
 HardwareProfile profile_from_json(const nlohmann::json& j) {
   HardwareProfile p;
   p.name = text(j, "name", "");
   p.kind = text(j, "kind", "");
   p.description = text(j, "description", "");
-  p.memory_bytes = int64_t(number(j, "memory_bytes", ""));
+  p.memory_bytes = count(j, "memory_bytes", "", 0, 9e18);
   p.mem_bw_gbps = number(j, "mem_bw_gbps", "");
   p.mem_bw_efficiency = number(j, "mem_bw_efficiency", "");
   p.stream_gbps = number(j, "stream_gbps", "");
-  const auto f = field(j, "flops_tflops", "");
-  if (!f.is_object())
-    throw std::invalid_argument("hardware profile: flops_tflops must be an object");
-  for (const auto& [k, v] : f.items()) p.flops_tflops[k] = v.get<double>();
+  for (const auto& [k, v] : object(j, "flops_tflops", "").items()) {
+    if (!v.is_number())
+      throw std::invalid_argument("hardware profile: field 'flops_tflops." + k +
+                                  "' must be a number");
+    p.flops_tflops[k] = v.get<double>();
+  }
   if (!p.flops_tflops.count("bf16"))
     throw std::invalid_argument("hardware profile: missing field 'flops_tflops.bf16'");
-  const auto gemm_eff = field(j, "gemm_efficiency", "");
-  for (const auto& g : gemm_eff)
-    p.gemm_efficiency.push_back({int64_t(number(g, "m", "gemm_efficiency[].")),
+  for (const auto& g : array(j, "gemm_efficiency", ""))
+    p.gemm_efficiency.push_back({count(g, "m", "gemm_efficiency[].", 1, 1e9),
                                  number(g, "efficiency", "gemm_efficiency[].")});
-  const auto nv = field(j, "nvlink", "");
-  p.nvlink.domain_gpus = int(number(nv, "domain_gpus", "nvlink."));
+  const auto& nv = object(j, "nvlink", "");
+  p.nvlink.domain_gpus = int(count(nv, "domain_gpus", "nvlink.", 0, 1e6));
   p.nvlink.bw_gbps = number(nv, "bw_gbps", "nvlink.");
   p.nvlink.latency_us = number(nv, "latency_us", "nvlink.");
-  const auto net = field(j, "network", "");
+  const auto& net = object(j, "network", "");
   p.network.bw_gbps = number(net, "bw_gbps", "network.");
   p.network.latency_us = number(net, "latency_us", "network.");
   if (j.contains("collectives"))
-    for (const auto& c : j.at("collectives"))
-      p.collectives.push_back(
-          {text(c, "collective", "collectives[]."), int(number(c, "group_size", "collectives[].")),
-           number(c, "latency_us", "collectives[]."), number(c, "busbw_gbps", "collectives[].")});
-  for (const auto& [k, v] : field(j, "sources", "").items()) p.sources[k] = v.get<std::string>();
+    for (const auto& c : array(j, "collectives", ""))
+      p.collectives.push_back({text(c, "collective", "collectives[]."),
+                               int(count(c, "group_size", "collectives[].", 1, 1e6)),
+                               number(c, "latency_us", "collectives[]."),
+                               number(c, "busbw_gbps", "collectives[].")});
+  for (const auto& [k, v] : object(j, "sources", "").items()) {
+    if (!v.is_string())
+      throw std::invalid_argument("hardware profile: field 'sources." + k + "' must be a string");
+    p.sources[k] = v.get<std::string>();
+  }
   return p;
 }
 

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .safeio import (BadInput, ToolParser, check_output_dir, guarded,  # noqa: E402
-                     register, unregister)
+                     pause_before_rename, register, unregister)
 from .trace import (TraceError, load_columns, load_decode_runs, open_trace,  # noqa: E402
                     root_attrs, device_label)
 
@@ -520,6 +520,7 @@ def make_report(path: str, out_dir: str) -> tuple:
         os.makedirs(out_dir)
         summary = render(path, root, runs, kernels, ceiling, collectives, model, disagg, out_dir,
                          figures)
+        pause_before_rename(out_dir)
         os.makedirs(final_dir, exist_ok=True)
         for name in [os.path.basename(summary)] + figures:
             os.replace(os.path.join(out_dir, name), os.path.join(final_dir, name))
@@ -573,7 +574,7 @@ def render(path, root, runs, kernels, ceiling, collectives, model, disagg, out_d
         md.append(frontier_table(disagg, "mode", ["ratio"]))
         md.append("")
     summary = os.path.join(out_dir, "summary.md")
-    with open(summary, "w") as fh:
+    with open(summary, "w", encoding="utf-8", errors="backslashreplace") as fh:
         fh.write("\n".join(md).rstrip() + "\n")
     return summary
 

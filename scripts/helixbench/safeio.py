@@ -22,12 +22,28 @@ import signal
 import stat
 import sys
 import time
+import warnings
 
 EXIT_BAD = 2
 
 
 class BadInput(Exception):
     """Bad input (an option, a file to read, a path to write); the tools exit with code 2."""
+
+
+# ----------------------------------------------------------------------------- inputs
+def check_input(path: str, option: str) -> str:
+    """Raises BadInput unless `path` is an existing regular file (a FIFO or device would block or
+    never end; a directory is not a file). Returns the path."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise BadInput(f"{option}: '{path}': {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BadInput(f"{option}: '{path}' is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise BadInput(f"{option}: '{path}' is not a regular file")
+    return path
 
 
 # ----------------------------------------------------------------------------- output policy
@@ -157,7 +173,7 @@ def unregister(path: str):
     _PENDING.pop(path, None)
 
 
-def _pause_before_rename(tmp: str):
+def pause_before_rename(tmp: str):
     """Test hook (as helix-bench's): HELIX_PAUSE_BEFORE_RENAME_MS=N holds a finished temporary
     file N ms before its rename, announced on stderr."""
     try:
@@ -177,7 +193,7 @@ def atomic_output(path: str):
     register(tmp)
     try:
         yield tmp
-        _pause_before_rename(tmp)
+        pause_before_rename(tmp)
         os.replace(tmp, path)
     finally:
         unregister(tmp)
@@ -242,17 +258,85 @@ class ToolParser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2)."""
 
     def error(self, message):
-        self.exit(EXIT_BAD, f"{self.prog}: error: {message} (see --help)\n")
+        if message.startswith("argument "):  # "argument --alpha: ..." -> "--alpha: ..."
+            message = message[len("argument "):]
+        self.exit(EXIT_BAD, f"{self.prog}: error: {one_line(message)} (see --help)\n")
 
 
 def one_line(text) -> str:
     return " ".join(str(text).split())
 
 
+# What reading a damaged file raises in h5py, numpy and the standard library: for a script that
+# does nothing but read its input, one of these is bad input (exit 2).
+MALFORMED = (BadInput, OSError, KeyError, ValueError, TypeError, IndexError, AttributeError,
+             UnicodeError, OverflowError, RuntimeError)
+
+
 def guarded(prog: str, work, bad=(BadInput,)) -> int:
     """Runs work() and returns its exit code; bad input of the kinds in `bad` (and any unexpected
-    error, so that nothing passes on a crash) prints one line and returns 2."""
+    error, so that nothing passes on a crash) prints one line and returns 2.
+
+    When stdout and stderr are real files (a command line, not a test capturing them), the work
+    runs in a forked child: the HDF5 library crashes on some damaged files (a segmentation
+    fault no Python code can catch), and such a crash must also end as one line and exit code 2.
+    Terminating signals reach the child (which removes its unfinished files) and end the tool
+    as they would have."""
     install_signal_cleanup()
+    if os.environ.get("HELIXBENCH_NO_ISOLATION") or not _real_files():
+        return _guarded(prog, work, bad)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = EXIT_BAD
+        try:
+            code = _guarded(prog, work, bad)
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code if isinstance(code, int) else EXIT_BAD)
+
+    def forward(signum, frame):  # noqa: ARG001
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    forwarded = [s for s in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT") if hasattr(signal, s)]
+    previous = {}
+    for name in forwarded:
+        sig = getattr(signal, name)
+        previous[sig] = signal.getsignal(sig)
+        if previous[sig] != signal.SIG_IGN:
+            signal.signal(sig, forward)
+    _, status = os.waitpid(pid, 0)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    sig = os.WTERMSIG(status)
+    if sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT):
+        print(f"{prog}: error: a library crashed ({signal.Signals(sig).name}) reading the input: "
+              "the file is damaged", file=sys.stderr)
+        return EXIT_BAD
+    signal.signal(sig, signal.SIG_DFL)  # ended by a signal: end the same way
+    os.kill(os.getpid(), sig)
+    return 128 + sig
+
+
+def _real_files() -> bool:
+    try:
+        sys.stdout.fileno()
+        sys.stderr.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _guarded(prog: str, work, bad) -> int:
+    # numpy's RuntimeWarnings on junk values (the median of nothing, a NaN) are not messages
+    # for the user: what matters is reported by the tool itself.
+    warnings.simplefilter("ignore", RuntimeWarning)
     try:
         return work()
     except bad as e:
@@ -261,5 +345,5 @@ def guarded(prog: str, work, bad=(BadInput,)) -> int:
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - reported in one line, never a traceback
-        print(f"{prog}: error: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
+        print(f"{prog}: error: unexpected {type(e).__name__}: {one_line(e)}", file=sys.stderr)
         return EXIT_BAD

@@ -40,7 +40,7 @@ import h5py
 
 from . import safeio
 from .safeio import BadInput, ToolParser, check_output, guarded, output_lock
-from .trace import TraceError, attrs_dict, open_trace, reader, text
+from .trace import TraceError, attrs_dict, load_decode_runs, open_trace, reader, text
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_BINARY = os.path.join(REPO, "build", "bin", "helix-bench")
@@ -141,6 +141,7 @@ def done_points(path: str) -> set:
 
 @reader
 def _sweep_points(f) -> set:
+    load_decode_runs(f)  # a malformed trace is never extended
     g = f.get("decode")
     if not isinstance(g, h5py.Group):
         return set()
@@ -188,7 +189,7 @@ def merge_point(out: str, point_trace: str, point: dict, sweep_command: str) -> 
             os.fsync(fd)
         finally:
             os.close(fd)
-        safeio._pause_before_rename(tmp)
+        safeio.pause_before_rename(tmp)
         os.replace(tmp, out)
     finally:
         safeio.unregister(tmp)
@@ -386,6 +387,7 @@ def main(argv=None) -> int:
         spec = {"np": "4", "models": "", "layouts": ",".join(LAYOUTS), "seq": "", "batch": "",
                 "args": []}
         if opts.spec:
+            safeio.check_input(opts.spec, "--spec")
             try:
                 with open(opts.spec) as f:
                     loaded = json.load(f)

@@ -228,9 +228,20 @@ def _hashable(v):
     return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
 
 
+# Largest dataset read (elements): far beyond any trace the suite writes.
+MAX_ELEMENTS = 1 << 26
+
+
+def _read(ds):
+    if ds.size is not None and ds.size > MAX_ELEMENTS:
+        raise TraceError(f"{ds.file.filename}: {ds.name}: {ds.size} elements (at most "
+                         f"{MAX_ELEMENTS})")
+    return ds[()]
+
+
 def _dataset(g, name, ndim=1):
     if name in g and isinstance(g[name], h5py.Dataset):
-        v = np.asarray(g[name][()], dtype=float)
+        v = np.asarray(_read(g[name]), dtype=float)
         if v.ndim != ndim:
             raise TraceError(f"{g.file.filename}: {g.name}/{name}: {v.ndim} dimensions, "
                              f"expected {ndim}")
@@ -238,21 +249,49 @@ def _dataset(g, name, ndim=1):
     return None
 
 
+# Attributes every decode run has (helix-bench writes them before it knows whether the run is
+# refused), and integer attributes that must be in range when present.
+RUN_TEXT = ("status", "model", "layout")
+RUN_INTS = {"n_ranks": (1, 4096), "batch": (1, 65536), "seq_len": (1, 1 << 26),
+            "kvp": (1, 4096), "tpa": (1, 4096), "tpf": (1, 4096), "ep": (1, 4096),
+            "hopb_chunks": (0, 65536), "kv_block": (1, 65536)}
+RUN_REQUIRED_INTS = ("n_ranks", "batch", "seq_len")
+
+
+def _check_run_attrs(where, a):
+    for k in RUN_TEXT:
+        if not isinstance(a.get(k), str):
+            raise TraceError(f"{where}: attribute '{k}' is missing or not a string")
+    for k, (lo, hi) in RUN_INTS.items():
+        if k not in a:
+            if k in RUN_REQUIRED_INTS:
+                raise TraceError(f"{where}: attribute '{k}' is missing")
+            continue
+        v = a[k]
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise TraceError(f"{where}: attribute '{k}' must be an integer from {lo} to {hi}, "
+                             f"got {v!r}"[:200])
+
+
 @reader
 def load_decode_runs(f: h5py.File) -> list:
     """Every /decode/run_* group, in file order. Refused runs are returned with status
-    'refused' and no arrays."""
+    'refused' and no arrays. A member of /decode that is not a run, a run with a missing or
+    mistyped attribute, or an 'ok' run without timings raises TraceError."""
     runs = []
-    grp = f.get("decode")
-    if not isinstance(grp, h5py.Group):
+    if "decode" not in f:
         return runs
+    grp = f["decode"]
+    if not isinstance(grp, h5py.Group):
+        raise TraceError(f"{f.filename}: /decode is not a group")
     root_devices = text(f.attrs.get("devices", ""))
     group_phases = [text(p) for p in grp.attrs.get("phases", [])]
     for name in sorted(grp):
         g = grp[name]
         if not isinstance(g, h5py.Group):
-            continue
+            raise TraceError(f"{f.filename}: /decode/{name} is not a group (a run)")
         a = attrs_dict(g)
+        _check_run_attrs(f"{f.filename}: /decode/{name}", a)
         dev = a.get("job_devices") or root_devices
         run = DecodeRun(name=name, attrs=a, device=device_label(dev))
         where = f"{f.filename}: {g.name}"
@@ -276,6 +315,8 @@ def load_decode_runs(f: h5py.File) -> list:
             run.phases = group_phases
         run.step_us = _dataset(g, "step_us")
         run.exposed_comm_us = _dataset(g, "exposed_comm_us")
+        if a["status"] == "ok" and (run.phase_us is None or run.step_us is None):
+            raise TraceError(f"{where}: an 'ok' run without phase_us and step_us")
         iters = {len(v) for v in (run.step_us, run.exposed_comm_us, run.phase_us)
                  if v is not None}
         if len(iters) > 1:
@@ -297,7 +338,7 @@ def load_columns(f: h5py.File, path: str) -> dict | None:
         ds = g[name]
         if not isinstance(ds, h5py.Dataset):
             continue
-        v = ds[()]
+        v = np.asarray(_read(ds))
         if v.dtype.kind in ("O", "S", "U"):
             v = np.array([text(x) for x in np.ravel(v)], dtype=object)
         cols[name] = np.ravel(v)
