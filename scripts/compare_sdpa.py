@@ -24,8 +24,8 @@ import json
 import re
 import sys
 
-from helixbench.safeio import (MALFORMED, ToolParser, check_input, check_output, guarded,
-                               write_text)
+from helixbench.safeio import (MALFORMED, BadInput, ToolParser, check_input, check_output,
+                               guarded, write_text)
 
 NAME_RE = re.compile(
     r"^attn_gqa/(?P<source>[^/]+)/B(?P<b>\d+)_q(?P<q>\d+)_kv(?P<kv>\d+)_d(?P<d>\d+)/T(?P<t>\d+)$")
@@ -180,17 +180,17 @@ def main(argv=None):
                     help="SDPA shapes helix-micro did not measure are listed, not failures")
     ap.add_argument("--json", help="also write the comparison to this JSON file")
     a = ap.parse_args(argv)
-    check_input(a.micro, "MICRO")
-    check_input(a.sdpa, "SDPA")
-    if a.json:
-        check_output(a.json, "--json", [("MICRO", a.micro), ("SDPA", a.sdpa)])
     if not (0 < a.one_kv_bar < 1e6 and 0 < a.other_bar < 1e6):
         print("compare_sdpa: error: bars must be positive", file=sys.stderr)
         return 2
     try:
+        check_input(a.micro, "MICRO")
+        check_input(a.sdpa, "SDPA")
+        if a.json:
+            check_output(a.json, "--json", [("MICRO", a.micro), ("SDPA", a.sdpa)])
         micro, ceiling = load_micro(a.micro)
         sdpa = load_sdpa(a.sdpa)
-    except InputError as e:
+    except (InputError, BadInput) as e:
         print(f"compare_sdpa: error: {e}", file=sys.stderr)
         return 2
     results = compare(micro, sdpa, a.one_kv_bar, a.other_bar)

@@ -21,7 +21,7 @@ import json
 import re
 import sys
 
-from helixbench.safeio import MALFORMED, ToolParser, check_input, guarded
+from helixbench.safeio import MALFORMED, BadInput, ToolParser, check_input, guarded
 
 MIB = 1 << 20
 
@@ -104,13 +104,13 @@ def main(argv=None):
     ap.add_argument("--sdpa-compare")
     ap.add_argument("--profile")
     a = ap.parse_args(argv)
-    for path, option in ((a.micro, "MICRO"), (a.sdpa_compare, "--sdpa-compare"),
-                         (a.profile, "--profile")):
-        if path:
-            check_input(path, option)
     try:
+        for path, option in ((a.micro, "MICRO"), (a.sdpa_compare, "--sdpa-compare"),
+                             (a.profile, "--profile")):
+            if path:
+                check_input(path, option)
         rows, ceiling = load_rows(a.micro)
-    except (OSError, KeyError, ImportError) as e:
+    except (OSError, KeyError, ImportError, BadInput) as e:
         print(f"micro_bars: error: cannot read {a.micro}: {' '.join(str(e).split())}",
               file=sys.stderr)
         return 2
