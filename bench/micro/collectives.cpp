@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "bench/cli_util.hpp"
+#include "bench/commands/cli_util.hpp"
 #include "comm/error.hpp"
 #include "kernels/rng.hpp"
 

@@ -16,9 +16,9 @@
 #include <memory>
 #include <ostream>
 
-#include "bench/cli_util.hpp"
-#include "bench/h5.hpp"
-#include "bench/metadata.hpp"
+#include "bench/commands/cli_util.hpp"
+#include "bench/trace/h5.hpp"
+#include "bench/trace/metadata.hpp"
 #include "bench/micro/collectives.hpp"
 #include "bench/micro/kernel_runner.hpp"
 #include "bench/micro/kernel_verify.hpp"

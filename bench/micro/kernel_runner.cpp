@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "bench/cli_util.hpp"
+#include "bench/commands/cli_util.hpp"
 #include "bench/micro/collectives.hpp"
 
 namespace helix::micro {

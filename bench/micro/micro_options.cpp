@@ -2,7 +2,7 @@
 
 #include <cctype>
 
-#include "bench/cli_util.hpp"
+#include "bench/commands/cli_util.hpp"
 #include "bench/micro/collectives.hpp"
 #include "comm/error.hpp"
 

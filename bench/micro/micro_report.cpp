@@ -1,6 +1,6 @@
 #include "bench/micro/micro_report.hpp"
 
-#include "bench/h5.hpp"
+#include "bench/trace/h5.hpp"
 
 namespace helix::micro {
 

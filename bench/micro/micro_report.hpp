@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/metadata.hpp"
+#include "bench/trace/metadata.hpp"
 #include "bench/micro/collectives.hpp"
 #include "bench/micro/kernel_runner.hpp"
 

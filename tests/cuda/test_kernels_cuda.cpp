@@ -10,8 +10,8 @@
 #include <random>
 #include <vector>
 
-#include "bench/cuda_executor.hpp"
-#include "bench/layer_data.hpp"
+#include "exec/cuda_executor.hpp"
+#include "exec/layer_data.hpp"
 #include "comm/cuda_check.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/combine.hpp"

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/h5.hpp"
+#include "bench/trace/h5.hpp"
 #include "bench/micro/profile.hpp"
 
 namespace {

@@ -6,9 +6,9 @@
 #include <cstring>
 
 #include "comm/error.hpp"
-#include "layouts/cost_model.hpp"
-#include "layouts/design_space.hpp"
-#include "layouts/hardware.hpp"
+#include "analytic/cost_model.hpp"
+#include "analytic/design_space.hpp"
+#include "analytic/hardware.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/schedule.hpp"
 

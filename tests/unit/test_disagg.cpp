@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "layouts/disagg.hpp"
+#include "analytic/disagg.hpp"
 
 namespace helix {
 namespace {

@@ -6,9 +6,9 @@
 #include <set>
 #include <tuple>
 
-#include "bench/kv_transfer_job.hpp"
+#include "bench/kv_transfer/job.hpp"
 #include "kernels/copy_segments.hpp"
-#include "layouts/kv_transfer_plan.hpp"
+#include "layouts/kv_transfer_moves.hpp"
 
 namespace helix {
 namespace {

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "bench/h5.hpp"
-#include "bench/layer_data.hpp"
+#include "bench/trace/h5.hpp"
+#include "exec/layer_data.hpp"
 #include "kernels/rng.hpp"
 #include "layouts/layout.hpp"
 

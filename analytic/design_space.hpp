@@ -1,0 +1,130 @@
+// The decode design space of the Helix paper, priced by the cost model: every layout family
+// (TP, PP over layers, EP with data-parallel attention, vanilla KVP, Helix with and without HOP-B)
+// at every GPU count, layout split and batch, with a capacity check, the full-model token-to-token
+// latency (TTL), and the Pareto frontier of tokens/s/user against tokens/s/GPU.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "analytic/cost_model.hpp"
+#include "analytic/hardware.hpp"
+#include "layouts/model_spec.hpp"
+
+namespace helix {
+
+// The `layout` column. PP is a parameter of every scheme (pp > 1: the layers are split into pp
+// stages of n GPUs each). `ep` is data-parallel attention (each GPU attends for B/n requests with
+// replicated attention weights) followed by an all-gather of the tokens and the expert-parallel
+// FFN of the executors; it is priced by the model only (no executor runs it).
+enum class Scheme { tp, ep, kvp, helix, helix_hopb };
+constexpr int kNumSchemes = 5;
+const char* to_string(Scheme s);
+// The baselines the paper compares against (tp, ep, kvp, and pp over any of them).
+inline bool is_baseline(Scheme s) {
+  return s == Scheme::tp || s == Scheme::ep || s == Scheme::kvp;
+}
+// "baseline" or "helix".
+const char* family_of(Scheme s);
+
+// Extra phase after the layer phases: the point-to-point sends between pipeline stages.
+constexpr int kNumModelPhases = kNumPhases + 1;
+std::vector<std::string> model_phase_names();
+
+struct DesignConfig {
+  Scheme scheme = Scheme::tp;
+  int n = 1;             // GPUs per pipeline stage (the layout's ranks)
+  int pp = 1;            // pipeline stages
+  int kvp = 1, tpa = 1;  // attention (tp: 1 x n; ep: data parallel, 1 x 1)
+  int tpf = 1, ep = 1;   // FFN of MoE layers (dense layers: tpf = FFN ranks, ep = 1)
+  int hopb_chunks = 1;   // helix-hopb: batch chunks (clamped to the batch)
+  int gpus() const { return n * pp; }
+};
+
+struct DesignPoint {
+  DesignConfig cfg;
+  int batch = 1;
+  double ttl_us = 0;
+  double tokens_per_s_per_user = 0;
+  double tokens_per_s_per_gpu = 0;
+  double mem_bytes_per_gpu = 0;
+  bool feasible = false;
+  bool on_frontier = false;
+  std::array<double, kNumModelPhases> phase_us{};  // full model, critical rank of each layer
+};
+
+struct SweepOptions {
+  int min_gpus = 1, max_gpus = 64;
+  int max_batch = 4096;
+  int64_t seq_len = 1 << 20;
+  CostOptions cost;
+  double workspace_bytes = 2.0 * (1 << 30);  // activations, communication buffers, runtime
+  std::vector<Scheme> schemes = {Scheme::tp, Scheme::ep, Scheme::kvp, Scheme::helix,
+                                 Scheme::helix_hopb};
+  std::vector<int> hopb_chunk_options = {2, 4, 8};
+  int kv_block = 16;
+  int batches_per_octave = 16;
+};
+
+struct SweepResult {
+  std::vector<DesignPoint> points;
+  size_t configs = 0;  // layout configurations (x batches = points)
+};
+
+// Batches 1 .. max_batch, `per_octave` per octave (distinct integers).
+std::vector<int> batch_ladder(int max_batch, int per_octave = 16);
+// Layer-pool sizes n: 1, 2, 3, 4, 6, 8, 12, ... (powers of two and three times powers of two).
+std::vector<int> pool_sizes(int max_gpus);
+
+// Enumerates and prices every design point. `progress(done, total)` is called now and then.
+SweepResult sweep(const ModelSpec& m, const HardwareProfile& hw, const SweepOptions& o,
+                  const std::function<void(size_t, size_t)>& progress = {});
+
+// Prices one configuration at one batch (the sweep's inner step, exposed for tests).
+DesignPoint price_point(const ModelSpec& m, const CostModel& cm, const DesignConfig& c, int batch,
+                        const SweepOptions& o);
+// Empty when the configuration is valid for the model, else the reason.
+std::string validate_config(const ModelSpec& m, const DesignConfig& c);
+
+// Indices of the Pareto-optimal feasible points among those `keep` accepts (no other point has
+// both higher tokens/s/user and higher tokens/s/GPU), ordered by falling tokens/s/user.
+std::vector<size_t> pareto_frontier(const std::vector<DesignPoint>& pts,
+                                    const std::function<bool(const DesignPoint&)>& keep);
+// Marks on_frontier over all feasible points.
+void mark_frontier(std::vector<DesignPoint>& pts);
+
+// Comparisons between two sets of points (a over b), on a log grid of the shared range.
+//   max_interactivity_ratio: max tokens/s/user of a / that of b.
+//   throughput_ratio_at_equal_ttl: max over TTL bounds t (within b's range) of the best
+//     tokens/s/GPU of a with TTL <= t over that of b.
+//   interactivity_loss_at_equal_throughput: max over throughput levels T (shared range) of
+//     1 - (best tokens/s/user of b with tokens/s/GPU >= T) / (that of a).
+double max_interactivity_ratio(const std::vector<DesignPoint>& pts,
+                               const std::function<bool(const DesignPoint&)>& a,
+                               const std::function<bool(const DesignPoint&)>& b);
+double throughput_ratio_at_equal_ttl(const std::vector<DesignPoint>& pts,
+                                     const std::function<bool(const DesignPoint&)>& a,
+                                     const std::function<bool(const DesignPoint&)>& b);
+double interactivity_loss_at_equal_throughput(const std::vector<DesignPoint>& pts,
+                                              const std::function<bool(const DesignPoint&)>& a,
+                                              const std::function<bool(const DesignPoint&)>& b);
+
+// The Helix paper's headline comparisons (GB200 NVL72, FP4, S = 1M, 1 to 64 GPUs).
+struct ReproRow {
+  std::string quantity;
+  double paper = 0, ours = 0;
+  std::string bar;
+  bool holds = false;
+};
+struct ReproModelSweep {
+  std::string model;
+  SweepResult result;
+  double seconds = 0;
+};
+std::vector<ReproRow> helix_paper_rows(const std::vector<DesignPoint>& deepseek,
+                                       const std::vector<DesignPoint>& llama405b);
+
+}  // namespace helix
