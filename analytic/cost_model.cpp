@@ -20,7 +20,7 @@ double CostModel::compute_us(const Step& s) const {
   return std::max(bytes / mem_bw_bytes_per_us_, w.flops / (flops_per_us_ * eff));
 }
 
-const CollectiveMeasurement* CostModel::measured(CollKind c, int group_size, bool network) const {
+const CollectiveMeasurement* CostModel::measured(Collective c, int group_size, bool network) const {
   const CollectiveMeasurement* best = nullptr;
   double best_d = 1e300;
   for (const auto& m : hw_.collectives) {
@@ -35,50 +35,21 @@ const CollectiveMeasurement* CostModel::measured(CollKind c, int group_size, boo
   return best;
 }
 
-double CostModel::collective_us(CollKind c, int n, double bytes, bool network) const {
+double CostModel::collective_us(Collective c, int n, double bytes, bool network) const {
   if (n <= 1 || bytes <= 0) return 0.0;
-  // Bus-bandwidth factor (nccl-tests convention): bytes each rank moves per byte of S.
-  double factor = 1.0;
-  switch (c) {
-    case CollKind::all_reduce:
-      factor = 2.0 * (n - 1) / n;
-      break;
-    case CollKind::all_gather:
-    case CollKind::reduce_scatter:
-    case CollKind::all_to_all:
-      factor = double(n - 1) / n;
-      break;
-    case CollKind::send_recv:
-      factor = 1.0;
-      break;
-  }
   double latency = network ? hw_.network.latency_us : hw_.nvlink.latency_us;
   double bw = network ? hw_.network.bw_gbps : hw_.nvlink.bw_gbps;
-  if (const CollectiveMeasurement* m = measured(c, n, network)) {
+  if (const CollectiveMeasurement* m = measured(priced_as(c), n, network)) {
     latency = m->latency_us;
     bw = m->busbw_gbps;
   }
-  return latency + bytes * factor / (bw * 1e3);
+  return latency + bytes * busbw_factor(c, n) / (bw * 1e3);  // GB/s = 1e3 bytes/us
 }
 
 double CostModel::step_us(const Step& s, bool network) const {
   const Work& w = s.work;
-  if (w.coll == Collective::none) return compute_us(s);
-  const double bytes = w.comm_elems * opt_.act_bytes;
-  switch (w.coll) {
-    case Collective::all_to_all:
-      return collective_us(CollKind::all_to_all, w.group_size, bytes, network);
-    case Collective::all_reduce:
-      return collective_us(CollKind::all_reduce, w.group_size, bytes, network);
-    case Collective::all_gather:
-    case Collective::gather:  // the root receives (n-1)/n of the gathered output
-      return collective_us(CollKind::all_gather, w.group_size, bytes, network);
-    case Collective::broadcast:  // pipelined: each rank receives the buffer once
-      return collective_us(CollKind::send_recv, w.group_size, bytes, network);
-    case Collective::none:
-      break;
-  }
-  return 0.0;
+  if (!w.coll) return compute_us(s);
+  return collective_us(*w.coll, w.group_size, w.comm_elems * opt_.act_bytes, network);
 }
 
 ScheduleTime schedule_time(const std::vector<Step>& steps, const std::vector<double>& step_us) {

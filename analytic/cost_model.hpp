@@ -28,16 +28,17 @@ class CostModel {
   const HardwareProfile& hardware() const { return hw_; }
   const CostOptions& options() const { return opt_; }
 
-  // One compute step (coll == none).
+  // One compute step (no collective).
   double compute_us(const Step& s) const;
   // One collective of `bytes` (the nccl-tests size S) over `group_size` ranks; `network`: the
-  // group leaves the NVLink domain.
-  double collective_us(CollKind c, int group_size, double bytes, bool network) const;
+  // group leaves the NVLink domain. The one pricing function of collectives: the cost model's
+  // schedules, the emulated communicator and the serving models all call it.
+  double collective_us(Collective c, int group_size, double bytes, bool network) const;
   // Any step; `network` applies to collectives.
   double step_us(const Step& s, bool network) const;
 
  private:
-  const CollectiveMeasurement* measured(CollKind c, int group_size, bool network) const;
+  const CollectiveMeasurement* measured(Collective c, int group_size, bool network) const;
   HardwareProfile hw_;
   CostOptions opt_;
   double mem_bw_bytes_per_us_ = 0, flops_per_us_ = 0;

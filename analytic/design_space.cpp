@@ -256,7 +256,7 @@ DesignPoint combine(const ModelSpec& m, const CostModel& cm, const DesignConfig&
   if (c.pp > 1) {
     const bool network = c.gpus() > cm.hardware().nvlink.domain_gpus;
     const double send = cm.collective_us(
-        CollKind::send_recv, 2, double(batch) * m.hidden * cm.options().act_bytes, network);
+        Collective::send_recv, 2, double(batch) * m.hidden * cm.options().act_bytes, network);
     pt.phase_us[kNumPhases] = c.pp * send;
     ttl += c.pp * send;
   }

@@ -118,10 +118,10 @@ double pass_layer_us(const ModelSpec& m, const CostModel& cm, LayerKind k, Prefi
   const double kv = batch * (p + c) * double(m.kv_elems_per_token());
   const double mem_us = (weights + kv) * wb / n / (hw.effective_mem_bw_gbps() * 1e3);
   const double act = tokens * m.hidden * cm.options().act_bytes;
-  double comm = 2 * cm.collective_us(CollKind::all_reduce, n, act, false);
+  double comm = 2 * cm.collective_us(Collective::all_reduce, n, act, false);
   if (s == PrefillScheme::tep && k == LayerKind::moe)
-    comm = cm.collective_us(CollKind::all_reduce, n, act, false) +
-           2 * cm.collective_us(CollKind::all_to_all, n, act * m.moe.top_k / n, false);
+    comm = cm.collective_us(Collective::all_reduce, n, act, false) +
+           2 * cm.collective_us(Collective::all_to_all, n, act * m.moe.top_k / n, false);
   return std::max(compute_us, mem_us) + comm;
 }
 
@@ -148,8 +148,8 @@ PrefillPoint price_prefill(const ModelSpec& m, const CostModel& cm, const Prefil
       double stage = 0;  // one stage holds layers / pp of each kind
       for (const auto& [k, L] : kinds)
         stage += double(L) / c.pp * pass_layer_us(m, cm, k, c.scheme, c.tp, B, cc, double(p));
-      stage += cm.collective_us(CollKind::send_recv, 2, B * cc * m.hidden * cm.options().act_bytes,
-                                network);
+      stage += cm.collective_us(Collective::send_recv, 2,
+                                B * cc * m.hidden * cm.options().act_bytes, network);
       sum += stage;
       last = stage;
     }
@@ -160,7 +160,7 @@ PrefillPoint price_prefill(const ModelSpec& m, const CostModel& cm, const Prefil
     for (const auto& [k, L] : kinds)
       t += L * pass_layer_us(m, cm, k, c.scheme, c.tp, B, double(isl), 0);
     if (c.pp > 1)
-      t += (c.pp - 1) * cm.collective_us(CollKind::send_recv, 2,
+      t += (c.pp - 1) * cm.collective_us(Collective::send_recv, 2,
                                          B * double(isl) * m.hidden * cm.options().act_bytes,
                                          network);
     pt.ftl_s = t * 1e-6;

@@ -7,60 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "comm/error.hpp"
+#include "common/usage_error.hpp"
 #include "layouts/builtin_data.hpp"
 
 namespace helix {
-
-const char* to_string(DType d) {
-  switch (d) {
-    case DType::fp32:
-      return "fp32";
-    case DType::bf16:
-      return "bf16";
-    case DType::fp8:
-      return "fp8";
-    case DType::fp4:
-      return "fp4";
-  }
-  return "?";
-}
-
-std::optional<DType> parse_dtype(const std::string& name) {
-  for (DType d : {DType::fp32, DType::bf16, DType::fp8, DType::fp4})
-    if (name == to_string(d)) return d;
-  return std::nullopt;
-}
-
-double dtype_bytes(DType d) {
-  switch (d) {
-    case DType::fp32:
-      return 4;
-    case DType::bf16:
-      return 2;
-    case DType::fp8:
-      return 1;
-    case DType::fp4:
-      return 0.5;
-  }
-  return 2;
-}
-
-const char* to_string(CollKind c) {
-  switch (c) {
-    case CollKind::all_reduce:
-      return "all_reduce";
-    case CollKind::all_gather:
-      return "all_gather";
-    case CollKind::reduce_scatter:
-      return "reduce_scatter";
-    case CollKind::all_to_all:
-      return "all_to_all";
-    case CollKind::send_recv:
-      return "send_recv";
-  }
-  return "?";
-}
 
 double HardwareProfile::effective_mem_bw_gbps() const {
   return stream_gbps > 0 ? stream_gbps : mem_bw_gbps * mem_bw_efficiency;
@@ -133,9 +83,9 @@ std::string text(const json& j, const char* key, const std::string& origin) {
   return v.get<std::string>();
 }
 
-std::optional<CollKind> parse_coll(const std::string& s) {
-  for (CollKind c : {CollKind::all_reduce, CollKind::all_gather, CollKind::reduce_scatter,
-                     CollKind::all_to_all, CollKind::send_recv})
+// A collective the profiles measure (the five of helix-micro).
+std::optional<Collective> parse_measured(const std::string& s) {
+  for (Collective c : kMeasuredCollectives)
     if (s == to_string(c)) return c;
   return std::nullopt;
 }
@@ -167,7 +117,7 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
   if (!fl.is_object()) bad(origin, "flops_tflops", "must be an object {dtype: TFLOP/s}");
   for (auto it = fl.begin(); it != fl.end(); ++it) {
     const auto d = parse_dtype(it.key());
-    if (!d) continue;  // unknown precisions are ignored
+    if (!d || !is_float(*d)) continue;  // unknown precisions are ignored
     h.flops_tflops[*d] = positive(fl, it.key().c_str(), origin, "flops_tflops." + it.key());
   }
   if (h.flops_tflops.empty())
@@ -195,7 +145,8 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
   if (j.contains("attention_dtype")) {
     const json& a = j.at("attention_dtype");
     h.attention_dtype = a.is_string() ? parse_dtype(a.get<std::string>()) : std::nullopt;
-    if (!h.attention_dtype) bad(origin, "attention_dtype", "must be fp32, bf16, fp8 or fp4");
+    if (!h.attention_dtype || !is_float(*h.attention_dtype))
+      bad(origin, "attention_dtype", "must be fp32, bf16, fp8 or fp4");
   }
   const json nv = need(j, "nvlink", origin, "nvlink");
   const double dom = positive(nv, "domain_gpus", origin, "nvlink.domain_gpus");
@@ -212,7 +163,7 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
     if (!cs.is_array()) bad(origin, "collectives", "must be an array");
     for (const json& c : cs) {
       const json name = need(c, "collective", origin, "collectives[].collective");
-      const auto kind = name.is_string() ? parse_coll(name.get<std::string>()) : std::nullopt;
+      const auto kind = name.is_string() ? parse_measured(name.get<std::string>()) : std::nullopt;
       if (!kind)
         bad(origin, "collectives[].collective",
             "must be all_reduce, all_gather, reduce_scatter, all_to_all or send_recv");

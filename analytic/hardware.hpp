@@ -8,18 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "common/collective.hpp"
+#include "common/dtype.hpp"
+
 namespace helix {
-
-// Arithmetic / storage precision of weights, KV cache and GEMMs.
-enum class DType { fp32, bf16, fp8, fp4 };
-const char* to_string(DType d);
-std::optional<DType> parse_dtype(const std::string& name);
-// Bytes per element (fp4: 0.5, block scales not counted).
-double dtype_bytes(DType d);
-
-// Collectives the cost model prices (the profile's "collective" names).
-enum class CollKind { all_reduce, all_gather, reduce_scatter, all_to_all, send_recv };
-const char* to_string(CollKind c);
 
 struct GemmEfficiencyPoint {
   double m = 1;           // GEMM rows (tokens)
@@ -27,7 +19,7 @@ struct GemmEfficiencyPoint {
 };
 
 struct CollectiveMeasurement {
-  CollKind collective = CollKind::all_reduce;
+  Collective collective = Collective::all_reduce;  // one of kMeasuredCollectives
   int group_size = 2;
   double latency_us = 0;
   double busbw_gbps = 0;

@@ -5,9 +5,9 @@
 #include <cstring>
 #include <utility>
 
-#include "exec/layer_data.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/error.hpp"
+#include "exec/layer_data.hpp"
 #include "kernels/cuda_kernels.hpp"
 #include "kernels/rng.hpp"
 
@@ -79,25 +79,9 @@ DeviceComm& DeviceGroups::get(Group g) const {
 
 double LinkModel::collective_us(const Work& w, int64_t elem_bytes) const {
   const int n = w.group_size;
-  if (n <= 1 || w.coll == Collective::none) return 0.0;
-  double factor = 1.0;
-  switch (w.coll) {
-    case Collective::all_reduce:
-      factor = 2.0 * (n - 1) / n;
-      break;
-    case Collective::all_to_all:
-    case Collective::all_gather:
-    case Collective::gather:
-      factor = double(n - 1) / n;
-      break;
-    case Collective::broadcast:
-    case Collective::none:
-      factor = 1.0;
-      break;
-  }
   const double bytes = w.comm_elems * double(elem_bytes);
-  if (bytes <= 0) return 0.0;
-  return latency_us + bytes * factor / (bw_gbps * 1e3);  // GB/s = 1e3 bytes/us
+  if (n <= 1 || !w.coll || bytes <= 0) return 0.0;
+  return latency_us + bytes * busbw_factor(*w.coll, n) / (bw_gbps * 1e3);  // GB/s = 1e3 bytes/us
 }
 
 // ---------------------------------------------------------------------------------------------

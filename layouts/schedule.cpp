@@ -42,24 +42,6 @@ const char* group_name(Group g) {
   return "?";
 }
 
-const char* collective_name(Collective c) {
-  switch (c) {
-    case Collective::none:
-      return "none";
-    case Collective::all_to_all:
-      return "all_to_all";
-    case Collective::all_reduce:
-      return "all_reduce";
-    case Collective::all_gather:
-      return "all_gather";
-    case Collective::gather:
-      return "gather";
-    case Collective::broadcast:
-      return "broadcast";
-  }
-  return "?";
-}
-
 const char* op_name(Op op) {
   switch (op) {
     case Op::attn_prologue:

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/collective.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/model_spec.hpp"
 #include "layouts/partition.hpp"
@@ -35,9 +37,6 @@ std::vector<std::string> phase_names();
 // Communicator groups a step runs in (world ranks sharing the group of this rank).
 enum class Group { none, world, kvp, tpa, ffn, tpf, ep };
 const char* group_name(Group g);
-
-enum class Collective { none, all_to_all, all_reduce, all_gather, gather, broadcast };
-const char* collective_name(Collective c);
 
 enum class Op {
   attn_prologue,
@@ -74,7 +73,7 @@ struct Work {
   double kv_elems = 0;
   double act_elems = 0;
   double flops = 0;
-  Collective coll = Collective::none;
+  std::optional<Collective> coll;  // none: a compute step
   int group_size = 1;
   double comm_elems = 0;
 };

@@ -7,11 +7,11 @@
 #include <ctime>
 
 #include "bench/commands/cli_util.hpp"
-#include "bench/trace/metadata.hpp"
 #include "bench/micro/collectives.hpp"
 #include "bench/micro/kernel_runner.hpp"
 #include "bench/micro/micro_options.hpp"
 #include "bench/micro/profile.hpp"
+#include "bench/trace/metadata.hpp"
 #include "bench/version.hpp"
 #include "comm/error.hpp"
 
@@ -49,14 +49,13 @@ CollFigures measure_link(const std::string& backend, MPI_Comm comm,
   std::unique_ptr<CollectiveBackend> cb = make_collective_backend(backend, comm);
   CollFigures f;
   const int n = cb->size();
-  for (int i = 0; i < kNumColls; ++i) {
-    const Coll c = Coll(i);
+  for (Collective c : kMeasuredCollectives) {
     std::vector<CollResult> rows;
     for (int64_t s : sizes) {
-      if (op_count_for_size(c, n, s, DType::f32) == 0) continue;
-      rows.push_back(measure_collective(*cb, comm, c, DType::f32, s, false, warmup, iters));
+      if (op_count_for_size(c, n, s, DType::fp32) == 0) continue;
+      rows.push_back(measure_collective(*cb, comm, c, DType::fp32, s, false, warmup, iters));
       HELIX_CHECK(rows.back().wrong == 0,
-                  std::string(coll_name(c)) + " returned wrong elements during calibration");
+                  std::string(to_string(c)) + " returned wrong elements during calibration");
     }
     if (rows.empty()) continue;
     if (print) {
@@ -64,12 +63,12 @@ CollFigures measure_link(const std::string& backend, MPI_Comm comm,
       for (const CollResult& r : rows) print_collective_row(stdout, r, nullptr);
     }
     CollectiveFigure fig;
-    fig.collective = coll_name(c);
+    fig.collective = to_string(c);
     fig.group_size = n;
     fig.latency_us = rows.front().time_us_median;
     fig.busbw_gbps = rows.back().busbw_gbps;
     f.list.push_back(fig);
-    if (c == Coll::all_reduce) {
+    if (c == Collective::all_reduce) {
       f.link.bw_gbps = fig.busbw_gbps;
       f.link.latency_us = fig.latency_us;
     }

@@ -17,13 +17,13 @@
 #include <ostream>
 
 #include "bench/commands/cli_util.hpp"
-#include "bench/trace/h5.hpp"
-#include "bench/trace/metadata.hpp"
 #include "bench/micro/collectives.hpp"
 #include "bench/micro/kernel_runner.hpp"
 #include "bench/micro/kernel_verify.hpp"
 #include "bench/micro/micro_options.hpp"
 #include "bench/micro/micro_report.hpp"
+#include "bench/trace/h5.hpp"
+#include "bench/trace/metadata.hpp"
 #include "bench/version.hpp"
 #include "comm/error.hpp"
 #include "comm/mpi_comm.hpp"
@@ -116,7 +116,8 @@ void run_kernel(benchmark::State& st, Context* ctx, size_t i) {
   }
 }
 
-void run_collective(benchmark::State& st, Context* ctx, Coll c, int64_t op_count, bool in_place) {
+void run_collective(benchmark::State& st, Context* ctx, Collective c, int64_t op_count,
+                    bool in_place) {
   CollectiveBackend& cb = *ctx->comm;
   const MPI_Comm comm = ctx->world->raw();
   CollResult r;
@@ -125,7 +126,7 @@ void run_collective(benchmark::State& st, Context* ctx, Coll c, int64_t op_count
   r.group_size = cb.size();
   r.in_place = in_place;
   r.size_bytes = size_for_op_count(c, cb.size(), op_count, r.dtype);
-  r.count = r.size_bytes / dtype_bytes(r.dtype);
+  r.count = r.size_bytes / elem_bytes(r.dtype);
   PreparedCollective pc(cb, c, r.dtype, op_count, in_place);
   int64_t wrong = pc.check();
   HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, comm));
@@ -144,7 +145,7 @@ void run_collective(benchmark::State& st, Context* ctx, Coll c, int64_t op_count
   st.counters["wrong"] = double(r.wrong);
   if (ctx->world->rank() != 0) return;
   const std::string key =
-      std::string(coll_name(c)) + "/" + std::to_string(r.size_bytes) + (in_place ? "/ip" : "/oop");
+      std::string(to_string(c)) + "/" + std::to_string(r.size_bytes) + (in_place ? "/ip" : "/oop");
   auto it = ctx->coll_index.find(key);
   if (it == ctx->coll_index.end()) {
     ctx->coll_index.emplace(key, ctx->colls.size());
@@ -244,7 +245,7 @@ int run(int argc, char** argv) {
     ctx.cases = make_kernel_cases(ctx.plan.cases);
     comm = make_collective_backend(opt.backend, world.raw());
     if (!comm->supports(ctx.plan.dtype))
-      throw UsageError(std::string("--dtype: ") + dtype_name(ctx.plan.dtype) +
+      throw UsageError(std::string("--dtype: ") + nccl_tests_name(ctx.plan.dtype) +
                        " is not supported by the " + comm->name() + " collectives");
     int ok = 1;
     std::string why;
@@ -302,7 +303,7 @@ int run(int argc, char** argv) {
         ->Iterations(ctx.plan.iters)
         ->Unit(benchmark::kMicrosecond);
   const int n = world.size();
-  for (Coll c : ctx.plan.colls)
+  for (Collective c : ctx.plan.colls)
     for (int in_place = 0; in_place < 2; ++in_place) {
       if (in_place && !has_in_place(c)) continue;
       int64_t last = -1;
@@ -311,8 +312,8 @@ int run(int argc, char** argv) {
         if (count == 0 || count == last) continue;
         last = count;
         const int64_t size = size_for_op_count(c, n, count, ctx.plan.dtype);
-        const std::string name = std::string("coll/") + coll_name(c) + "/" +
-                                 dtype_name(ctx.plan.dtype) + (in_place ? "/ip/" : "/oop/") +
+        const std::string name = std::string("coll/") + to_string(c) + "/" +
+                                 nccl_tests_name(ctx.plan.dtype) + (in_place ? "/ip/" : "/oop/") +
                                  std::to_string(size) + "B";
         benchmark::RegisterBenchmark(name.c_str(),
                                      [&ctx, c, count, in_place](benchmark::State& st) {
@@ -337,7 +338,7 @@ int run(int argc, char** argv) {
 
   int64_t wrong = 0;
   if (root) {
-    for (Coll c : ctx.plan.colls) {
+    for (Collective c : ctx.plan.colls) {
       bool header = false;
       for (const CollResult& r : ctx.colls) {
         if (r.coll != c || r.in_place) continue;

@@ -39,8 +39,8 @@ struct MicroOptions {
 struct MicroPlan {
   int64_t stream_bytes = 0;
   CaseOptions cases;
-  std::vector<Coll> colls;
-  DType dtype = DType::f32;
+  std::vector<Collective> colls;
+  DType dtype = DType::fp32;
   std::vector<int64_t> sizes;
   int iters = 0, coll_iters = 0, warmup = 0;
   bool verify = false;  // check attention and LSE-combine cases against the CPU reference

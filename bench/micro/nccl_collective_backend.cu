@@ -37,12 +37,14 @@ namespace {
 
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
-    case DType::f32:
+    case DType::fp32:
       return ncclFloat32;
     case DType::bf16:
       return ncclBfloat16;
-    case DType::i32:
+    case DType::int32:
       return ncclInt32;
+    default:
+      fatal(std::string("no NCCL collectives of ") + to_string(t));
   }
   return ncclFloat32;
 }
@@ -117,7 +119,7 @@ class NcclCollectives final : public CollectiveBackend {
         ncclReduceScatter(send, recv, size_t(count), nccl_type(t), ncclSum, nccl_, stream_));
   }
   void all_to_all(const void* send, void* recv, int64_t count, DType t) override {
-    const size_t block = size_t(count * dtype_bytes(t));
+    const size_t block = size_t(count * elem_bytes(t));
     const char* s = static_cast<const char*>(send);
     char* r = static_cast<char*>(recv);
     HELIX_CUDA_CHECK(cudaMemcpyAsync(r + size_t(rank_) * block, s + size_t(rank_) * block, block,
@@ -135,7 +137,7 @@ class NcclCollectives final : public CollectiveBackend {
   void send_recv(const void* send, void* recv, int64_t count, DType t, int send_to,
                  int recv_from) override {
     if (send_to == rank_ && recv_from == rank_) {  // one rank: the ring is a device copy
-      HELIX_CUDA_CHECK(cudaMemcpyAsync(recv, send, size_t(count * dtype_bytes(t)),
+      HELIX_CUDA_CHECK(cudaMemcpyAsync(recv, send, size_t(count * elem_bytes(t)),
                                        cudaMemcpyDeviceToDevice, stream_));
       return;
     }

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <cstring>
 
-#include "comm/error.hpp"
 #include "analytic/cost_model.hpp"
 #include "analytic/design_space.hpp"
 #include "analytic/hardware.hpp"
+#include "comm/error.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/schedule.hpp"
 
@@ -109,15 +109,17 @@ TEST(CostModel, CollectivesUseTheAlgorithmFactorAndLeaveTheDomain) {
   const HardwareProfile gb = load_hardware("gb200-nvl72");
   const CostModel cm(gb, CostOptions{});
   const double S = 9e8;  // bytes; 1000 us at 900 GB/s
-  EXPECT_NEAR(cm.collective_us(CollKind::all_reduce, 4, S, false), 3.0 + 1000 * 2 * 3 / 4.0, 1e-6);
-  EXPECT_NEAR(cm.collective_us(CollKind::all_to_all, 4, S, false), 3.0 + 1000 * 3 / 4.0, 1e-6);
-  EXPECT_NEAR(cm.collective_us(CollKind::all_gather, 4, S, true), 10.0 + 18000 * 3 / 4.0, 1e-6);
-  EXPECT_DOUBLE_EQ(cm.collective_us(CollKind::all_reduce, 1, S, false), 0.0);
+  EXPECT_NEAR(cm.collective_us(Collective::all_reduce, 4, S, false), 3.0 + 1000 * 2 * 3 / 4.0,
+              1e-6);
+  EXPECT_NEAR(cm.collective_us(Collective::all_to_all, 4, S, false), 3.0 + 1000 * 3 / 4.0, 1e-6);
+  EXPECT_NEAR(cm.collective_us(Collective::all_gather, 4, S, true), 10.0 + 18000 * 3 / 4.0, 1e-6);
+  EXPECT_DOUBLE_EQ(cm.collective_us(Collective::all_reduce, 1, S, false), 0.0);
   // A measured entry replaces latency and bandwidth for its collective.
   HardwareProfile m = gb;
-  m.collectives.push_back({CollKind::all_reduce, 4, 7.0, 450.0});
+  m.collectives.push_back({Collective::all_reduce, 4, 7.0, 450.0});
   const CostModel cmm(m, CostOptions{});
-  EXPECT_NEAR(cmm.collective_us(CollKind::all_reduce, 4, S, false), 7.0 + 2000 * 2 * 3 / 4.0, 1e-6);
+  EXPECT_NEAR(cmm.collective_us(Collective::all_reduce, 4, S, false), 7.0 + 2000 * 2 * 3 / 4.0,
+              1e-6);
   // Groups that span two NVLink domains of 8.
   LayoutParams p;
   p.kind = LayoutKind::helix;
@@ -154,7 +156,7 @@ TEST(CostModel, PricesTheValueSpaceExchangeOfMla) {
   const CostModel cm(hw, CostOptions{});
   const int B = 16;
   const double bytes = B * 128.0 * (128 + 1) * 2;  // BF16
-  const double a2a_us = cm.collective_us(CollKind::all_to_all, 64, bytes, false);
+  const double a2a_us = cm.collective_us(Collective::all_to_all, 64, bytes, false);
   EXPECT_NEAR(a2a_us, 3.0 + bytes * 63 / 64 / 900e3, 1e-9);
   const std::array<bool, 7> none{};
   for (LayerKind k : {LayerKind::dense, LayerKind::moe}) {

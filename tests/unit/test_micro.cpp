@@ -21,37 +21,37 @@ namespace helix::micro {
 namespace {
 
 TEST(MicroBusBw, FactorsFollowNcclTests) {
-  EXPECT_DOUBLE_EQ(busbw_factor(Coll::all_reduce, 8), 2.0 * 7 / 8);
-  EXPECT_DOUBLE_EQ(busbw_factor(Coll::all_gather, 8), 7.0 / 8);
-  EXPECT_DOUBLE_EQ(busbw_factor(Coll::reduce_scatter, 4), 3.0 / 4);
-  EXPECT_DOUBLE_EQ(busbw_factor(Coll::all_to_all, 2), 0.5);
-  EXPECT_DOUBLE_EQ(busbw_factor(Coll::send_recv, 8), 1.0);
-  EXPECT_DOUBLE_EQ(busbw_factor(Coll::all_reduce, 1), 0.0);
+  EXPECT_DOUBLE_EQ(busbw_factor(Collective::all_reduce, 8), 2.0 * 7 / 8);
+  EXPECT_DOUBLE_EQ(busbw_factor(Collective::all_gather, 8), 7.0 / 8);
+  EXPECT_DOUBLE_EQ(busbw_factor(Collective::reduce_scatter, 4), 3.0 / 4);
+  EXPECT_DOUBLE_EQ(busbw_factor(Collective::all_to_all, 2), 0.5);
+  EXPECT_DOUBLE_EQ(busbw_factor(Collective::send_recv, 8), 1.0);
+  EXPECT_DOUBLE_EQ(busbw_factor(Collective::all_reduce, 1), 0.0);
   // 1 GB in 1000 us = 1000 GB/s algbw; all-reduce over 4 ranks: 1500 GB/s busbw.
   EXPECT_DOUBLE_EQ(algbw_gbps(1e9, 1000.0), 1000.0);
-  EXPECT_DOUBLE_EQ(busbw_gbps(Coll::all_reduce, 4, 1e9, 1000.0), 1500.0);
-  EXPECT_DOUBLE_EQ(busbw_gbps(Coll::all_gather, 4, 1e9, 1000.0), 750.0);
+  EXPECT_DOUBLE_EQ(busbw_gbps(Collective::all_reduce, 4, 1e9, 1000.0), 1500.0);
+  EXPECT_DOUBLE_EQ(busbw_gbps(Collective::all_gather, 4, 1e9, 1000.0), 750.0);
 }
 
 TEST(MicroBusBw, SizesAndCounts) {
   // S is the buffer (all-reduce, send/recv) or the whole group's data (the others).
-  EXPECT_EQ(op_count_for_size(Coll::all_reduce, 4, 4096, DType::f32), 1024);
-  EXPECT_EQ(op_count_for_size(Coll::all_gather, 4, 4096, DType::f32), 256);
-  EXPECT_EQ(op_count_for_size(Coll::all_to_all, 3, 4096, DType::f32), 341);
-  EXPECT_EQ(size_for_op_count(Coll::all_to_all, 3, 341, DType::f32), 4092);
-  EXPECT_EQ(op_count_for_size(Coll::reduce_scatter, 4, 8, DType::f32), 0);
-  EXPECT_EQ(op_count_for_size(Coll::send_recv, 4, 8, DType::bf16), 4);
+  EXPECT_EQ(op_count_for_size(Collective::all_reduce, 4, 4096, DType::fp32), 1024);
+  EXPECT_EQ(op_count_for_size(Collective::all_gather, 4, 4096, DType::fp32), 256);
+  EXPECT_EQ(op_count_for_size(Collective::all_to_all, 3, 4096, DType::fp32), 341);
+  EXPECT_EQ(size_for_op_count(Collective::all_to_all, 3, 341, DType::fp32), 4092);
+  EXPECT_EQ(op_count_for_size(Collective::reduce_scatter, 4, 8, DType::fp32), 0);
+  EXPECT_EQ(op_count_for_size(Collective::send_recv, 4, 8, DType::bf16), 4);
   EXPECT_EQ(size_sweep(8, 64, 2), (std::vector<int64_t>{8, 16, 32, 64}));
   EXPECT_EQ(size_sweep(8, 100, 8), (std::vector<int64_t>{8, 64}));
 }
 
 // The results every rank should hold, computed by running the collective's definition over the
 // send buffers of all ranks (independently of the checker's closed forms).
-std::vector<std::vector<double>> simulate(Coll c, int n, int64_t count) {
+std::vector<std::vector<double>> simulate(Collective c, int n, int64_t count) {
   std::vector<std::vector<double>> send(static_cast<size_t>(n)), recv(static_cast<size_t>(n));
   for (int r = 0; r < n; ++r) {
     std::vector<float> buf(size_t(send_elems(c, n, count)));
-    fill_send_pattern(c, DType::f32, r, n, count, buf.data());
+    fill_send_pattern(c, DType::fp32, r, n, count, buf.data());
     send[size_t(r)].assign(buf.begin(), buf.end());
     recv[size_t(r)].assign(size_t(recv_elems(c, n, count)), 0.0);
   }
@@ -59,21 +59,23 @@ std::vector<std::vector<double>> simulate(Coll c, int n, int64_t count) {
     auto& out = recv[size_t(r)];
     for (int64_t i = 0; i < int64_t(out.size()); ++i) {
       switch (c) {
-        case Coll::all_reduce:
+        case Collective::all_reduce:
           for (int q = 0; q < n; ++q) out[size_t(i)] += send[size_t(q)][size_t(i)];
           break;
-        case Coll::all_gather:
+        case Collective::all_gather:
           out[size_t(i)] = send[size_t(i / count)][size_t(i % count)];
           break;
-        case Coll::reduce_scatter:
+        case Collective::reduce_scatter:
           for (int q = 0; q < n; ++q) out[size_t(i)] += send[size_t(q)][size_t(r * count + i)];
           break;
-        case Coll::all_to_all:
+        case Collective::all_to_all:
           out[size_t(i)] = send[size_t(i / count)][size_t(r * count + i % count)];
           break;
-        case Coll::send_recv:
+        case Collective::send_recv:
           out[size_t(i)] = send[size_t((r + n - 1) % n)][size_t(i)];
           break;
+        default:
+          ADD_FAILURE() << "not a measured collective: " << to_string(c);
       }
     }
   }
@@ -81,22 +83,21 @@ std::vector<std::vector<double>> simulate(Coll c, int n, int64_t count) {
 }
 
 TEST(MicroChecker, AcceptsCorrectResultsAndCountsCorruptedElements) {
-  for (DType t : {DType::f32, DType::bf16, DType::i32})
-    for (int c = 0; c < kNumColls; ++c)
+  for (DType t : {DType::fp32, DType::bf16, DType::int32})
+    for (Collective coll : kMeasuredCollectives)
       for (int n : {1, 3, 4}) {
-        const Coll coll = Coll(c);
         const int64_t count = 7;
         const auto expected = simulate(coll, n, count);
         for (int r = 0; r < n; ++r) {
           const auto& e = expected[size_t(r)];
-          std::vector<unsigned char> buf(e.size() * size_t(dtype_bytes(t)));
+          std::vector<unsigned char> buf(e.size() * size_t(elem_bytes(t)));
           for (size_t i = 0; i < e.size(); ++i) encode(t, e[i], buf.data(), int64_t(i));
           EXPECT_EQ(count_wrong(coll, t, r, n, count, buf.data()), 0)
-              << coll_name(coll) << " " << dtype_name(t) << " n=" << n << " rank " << r;
+              << to_string(coll) << " " << nccl_tests_name(t) << " n=" << n << " rank " << r;
           // One element off by one, another replaced by the checker's sentinel.
           encode(t, e[3] + 1, buf.data(), 3);
           encode(t, -1000.0, buf.data(), int64_t(e.size() - 1));
-          EXPECT_EQ(count_wrong(coll, t, r, n, count, buf.data()), 2) << coll_name(coll);
+          EXPECT_EQ(count_wrong(coll, t, r, n, count, buf.data()), 2) << to_string(coll);
         }
       }
 }
