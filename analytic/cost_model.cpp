@@ -90,12 +90,12 @@ ScheduleTime price_schedule(const CostModel& cm, const std::vector<Step>& steps,
   return schedule_time(steps, d);
 }
 
-double held_weight_elems(const ModelSpec& m, const RankPlan& r) {
+double held_weight_elems(const ModelSpec& m, const RankShard& r) {
   const double H = m.hidden;
   double w = 0;
   // Attention projections: exactly what the schedule's steps read (they read every held weight),
   // in a schedule without HOP-B chunks (each chunk's W_uv GEMM reads the same weights again).
-  RankPlan one = r;
+  RankShard one = r;
   one.layout.hopb_chunks = 1;
   for (const Step& s : build_schedule(m, one, 1, 0))
     if (reads_attention_weights(s.op)) w += s.work.weight_elems;
@@ -110,7 +110,7 @@ double held_weight_elems(const ModelSpec& m, const RankPlan& r) {
   return w;
 }
 
-double held_kv_elems(const ModelSpec& m, const RankPlan& r, int64_t seq_len) {
+double held_kv_elems(const ModelSpec& m, const RankShard& r, int64_t seq_len) {
   return double(r.local_tokens(seq_len)) * double(r.kv_heads.size()) *
          double(m.kv_elems_per_token_per_head());
 }

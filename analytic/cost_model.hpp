@@ -64,8 +64,8 @@ ScheduleTime price_schedule(const CostModel& cm, const std::vector<Step>& steps,
                             const std::array<bool, 7>& crosses);
 
 // Weights one rank holds for one layer, in elements (capacity check).
-double held_weight_elems(const ModelSpec& m, const RankPlan& r);
+double held_weight_elems(const ModelSpec& m, const RankShard& r);
 // KV cache one rank holds for one request and one layer at `seq_len` cached tokens, in elements.
-double held_kv_elems(const ModelSpec& m, const RankPlan& r, int64_t seq_len);
+double held_kv_elems(const ModelSpec& m, const RankShard& r, int64_t seq_len);
 
 }  // namespace helix

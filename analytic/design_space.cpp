@@ -11,26 +11,6 @@
 
 namespace helix {
 
-const char* to_string(Scheme s) {
-  switch (s) {
-    case Scheme::tp:
-      return "tp";
-    case Scheme::ep:
-      return "ep";
-    case Scheme::kvp:
-      return "kvp";
-    case Scheme::helix:
-      return "helix";
-    case Scheme::helix_hopb:
-      return "helix-hopb";
-  }
-  return "?";
-}
-
-const char* family_of(Scheme s) {
-  return is_baseline(s) ? "baseline" : "helix";
-}
-
 std::vector<std::string> model_phase_names() {
   std::vector<std::string> v = phase_names();
   v.emplace_back("pp_comm");
@@ -67,25 +47,25 @@ LayoutParams layer_layout(const ModelSpec& m, const DesignConfig& c, LayerKind k
   p.n = c.n;
   p.kv_block = kv_block;
   const bool moe = kind == LayerKind::moe;
-  switch (c.scheme) {
-    case Scheme::tp:
+  switch (c.layout) {
+    case LayoutKind::tp:
       p.kind = LayoutKind::tp;
       p.kvp = 1;
       p.tpa = c.n;
       break;
-    case Scheme::kvp:
+    case LayoutKind::kvp:
       p.kind = LayoutKind::kvp;
       p.kvp = c.kvp;
       p.tpa = c.tpa;
       break;
-    case Scheme::helix:
-    case Scheme::helix_hopb:
-      p.kind = c.scheme == Scheme::helix ? LayoutKind::helix : LayoutKind::helix_hopb;
+    case LayoutKind::helix:
+    case LayoutKind::helix_hopb:
+      p.kind = c.layout;
       p.kvp = c.kvp;
       p.tpa = c.tpa;
-      p.hopb_chunks = c.scheme == Scheme::helix_hopb ? c.hopb_chunks : 1;
+      p.hopb_chunks = c.layout == LayoutKind::helix_hopb ? c.hopb_chunks : 1;
       break;
-    case Scheme::ep:  // the FFN layout: every rank in the FFN group
+    case LayoutKind::ep:  // the FFN layout: every rank in the FFN group
       p.kind = LayoutKind::helix;
       p.kvp = c.n;
       p.tpa = 1;
@@ -107,22 +87,22 @@ std::vector<LayerKind> layer_kinds(const ModelSpec& m) {
 // Vanilla KVP in Medha's form with a TP width above the KV heads: the attention of each KVP rank
 // is that of a TP group (query heads split TPA ways, KV heads duplicated as in tp), over the KVP
 // rank's share of the tokens. The executors' kvp layout stops at TPA = K; the model prices this
-// variant from the same schedule code (build_schedule for a kvp layout) with a tp rank plan.
+// variant from the same schedule code (build_schedule for a kvp layout) with a tp rank shard.
 bool medha_tp(const ModelSpec& m, const DesignConfig& c) {
-  return c.scheme == Scheme::kvp && c.tpa > m.kv_heads;
+  return c.layout == LayoutKind::kvp && c.tpa > m.kv_heads;
 }
 
-RankPlan medha_plan(const ModelSpec& m, LayerKind kind, const LayoutParams& lp, int rank) {
+RankShard medha_shard(const ModelSpec& m, LayerKind kind, const LayoutParams& lp, int rank) {
   LayoutParams tp = lp;
   tp.kind = LayoutKind::tp;
   tp.n = lp.tpa;
   tp.kvp = 1;
   const int k = rank / lp.tpa, t = rank % lp.tpa;
-  RankPlan p = plan_rank(m, kind, tp, t);
+  RankShard p = rank_shard(m, kind, tp, t);
   p.rank = rank;
   p.layout = lp;
-  p.k = k;
-  p.t = t;
+  p.kvp_index = k;
+  p.tpa_index = t;
   p.placement = {lp.kvp, lp.kv_block};
   if (k != 0) {  // only the TPA group of KVP rank 0 projects and runs the FFN
     p.o_heads = {p.q_heads.begin, p.q_heads.begin};
@@ -131,17 +111,17 @@ RankPlan medha_plan(const ModelSpec& m, LayerKind kind, const LayoutParams& lp, 
   return p;
 }
 
-// The distinct rank plans of one layer layout (ranks with equal shares price identically).
+// The distinct rank shards of one layer layout (ranks with equal shares price identically).
 struct LayerClasses {
   LayerKind kind = LayerKind::dense;
   int layers = 0;
-  std::vector<RankPlan> plans;
+  std::vector<RankShard> shards;
   std::vector<std::array<bool, 7>> crosses;
   double weight_elems_max = 0;  // held, one layer
   double kv_elems_max = 0;      // held, one request, one layer
-  // ep scheme: the data-parallel attention plan (one rank, whole model's attention).
+  // ep layout: the data-parallel attention shard (one rank, whole model's attention).
   bool dp_attention = false;
-  RankPlan attn_plan;
+  RankShard attn_shard;
 };
 
 LayerClasses make_classes(const ModelSpec& m, const DesignConfig& c, LayerKind kind,
@@ -152,46 +132,41 @@ LayerClasses make_classes(const ModelSpec& m, const DesignConfig& c, LayerKind k
   const LayoutParams lp = layer_layout(m, c, kind, o.kv_block);
   std::set<std::vector<int64_t>> seen;
   for (int r = 0; r < c.n; ++r) {
-    RankPlan p = medha_tp(m, c) ? medha_plan(m, kind, lp, r) : plan_rank(m, kind, lp, r);
+    RankShard p = medha_tp(m, c) ? medha_shard(m, kind, lp, r) : rank_shard(m, kind, lp, r);
     const auto cr = groups_leaving_domain(lp, r, domain_gpus);
-    std::vector<int64_t> sig = {p.q_heads.size(),
-                                p.kv_heads.size(),
-                                p.o_heads.size(),
-                                p.local_tokens(o.seq_len + 1),
-                                p.owns_position(o.seq_len),
-                                p.in_ffn,
-                                p.k == 0,
-                                p.dense_cols.size(),
-                                p.experts.size(),
-                                p.expert_cols.size(),
+    std::vector<int64_t> sig = {p.q_heads.size(),           p.kv_heads.size(),
+                                p.o_heads.size(),           p.local_tokens(o.seq_len + 1),
+                                p.owns_position(o.seq_len), p.in_ffn,
+                                p.kvp_index == 0,           p.dense_cols.size(),
+                                p.experts.size(),           p.expert_cols.size(),
                                 p.shared_cols.size()};
     for (bool b : cr) sig.push_back(b);
     if (!seen.insert(sig).second) continue;
     lc.weight_elems_max = std::max(lc.weight_elems_max, held_weight_elems(m, p));
     lc.kv_elems_max = std::max(lc.kv_elems_max, held_kv_elems(m, p, o.seq_len));
-    lc.plans.push_back(p);
+    lc.shards.push_back(p);
     lc.crosses.push_back(cr);
   }
-  if (c.scheme == Scheme::ep) {
+  if (c.layout == LayoutKind::ep) {
     lc.dp_attention = true;
     LayoutParams a;
     a.kind = LayoutKind::helix;
     a.n = a.kvp = a.tpa = a.tpf = a.ep = 1;
     a.kv_block = o.kv_block;
-    lc.attn_plan = plan_rank(m, kind, a, 0);
+    lc.attn_shard = rank_shard(m, kind, a, 0);
     // Each GPU holds the whole attention and its share of the FFN.
     double attn_w = 0;
-    for (const Step& s : build_schedule(m, lc.attn_plan, 1, 0))
+    for (const Step& s : build_schedule(m, lc.attn_shard, 1, 0))
       if (reads_attention_weights(s.op)) attn_w += s.work.weight_elems;
     double ffn_w = 0;
-    for (const RankPlan& p : lc.plans) {
+    for (const RankShard& p : lc.shards) {
       double w = held_weight_elems(m, p);
       for (const Step& s : build_schedule(m, p, 1, 0))
         if (reads_attention_weights(s.op)) w -= s.work.weight_elems;
       ffn_w = std::max(ffn_w, w);
     }
     lc.weight_elems_max = attn_w + ffn_w;
-    lc.kv_elems_max = held_kv_elems(m, lc.attn_plan, o.seq_len);
+    lc.kv_elems_max = held_kv_elems(m, lc.attn_shard, o.seq_len);
   }
   return lc;
 }
@@ -205,14 +180,13 @@ LayerTime price_layer(const ModelSpec& m, const CostModel& cm, const LayerClasse
                       const DesignConfig& c, int batch, int64_t seq) {
   LayerTime best;
   best.us = -1;
-  for (size_t i = 0; i < lc.plans.size(); ++i) {
-    RankPlan p = lc.plans[i];
-    if (p.layout.kind == LayoutKind::helix_hopb)
-      p.layout.hopb_chunks = std::min(c.hopb_chunks, batch);
+  for (size_t i = 0; i < lc.shards.size(); ++i) {
+    RankShard p = lc.shards[i];
+    if (p.layout.kind == LayoutKind::helix_hopb) p.layout.hopb_chunks = c.hopb_chunks_run(batch);
     std::vector<Step> steps;
     if (lc.dp_attention) {
       const int local = (batch + c.n - 1) / c.n;
-      for (const Step& s : build_schedule(m, lc.attn_plan, local, seq))
+      for (const Step& s : build_schedule(m, lc.attn_shard, local, seq))
         if (s.phase != Phase::ffn && s.phase != Phase::ffn_comm) steps.push_back(s);
       // Every GPU needs the whole batch's tokens for its experts.
       Step g{Op::ffn_allgather, Phase::ffn_comm, Group::world, -1, {0, batch}, Work{}};
@@ -287,16 +261,17 @@ std::vector<std::pair<int, int>> ffn_splits(const ModelSpec& m, int ranks) {
   return v;
 }
 
-std::vector<DesignConfig> configs_for(const ModelSpec& m, int n, Scheme s, const SweepOptions& o) {
+std::vector<DesignConfig> configs_for(const ModelSpec& m, int n, LayoutKind s,
+                                      const SweepOptions& o) {
   std::vector<DesignConfig> v;
   DesignConfig c;
-  c.scheme = s;
+  c.layout = s;
   c.n = n;
   auto add = [&](const DesignConfig& x) {
     if (validate_config(m, x).empty()) v.push_back(x);
   };
   switch (s) {
-    case Scheme::tp:
+    case LayoutKind::tp:
       for (auto [tpf, ep] : ffn_splits(m, n)) {
         c.tpf = tpf;
         c.ep = ep;
@@ -304,7 +279,7 @@ std::vector<DesignConfig> configs_for(const ModelSpec& m, int n, Scheme s, const
         add(c);
       }
       break;
-    case Scheme::ep:
+    case LayoutKind::ep:
       if (!m.has_moe()) break;
       for (auto [tpf, ep] : ffn_splits(m, n)) {
         c.tpf = tpf;
@@ -312,7 +287,7 @@ std::vector<DesignConfig> configs_for(const ModelSpec& m, int n, Scheme s, const
         add(c);
       }
       break;
-    case Scheme::kvp:
+    case LayoutKind::kvp:
       for (int tpa : divisors(n)) {
         c.tpa = tpa;
         c.kvp = n / tpa;
@@ -323,8 +298,8 @@ std::vector<DesignConfig> configs_for(const ModelSpec& m, int n, Scheme s, const
         }
       }
       break;
-    case Scheme::helix:
-    case Scheme::helix_hopb:
+    case LayoutKind::helix:
+    case LayoutKind::helix_hopb:
       for (int tpa : divisors(n)) {
         if (tpa > m.kv_heads) continue;
         c.tpa = tpa;
@@ -332,7 +307,7 @@ std::vector<DesignConfig> configs_for(const ModelSpec& m, int n, Scheme s, const
         for (auto [tpf, ep] : ffn_splits(m, n)) {
           c.tpf = tpf;
           c.ep = ep;
-          if (s == Scheme::helix) {
+          if (s == LayoutKind::helix) {
             c.hopb_chunks = 1;
             add(c);
           } else {
@@ -353,7 +328,7 @@ std::vector<DesignConfig> configs_for(const ModelSpec& m, int n, Scheme s, const
 std::string validate_config(const ModelSpec& m, const DesignConfig& c) {
   if (c.n < 1 || c.pp < 1) return "gpus: n and pp must be at least 1";
   if (c.pp > m.layers) return "pp: more pipeline stages than layers";
-  if (c.scheme == Scheme::ep && !m.has_moe()) return "ep: needs a MoE model";
+  if (c.layout == LayoutKind::ep && !m.has_moe()) return "ep: needs a MoE model";
   for (LayerKind k : layer_kinds(m)) {
     LayoutParams p = layer_layout(m, c, k, 16);
     if (medha_tp(m, c)) {  // checked as the tp layout of its TPA group
@@ -388,7 +363,7 @@ SweepResult sweep(const ModelSpec& m, const HardwareProfile& hw, const SweepOpti
   const std::vector<int> batches = batch_ladder(o.max_batch, o.batches_per_octave);
   std::vector<DesignConfig> cfgs;
   for (int n : pool_sizes(o.max_gpus))
-    for (Scheme s : o.schemes)
+    for (LayoutKind s : o.layouts)
       for (const DesignConfig& c : configs_for(m, n, s, o)) cfgs.push_back(c);
   res.configs = cfgs.size();
   size_t done = 0;
@@ -517,9 +492,9 @@ double interactivity_loss_at_equal_throughput(const std::vector<DesignPoint>& pt
 
 std::vector<ReproRow> helix_paper_rows(const std::vector<DesignPoint>& deepseek,
                                        const std::vector<DesignPoint>& llama) {
-  const auto helix = [](const DesignPoint& p) { return !is_baseline(p.cfg.scheme); };
-  const auto base = [](const DesignPoint& p) { return is_baseline(p.cfg.scheme); };
-  const auto nohopb = [](const DesignPoint& p) { return p.cfg.scheme == Scheme::helix; };
+  const auto helix = [](const DesignPoint& p) { return !is_baseline(p.cfg.layout); };
+  const auto base = [](const DesignPoint& p) { return is_baseline(p.cfg.layout); };
+  const auto nohopb = [](const DesignPoint& p) { return p.cfg.layout == LayoutKind::helix; };
   std::vector<ReproRow> rows;
   auto ratio_row = [&](const std::string& q, double paper, double ours, bool interactivity) {
     ReproRow r;

@@ -7,41 +7,39 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "analytic/cost_model.hpp"
 #include "analytic/hardware.hpp"
+#include "layouts/layout.hpp"
 #include "layouts/model_spec.hpp"
 
 namespace helix {
 
-// The `layout` column. PP is a parameter of every scheme (pp > 1: the layers are split into pp
-// stages of n GPUs each). `ep` is data-parallel attention (each GPU attends for B/n requests with
-// replicated attention weights) followed by an all-gather of the tokens and the expert-parallel
-// FFN of the executors; it is priced by the model only (no executor runs it).
-enum class Scheme { tp, ep, kvp, helix, helix_hopb };
-constexpr int kNumSchemes = 5;
-const char* to_string(Scheme s);
-// The baselines the paper compares against (tp, ep, kvp, and pp over any of them).
-inline bool is_baseline(Scheme s) {
-  return s == Scheme::tp || s == Scheme::ep || s == Scheme::kvp;
-}
-// "baseline" or "helix".
-const char* family_of(Scheme s);
+// The layouts of the design space, in the order of the sweep and of its outputs (the `layout`
+// column). PP is a parameter of every layout (pp > 1: the layers are split into pp stages of n
+// GPUs each); `ep` (data-parallel attention, layouts/layout.hpp) is priced here only.
+constexpr LayoutKind kDesignLayouts[] = {LayoutKind::tp, LayoutKind::ep, LayoutKind::kvp,
+                                         LayoutKind::helix, LayoutKind::helix_hopb};
 
 // Extra phase after the layer phases: the point-to-point sends between pipeline stages.
 constexpr int kNumModelPhases = kNumPhases + 1;
 std::vector<std::string> model_phase_names();
 
 struct DesignConfig {
-  Scheme scheme = Scheme::tp;
+  LayoutKind layout = LayoutKind::tp;
   int n = 1;             // GPUs per pipeline stage (the layout's ranks)
   int pp = 1;            // pipeline stages
   int kvp = 1, tpa = 1;  // attention (tp: 1 x n; ep: data parallel, 1 x 1)
   int tpf = 1, ep = 1;   // FFN of MoE layers (dense layers: tpf = FFN ranks, ep = 1)
-  int hopb_chunks = 1;   // helix-hopb: batch chunks (clamped to the batch)
+  int hopb_chunks = 1;   // helix-hopb: batch chunks requested (hopb_chunks_at clamps them)
   int gpus() const { return n * pp; }
+  // HOP-B chunks run at `batch` (0 for the other layouts).
+  int hopb_chunks_run(int batch) const {
+    return layout == LayoutKind::helix_hopb ? hopb_chunks_at(hopb_chunks, batch) : 0;
+  }
 };
 
 struct DesignPoint {
@@ -62,8 +60,7 @@ struct SweepOptions {
   int64_t seq_len = 1 << 20;
   CostOptions cost;
   double workspace_bytes = 2.0 * (1 << 30);  // activations, communication buffers, runtime
-  std::vector<Scheme> schemes = {Scheme::tp, Scheme::ep, Scheme::kvp, Scheme::helix,
-                                 Scheme::helix_hopb};
+  std::vector<LayoutKind> layouts = {std::begin(kDesignLayouts), std::end(kDesignLayouts)};
   std::vector<int> hopb_chunk_options = {2, 4, 8};
   int kv_block = 16;
   int batches_per_octave = 16;

@@ -239,10 +239,10 @@ PoolRatio match_pools(double target, int gp, int gd, double tolerance) {
 namespace {
 
 int decode_distinct_kv_gpus(const ModelSpec& m, const DesignConfig& c) {
-  switch (c.scheme) {
-    case Scheme::tp:
+  switch (c.layout) {
+    case LayoutKind::tp:
       return std::min(c.n, m.kv_heads) * c.pp;
-    case Scheme::kvp:
+    case LayoutKind::kvp:
       return c.kvp * std::min(c.tpa, m.kv_heads) * c.pp;
     default:
       return c.n * c.pp;

@@ -1,13 +1,13 @@
 #include <memory>
 
+#include "bench/commands/decode_cmd.hpp"
+#include "bench/trace/metadata.hpp"
+#include "comm/error.hpp"
 #include "exec/comm_groups.hpp"
 #include "exec/cpu_executor.hpp"
-#include "bench/commands/decode_cmd.hpp"
 #include "exec/decode_backend.hpp"
 #include "exec/layer_data.hpp"
-#include "bench/trace/metadata.hpp"
 #include "exec/reference.hpp"
-#include "comm/error.hpp"
 
 namespace helix {
 
@@ -21,19 +21,19 @@ class CpuBackend final : public DecodeBackend {
   std::string description() const override { return "cpu (fp32 kernels, MPI over host memory)"; }
   std::string device_description() const override { return "cpu"; }
 
-  MemoryPlan plan_memory(const ModelSpec& m, const RankPlan& plan, int batch,
-                         int64_t max_positions) const override {
-    MemoryPlan p;
-    p.needed_bytes = cpu_rank_bytes(m, plan, batch, max_positions);
+  MemoryCheck check_memory(const ModelSpec& m, const RankShard& shard, int batch,
+                           int64_t max_positions) const override {
+    MemoryCheck p;
+    p.needed_bytes = cpu_rank_bytes(m, shard, batch, max_positions);
     p.available_bytes = host_available_bytes() / std::max(1, local_ranks_);
     p.fits = p.needed_bytes < p.available_bytes;
     return p;
   }
 
-  std::unique_ptr<LayerExecutor> make_executor(const ModelSpec& m, const RankPlan& plan, int batch,
-                                               int64_t seq_len, int64_t max_positions,
+  std::unique_ptr<LayerExecutor> make_executor(const ModelSpec& m, const RankShard& shard,
+                                               int batch, int64_t seq_len, int64_t max_positions,
                                                uint64_t seed) override {
-    return std::make_unique<CpuExecutor>(m, plan, make_comm_groups(world_, plan.layout), batch,
+    return std::make_unique<CpuExecutor>(m, shard, make_comm_groups(world_, shard.layout), batch,
                                          seq_len, max_positions, seed);
   }
 
@@ -53,13 +53,14 @@ class CpuBackend final : public DecodeBackend {
 
 }  // namespace
 
-int64_t cpu_rank_bytes(const ModelSpec& m, const RankPlan& plan, int batch, int64_t max_positions) {
+int64_t cpu_rank_bytes(const ModelSpec& m, const RankShard& shard, int batch,
+                       int64_t max_positions) {
   const int64_t B = batch, H = m.hidden;
-  const int64_t act =
-      B * (16 * H + 4 * plan.q_heads.size() * (m.attn_qk_dim() + 1) +
-           4 * plan.layout.kvp * plan.q_heads.size() * (m.attn_out_dim() + 1) + plan.layout.ep * H);
+  const int64_t act = B * (16 * H + 4 * shard.q_heads.size() * (m.attn_qk_dim() + 1) +
+                           4 * shard.layout.kvp * shard.q_heads.size() * (m.attn_out_dim() + 1) +
+                           shard.layout.ep * H);
   return int64_t(sizeof(float)) *
-         (shard_elements(m, plan) + cache_elements(m, plan, batch, max_positions) + act);
+         (weight_elements(m, shard) + cache_elements(m, shard, batch, max_positions) + act);
 }
 
 void compute_reference_outputs(const ModelSpec& m, LayerKind layer, int batch, int64_t seq,

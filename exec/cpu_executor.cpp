@@ -24,18 +24,18 @@ double us_since(Clock::time_point t0) {
 
 }  // namespace
 
-CpuExecutor::CpuExecutor(const ModelSpec& model, const RankPlan& plan, CommGroups groups, int batch,
-                         int64_t seq_len, int64_t max_positions, uint64_t seed)
-    : m_(model), plan_(plan), groups_(std::move(groups)), batch_(batch) {
-  shard_ = make_layer_shard(model, plan, seed);
-  cache_ = make_kv_cache(model, plan, batch, seq_len, max_positions, seed);
+CpuExecutor::CpuExecutor(const ModelSpec& model, const RankShard& shard, CommGroups groups,
+                         int batch, int64_t seq_len, int64_t max_positions, uint64_t seed)
+    : m_(model), shard_(shard), groups_(std::move(groups)), batch_(batch) {
+  weights_ = make_layer_weights(model, shard, seed);
+  cache_ = make_kv_cache(model, shard, batch, seq_len, max_positions, seed);
   qk_dim_ = model.attn_qk_dim();
   out_dim_ = model.attn_out_dim();
   val_dim_ = model.attn_value_dim();
-  const LayoutParams& L = plan.layout;
-  peer_heads_ = peer_head_ranges(model, plan);
-  const int64_t B = batch, H = model.hidden, qh = plan.q_heads.size();
-  const int64_t oh = plan.o_heads.size();
+  const LayoutParams& L = shard.layout;
+  peer_heads_ = peer_head_ranges(model, shard);
+  const int64_t B = batch, H = model.hidden, qh = shard.q_heads.size();
+  const int64_t oh = shard.o_heads.size();
   x_.resize(size_t(B * H));
   out_.resize(size_t(B * H));
   hn_.resize(size_t(B * H));
@@ -46,7 +46,7 @@ CpuExecutor::CpuExecutor(const ModelSpec& model, const RankPlan& plan, CommGroup
     ckv_.resize(size_t(B * (model.mla.kv_lora + model.mla.qk_rope)));
     part_v_.resize(size_t(B * qh * val_dim_));
   } else {
-    k_new_.resize(size_t(B * plan.kv_heads.size() * model.head_dim));
+    k_new_.resize(size_t(B * shard.kv_heads.size() * model.head_dim));
     v_new_.resize(k_new_.size());
   }
   part_o_.resize(size_t(B * qh * out_dim_));
@@ -60,14 +60,14 @@ CpuExecutor::CpuExecutor(const ModelSpec& model, const RankPlan& plan, CommGroup
   h2_.resize(size_t(B * H));
   ffn_part_.resize(size_t(B * H));
   gathered_.resize(size_t(L.ep * B * H));
-  if (plan.layer == LayerKind::moe) {
+  if (shard.layer == LayerKind::moe) {
     const int64_t E = model.moe.routed_experts, k = model.moe.top_k;
     logits_.resize(size_t(B * E));
     route_e_.resize(size_t(B * k));
     route_w_.resize(size_t(B * k));
   }
   const int64_t widest = std::max<int64_t>(
-      {plan.dense_cols.size(), plan.expert_cols.size(), plan.shared_cols.size(), 1});
+      {shard.dense_cols.size(), shard.expert_cols.size(), shard.shared_cols.size(), 1});
   scratch_.resize(size_t(2 * B * widest + 2 * B * H + B));
 }
 
@@ -149,38 +149,38 @@ void CpuExecutor::step(const std::vector<Step>& schedule, int64_t pos, StepTimin
 }
 
 void CpuExecutor::prologue(int64_t pos) {
-  const int64_t B = batch_, H = m_.hidden, qh = plan_.q_heads.size();
-  cpu::rmsnorm(x_.data(), shard_.attn_norm.data(), B, H, m_.rms_eps, hn_.data());
+  const int64_t B = batch_, H = m_.hidden, qh = shard_.q_heads.size();
+  cpu::rmsnorm(x_.data(), weights_.attn_norm.data(), B, H, m_.rms_eps, hn_.data());
   if (m_.is_mla()) {
     const auto& a = m_.mla;
     const int64_t qk = a.qk_nope + a.qk_rope, w = a.kv_lora + a.qk_rope;
-    cpu::gemm(hn_.data(), H, shard_.wdq.data(), a.q_lora, cq_.data(), a.q_lora, B, H, a.q_lora,
+    cpu::gemm(hn_.data(), H, weights_.wdq.data(), a.q_lora, cq_.data(), a.q_lora, B, H, a.q_lora,
               false);
-    cpu::rmsnorm(cq_.data(), shard_.q_norm.data(), B, a.q_lora, m_.rms_eps, cq_.data());
-    cpu::gemm(cq_.data(), a.q_lora, shard_.wuq.data(), qh * qk, qfull_.data(), qh * qk, B, a.q_lora,
-              qh * qk, false);
+    cpu::rmsnorm(cq_.data(), weights_.q_norm.data(), B, a.q_lora, m_.rms_eps, cq_.data());
+    cpu::gemm(cq_.data(), a.q_lora, weights_.wuq.data(), qh * qk, qfull_.data(), qh * qk, B,
+              a.q_lora, qh * qk, false);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < qh; ++h) {
         const float* qn = &qfull_[size_t((b * qh + h) * qk)];
         float* dst = &q_[size_t((b * qh + h) * qk_dim_)];
         // Absorb W_uk: latent query = W_uk[h] q_nope.
-        cpu::gemm(qn, a.qk_nope, &shard_.wuk_t[size_t(h * a.qk_nope * a.kv_lora)], a.kv_lora, dst,
+        cpu::gemm(qn, a.qk_nope, &weights_.wuk_t[size_t(h * a.qk_nope * a.kv_lora)], a.kv_lora, dst,
                   a.kv_lora, 1, a.qk_nope, a.kv_lora, false);
         std::memcpy(dst + a.kv_lora, qn + a.qk_nope, size_t(a.qk_rope) * sizeof(float));
         cpu::rope(dst + a.kv_lora, a.qk_rope, pos, m_.rope_theta);
       }
-    cpu::gemm(hn_.data(), H, shard_.wdkv.data(), w, ckv_.data(), w, B, H, w, false);
+    cpu::gemm(hn_.data(), H, weights_.wdkv.data(), w, ckv_.data(), w, B, H, w, false);
     for (int64_t b = 0; b < B; ++b) {
       float* row = &ckv_[size_t(b * w)];
-      cpu::rmsnorm(row, shard_.kv_norm.data(), 1, a.kv_lora, m_.rms_eps, row);
+      cpu::rmsnorm(row, weights_.kv_norm.data(), 1, a.kv_lora, m_.rms_eps, row);
       cpu::rope(row + a.kv_lora, a.qk_rope, pos, m_.rope_theta);
     }
   } else {
-    const int64_t D = m_.head_dim, kvh = plan_.kv_heads.size();
-    cpu::gemm(hn_.data(), H, shard_.wq.data(), qh * D, q_.data(), qh * D, B, H, qh * D, false);
-    cpu::gemm(hn_.data(), H, shard_.wk.data(), kvh * D, k_new_.data(), kvh * D, B, H, kvh * D,
+    const int64_t D = m_.head_dim, kvh = shard_.kv_heads.size();
+    cpu::gemm(hn_.data(), H, weights_.wq.data(), qh * D, q_.data(), qh * D, B, H, qh * D, false);
+    cpu::gemm(hn_.data(), H, weights_.wk.data(), kvh * D, k_new_.data(), kvh * D, B, H, kvh * D,
               false);
-    cpu::gemm(hn_.data(), H, shard_.wv.data(), kvh * D, v_new_.data(), kvh * D, B, H, kvh * D,
+    cpu::gemm(hn_.data(), H, weights_.wv.data(), kvh * D, v_new_.data(), kvh * D, B, H, kvh * D,
               false);
     for (int64_t i = 0; i < B * qh; ++i) cpu::rope(&q_[size_t(i * D)], D, pos, m_.rope_theta);
     for (int64_t i = 0; i < B * kvh; ++i) cpu::rope(&k_new_[size_t(i * D)], D, pos, m_.rope_theta);
@@ -188,8 +188,8 @@ void CpuExecutor::prologue(int64_t pos) {
 }
 
 void CpuExecutor::kv_append(int64_t pos) {
-  if (!plan_.owns_position(pos)) return;
-  const int64_t li = plan_.placement.local_index(pos);
+  if (!shard_.owns_position(pos)) return;
+  const int64_t li = shard_.placement.local_index(pos);
   HELIX_CHECK(li < cache_.capacity, "KV cache full: position " + std::to_string(pos));
   const size_t row_bytes = size_t(cache_.width) * sizeof(float);
   for (int64_t b = 0; b < batch_; ++b) {
@@ -208,8 +208,8 @@ void CpuExecutor::kv_append(int64_t pos) {
 }
 
 void CpuExecutor::attention(Range batch, int64_t pos, std::vector<MpiRequest>* progress) {
-  const int64_t tokens = plan_.local_tokens(pos + 1);
-  const int64_t qh = plan_.q_heads.size();
+  const int64_t tokens = shard_.local_tokens(pos + 1);
+  const int64_t qh = shard_.q_heads.size();
   // One request at a time, driving the progress of earlier chunks' exchanges in between so that
   // HOP-B's communication really overlaps this computation.
   for (int64_t b = batch.begin; b < batch.end; ++b) {
@@ -231,8 +231,8 @@ void CpuExecutor::attention(Range batch, int64_t pos, std::vector<MpiRequest>* p
       cpu::GqaAttention a;
       a.batch = 1;
       a.q_heads = qh;
-      a.q_begin = plan_.q_heads.begin;
-      a.kv_begin = plan_.kv_heads.begin;
+      a.q_begin = shard_.q_heads.begin;
+      a.kv_begin = shard_.kv_heads.begin;
       a.kv_heads = cache_.heads;
       a.group = m_.group();
       a.head_dim = m_.head_dim;
@@ -256,11 +256,11 @@ void CpuExecutor::attention(Range batch, int64_t pos, std::vector<MpiRequest>* p
 // before the exchange gives the same combined output as doing it once after the combine.
 void CpuExecutor::v_up(Range batch, std::vector<MpiRequest>* progress) {
   const auto& a = m_.mla;
-  const int64_t qh = plan_.q_heads.size();
+  const int64_t qh = shard_.q_heads.size();
   for (int64_t b = batch.begin; b < batch.end; ++b) {
     for (int64_t h = 0; h < qh; ++h)
       cpu::gemm(&part_o_[size_t((b * qh + h) * out_dim_)], a.kv_lora,
-                &shard_.wuv[size_t(h * a.kv_lora * a.v_head)], a.v_head,
+                &weights_.wuv[size_t(h * a.kv_lora * a.v_head)], a.v_head,
                 &part_v_[size_t((b * qh + h) * val_dim_)], a.v_head, 1, a.kv_lora, a.v_head, false);
     if (progress && !progress->empty()) test_all(*progress);
   }
@@ -270,7 +270,7 @@ void CpuExecutor::v_up(Range batch, std::vector<MpiRequest>* progress) {
 // per peer j in KVP order: O block [nb, heads_j, D] then LSE block [nb, heads_j] (D: the value
 // width).
 void CpuExecutor::pack_chunk(Range batch) {
-  const int64_t D = val_dim_, qh = plan_.q_heads.size(), nb = batch.size();
+  const int64_t D = val_dim_, qh = shard_.q_heads.size(), nb = batch.size();
   const float* part = partials();
   float* dst = &send_[size_t(batch.begin * qh * (D + 1))];
   for (const Range& hr : peer_heads_) {
@@ -288,9 +288,9 @@ void CpuExecutor::pack_chunk(Range batch) {
 // Receive layout of a chunk: starting at b0 * KVP * heads * (D + 1), one block per source peer
 // i: O [nb, heads, D] then LSE [nb, heads]; lse_combine reads it in place.
 void CpuExecutor::exchange(const Step& s, bool blocking) {
-  const int64_t D = val_dim_, qh = plan_.q_heads.size(), oh = plan_.o_heads.size();
+  const int64_t D = val_dim_, qh = shard_.q_heads.size(), oh = shard_.o_heads.size();
   const int64_t nb = s.batch.size();
-  const int kvp = plan_.layout.kvp;
+  const int kvp = shard_.layout.kvp;
   pack_chunk(s.batch);
   const size_t np = static_cast<size_t>(kvp);
   std::vector<int> sc(np), sd(np), rc(np), rd(np);
@@ -311,7 +311,7 @@ void CpuExecutor::exchange(const Step& s, bool blocking) {
 }
 
 void CpuExecutor::gather_partials() {
-  const int64_t D = val_dim_, qh = plan_.q_heads.size();
+  const int64_t D = val_dim_, qh = shard_.q_heads.size();
   const size_t n_o = size_t(batch_ * qh * D);
   // Each rank sends all its query heads: one O block then one LSE block (the layout of a single
   // peer in pack_chunk with heads_j = all).
@@ -322,11 +322,11 @@ void CpuExecutor::gather_partials() {
 }
 
 void CpuExecutor::combine_chunk(Range all) {
-  const int64_t D = val_dim_, oh = plan_.o_heads.size();
-  const int kvp = plan_.layout.kvp;
+  const int64_t D = val_dim_, oh = shard_.o_heads.size();
+  const int kvp = shard_.layout.kvp;
   // HOP-B chunks each have their own receive block; the whole batch is one chunk otherwise.
-  const auto chunks = plan_.layout.kind == LayoutKind::helix_hopb
-                          ? batch_chunks(batch_, plan_.layout.hopb_chunks)
+  const auto chunks = shard_.layout.kind == LayoutKind::helix_hopb
+                          ? batch_chunks(batch_, shard_.layout.hopb_chunks)
                           : std::vector<Range>{all};
   for (const Range& c : chunks) {
     const int64_t nb = c.size(), rows = nb * oh, stride = rows * (D + 1);
@@ -338,36 +338,36 @@ void CpuExecutor::combine_chunk(Range all) {
 }
 
 void CpuExecutor::o_proj() {
-  const int64_t B = batch_, H = m_.hidden, oh = plan_.o_heads.size(), D = val_dim_;
+  const int64_t B = batch_, H = m_.hidden, oh = shard_.o_heads.size(), D = val_dim_;
   // tp: the local partials are complete (o_heads = q_heads); MLA's are already up-projected.
   const float* in = combined_valid_ ? combined_.data() : partials();
   if (oh == 0) {
     std::fill(attn_out_.begin(), attn_out_.end(), 0.0f);
     return;
   }
-  cpu::gemm(in, oh * D, shard_.wo.data(), H, attn_out_.data(), H, B, oh * D, H, false);
+  cpu::gemm(in, oh * D, weights_.wo.data(), H, attn_out_.data(), H, B, oh * D, H, false);
 }
 
 void CpuExecutor::ffn_compute() {
   const int64_t B = batch_, H = m_.hidden;
   for (size_t i = 0; i < x1_.size(); ++i) x1_[i] = x_[i] + attn_out_[i];
-  cpu::rmsnorm(x1_.data(), shard_.ffn_norm.data(), B, H, m_.rms_eps, h2_.data());
+  cpu::rmsnorm(x1_.data(), weights_.ffn_norm.data(), B, H, m_.rms_eps, h2_.data());
   std::fill(ffn_part_.begin(), ffn_part_.end(), 0.0f);
-  if (plan_.layer == LayerKind::dense) {
-    cpu::swiglu_ffn(h2_.data(), B, H, plan_.dense_cols.size(), shard_.w_gate.data(),
-                    shard_.w_up.data(), shard_.w_down.data(), nullptr, ffn_part_.data(),
+  if (shard_.layer == LayerKind::dense) {
+    cpu::swiglu_ffn(h2_.data(), B, H, shard_.dense_cols.size(), weights_.w_gate.data(),
+                    weights_.w_up.data(), weights_.w_down.data(), nullptr, ffn_part_.data(),
                     scratch_.data());
     return;
   }
-  const int64_t E = m_.moe.routed_experts, K = m_.moe.top_k, cols = plan_.expert_cols.size();
-  cpu::gemm(h2_.data(), H, shard_.router.data(), E, logits_.data(), E, B, H, E, false);
+  const int64_t E = m_.moe.routed_experts, K = m_.moe.top_k, cols = shard_.expert_cols.size();
+  cpu::gemm(h2_.data(), H, weights_.router.data(), E, logits_.data(), E, B, H, E, false);
   cpu::moe_route(logits_.data(), B, E, K, m_.moe.routed_scale, route_e_.data(), route_w_.data());
   // Gather the tokens routed to each held expert, run its column slice, scatter-add the result.
   float* xe = scratch_.data() + 2 * B * cols;
   float* ye = xe + B * H;
   float* we = ye + B * H;
   std::vector<int64_t> rows;
-  for (int64_t e = plan_.experts.begin; e < plan_.experts.end; ++e) {
+  for (int64_t e = shard_.experts.begin; e < shard_.experts.end; ++e) {
     rows.clear();
     for (int64_t t = 0; t < B; ++t)
       for (int64_t i = 0; i < K; ++i)
@@ -380,22 +380,22 @@ void CpuExecutor::ffn_compute() {
     for (int64_t r = 0; r < n; ++r)
       std::memcpy(&xe[size_t(r * H)], &h2_[size_t(rows[r] * H)], size_t(H) * sizeof(float));
     std::fill(ye, ye + n * H, 0.0f);
-    const int64_t le = e - plan_.experts.begin;
-    cpu::swiglu_ffn(xe, n, H, cols, &shard_.e_gate[size_t(le * H * cols)],
-                    &shard_.e_up[size_t(le * H * cols)], &shard_.e_down[size_t(le * cols * H)], we,
-                    ye, scratch_.data());
+    const int64_t le = e - shard_.experts.begin;
+    cpu::swiglu_ffn(xe, n, H, cols, &weights_.e_gate[size_t(le * H * cols)],
+                    &weights_.e_up[size_t(le * H * cols)], &weights_.e_down[size_t(le * cols * H)],
+                    we, ye, scratch_.data());
     for (int64_t r = 0; r < n; ++r)
       for (int64_t j = 0; j < H; ++j) ffn_part_[size_t(rows[r] * H + j)] += ye[r * H + j];
   }
-  if (!shard_.s_gate.empty())
-    cpu::swiglu_ffn(h2_.data(), B, H, plan_.shared_cols.size(), shard_.s_gate.data(),
-                    shard_.s_up.data(), shard_.s_down.data(), nullptr, ffn_part_.data(),
+  if (!weights_.s_gate.empty())
+    cpu::swiglu_ffn(h2_.data(), B, H, shard_.shared_cols.size(), weights_.s_gate.data(),
+                    weights_.s_up.data(), weights_.s_down.data(), nullptr, ffn_part_.data(),
                     scratch_.data());
 }
 
 void CpuExecutor::ffn_reduce(float* out) {
   const size_t n = x1_.size();
-  const int ep = plan_.layout.ep;
+  const int ep = shard_.layout.ep;
   for (size_t i = 0; i < n; ++i) {
     float acc = 0.0f;
     if (ep > 1)

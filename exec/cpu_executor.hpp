@@ -5,24 +5,25 @@
 #include <cstdint>
 #include <vector>
 
+#include "comm/mpi_comm.hpp"
 #include "exec/comm_groups.hpp"
 #include "exec/executor.hpp"
 #include "exec/layer_data.hpp"
-#include "comm/mpi_comm.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix {
 
 class CpuExecutor final : public LayerExecutor {
  public:
-  // Holds the shard of `plan` and a KV cache for positions [0, max_positions) filled up to seq_len.
-  CpuExecutor(const ModelSpec& model, const RankPlan& plan, CommGroups groups, int batch,
+  // Holds the shard of `shard` and a KV cache for positions [0, max_positions) filled up to
+  // seq_len.
+  CpuExecutor(const ModelSpec& model, const RankShard& shard, CommGroups groups, int batch,
               int64_t seq_len, int64_t max_positions, uint64_t seed);
 
   void set_input(const float* x) override;
   void step(const std::vector<Step>& schedule, int64_t pos, StepTiming* timing) override;
   void get_output(float* out) override;
-  int64_t weight_bytes() const override { return shard_.elements() * int64_t(sizeof(float)); }
+  int64_t weight_bytes() const override { return weights_.elements() * int64_t(sizeof(float)); }
   int64_t kv_bytes() const override {
     return int64_t((cache_.k.size() + cache_.v.size()) * sizeof(float));
   }
@@ -43,10 +44,10 @@ class CpuExecutor final : public LayerExecutor {
   void ffn_reduce(float* out);
 
   const ModelSpec& m_;
-  RankPlan plan_;
+  RankShard shard_;
   CommGroups groups_;
   int batch_;
-  LayerShard shard_;
+  LayerWeights weights_;
   KvCache cache_;
 
   // Peers' owned-head ranges inside this rank's query heads (KVP group order).

@@ -10,13 +10,13 @@
 #include <memory>
 #include <string>
 
-#include "exec/cuda_executor.hpp"
 #include "bench/commands/decode_cmd.hpp"
-#include "exec/decode_backend.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/device_comm.hpp"
 #include "comm/error.hpp"
 #include "comm/gpu_select.hpp"
+#include "exec/cuda_executor.hpp"
+#include "exec/decode_backend.hpp"
 #include "kernels/cuda_kernels.hpp"
 
 namespace helix {
@@ -69,13 +69,15 @@ class CudaBackend final : public DecodeBackend {
   }
   std::string device_description() const override { return desc_; }
   int layout_ranks(int world_size) const override { return emulate_ > 0 ? emulate_ : world_size; }
-  int plan_rank(int world_rank) const override { return emulate_ > 0 ? emulate_rank_ : world_rank; }
+  int layout_rank(int world_rank) const override {
+    return emulate_ > 0 ? emulate_rank_ : world_rank;
+  }
   bool can_verify() const override { return emulate_ == 0; }
 
-  MemoryPlan plan_memory(const ModelSpec& m, const RankPlan& plan, int batch,
-                         int64_t max_positions) const override {
-    MemoryPlan p;
-    p.needed_bytes = cuda_footprint(m, plan, batch, max_positions).total();
+  MemoryCheck check_memory(const ModelSpec& m, const RankShard& shard, int batch,
+                           int64_t max_positions) const override {
+    MemoryCheck p;
+    p.needed_bytes = cuda_footprint(m, shard, batch, max_positions).total();
     size_t free_b = 0, total_b = 0;
     HELIX_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     p.available_bytes = int64_t(free_b) / ranks_per_gpu_ - kReserveBytes;
@@ -83,14 +85,14 @@ class CudaBackend final : public DecodeBackend {
     return p;
   }
 
-  std::unique_ptr<LayerExecutor> make_executor(const ModelSpec& m, const RankPlan& plan, int batch,
-                                               int64_t seq_len, int64_t max_positions,
+  std::unique_ptr<LayerExecutor> make_executor(const ModelSpec& m, const RankShard& shard,
+                                               int batch, int64_t seq_len, int64_t max_positions,
                                                uint64_t seed) override {
     std::shared_ptr<DeviceGroups> groups;
     if (emulate_ == 0) {
       // Communicators are made once per distinct layout (splitting is collective and slow) and
       // reused by later runs of the same layout; every rank runs the same sequence of runs.
-      const LayoutParams& L = plan.layout;
+      const LayoutParams& L = shard.layout;
       const std::string key = std::string(to_string(L.kind)) + ":" + std::to_string(L.n) + ":" +
                               std::to_string(L.kvp) + ":" + std::to_string(L.tpa) + ":" +
                               std::to_string(L.tpf) + ":" + std::to_string(L.ep);
@@ -115,7 +117,7 @@ class CudaBackend final : public DecodeBackend {
       }
       groups = it->second;
     }
-    return std::make_unique<CudaExecutor>(m, plan, std::move(groups), link_, batch, seq_len,
+    return std::make_unique<CudaExecutor>(m, shard, std::move(groups), link_, batch, seq_len,
                                           max_positions, seed);
   }
 

@@ -87,7 +87,7 @@ double LinkModel::collective_us(const Work& w, int64_t elem_bytes) const {
 // ---------------------------------------------------------------------------------------------
 // Weights on the device
 
-int64_t DeviceShard::bytes() const {
+int64_t DeviceWeights::bytes() const {
   int64_t n = 0;
   for (const DeviceArray<float>* a : {&attn_norm, &q_norm, &kv_norm, &ffn_norm}) n += a->bytes();
   for (const DeviceArray<bf16>* a :
@@ -117,9 +117,9 @@ void fill_norm(DeviceArray<float>& dst, uint64_t key, int64_t n, cudaStream_t s)
 
 }  // namespace
 
-DeviceShard make_device_shard(const ModelSpec& m, const RankPlan& p, uint64_t seed,
-                              cudaStream_t st) {
-  DeviceShard s;
+DeviceWeights make_device_weights(const ModelSpec& m, const RankShard& p, uint64_t seed,
+                                  cudaStream_t st) {
+  DeviceWeights s;
   const int64_t H = m.hidden;
   const Range all_h{0, H};
   auto key = [&](TensorId t, uint64_t a = 0) { return tensor_key(seed, t, a); };
@@ -197,7 +197,7 @@ struct Sizes {
   int64_t B, H, qh, oh, kvh, qk, dv, dx, cap, recv_heads, kvp, ep, widest, assignments;
 };
 
-Sizes sizes_of(const ModelSpec& m, const RankPlan& p, int batch, int64_t max_positions) {
+Sizes sizes_of(const ModelSpec& m, const RankShard& p, int batch, int64_t max_positions) {
   Sizes z{};
   z.B = batch;
   z.H = m.hidden;
@@ -217,7 +217,7 @@ Sizes sizes_of(const ModelSpec& m, const RankPlan& p, int batch, int64_t max_pos
   return z;
 }
 
-cuda::DecodeAttention attention_shape(const ModelSpec& m, const RankPlan& p, int64_t batch,
+cuda::DecodeAttention attention_shape(const ModelSpec& m, const RankShard& p, int64_t batch,
                                       int64_t tokens, int64_t capacity) {
   cuda::DecodeAttention a;
   a.mla = m.is_mla();
@@ -235,7 +235,7 @@ cuda::DecodeAttention attention_shape(const ModelSpec& m, const RankPlan& p, int
 
 // Split-KV workspace large enough for any batch chunk of up to `batch` requests (smaller chunks
 // take more splits).
-int64_t attention_workspace_max(const ModelSpec& m, const RankPlan& p, int64_t batch,
+int64_t attention_workspace_max(const ModelSpec& m, const RankShard& p, int64_t batch,
                                 int64_t capacity) {
   int64_t most = 0;
   for (int64_t nb = 1; nb <= batch; ++nb) {
@@ -247,11 +247,11 @@ int64_t attention_workspace_max(const ModelSpec& m, const RankPlan& p, int64_t b
 
 }  // namespace
 
-CudaFootprint cuda_footprint(const ModelSpec& m, const RankPlan& p, int batch,
+CudaFootprint cuda_footprint(const ModelSpec& m, const RankShard& p, int batch,
                              int64_t max_positions) {
   const Sizes z = sizes_of(m, p, batch, max_positions);
   CudaFootprint f;
-  f.weights = 2 * shard_elements(m, p);
+  f.weights = 2 * weight_elements(m, p);
   f.kv = 2 * cache_elements(m, p, batch, max_positions);
   int64_t act = 0;                                    // fp32 elements
   act += 2 * z.B * z.H;                               // x, out
@@ -280,11 +280,11 @@ CudaFootprint cuda_footprint(const ModelSpec& m, const RankPlan& p, int batch,
 // ---------------------------------------------------------------------------------------------
 // Executor
 
-CudaExecutor::CudaExecutor(const ModelSpec& m, const RankPlan& plan,
+CudaExecutor::CudaExecutor(const ModelSpec& m, const RankShard& shard,
                            std::shared_ptr<DeviceGroups> groups, const LinkModel& link, int batch,
                            int64_t seq_len, int64_t max_positions, uint64_t seed)
     : m_(m),
-      plan_(plan),
+      shard_(shard),
       groups_(std::move(groups)),
       link_(link),
       emulated_(groups_ == nullptr),
@@ -296,35 +296,35 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankPlan& plan,
   qk_dim_ = m.attn_qk_dim();
   out_dim_ = m.attn_out_dim();
   val_dim_ = m.attn_value_dim();
-  peer_heads_ = peer_head_ranges(m, plan);
-  const Sizes z = sizes_of(m, plan, batch, max_positions);
+  peer_heads_ = peer_head_ranges(m, shard);
+  const Sizes z = sizes_of(m, shard, batch, max_positions);
   capacity_ = z.cap;
   cudaStream_t st = s_compute_;
 
-  shard_ = make_device_shard(m, plan, seed, st);
+  weights_ = make_device_weights(m, shard, seed, st);
   // KV cache, filled like make_kv_cache.
-  const int64_t filled = plan.local_tokens(seq_len);
+  const int64_t filled = shard.local_tokens(seq_len);
   if (m.is_mla()) {
     const int64_t w = z.qk;
     k_cache_.resize(z.B * z.cap * w);
     for (int64_t b = 0; b < z.B; ++b)
       cuda::fill_kv_rows(k_cache_.get() + b * z.cap * w,
                          tensor_key(seed, TensorId::latent_cache, uint64_t(b), 0), w, filled, z.cap,
-                         plan.placement.kvp, plan.placement.block, plan.k, st);
+                         shard.placement.kvp, shard.placement.block, shard.kvp_index, st);
   } else {
     const int64_t D = m.head_dim;
     k_cache_.resize(z.B * z.kvh * z.cap * D);
     v_cache_.resize(z.B * z.kvh * z.cap * D);
     for (int64_t b = 0; b < z.B; ++b)
       for (int64_t h = 0; h < z.kvh; ++h) {
-        const uint64_t g = uint64_t(plan.kv_heads.begin + h);
+        const uint64_t g = uint64_t(shard.kv_heads.begin + h);
         const int64_t off = (b * z.kvh + h) * z.cap * D;
         cuda::fill_kv_rows(k_cache_.get() + off,
                            tensor_key(seed, TensorId::k_cache, uint64_t(b), g), D, filled, z.cap,
-                           plan.placement.kvp, plan.placement.block, plan.k, st);
+                           shard.placement.kvp, shard.placement.block, shard.kvp_index, st);
         cuda::fill_kv_rows(v_cache_.get() + off,
                            tensor_key(seed, TensorId::v_cache, uint64_t(b), g), D, filled, z.cap,
-                           plan.placement.kvp, plan.placement.block, plan.k, st);
+                           shard.placement.kvp, shard.placement.block, shard.kvp_index, st);
       }
   }
 
@@ -348,7 +348,7 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankPlan& plan,
   }
   part_o_.resize(B * qh * out_dim_);
   part_lse_.resize(B * qh);
-  attn_ws_.resize(attention_workspace_max(m, plan, B, z.cap));
+  attn_ws_.resize(attention_workspace_max(m, shard, B, z.cap));
   send_.resize(B * qh * (val_dim_ + 1));
   recv_.resize(z.kvp * B * z.recv_heads * (val_dim_ + 1));
   comb_bf_.resize(B * std::max(qh, z.recv_heads) * val_dim_);
@@ -360,7 +360,7 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankPlan& plan,
   g_.resize(std::max(B, z.assignments) * z.widest);
   u_.resize(std::max(B, z.assignments) * z.widest);
   act_bf_.resize(std::max(B, z.assignments) * z.widest);
-  if (plan.layer == LayerKind::moe) {
+  if (shard.layer == LayerKind::moe) {
     const int64_t E = m.moe.routed_experts;
     logits_.resize(B * E);
     route_e_.resize(z.assignments);
@@ -470,7 +470,7 @@ void CudaExecutor::run(const std::vector<Step>& schedule, int64_t pos, bool skip
       ev_end_.push_back(b);
     }
   }
-  const int chunks = plan_.layout.kind == LayoutKind::helix_hopb ? plan_.layout.hopb_chunks : 1;
+  const int chunks = shard_.layout.kind == LayoutKind::helix_hopb ? shard_.layout.hopb_chunks : 1;
   while (int(ev_chunk_.size()) < chunks) {
     cudaEvent_t e = nullptr;
     HELIX_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
@@ -549,7 +549,7 @@ void CudaExecutor::exec(const Step& s, int64_t pos, bool skip_comm) {
     case Op::ffn_allgather:
       if (skip_comm) {
         if (emulated_)  // every EP peer's partial sums: this rank's, of the right size
-          for (int e = 0; e < plan_.layout.ep; ++e)
+          for (int e = 0; e < shard_.layout.ep; ++e)
             HELIX_CUDA_CHECK(cudaMemcpyAsync(gathered_.get() + int64_t(e) * ffn_part_.size(),
                                              ffn_part_.get(), size_t(ffn_part_.bytes()),
                                              cudaMemcpyDeviceToDevice, st));
@@ -568,18 +568,18 @@ void CudaExecutor::exec(const Step& s, int64_t pos, bool skip_comm) {
 
 void CudaExecutor::prologue(int64_t pos) {
   cudaStream_t st = s_compute_;
-  const int64_t B = batch_, H = m_.hidden, qh = plan_.q_heads.size();
-  cuda::rmsnorm(x_.get(), H, shard_.attn_norm.get(), B, H, m_.rms_eps, hn_bf_.get(), nullptr, st);
+  const int64_t B = batch_, H = m_.hidden, qh = shard_.q_heads.size();
+  cuda::rmsnorm(x_.get(), H, weights_.attn_norm.get(), B, H, m_.rms_eps, hn_bf_.get(), nullptr, st);
   cuda::GemmShape g;
   if (m_.is_mla()) {
     const auto& a = m_.mla;
     const int64_t qk = a.qk_nope + a.qk_rope, w = a.kv_lora + a.qk_rope;
     g = {B, H, a.q_lora, H, a.q_lora, a.q_lora};
-    gemm_->run(g, hn_bf_.get(), shard_.wdq.get(), cq_.get(), st);
-    cuda::rmsnorm(cq_.get(), a.q_lora, shard_.q_norm.get(), B, a.q_lora, m_.rms_eps, cq_bf_.get(),
+    gemm_->run(g, hn_bf_.get(), weights_.wdq.get(), cq_.get(), st);
+    cuda::rmsnorm(cq_.get(), a.q_lora, weights_.q_norm.get(), B, a.q_lora, m_.rms_eps, cq_bf_.get(),
                   nullptr, st);
     g = {B, a.q_lora, qh * qk, a.q_lora, qh * qk, qh * qk};
-    gemm_->run(g, cq_bf_.get(), shard_.wuq.get(), qfull_.get(), st);
+    gemm_->run(g, cq_bf_.get(), weights_.wuq.get(), qfull_.get(), st);
     cuda::to_bf16(qfull_.get(), qfull_bf_.get(), qfull_.size(), st);
     // Absorb W_uk per head: q[b, h, :kv_lora] = q_nope[b, h] @ W_uk_t[h] (a strided batch).
     cuda::GemmShape ab{B, a.qk_nope, a.kv_lora, qh * qk, a.kv_lora, qh * w};
@@ -587,41 +587,42 @@ void CudaExecutor::prologue(int64_t pos) {
     ab.stride_x = qk;
     ab.stride_w = a.qk_nope * a.kv_lora;
     ab.stride_y = w;
-    gemm_->run(ab, qfull_bf_.get(), shard_.wuk_t.get(), q_.get(), st);
+    gemm_->run(ab, qfull_bf_.get(), weights_.wuk_t.get(), q_.get(), st);
     cuda::mla_q_rope(qfull_.get(), B, qh, a.qk_nope, a.qk_rope, q_.get(), a.kv_lora, pos,
                      m_.rope_theta, st);
     g = {B, H, w, H, w, w};
-    gemm_->run(g, hn_bf_.get(), shard_.wdkv.get(), ckv_.get(), st);
+    gemm_->run(g, hn_bf_.get(), weights_.wdkv.get(), ckv_.get(), st);
   } else {
-    const int64_t D = m_.head_dim, kvh = plan_.kv_heads.size();
+    const int64_t D = m_.head_dim, kvh = shard_.kv_heads.size();
     g = {B, H, qh * D, H, qh * D, qh * D};
-    gemm_->run(g, hn_bf_.get(), shard_.wq.get(), q_.get(), st);
+    gemm_->run(g, hn_bf_.get(), weights_.wq.get(), q_.get(), st);
     g = {B, H, kvh * D, H, kvh * D, kvh * D};
-    gemm_->run(g, hn_bf_.get(), shard_.wk.get(), k_new_.get(), st);
-    gemm_->run(g, hn_bf_.get(), shard_.wv.get(), v_new_.get(), st);
+    gemm_->run(g, hn_bf_.get(), weights_.wk.get(), k_new_.get(), st);
+    gemm_->run(g, hn_bf_.get(), weights_.wv.get(), v_new_.get(), st);
     cuda::rope(q_.get(), B * qh, 1, D, 0, D, pos, m_.rope_theta, st);
     cuda::rope(k_new_.get(), B * kvh, 1, D, 0, D, pos, m_.rope_theta, st);
   }
 }
 
 void CudaExecutor::kv_append(int64_t pos) {
-  if (!plan_.owns_position(pos)) return;
-  const int64_t li = plan_.placement.local_index(pos);
+  if (!shard_.owns_position(pos)) return;
+  const int64_t li = shard_.placement.local_index(pos);
   HELIX_CHECK(li < capacity_, "KV cache full: position " + std::to_string(pos));
   if (m_.is_mla()) {
-    cuda::kv_append_mla(ckv_.get(), shard_.kv_norm.get(), batch_, m_.mla.kv_lora, m_.mla.qk_rope,
+    cuda::kv_append_mla(ckv_.get(), weights_.kv_norm.get(), batch_, m_.mla.kv_lora, m_.mla.qk_rope,
                         m_.rms_eps, pos, m_.rope_theta, k_cache_.get(), capacity_, li, s_compute_);
   } else {
-    cuda::kv_append_gqa(k_new_.get(), v_new_.get(), batch_, plan_.kv_heads.size(), m_.head_dim,
+    cuda::kv_append_gqa(k_new_.get(), v_new_.get(), batch_, shard_.kv_heads.size(), m_.head_dim,
                         k_cache_.get(), v_cache_.get(), capacity_, li, s_compute_);
   }
 }
 
 void CudaExecutor::attention(Range batch, int64_t pos) {
-  const int64_t qh = plan_.q_heads.size(), nb = batch.size();
+  const int64_t qh = shard_.q_heads.size(), nb = batch.size();
   if (nb == 0 || qh == 0) return;
-  cuda::DecodeAttention a = attention_shape(m_, plan_, nb, plan_.local_tokens(pos + 1), capacity_);
-  const int64_t kvh = m_.is_mla() ? 1 : plan_.kv_heads.size();
+  cuda::DecodeAttention a =
+      attention_shape(m_, shard_, nb, shard_.local_tokens(pos + 1), capacity_);
+  const int64_t kvh = m_.is_mla() ? 1 : shard_.kv_heads.size();
   const int64_t kv_req = kvh * capacity_ * qk_dim_;  // cache elements per request (K)
   a.q = q_.get() + batch.begin * qh * qk_dim_;
   a.k = k_cache_.get() + batch.begin * kv_req;
@@ -641,7 +642,7 @@ void CudaExecutor::attention(Range batch, int64_t pos) {
 void CudaExecutor::v_up(Range batch) {
   cudaStream_t st = s_compute_;
   const auto& a = m_.mla;
-  const int64_t qh = plan_.q_heads.size(), nb = batch.size();
+  const int64_t qh = shard_.q_heads.size(), nb = batch.size();
   if (nb == 0 || qh == 0) return;
   const int64_t off = batch.begin * qh * out_dim_;
   cuda::to_bf16(part_o_.get() + off, lat_bf_.get() + off, nb * qh * out_dim_, st);
@@ -650,14 +651,14 @@ void CudaExecutor::v_up(Range batch) {
   up.stride_x = a.kv_lora;
   up.stride_w = a.kv_lora * a.v_head;
   up.stride_y = a.v_head;
-  gemm_->run(up, lat_bf_.get() + off, shard_.wuv.get(), part_v_.get() + batch.begin * qh * val_dim_,
-             st);
+  gemm_->run(up, lat_bf_.get() + off, weights_.wuv.get(),
+             part_v_.get() + batch.begin * qh * val_dim_, st);
 }
 
 // Send layout of a chunk [b0, b1) (as the CPU executor): from b0 * q_heads * (D + 1), one message
 // per KVP peer j: O block [nb, heads_j, D], then LSE block [nb, heads_j] (D: the value width).
 void CudaExecutor::pack_chunk(Range batch, cudaStream_t st) {
-  const int64_t D = val_dim_, qh = plan_.q_heads.size(), nb = batch.size();
+  const int64_t D = val_dim_, qh = shard_.q_heads.size(), nb = batch.size();
   const float* part = partials();
   float* dst = send_.get() + batch.begin * qh * (D + 1);
   for (const Range& hr : peer_heads_) {
@@ -678,9 +679,9 @@ void CudaExecutor::pack_chunk(Range batch, cudaStream_t st) {
 }
 
 void CudaExecutor::exchange(const Step& s, cudaStream_t st, bool skip_comm) {
-  const int64_t D = val_dim_, qh = plan_.q_heads.size(), oh = plan_.o_heads.size();
+  const int64_t D = val_dim_, qh = shard_.q_heads.size(), oh = shard_.o_heads.size();
   const int64_t nb = s.batch.size();
-  const int kvp = plan_.layout.kvp;
+  const int kvp = shard_.layout.kvp;
   if (skip_comm && !emulated_) return;
   pack_chunk(s.batch, st);
   float* send = send_.get() + s.batch.begin * qh * (D + 1);
@@ -689,7 +690,7 @@ void CudaExecutor::exchange(const Step& s, cudaStream_t st, bool skip_comm) {
   if (emulated_) {
     // Every peer's partials for the heads this rank owns: its own, of the right size.
     int64_t off = 0;
-    for (int j = 0; j < plan_.k; ++j) off += nb * peer_heads_[size_t(j)].size() * (D + 1);
+    for (int j = 0; j < shard_.kvp_index; ++j) off += nb * peer_heads_[size_t(j)].size() * (D + 1);
     for (int i = 0; i < kvp; ++i)
       HELIX_CUDA_CHECK(cudaMemcpyAsync(recv + i * block, send + off, size_t(block) * sizeof(float),
                                        cudaMemcpyDeviceToDevice, st));
@@ -709,7 +710,7 @@ void CudaExecutor::exchange(const Step& s, cudaStream_t st, bool skip_comm) {
 }
 
 void CudaExecutor::gather_partials(bool skip_comm) {
-  const int64_t D = val_dim_, qh = plan_.q_heads.size(), B = batch_;
+  const int64_t D = val_dim_, qh = shard_.q_heads.size(), B = batch_;
   const int64_t n_o = B * qh * D;
   cudaStream_t st = s_compute_;
   if (skip_comm && !emulated_) return;
@@ -720,8 +721,8 @@ void CudaExecutor::gather_partials(bool skip_comm) {
                                    cudaMemcpyDeviceToDevice, st));
   const int64_t n = B * qh * (D + 1);
   if (emulated_) {
-    if (plan_.k == 0)
-      for (int i = 0; i < plan_.layout.kvp; ++i)
+    if (shard_.kvp_index == 0)
+      for (int i = 0; i < shard_.layout.kvp; ++i)
         HELIX_CUDA_CHECK(cudaMemcpyAsync(recv_.get() + i * n, send, size_t(n) * sizeof(float),
                                          cudaMemcpyDeviceToDevice, st));
     return;
@@ -730,10 +731,10 @@ void CudaExecutor::gather_partials(bool skip_comm) {
 }
 
 void CudaExecutor::combine() {
-  const int64_t D = val_dim_, oh = plan_.o_heads.size();
-  const int kvp = plan_.layout.kvp;
-  const auto chunks = plan_.layout.kind == LayoutKind::helix_hopb
-                          ? batch_chunks(batch_, plan_.layout.hopb_chunks)
+  const int64_t D = val_dim_, oh = shard_.o_heads.size();
+  const int kvp = shard_.layout.kvp;
+  const auto chunks = shard_.layout.kind == LayoutKind::helix_hopb
+                          ? batch_chunks(batch_, shard_.layout.hopb_chunks)
                           : std::vector<Range>{Range{0, batch_}};
   for (const Range& c : chunks) {
     const int64_t rows = c.size() * oh, stride = rows * (D + 1);
@@ -746,7 +747,7 @@ void CudaExecutor::combine() {
 
 void CudaExecutor::o_proj() {
   cudaStream_t st = s_compute_;
-  const int64_t B = batch_, H = m_.hidden, oh = plan_.o_heads.size(), D = val_dim_;
+  const int64_t B = batch_, H = m_.hidden, oh = shard_.o_heads.size(), D = val_dim_;
   if (oh == 0) {
     HELIX_CUDA_CHECK(cudaMemsetAsync(attn_out_.get(), 0, size_t(attn_out_.bytes()), st));
     return;
@@ -754,14 +755,14 @@ void CudaExecutor::o_proj() {
   // tp: the local partials are complete (o_heads = q_heads); MLA's are already up-projected.
   if (!combined_valid_) cuda::to_bf16(partials(), comb_bf_.get(), B * oh * D, st);
   cuda::GemmShape g{B, oh * D, H, oh * D, H, H};
-  gemm_->run(g, comb_bf_.get(), shard_.wo.get(), attn_out_.get(), st);
+  gemm_->run(g, comb_bf_.get(), weights_.wo.get(), attn_out_.get(), st);
 }
 
 void CudaExecutor::ffn_compute() {
   cudaStream_t st = s_compute_;
   const int64_t B = batch_, H = m_.hidden;
   cuda::add(x_.get(), attn_out_.get(), x1_.get(), B * H, st);
-  cuda::rmsnorm(x1_.get(), H, shard_.ffn_norm.get(), B, H, m_.rms_eps, h2_bf_.get(), nullptr, st);
+  cuda::rmsnorm(x1_.get(), H, weights_.ffn_norm.get(), B, H, m_.rms_eps, h2_bf_.get(), nullptr, st);
   HELIX_CUDA_CHECK(cudaMemsetAsync(ffn_part_.get(), 0, size_t(ffn_part_.bytes()), st));
   auto swiglu = [&](const bf16* x, int64_t rows, int64_t cols, const bf16* wg, const bf16* wu,
                     const bf16* wd, const float* row_scale, float* out) {
@@ -774,15 +775,15 @@ void CudaExecutor::ffn_compute() {
     d.accumulate = true;
     gemm_->run(d, act_bf_.get(), wd, out, st);
   };
-  if (plan_.layer == LayerKind::dense) {
-    swiglu(h2_bf_.get(), B, plan_.dense_cols.size(), shard_.w_gate.get(), shard_.w_up.get(),
-           shard_.w_down.get(), nullptr, ffn_part_.get());
+  if (shard_.layer == LayerKind::dense) {
+    swiglu(h2_bf_.get(), B, shard_.dense_cols.size(), weights_.w_gate.get(), weights_.w_up.get(),
+           weights_.w_down.get(), nullptr, ffn_part_.get());
     return;
   }
   ffn_experts();
-  if (shard_.s_gate.size() > 0)
-    swiglu(h2_bf_.get(), B, plan_.shared_cols.size(), shard_.s_gate.get(), shard_.s_up.get(),
-           shard_.s_down.get(), nullptr, ffn_part_.get());
+  if (weights_.s_gate.size() > 0)
+    swiglu(h2_bf_.get(), B, shard_.shared_cols.size(), weights_.s_gate.get(), weights_.s_up.get(),
+           weights_.s_down.get(), nullptr, ffn_part_.get());
 }
 
 // Routed experts: the router runs on the GPU; the (token, expert) assignments come back to the
@@ -790,9 +791,9 @@ void CudaExecutor::ffn_compute() {
 void CudaExecutor::ffn_experts() {
   cudaStream_t st = s_compute_;
   const int64_t B = batch_, H = m_.hidden, E = m_.moe.routed_experts, K = m_.moe.top_k;
-  const int64_t cols = plan_.expert_cols.size();
+  const int64_t cols = shard_.expert_cols.size();
   cuda::GemmShape r{B, H, E, H, E, E};
-  gemm_->run(r, h2_bf_.get(), shard_.router.get(), logits_.get(), st);
+  gemm_->run(r, h2_bf_.get(), weights_.router.get(), logits_.get(), st);
   cuda::moe_route(logits_.get(), B, E, K, m_.moe.routed_scale, route_e_.get(), route_w_.get(), st);
   const int64_t n = B * K;
   HELIX_CUDA_CHECK(cudaMemcpyAsync(host_route_e_, route_e_.get(), size_t(n) * sizeof(int32_t),
@@ -805,7 +806,7 @@ void CudaExecutor::ffn_experts() {
   float* wts = host_route_w_ + n;
   std::vector<std::pair<int64_t, int64_t>> spans;  // (expert, first row), one per held expert
   int64_t used = 0;
-  for (int64_t e = plan_.experts.begin; e < plan_.experts.end; ++e) {
+  for (int64_t e = shard_.experts.begin; e < shard_.experts.end; ++e) {
     spans.emplace_back(e, used);
     for (int64_t t = 0; t < B; ++t)
       for (int64_t i = 0; i < K; ++i)
@@ -825,22 +826,22 @@ void CudaExecutor::ffn_experts() {
     const int64_t r1 = i + 1 < spans.size() ? spans[i + 1].second : used;
     const int64_t nr = r1 - r0;
     if (nr == 0) continue;
-    const int64_t le = e - plan_.experts.begin;
+    const int64_t le = e - shard_.experts.begin;
     bf16* xe = xe_bf_.get() + r0 * H;
     cuda::gather_rows(h2_bf_.get(), exp_rows_.get() + r0, nr, H, xe, st);
     cuda::GemmShape g{nr, H, cols, H, cols, cols};
-    gemm_->run(g, xe, shard_.e_gate.get() + le * H * cols, g_.get(), st);
-    gemm_->run(g, xe, shard_.e_up.get() + le * H * cols, u_.get(), st);
+    gemm_->run(g, xe, weights_.e_gate.get() + le * H * cols, g_.get(), st);
+    gemm_->run(g, xe, weights_.e_up.get() + le * H * cols, u_.get(), st);
     cuda::silu_mul(g_.get(), u_.get(), exp_w_.get() + r0, nr, cols, act_bf_.get(), st);
     cuda::GemmShape d{nr, cols, H, cols, H, H};
     float* ye = ye_.get() + r0 * H;
-    gemm_->run(d, act_bf_.get(), shard_.e_down.get() + le * cols * H, ye, st);
+    gemm_->run(d, act_bf_.get(), weights_.e_down.get() + le * cols * H, ye, st);
     cuda::scatter_add_rows(ye, exp_rows_.get() + r0, nr, H, ffn_part_.get(), st);
   }
 }
 
 void CudaExecutor::ffn_reduce() {
-  const int ep = plan_.layout.ep;
+  const int ep = shard_.layout.ep;
   const int64_t n = x1_.size();
   if (ep > 1)
     cuda::residual_sum(x1_.get(), gathered_.get(), ep, out_.get(), n, s_compute_);

@@ -11,8 +11,8 @@
 #include <memory>
 #include <vector>
 
-#include "exec/executor.hpp"
 #include "comm/device_comm.hpp"
+#include "exec/executor.hpp"
 #include "kernels/gemm_cuda.hpp"
 #include "layouts/schedule.hpp"
 
@@ -37,7 +37,7 @@ struct CudaFootprint {
   int64_t weights = 0, kv = 0, activations = 0, workspace = 0;
   int64_t total() const { return weights + kv + activations + workspace; }
 };
-CudaFootprint cuda_footprint(const ModelSpec& model, const RankPlan& plan, int batch,
+CudaFootprint cuda_footprint(const ModelSpec& model, const RankShard& shard, int batch,
                              int64_t max_positions);
 
 template <class T>
@@ -68,19 +68,19 @@ using bf16 = __nv_bfloat16;
 
 // One rank's weights on the device: bf16 matrices, fp32 norm weights, generated on the GPU from
 // the counter-based RNG (the same values as make_layer_shard, rounded to bf16).
-struct DeviceShard {
+struct DeviceWeights {
   DeviceArray<float> attn_norm, q_norm, kv_norm, ffn_norm;
   DeviceArray<bf16> wq, wk, wv, wdq, wuq, wdkv, wuk_t, wuv, wo;
   DeviceArray<bf16> w_gate, w_up, w_down, router, e_gate, e_up, e_down, s_gate, s_up, s_down;
   int64_t bytes() const;
 };
-DeviceShard make_device_shard(const ModelSpec& model, const RankPlan& plan, uint64_t seed,
-                              cudaStream_t stream);
+DeviceWeights make_device_weights(const ModelSpec& model, const RankShard& shard, uint64_t seed,
+                                  cudaStream_t stream);
 
 class CudaExecutor final : public LayerExecutor {
  public:
   // groups: null in emulation (every communication step is priced by `link`).
-  CudaExecutor(const ModelSpec& model, const RankPlan& plan, std::shared_ptr<DeviceGroups> groups,
+  CudaExecutor(const ModelSpec& model, const RankShard& shard, std::shared_ptr<DeviceGroups> groups,
                const LinkModel& link, int batch, int64_t seq_len, int64_t max_positions,
                uint64_t seed);
   ~CudaExecutor() override;
@@ -88,7 +88,7 @@ class CudaExecutor final : public LayerExecutor {
   void set_input(const float* x) override;
   void step(const std::vector<Step>& schedule, int64_t pos, StepTiming* timing) override;
   void get_output(float* out) override;
-  int64_t weight_bytes() const override { return shard_.bytes(); }
+  int64_t weight_bytes() const override { return weights_.bytes(); }
   int64_t kv_bytes() const override { return k_cache_.bytes() + v_cache_.bytes(); }
 
  private:
@@ -113,7 +113,7 @@ class CudaExecutor final : public LayerExecutor {
   cudaStream_t stream_of(const Step& s) const;
 
   const ModelSpec& m_;
-  RankPlan plan_;
+  RankShard shard_;
   std::shared_ptr<DeviceGroups> groups_;
   LinkModel link_;
   bool emulated_;
@@ -124,7 +124,7 @@ class CudaExecutor final : public LayerExecutor {
 
   cudaStream_t s_compute_ = nullptr, s_comm_ = nullptr;
   std::unique_ptr<cuda::Gemm> gemm_;
-  DeviceShard shard_;
+  DeviceWeights weights_;
   DeviceArray<bf16> k_cache_, v_cache_;
 
   DeviceArray<float> x_, out_, q_, k_new_, v_new_, cq_, qfull_, ckv_;

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "exec/executor.hpp"
 #include "comm/mpi_comm.hpp"
+#include "exec/executor.hpp"
 #include "layouts/model_spec.hpp"
 #include "layouts/schedule.hpp"
 
@@ -23,7 +23,7 @@ struct ReadCeiling {
   int64_t bytes = 0;
 };
 
-struct MemoryPlan {
+struct MemoryCheck {
   bool fits = true;
   int64_t needed_bytes = 0;     // per rank
   int64_t available_bytes = 0;  // per rank
@@ -49,13 +49,14 @@ class DecodeBackend {
   // Ranks of the layout (the world size, or N when one GPU emulates an N-rank layout).
   virtual int layout_ranks(int world_size) const { return world_size; }
   // Layout rank this process runs.
-  virtual int plan_rank(int world_rank) const { return world_rank; }
-  virtual MemoryPlan plan_memory(const ModelSpec& model, const RankPlan& plan, int batch,
-                                 int64_t max_positions) const = 0;
+  virtual int layout_rank(int world_rank) const { return world_rank; }
+  virtual MemoryCheck check_memory(const ModelSpec& model, const RankShard& shard, int batch,
+                                   int64_t max_positions) const = 0;
   // Collective over the world communicator.
-  virtual std::unique_ptr<LayerExecutor> make_executor(const ModelSpec& model, const RankPlan& plan,
-                                                       int batch, int64_t seq_len,
-                                                       int64_t max_positions, uint64_t seed) = 0;
+  virtual std::unique_ptr<LayerExecutor> make_executor(const ModelSpec& model,
+                                                       const RankShard& shard, int batch,
+                                                       int64_t seq_len, int64_t max_positions,
+                                                       uint64_t seed) = 0;
   virtual LayerExecutorInfo info() const = 0;
   // Whether outputs can be checked against the single-rank reference (not in emulation, where
   // received data stands in for the peers' results).
@@ -87,7 +88,7 @@ std::unique_ptr<DecodeBackend> make_cpu_backend(const MpiComm& world);
 
 // Bytes one rank's shard, cache and buffers take in fp32 (the CPU planner; also the reference's
 // share on rank 0).
-int64_t cpu_rank_bytes(const ModelSpec& model, const RankPlan& plan, int batch,
+int64_t cpu_rank_bytes(const ModelSpec& model, const RankShard& shard, int batch,
                        int64_t max_positions);
 
 // Shared reference implementation: computed on rank 0 in fp64, broadcast to every rank.

@@ -33,7 +33,7 @@ void append(std::vector<float>& dst, const std::vector<float>& src) {
 
 }  // namespace
 
-int64_t LayerShard::elements() const {
+int64_t LayerWeights::elements() const {
   int64_t n = 0;
   for (const auto* v : {&attn_norm, &wq,     &wk,   &wv,     &wdq,      &q_norm, &wuq,   &wdkv,
                         &kv_norm,   &wuk_t,  &wuv,  &wo,     &ffn_norm, &w_gate, &w_up,  &w_down,
@@ -42,8 +42,8 @@ int64_t LayerShard::elements() const {
   return n;
 }
 
-LayerShard make_layer_shard(const ModelSpec& m, const RankPlan& p, uint64_t seed) {
-  LayerShard s;
+LayerWeights make_layer_weights(const ModelSpec& m, const RankShard& p, uint64_t seed) {
+  LayerWeights s;
   const int64_t H = m.hidden;
   const Range all_h{0, H};
   auto key = [&](TensorId t, uint64_t a = 0) { return tensor_key(seed, t, a); };
@@ -113,7 +113,7 @@ LayerShard make_layer_shard(const ModelSpec& m, const RankPlan& p, uint64_t seed
   return s;
 }
 
-KvCache make_kv_cache(const ModelSpec& m, const RankPlan& p, int batch, int64_t seq_len,
+KvCache make_kv_cache(const ModelSpec& m, const RankShard& p, int batch, int64_t seq_len,
                       int64_t max_positions, uint64_t seed) {
   KvCache c;
   c.batch = batch;
@@ -126,7 +126,7 @@ KvCache make_kv_cache(const ModelSpec& m, const RankPlan& p, int batch, int64_t 
     for (int64_t b = 0; b < batch; ++b) {
       const uint64_t key = tensor_key(seed, TensorId::latent_cache, uint64_t(b), 0);
       for (int64_t i = 0; i < filled; ++i) {
-        const int64_t pos = p.placement.global_pos(p.k, i);
+        const int64_t pos = p.placement.global_pos(p.kvp_index, i);
         float* row = &c.k[size_t((b * c.capacity + i) * c.width)];
         for (int64_t d = 0; d < c.width; ++d)
           row[d] = uniform_pm1(key, uint64_t(pos * c.width + d));
@@ -143,7 +143,7 @@ KvCache make_kv_cache(const ModelSpec& m, const RankPlan& p, int batch, int64_t 
         const uint64_t kk = tensor_key(seed, TensorId::k_cache, uint64_t(b), g);
         const uint64_t kv = tensor_key(seed, TensorId::v_cache, uint64_t(b), g);
         for (int64_t i = 0; i < filled; ++i) {
-          const int64_t pos = p.placement.global_pos(p.k, i);
+          const int64_t pos = p.placement.global_pos(p.kvp_index, i);
           const size_t o = size_t(((b * c.heads + h) * c.capacity + i) * c.width);
           for (int64_t d = 0; d < c.width; ++d) {
             c.k[o + d] = uniform_pm1(kk, uint64_t(pos * c.width + d));
@@ -166,7 +166,7 @@ std::vector<float> make_decode_input(const ModelSpec& m, int batch, int step, ui
 
 namespace helix {
 
-int64_t shard_elements(const ModelSpec& m, const RankPlan& p) {
+int64_t weight_elements(const ModelSpec& m, const RankShard& p) {
   const int64_t H = m.hidden, qh = p.q_heads.size(), oh = p.o_heads.size();
   int64_t n = H;  // attention norm
   if (m.is_mla()) {
@@ -188,7 +188,7 @@ int64_t shard_elements(const ModelSpec& m, const RankPlan& p) {
   return n;
 }
 
-int64_t cache_elements(const ModelSpec& m, const RankPlan& p, int batch, int64_t max_positions) {
+int64_t cache_elements(const ModelSpec& m, const RankShard& p, int batch, int64_t max_positions) {
   const int64_t cap = std::max<int64_t>(1, p.local_tokens(max_positions));
   const int64_t heads = m.is_mla() ? 1 : p.kv_heads.size();
   return int64_t(batch) * heads * cap * m.kv_elems_per_token_per_head();

@@ -11,7 +11,7 @@
 
 namespace helix {
 
-struct LayerShard {
+struct LayerWeights {
   // Attention (GQA)
   std::vector<float> attn_norm;  // [H]
   std::vector<float> wq;         // [H, q_heads * Dh]   columns of the held query heads
@@ -38,12 +38,12 @@ struct LayerShard {
   int64_t elements() const;
 };
 
-// Weights of the shard `plan` describes, for the layer generated from `seed`.
-LayerShard make_layer_shard(const ModelSpec& model, const RankPlan& plan, uint64_t seed);
+// Weights of the shard `shard` describes, for the layer generated from `seed`.
+LayerWeights make_layer_weights(const ModelSpec& model, const RankShard& shard, uint64_t seed);
 
 // Element counts of the shard and cache a rank holds (the memory planner; no allocation).
-int64_t shard_elements(const ModelSpec& model, const RankPlan& plan);
-int64_t cache_elements(const ModelSpec& model, const RankPlan& plan, int batch,
+int64_t weight_elements(const ModelSpec& model, const RankShard& shard);
+int64_t cache_elements(const ModelSpec& model, const RankShard& shard, int batch,
                        int64_t max_positions);
 
 // KV cache of one rank: its KV heads and tokens for every request, in local token order.
@@ -58,7 +58,7 @@ struct KvCache {
 
 // Cache with room for positions [0, max_positions) of this rank, holding random KV for the
 // positions [0, seq_len) it owns (what a prefill of seq_len tokens would have left).
-KvCache make_kv_cache(const ModelSpec& model, const RankPlan& plan, int batch, int64_t seq_len,
+KvCache make_kv_cache(const ModelSpec& model, const RankShard& shard, int batch, int64_t seq_len,
                       int64_t max_positions, uint64_t seed);
 
 // The hidden states entering the layer at decode step `step`: [batch, H], the same on every rank.

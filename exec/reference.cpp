@@ -60,9 +60,9 @@ ReferenceLayer::ReferenceLayer(const ModelSpec& model, LayerKind layer, int batc
   LayoutParams one;
   one.kind = LayoutKind::tp;
   one.n = one.tpa = one.kvp = one.tpf = one.ep = 1;
-  plan_ = plan_rank(model, layer, one, 0);
-  w_ = make_layer_shard(model, plan_, seed);
-  cache_ = make_kv_cache(model, plan_, batch, seq_len, max_positions, seed);
+  shard_ = rank_shard(model, layer, one, 0);
+  w_ = make_layer_weights(model, shard_, seed);
+  cache_ = make_kv_cache(model, shard_, batch, seq_len, max_positions, seed);
 }
 
 int64_t ReferenceLayer::bytes_needed(const ModelSpec& m, LayerKind layer, int batch,

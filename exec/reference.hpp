@@ -31,8 +31,8 @@ class ReferenceLayer {
   const ModelSpec& m_;
   LayerKind layer_;
   int batch_;
-  RankPlan plan_;
-  LayerShard w_;
+  RankShard shard_;
+  LayerWeights w_;
   KvCache cache_;
 };
 

@@ -29,21 +29,21 @@ LayoutParams decode_layout(const KvTransferLayouts& l) {
 
 }  // namespace
 
-RankPlan prefill_rank_plan(const ModelSpec& m, const KvTransferLayouts& l, int p) {
-  return plan_rank(m, LayerKind::dense, prefill_layout(l), p);
+RankShard prefill_rank_shard(const ModelSpec& m, const KvTransferLayouts& l, int p) {
+  return rank_shard(m, LayerKind::dense, prefill_layout(l), p);
 }
 
-RankPlan decode_rank_plan(const ModelSpec& m, const KvTransferLayouts& l, int d) {
-  return plan_rank(m, LayerKind::dense, decode_layout(l), d);
+RankShard decode_rank_shard(const ModelSpec& m, const KvTransferLayouts& l, int d) {
+  return rank_shard(m, LayerKind::dense, decode_layout(l), d);
 }
 
 int64_t prefill_buffer_elems(const ModelSpec& m, const KvTransferLayouts& l, int p,
                              int64_t tokens) {
-  return prefill_rank_plan(m, l, p).kv_heads.size() * tokens * m.kv_elems_per_token_per_head();
+  return prefill_rank_shard(m, l, p).kv_heads.size() * tokens * m.kv_elems_per_token_per_head();
 }
 
 int64_t decode_buffer_elems(const ModelSpec& m, const KvTransferLayouts& l, int d, int64_t tokens) {
-  const RankPlan r = decode_rank_plan(m, l, d);
+  const RankShard r = decode_rank_shard(m, l, d);
   return r.kv_heads.size() * r.local_tokens(tokens) * m.kv_elems_per_token_per_head();
 }
 
@@ -60,12 +60,12 @@ std::string validate_kv_transfer(const ModelSpec& m, const KvTransferLayouts& l)
   return {};
 }
 
-std::vector<KvBlockMove> plan_kv_transfer(const ModelSpec& m, const KvTransferLayouts& l,
-                                          int64_t tokens) {
+std::vector<KvBlockMove> kv_transfer_moves(const ModelSpec& m, const KvTransferLayouts& l,
+                                           int64_t tokens) {
   const int64_t E = m.kv_elems_per_token_per_head();
-  std::vector<RankPlan> src(size_t(l.prefill_ranks)), dst(size_t(l.decode_ranks()));
-  for (int p = 0; p < l.prefill_ranks; ++p) src[size_t(p)] = prefill_rank_plan(m, l, p);
-  for (int d = 0; d < l.decode_ranks(); ++d) dst[size_t(d)] = decode_rank_plan(m, l, d);
+  std::vector<RankShard> src(size_t(l.prefill_ranks)), dst(size_t(l.decode_ranks()));
+  for (int p = 0; p < l.prefill_ranks; ++p) src[size_t(p)] = prefill_rank_shard(m, l, p);
+  for (int d = 0; d < l.decode_ranks(); ++d) dst[size_t(d)] = decode_rank_shard(m, l, d);
   // Replicas of every head on the prefill side, and its TPA slice on the decode side.
   std::vector<std::vector<int>> replicas(size_t(m.kv_heads));
   for (int p = 0; p < l.prefill_ranks; ++p)
@@ -76,7 +76,7 @@ std::vector<KvBlockMove> plan_kv_transfer(const ModelSpec& m, const KvTransferLa
     for (int64_t h = dst[size_t(t)].kv_heads.begin; h < dst[size_t(t)].kv_heads.end; ++h)
       slice[size_t(h)] = t;
   const BlockPlacement place{l.kvp, l.kv_block};
-  std::vector<KvBlockMove> plan;
+  std::vector<KvBlockMove> moves;
   const int64_t blocks = (tokens + l.kv_block - 1) / l.kv_block;
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t pos = b * l.kv_block;
@@ -90,16 +90,16 @@ std::vector<KvBlockMove> plan_kv_transfer(const ModelSpec& m, const KvTransferLa
       mv.head = h;
       mv.pos_begin = pos;
       mv.tokens = n;
-      const RankPlan& s = src[size_t(mv.src_rank)];
-      const RankPlan& d = dst[size_t(mv.dst_rank)];
+      const RankShard& s = src[size_t(mv.src_rank)];
+      const RankShard& d = dst[size_t(mv.dst_rank)];
       mv.src_offset = ((h - s.kv_heads.begin) * tokens + pos) * E;
       mv.dst_offset =
           ((h - d.kv_heads.begin) * d.local_tokens(tokens) + place.local_index(pos)) * E;
       mv.elems = n * E;
-      plan.push_back(mv);
+      moves.push_back(mv);
     }
   }
-  return plan;
+  return moves;
 }
 
 }  // namespace helix

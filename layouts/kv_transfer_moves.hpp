@@ -34,9 +34,9 @@ struct KvBlockMove {
   int64_t src_offset = 0, dst_offset = 0, elems = 0;  // in elements of the buffers above
 };
 
-// Rank plans of both sides (what each rank holds).
-RankPlan prefill_rank_plan(const ModelSpec& m, const KvTransferLayouts& l, int p);
-RankPlan decode_rank_plan(const ModelSpec& m, const KvTransferLayouts& l, int d);
+// Rank shards of both sides (what each rank holds).
+RankShard prefill_rank_shard(const ModelSpec& m, const KvTransferLayouts& l, int p);
+RankShard decode_rank_shard(const ModelSpec& m, const KvTransferLayouts& l, int d);
 int64_t prefill_buffer_elems(const ModelSpec& m, const KvTransferLayouts& l, int p, int64_t tokens);
 int64_t decode_buffer_elems(const ModelSpec& m, const KvTransferLayouts& l, int d, int64_t tokens);
 
@@ -44,8 +44,8 @@ int64_t decode_buffer_elems(const ModelSpec& m, const KvTransferLayouts& l, int 
 // head (replicas take turns block by block, so duplicated heads spread the egress) to the decode
 // rank whose TPA slice holds the head and whose KVP index owns the block. Ordered by block, then
 // head. Empty string from validate when the layouts are usable, else the reason.
-std::vector<KvBlockMove> plan_kv_transfer(const ModelSpec& m, const KvTransferLayouts& l,
-                                          int64_t tokens);
+std::vector<KvBlockMove> kv_transfer_moves(const ModelSpec& m, const KvTransferLayouts& l,
+                                           int64_t tokens);
 std::string validate_kv_transfer(const ModelSpec& m, const KvTransferLayouts& l);
 
 }  // namespace helix

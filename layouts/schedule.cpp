@@ -22,26 +22,6 @@ std::vector<std::string> phase_names() {
   return v;
 }
 
-const char* group_name(Group g) {
-  switch (g) {
-    case Group::none:
-      return "none";
-    case Group::world:
-      return "world";
-    case Group::kvp:
-      return "kvp";
-    case Group::tpa:
-      return "tpa";
-    case Group::ffn:
-      return "ffn";
-    case Group::tpf:
-      return "tpf";
-    case Group::ep:
-      return "ep";
-  }
-  return "?";
-}
-
 const char* op_name(Op op) {
   switch (op) {
     case Op::attn_prologue:
@@ -88,96 +68,6 @@ bool is_weight_gemm(Op op) {
   return reads_attention_weights(op) || op == Op::ffn_compute;
 }
 
-RankPlan plan_rank(const ModelSpec& m, LayerKind layer, const LayoutParams& p, int rank) {
-  RankPlan r;
-  r.rank = rank;
-  r.layout = p;
-  r.layer = layer;
-  const int64_t G = m.group();
-  if (p.kind == LayoutKind::tp) {
-    r.k = 0;
-    r.t = rank;
-    r.q_heads = balanced_range(m.q_heads, p.n, rank);
-    r.kv_heads = {r.q_heads.begin / G, (r.q_heads.end - 1) / G + 1};
-    r.o_heads = r.q_heads;
-    r.placement = {1, p.kv_block};
-  } else {
-    r.k = rank / p.tpa;
-    r.t = rank % p.tpa;
-    r.kv_heads = balanced_range(m.kv_heads, p.tpa, r.t);
-    r.q_heads = {r.kv_heads.begin * G, r.kv_heads.end * G};
-    if (p.kind == LayoutKind::kvp) {
-      r.o_heads = r.k == 0 ? r.q_heads : Range{r.q_heads.begin, r.q_heads.begin};
-    } else {
-      const Range sub = balanced_range(r.q_heads.size(), p.kvp, r.k);
-      r.o_heads = {r.q_heads.begin + sub.begin, r.q_heads.begin + sub.end};
-    }
-    r.placement = {p.kvp, p.kv_block};
-  }
-  r.in_ffn = rank < p.ffn_ranks();
-  if (r.in_ffn) {
-    r.g = rank;  // the FFN group is ranks 0 .. ffn_ranks-1 (kvp: the TPA group of k = 0)
-    r.e = r.g / p.tpf;
-    r.f = r.g % p.tpf;
-    const int ffn_ranks = p.ffn_ranks();
-    if (layer == LayerKind::dense) {
-      r.dense_cols = balanced_range(m.ffn, ffn_ranks, r.g);
-    } else {
-      r.experts = balanced_range(m.moe.routed_experts, p.ep, r.e);
-      r.expert_cols = balanced_range(m.moe.expert_ffn, p.tpf, r.f);
-      r.shared_cols =
-          balanced_range(int64_t(m.moe.shared_experts) * m.moe.expert_ffn, ffn_ranks, r.g);
-    }
-  }
-  return r;
-}
-
-std::vector<Range> peer_head_ranges(const ModelSpec& m, const RankPlan& plan) {
-  const LayoutParams& L = plan.layout;
-  std::vector<Range> heads;
-  for (int k = 0; k < L.kvp; ++k) {
-    const RankPlan peer = plan_rank(m, plan.layer, L, k * L.tpa + plan.t);
-    heads.push_back(
-        {peer.o_heads.begin - plan.q_heads.begin, peer.o_heads.end - plan.q_heads.begin});
-  }
-  return heads;
-}
-
-std::vector<int> group_members(const LayoutParams& p, Group group, int rank) {
-  std::vector<int> v;
-  const int k = p.kind == LayoutKind::tp ? 0 : rank / p.tpa;
-  const int t = p.kind == LayoutKind::tp ? rank : rank % p.tpa;
-  const int ffn_ranks = p.ffn_ranks();
-  const bool in_ffn = rank < ffn_ranks;
-  switch (group) {
-    case Group::none:
-      v.push_back(rank);
-      break;
-    case Group::world:
-      for (int i = 0; i < p.n; ++i) v.push_back(i);
-      break;
-    case Group::kvp:
-      for (int i = 0; i < p.kvp; ++i) v.push_back(i * p.tpa + t);
-      break;
-    case Group::tpa:
-      for (int i = 0; i < p.tpa; ++i) v.push_back(k * p.tpa + i);
-      break;
-    case Group::ffn:
-      if (in_ffn)
-        for (int i = 0; i < ffn_ranks; ++i) v.push_back(i);
-      break;
-    case Group::tpf:
-      if (in_ffn)
-        for (int i = 0; i < p.tpf; ++i) v.push_back((rank / p.tpf) * p.tpf + i);
-      break;
-    case Group::ep:
-      if (in_ffn)
-        for (int i = 0; i < p.ep; ++i) v.push_back(i * p.tpf + rank % p.tpf);
-      break;
-  }
-  return v;
-}
-
 std::vector<Range> batch_chunks(int batch, int chunks) {
   std::vector<Range> v;
   for (int c = 0; c < chunks; ++c) v.push_back(balanced_range(batch, chunks, c));
@@ -201,7 +91,7 @@ Step comm_step(Op op, Phase phase, Group group, Collective coll, int group_size,
 
 }  // namespace
 
-std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batch,
+std::vector<Step> build_schedule(const ModelSpec& m, const RankShard& r, int batch,
                                  int64_t seq_len) {
   const LayoutParams& p = r.layout;
   const double B = batch, H = m.hidden;
@@ -288,7 +178,7 @@ std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batc
   }
 
   // 6. Output projection of the owned heads, all-reduce over the attention-output group.
-  const bool projects = p.kind != LayoutKind::kvp || r.k == 0;
+  const bool projects = p.kind != LayoutKind::kvp || r.kvp_index == 0;
   if (projects) {
     Work w;
     w.weight_elems = oh * vdim * H;

@@ -12,6 +12,7 @@
 #include "layouts/layout.hpp"
 #include "layouts/model_spec.hpp"
 #include "layouts/partition.hpp"
+#include "layouts/rank_shard.hpp"
 
 namespace helix {
 
@@ -33,10 +34,6 @@ constexpr int kNumPhases = 10;
 const char* phase_name(Phase p);
 bool phase_is_comm(Phase p);
 std::vector<std::string> phase_names();
-
-// Communicator groups a step runs in (world ranks sharing the group of this rank).
-enum class Group { none, world, kvp, tpa, ffn, tpf, ep };
-const char* group_name(Group g);
 
 enum class Op {
   attn_prologue,
@@ -87,46 +84,12 @@ struct Step {
   Work work;
 };
 
-// What one rank owns in a layout.
-struct RankPlan {
-  int rank = 0;
-  LayoutParams layout;
-  LayerKind layer = LayerKind::dense;
-  // Attention coordinates: rank = k * TPA + t (tp: k = 0, t = rank).
-  int k = 0, t = 0;
-  Range kv_heads;            // KV heads whose cache this rank holds
-  Range q_heads;             // query heads it attends for
-  Range o_heads;             // heads whose combined output it projects (empty: none)
-  BlockPlacement placement;  // token placement over the KVP group (tp: one rank holds all)
-  // FFN coordinates: index g in the FFN group = e * TPF + f.
-  bool in_ffn = false;
-  int g = 0, e = 0, f = 0;
-  Range dense_cols;   // dense FFN columns (dense layers)
-  Range experts;      // routed experts held (MoE layers)
-  Range expert_cols;  // columns of each held expert
-  Range shared_cols;  // columns of the shared experts, concatenated into one FFN
-
-  // Tokens of the first `positions` cached positions that live on this rank.
-  int64_t local_tokens(int64_t positions) const { return placement.count(positions, k); }
-  bool owns_position(int64_t pos) const { return placement.owner(pos) == k; }
-};
-
-RankPlan plan_rank(const ModelSpec& model, LayerKind layer, const LayoutParams& layout, int rank);
-
-// Owned-head (o_heads) ranges of every peer of `plan`'s KVP group, in KVP order, relative to
-// `plan`'s query heads: the head blocks of its attention partials that go to each peer.
-std::vector<Range> peer_head_ranges(const ModelSpec& model, const RankPlan& plan);
-
-// World ranks of `group` as seen from `rank`, in group-rank order; empty when the rank is not in
-// the group (non-FFN ranks of the kvp layout for ffn/tpf/ep).
-std::vector<int> group_members(const LayoutParams& layout, Group group, int rank);
-
 // Batch chunks of HOP-B (balanced contiguous ranges of requests).
 std::vector<Range> batch_chunks(int batch, int chunks);
 
-// The schedule of one decode step of one layer on `plan.rank`, for `batch` requests whose caches
+// The schedule of one decode step of one layer on `shard.rank`, for `batch` requests whose caches
 // hold `seq_len` tokens before the step (attention reads seq_len + 1 tokens).
-std::vector<Step> build_schedule(const ModelSpec& model, const RankPlan& plan, int batch,
+std::vector<Step> build_schedule(const ModelSpec& model, const RankShard& shard, int batch,
                                  int64_t seq_len);
 
 }  // namespace helix

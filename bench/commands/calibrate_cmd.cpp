@@ -125,7 +125,7 @@ int run_calibrate(const CalibrateOptions& o, const MpiComm& world, int argc, cha
   mo.max_bytes = o.max_bytes;
   mo.iters = o.iters;
   mo.coll_iters = o.coll_iters;
-  const MicroPlan plan = resolve_micro_options(mo, backend->storage_bytes());
+  const MicroConfig cfg = resolve_micro_options(mo, backend->storage_bytes());
   if (o.out.empty()) throw UsageError("--out: give the profile file to write");
   // Fail fast on an unwritable path, on every rank.
   int ok = 1;
@@ -148,20 +148,20 @@ int run_calibrate(const CalibrateOptions& o, const MpiComm& world, int argc, cha
   env.cuda_version = backend->cuda_version();
   env.nccl_version = backend->nccl_version();
   const MPI_Comm comm = world.raw();
-  const int warmup = plan.warmup;
+  const int warmup = cfg.warmup;
 
   // 1. Stream bandwidth.
   const KernelResult stream =
-      measure_kernel(*backend, comm, stream_case(plan.stream_bytes), warmup, plan.iters, 0.0, 11);
+      measure_kernel(*backend, comm, stream_case(cfg.stream_bytes), warmup, cfg.iters, 0.0, 11);
   if (root) {
     std::printf("calibrate: stream %.2f GB/s per rank (%s, %d ranks reading at once)\n",
-                stream.gbps, format_bytes(double(plan.stream_bytes)).c_str(), world.size());
+                stream.gbps, format_bytes(double(cfg.stream_bytes)).c_str(), world.size());
     std::fflush(stdout);
   }
 
   // 2. GEMM rates over the decode M sweep.
   int64_t k = kGemmK, n = kGemmN;
-  const int64_t cap = plan.cases.max_weight_bytes, es = backend->storage_bytes();
+  const int64_t cap = cfg.cases.max_weight_bytes, es = backend->storage_bytes();
   fit_gemm_weights(&k, &n, cap, es);
   const std::vector<int64_t> ms =
       o.quick ? std::vector<int64_t>{1, 8, 64} : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64, 128};
@@ -171,7 +171,7 @@ int run_calibrate(const CalibrateOptions& o, const MpiComm& world, int argc, cha
     c.kind = KernelKind::gemm;
     c.gemm = {m, k, n};
     c.name = "gemm/M" + std::to_string(m);
-    const KernelResult r = measure_kernel(*backend, comm, c, warmup, plan.iters, stream.gbps, 17);
+    const KernelResult r = measure_kernel(*backend, comm, c, warmup, cfg.iters, stream.gbps, 17);
     rates.push_back(r.tflops);
     if (root) {
       std::printf("calibrate: gemm M=%lld K=%lld N=%lld: %.1f us, %.4f TFLOP/s, %.1f GB/s\n",
@@ -191,11 +191,11 @@ int run_calibrate(const CalibrateOptions& o, const MpiComm& world, int argc, cha
   HELIX_MPI_CHECK(MPI_Allreduce(&local, &min_local, 1, MPI_INT, MPI_MIN, comm));
   const bool one_node = local == world.size();
   if (world.size() > 1) {
-    all = measure_link(o.backend, comm, plan.sizes, warmup, plan.coll_iters, root);
+    all = measure_link(o.backend, comm, cfg.sizes, warmup, cfg.coll_iters, root);
     if (one_node)
       node = all;
     else if (min_local > 1)
-      node = measure_link(o.backend, node_comm, plan.sizes, warmup, plan.coll_iters, false);
+      node = measure_link(o.backend, node_comm, cfg.sizes, warmup, cfg.coll_iters, false);
   }
   MPI_Comm_free(&node_comm);
 

@@ -9,12 +9,12 @@
 #include <sstream>
 
 #include "bench/commands/cli_util.hpp"
-#include "exec/decode_backend.hpp"
 #include "bench/trace/h5.hpp"
-#include "exec/layer_data.hpp"
 #include "bench/trace/metadata.hpp"
-#include "exec/reference.hpp"
 #include "comm/error.hpp"
+#include "exec/decode_backend.hpp"
+#include "exec/layer_data.hpp"
+#include "exec/reference.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/schedule.hpp"
 
@@ -188,12 +188,12 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
                   DecodeBackend& backend) {
   RunResult r;
   const int rank = world.rank();
-  const RankPlan plan = plan_rank(m, layer, spec.layout, backend.plan_rank(rank));
+  const RankShard shard = rank_shard(m, layer, spec.layout, backend.layout_rank(rank));
   const int64_t max_positions = spec.seq + std::max(decode_steps, 1);
 
   // Memory planner: refuse (on every rank) a run that does not fit.
   r.info = backend.info();
-  const MemoryPlan mem = backend.plan_memory(m, plan, spec.batch, max_positions);
+  const MemoryCheck mem = backend.check_memory(m, shard, spec.batch, max_positions);
   double worst[2] = {mem.fits ? 0.0 : 1.0, double(mem.needed_bytes)};
   world.all_reduce_max(worst, 2);
   r.needed_bytes = mem.needed_bytes;
@@ -208,7 +208,7 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
   }
 
   std::unique_ptr<LayerExecutor> ex =
-      backend.make_executor(m, plan, spec.batch, spec.seq, max_positions, o.seed);
+      backend.make_executor(m, shard, spec.batch, spec.seq, max_positions, o.seed);
   r.weight_bytes = ex->weight_bytes();
   r.kv_bytes = ex->kv_bytes();
 
@@ -221,7 +221,7 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
     for (int t = 0; t < decode_steps; ++t) {
       const std::vector<float> x = make_decode_input(m, spec.batch, t, o.seed);
       ex->set_input(x.data());
-      ex->step(build_schedule(m, plan, spec.batch, spec.seq + t), spec.seq + t, nullptr);
+      ex->step(build_schedule(m, shard, spec.batch, spec.seq + t), spec.seq + t, nullptr);
       ex->get_output(out.data());
       double err = relative_error(out, (*ref_out)[size_t(t)]);
       world.all_reduce_max(&err, 1);
@@ -233,7 +233,7 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
 
   // Timing: every iteration is one decode step at position seq (the same slot is rewritten), so
   // every rank runs the same number of collectives.
-  const std::vector<Step> sched = build_schedule(m, plan, spec.batch, spec.seq);
+  const std::vector<Step> sched = build_schedule(m, shard, spec.batch, spec.seq);
   for (const Step& st : sched)
     if (st.op == Op::attention) r.attn_kv_bytes += st.work.kv_elems * backend.kv_elem_bytes();
   const std::vector<float> x0 = make_decode_input(m, spec.batch, 0, o.seed);
@@ -271,7 +271,7 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
 
 // Throws UsageError on every rank (the checks only read options and the model, which every rank
 // sees identically).
-struct Plan {
+struct RunGrid {
   ModelSpec model;
   LayerKind layer = LayerKind::dense;
   std::vector<LayoutKind> layouts;
@@ -280,8 +280,8 @@ struct Plan {
   std::vector<RunSpec> runs;
 };
 
-Plan make_plan(const DecodeOptions& o, int world_size, const DecodeBackend& backend) {
-  Plan p;
+RunGrid make_run_grid(const DecodeOptions& o, int world_size, const DecodeBackend& backend) {
+  RunGrid p;
   try {
     p.model = load_model(o.model);
   } catch (const std::invalid_argument& e) {
@@ -289,11 +289,14 @@ Plan make_plan(const DecodeOptions& o, int world_size, const DecodeBackend& back
   }
   for (const std::string& name : split_list(o.layouts)) {
     const auto k = parse_layout(name);
-    if (!k) {
-      std::string known;
-      for (const auto& n : layout_names()) known += (known.empty() ? "" : ", ") + n;
-      throw UsageError("--layouts: unknown layout '" + name + "' (known: " + known + ")");
-    }
+    std::string known;
+    for (const auto& n : layout_names()) known += (known.empty() ? "" : ", ") + n;
+    if (!k) throw UsageError("--layouts: unknown layout '" + name + "' (known: " + known + ")");
+    if (!runs_on_executors(*k))
+      throw UsageError("--layouts: layout '" + name +
+                       "' is priced by the cost model only (helix-bench model); the executors "
+                       "run " +
+                       known);
     p.layouts.push_back(*k);
   }
   p.seqs = parse_positive_list(o.seq, "--seq");
@@ -417,8 +420,8 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
 int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** argv) {
   const int rank = world.rank();
   std::unique_ptr<DecodeBackend> backend = make_decode_backend(o, world);
-  const Plan plan = make_plan(o, world.size(), *backend);
-  const ModelSpec& m = plan.model;
+  const RunGrid grid = make_run_grid(o, world.size(), *backend);
+  const ModelSpec& m = grid.model;
   const bool verify = !o.no_verify && backend->can_verify();
 
   // Fail fast on an unwritable output path (every rank exits with code 2). The trace itself is
@@ -443,8 +446,8 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   env.nccl_version = backend->nccl_version();
   if (rank == 0) {
     std::printf("helix-bench decode: model %s (%s layer), %d ranks, backend %s, %zu runs\n",
-                m.name.c_str(), to_string(plan.layer), backend->layout_ranks(world.size()),
-                backend->description().c_str(), plan.runs.size());
+                m.name.c_str(), to_string(grid.layer), backend->layout_ranks(world.size()),
+                backend->description().c_str(), grid.runs.size());
     std::fflush(stdout);
   }
 
@@ -464,13 +467,13 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   int fail_rank = -1, fail_run = -1;
   if (const char* f = std::getenv("HELIX_BENCH_FAIL_AT"))
     std::sscanf(f, "%d:%d", &fail_rank, &fail_run);
-  for (const RunSpec& spec : plan.runs) {
+  for (const RunSpec& spec : grid.runs) {
     if (rank == fail_rank && index == fail_run)
       fatal("injected failure (HELIX_BENCH_FAIL_AT=" +
             std::string(std::getenv("HELIX_BENCH_FAIL_AT")) + ")");
     if (rank == 0 && !o.quiet) {
       std::fprintf(stderr, "[%d/%zu] %s N=%d KVPxTPA=%s TPFxEP=%s B=%d S=%lld\n", index + 1,
-                   plan.runs.size(), to_string(spec.layout.kind), spec.layout.n,
+                   grid.runs.size(), to_string(spec.layout.kind), spec.layout.n,
                    attn_shape(spec.layout).c_str(), ffn_shape(spec.layout).c_str(), spec.batch,
                    static_cast<long long>(spec.seq));
       std::fflush(stderr);
@@ -482,15 +485,15 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
       auto it = refs.find(key);
       if (it == refs.end()) {
         refs.clear();  // earlier (B, S) pairs are finished: runs are ordered by S, then B
-        std::vector<std::vector<float>> outs(size_t(plan.decode_steps),
+        std::vector<std::vector<float>> outs(size_t(grid.decode_steps),
                                              std::vector<float>(size_t(spec.batch) * m.hidden));
-        backend->reference_outputs(m, plan.layer, spec.batch, spec.seq, plan.decode_steps, o.seed,
+        backend->reference_outputs(m, grid.layer, spec.batch, spec.seq, grid.decode_steps, o.seed,
                                    world, &outs);
         it = refs.emplace(key, std::move(outs)).first;
       }
       ref = &it->second;
     }
-    RunResult r = run_one(spec, m, plan.layer, o, plan.decode_steps, backend->tolerance(), ref,
+    RunResult r = run_one(spec, m, grid.layer, o, grid.decode_steps, backend->tolerance(), ref,
                           world, *backend);
     if (r.verify_ran && !r.verified) all_verified = false;
     if (rank == 0) done.emplace_back(spec, std::move(r));
@@ -499,7 +502,7 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
 
   if (rank == 0) {
     std::printf("\nmodel %s, %s layer; medians over %d iterations of the max over ranks, in us\n",
-                m.name.c_str(), to_string(plan.layer), o.iters);
+                m.name.c_str(), to_string(grid.layer), o.iters);
     print_header();
     for (const auto& [spec, r] : done) print_row(spec, m, r);
     if (stream.gbps > 0) {
@@ -525,13 +528,13 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
         h5::Group g(file.id(), "/decode");
         h5::attr(g.id(), "model", m.name);
         h5::attr(g.id(), "model_source", m.source);
-        h5::attr(g.id(), "layer_kind", to_string(plan.layer));
+        h5::attr(g.id(), "layer_kind", to_string(grid.layer));
         h5::attr(g.id(), "phases", phase_names());
         h5::attr(g.id(), "stream_gbps", stream.gbps);
         h5::attr(g.id(), "stream_bytes", stream.bytes);
       }
       for (size_t i = 0; i < done.size(); ++i)
-        write_run(file.id(), int(i), done[i].first, m, plan.layer, o, plan.decode_steps,
+        write_run(file.id(), int(i), done[i].first, m, grid.layer, o, grid.decode_steps,
                   backend->tolerance(), stream.gbps, done[i].second);
       file.commit();
       std::printf("trace: %s\n", o.out.c_str());

@@ -3,11 +3,11 @@
 #include <chrono>
 #include <cstdio>
 
+#include "analytic/disagg.hpp"
 #include "bench/commands/cli_util.hpp"
 #include "bench/trace/h5.hpp"
 #include "bench/trace/metadata.hpp"
 #include "comm/error.hpp"
-#include "analytic/disagg.hpp"
 
 namespace helix {
 
@@ -33,7 +33,7 @@ void write_points(hid_t g, const ModelSpec& m, const DisaggResult& r) {
     p_chunk.push_back(dis ? pc.chunk : 0);
     p_gpus.push_back(dis ? pc.gpus() : 0);
     const DesignPoint& d = r.decode[size_t(s.decode)];
-    dlayout.emplace_back(to_string(d.cfg.scheme));
+    dlayout.emplace_back(to_string(d.cfg.layout));
     d_gpus.push_back(d.cfg.gpus());
     d_tp.push_back(d.cfg.n);
     d_pp.push_back(d.cfg.pp);
@@ -41,7 +41,7 @@ void write_points(hid_t g, const ModelSpec& m, const DisaggResult& r) {
     d_tpa.push_back(d.cfg.tpa);
     d_tpf.push_back(d.cfg.tpf);
     d_ep.push_back(d.cfg.ep);
-    d_hopb.push_back(d.cfg.scheme == Scheme::helix_hopb ? std::min(d.cfg.hopb_chunks, d.batch) : 0);
+    d_hopb.push_back(d.cfg.hopb_chunks_run(d.batch));
     d_batch.push_back(d.batch);
     ratio.push_back(s.ratio);
     ftl.push_back(s.ftl_s);
@@ -266,7 +266,7 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
       const DesignPoint& dp = r.decode[size_t(s.decode)];
       std::printf("%-20s %12.1f %12.1f %8.2f %8.2f %6s/%-3d %6s/%-3d %8.2f\n", name,
                   s.tokens_per_s_per_user, s.tokens_per_s_per_gpu, s.ratio, s.ftl_s,
-                  to_string(dp.cfg.scheme), dp.cfg.gpus(),
+                  to_string(dp.cfg.layout), dp.cfg.gpus(),
                   s.prefill >= 0 ? to_string(r.prefill[size_t(s.prefill)].cfg.scheme) : "-",
                   s.prefill >= 0 ? r.prefill[size_t(s.prefill)].cfg.gpus() : 0,
                   std::max(s.kv_egress_gbps_per_prefill_gpu, s.kv_ingress_gbps_per_decode_gpu));

@@ -6,8 +6,8 @@
 #include <memory>
 
 #include "bench/commands/cli_util.hpp"
-#include "bench/trace/h5.hpp"
 #include "bench/kv_transfer/job.hpp"
+#include "bench/trace/h5.hpp"
 #include "bench/trace/metadata.hpp"
 #include "comm/error.hpp"
 #include "kernels/copy_segments.hpp"
@@ -171,8 +171,8 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
 
   // The CPU backend moves fp32 values; the CUDA backend the 16 bits of a bf16 cache.
   const int elem_bytes = cuda ? 2 : 4;
-  const std::vector<KvBlockMove> plan = plan_kv_transfer(m, l, tokens);
-  const KvTransferJob job = make_kv_transfer_job(m, l, plan, rank, tokens, o.layers, elem_bytes);
+  const std::vector<KvBlockMove> moves = kv_transfer_moves(m, l, tokens);
+  const KvTransferJob job = make_kv_transfer_job(m, l, moves, rank, tokens, o.layers, elem_bytes);
   // Host cache: the CPU backend's, or the values a CUDA prefill rank places on its GPU.
   std::vector<float> cache(!cuda || job.is_prefill ? size_t((job.cache_bytes() + 3) / 4) : 0);
   if (job.is_prefill) fill_prefill_cache(m, l, job, cache.data());
@@ -201,7 +201,7 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
         "(block %d), %s %s over %s: %zu block moves, %.3f MB, median %.3f ms, %.3f GB/s, "
         "verified %s\n",
         m.name.c_str(), static_cast<long long>(tokens), o.layers, P, l.kvp, l.tpa, l.kv_block,
-        o.backend.c_str(), dtype, comm_backend.c_str(), plan.size(), bytes / 1e6, med * 1e3,
+        o.backend.c_str(), dtype, comm_backend.c_str(), moves.size(), bytes / 1e6, med * 1e3,
         bytes / med / 1e9, bad == 0 ? "yes" : "NO (misplaced values)");
     if (!o.out.empty()) {
       h5::File f(o.out);
@@ -214,7 +214,7 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
       h5::attr(g.id(), "kv_block", l.kv_block);
       h5::attr(g.id(), "tokens", tokens);
       h5::attr(g.id(), "layers", o.layers);
-      h5::attr(g.id(), "block_moves", int64_t(plan.size()));
+      h5::attr(g.id(), "block_moves", int64_t(moves.size()));
       h5::attr(g.id(), "bytes", bytes);
       h5::attr(g.id(), "backend", o.backend);
       h5::attr(g.id(), "dtype", dtype);

@@ -6,13 +6,13 @@
 #include <cstdio>
 #include <map>
 
+#include "analytic/cost_model.hpp"
+#include "analytic/design_space.hpp"
+#include "analytic/hardware.hpp"
 #include "bench/commands/cli_util.hpp"
 #include "bench/trace/h5.hpp"
 #include "bench/trace/metadata.hpp"
 #include "comm/error.hpp"
-#include "analytic/cost_model.hpp"
-#include "analytic/design_space.hpp"
-#include "analytic/hardware.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/model_spec.hpp"
 #include "layouts/schedule.hpp"
@@ -68,8 +68,8 @@ void write_points(hid_t loc, const std::vector<DesignPoint>& pts, const std::vec
   const auto phases = model_phase_names();
   for (size_t i : idx) {
     const DesignPoint& p = pts[i];
-    layout.emplace_back(to_string(p.cfg.scheme));
-    family.emplace_back(family_of(p.cfg.scheme));
+    layout.emplace_back(to_string(p.cfg.layout));
+    family.emplace_back(family_of(p.cfg.layout));
     ints["n_gpus"].push_back(p.cfg.gpus());
     ints["tp"].push_back(p.cfg.n);
     ints["pp"].push_back(p.cfg.pp);
@@ -77,8 +77,7 @@ void write_points(hid_t loc, const std::vector<DesignPoint>& pts, const std::vec
     ints["kvp"].push_back(p.cfg.kvp);
     ints["tpa"].push_back(p.cfg.tpa);
     ints["tpf"].push_back(p.cfg.tpf);
-    ints["hopb"].push_back(p.cfg.scheme == Scheme::helix_hopb ? std::min(p.cfg.hopb_chunks, p.batch)
-                                                              : 0);
+    ints["hopb"].push_back(p.cfg.hopb_chunks_run(p.batch));
     ints["batch"].push_back(p.batch);
     ints["feasible"].push_back(p.feasible);
     ints["on_frontier"].push_back(p.on_frontier);
@@ -110,11 +109,10 @@ void print_frontier(const std::vector<DesignPoint>& pts, const std::vector<size_
   for (size_t r = 0; r < rows; ++r) {
     const size_t j = rows == 1 ? 0 : r * (n - 1) / (rows - 1);
     const DesignPoint& p = pts[f[j]];
-    std::printf(
-        "%-10s %5d %3d %4dx%-3d %3dx%-3d %4d %5d %10.1f %12.1f %12.1f %9.1f\n",
-        to_string(p.cfg.scheme), p.cfg.gpus(), p.cfg.pp, p.cfg.kvp, p.cfg.tpa, p.cfg.tpf, p.cfg.ep,
-        p.cfg.scheme == Scheme::helix_hopb ? std::min(p.cfg.hopb_chunks, p.batch) : 0, p.batch,
-        p.ttl_us, p.tokens_per_s_per_user, p.tokens_per_s_per_gpu, p.mem_bytes_per_gpu / 1e9);
+    std::printf("%-10s %5d %3d %4dx%-3d %3dx%-3d %4d %5d %10.1f %12.1f %12.1f %9.1f\n",
+                to_string(p.cfg.layout), p.cfg.gpus(), p.cfg.pp, p.cfg.kvp, p.cfg.tpa, p.cfg.tpf,
+                p.cfg.ep, p.cfg.hopb_chunks_run(p.batch), p.batch, p.ttl_us,
+                p.tokens_per_s_per_user, p.tokens_per_s_per_gpu, p.mem_bytes_per_gpu / 1e9);
   }
   if (rows < n) std::printf("(%zu of %zu frontier points shown)\n", rows, n);
 }
@@ -208,8 +206,8 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
     std::array<double, kNumPhases> pred{};
     double pred_step = 0;
     for (int r = 0; r < p.n; ++r) {
-      const RankPlan plan = plan_rank(m, layer, p, r);
-      const ScheduleTime t = price_schedule(cm, build_schedule(m, plan, batch, seq),
+      const RankShard shard = rank_shard(m, layer, p, r);
+      const ScheduleTime t = price_schedule(cm, build_schedule(m, shard, batch, seq),
                                             groups_leaving_domain(p, r, hw.nvlink.domain_gpus));
       for (int k = 0; k < kNumPhases; ++k)
         pred[size_t(k)] = std::max(pred[size_t(k)], t.phase_us[size_t(k)]);
@@ -326,9 +324,9 @@ int run_reproduce(const ModelOptions& o, const RunEnvironment& env) {
     // The frontier of every layout (the union holds every family's frontier) for the plots.
     for (const auto& [name, t] : sweeps) {
       std::vector<size_t> idx;
-      for (int s = 0; s < kNumSchemes; ++s) {
-        const auto f = pareto_frontier(
-            t.result.points, [s](const DesignPoint& p) { return int(p.cfg.scheme) == s; });
+      for (LayoutKind k : kDesignLayouts) {
+        const auto f = pareto_frontier(t.result.points,
+                                       [k](const DesignPoint& p) { return p.cfg.layout == k; });
         idx.insert(idx.end(), f.begin(), f.end());
       }
       h5::Group fg(out.id(), "/reproduce/helix-paper/" + name + "/points");

@@ -28,7 +28,7 @@ uint16_t kv_value_u16(int layer, int head, int64_t pos, int64_t e) {
 }
 
 KvTransferJob make_kv_transfer_job(const ModelSpec& m, const KvTransferLayouts& l,
-                                   const std::vector<KvBlockMove>& plan, int world_rank,
+                                   const std::vector<KvBlockMove>& moves, int world_rank,
                                    int64_t tokens, int layers, int elem_bytes) {
   KvTransferJob j;
   const int P = l.prefill_ranks, W = P + l.decode_ranks();
@@ -40,9 +40,9 @@ KvTransferJob make_kv_transfer_job(const ModelSpec& m, const KvTransferLayouts& 
   j.elem_bytes = elem_bytes;
   j.layer_elems = j.is_prefill ? prefill_buffer_elems(m, l, j.local, tokens)
                                : decode_buffer_elems(m, l, j.local, tokens);
-  // The moves this rank sends or receives, by peer world rank, in plan order.
+  // The moves this rank sends or receives, by peer world rank, in moves order.
   std::map<int, std::vector<const KvBlockMove*>> by_peer;
-  for (const KvBlockMove& mv : plan) {
+  for (const KvBlockMove& mv : moves) {
     if (j.is_prefill && mv.src_rank == j.local) by_peer[P + mv.dst_rank].push_back(&mv);
     if (!j.is_prefill && mv.dst_rank == j.local) by_peer[mv.src_rank].push_back(&mv);
   }
@@ -52,11 +52,11 @@ KvTransferJob make_kv_transfer_job(const ModelSpec& m, const KvTransferLayouts& 
   j.recv_offset.assign(size_t(W), 0);
   const int64_t eb = elem_bytes, layer_bytes = j.layer_elems * eb;
   int64_t at = 0;
-  for (const auto& [peer, moves] : by_peer) {
-    // The peer's part: every layer's moves in plan order (the receiver unpacks in the same order).
+  for (const auto& [peer, peer_moves] : by_peer) {
+    // The peer's part: every layer's moves in moves order (the receiver unpacks in the same order).
     const int64_t start = at;
     for (int L = 0; L < layers; ++L)
-      for (const KvBlockMove* mv : moves) {
+      for (const KvBlockMove* mv : peer_moves) {
         cpu::Segment s;
         s.bytes = mv->elems * eb;
         if (j.is_prefill) {
@@ -82,7 +82,7 @@ KvTransferJob make_kv_transfer_job(const ModelSpec& m, const KvTransferLayouts& 
 
 void fill_prefill_cache(const ModelSpec& m, const KvTransferLayouts& l, const KvTransferJob& job,
                         void* cache) {
-  const RankPlan r = prefill_rank_plan(m, l, job.local);
+  const RankShard r = prefill_rank_shard(m, l, job.local);
   const int64_t E = m.kv_elems_per_token_per_head(), T = job.tokens;
   for (int L = 0; L < job.layers; ++L)
     for (int64_t h = r.kv_heads.begin; h < r.kv_heads.end; ++h)
@@ -101,13 +101,13 @@ void fill_prefill_cache(const ModelSpec& m, const KvTransferLayouts& l, const Kv
 int64_t count_misplaced(const ModelSpec& m, const KvTransferLayouts& l, const KvTransferJob& job,
                         const void* cache) {
   // Every local slot of the decode layout holds the value of its global (head, position).
-  const RankPlan r = decode_rank_plan(m, l, job.local);
+  const RankShard r = decode_rank_shard(m, l, job.local);
   const int64_t E = m.kv_elems_per_token_per_head(), lt = r.local_tokens(job.tokens);
   int64_t bad = 0;
   for (int L = 0; L < job.layers; ++L)
     for (int64_t h = r.kv_heads.begin; h < r.kv_heads.end; ++h)
       for (int64_t i = 0; i < lt; ++i) {
-        const int64_t pos = r.placement.global_pos(r.k, i);
+        const int64_t pos = r.placement.global_pos(r.kvp_index, i);
         const int64_t base = L * job.layer_elems + ((h - r.kv_heads.begin) * lt + i) * E;
         if (job.elem_bytes == 4) {
           const float* c = static_cast<const float*>(cache) + base;

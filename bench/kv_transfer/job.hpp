@@ -1,6 +1,6 @@
 // What one rank of `helix-bench kv-transfer` moves, whatever the transport (MPI over host memory,
 // NCCL or staged MPI on device memory): its cache buffer (every layer's buffer of
-// layouts/kv_transfer_plan.hpp, one after another), the segments it packs for each peer into a
+// layouts/kv_transfer_moves.hpp, one after another), the segments it packs for each peer into a
 // send buffer and unpacks from a receive buffer, and the value every cached element holds.
 #pragma once
 
@@ -29,9 +29,9 @@ struct KvTransferJob {
   std::vector<cpu::Segment> unpack;        // receive buffer -> cache
 };
 
-// `plan` from plan_kv_transfer; world ranks 0..P-1 are the prefill layout, P.. the decode layout.
+// `moves` from kv_transfer_moves; world ranks 0..P-1 are the prefill layout, P.. the decode layout.
 KvTransferJob make_kv_transfer_job(const ModelSpec& m, const KvTransferLayouts& l,
-                                   const std::vector<KvBlockMove>& plan, int world_rank,
+                                   const std::vector<KvBlockMove>& moves, int world_rank,
                                    int64_t tokens, int layers, int elem_bytes);
 
 // The value of element e of (layer, KV head, position): exact in fp32 (below 2^24), or 16 bits

@@ -45,7 +45,7 @@ struct Context {
   MpiComm* world = nullptr;
   MicroBackend* backend = nullptr;
   CollectiveBackend* comm = nullptr;
-  MicroPlan plan;
+  MicroConfig cfg;
   uint64_t seed = 0;
   double ceiling_gbps = 0;
   std::vector<KernelCase> cases;
@@ -60,7 +60,7 @@ struct Context {
 // The correctness check of a case (once per verify_key, outside any timed region, every rank on
 // its own device): 1 ok, 0 mismatch on some rank, -1 not checked.
 int verify_once(Context* ctx, const KernelCase& c, uint64_t seed) {
-  if (!ctx->plan.verify || !verifiable(c)) return -1;
+  if (!ctx->cfg.verify || !verifiable(c)) return -1;
   const std::string key = verify_key(c);
   auto it = ctx->verified.find(key);
   if (it != ctx->verified.end()) return it->second;
@@ -85,7 +85,7 @@ void run_kernel(benchmark::State& st, Context* ctx, size_t i) {
   const int verified = verify_once(ctx, c, ctx->seed + 104729 + i * 31);
   const int64_t rotate = c.kind == KernelKind::stream ? 0 : rotate_bytes_for(b);
   PreparedKernel k(b, c, rotate, ctx->seed + i * 7919);
-  for (int w = 0; w < ctx->plan.warmup; ++w) k.launch();
+  for (int w = 0; w < ctx->cfg.warmup; ++w) k.launch();
   b.synchronize();
   KernelResult r;
   r.name = c.name;
@@ -122,7 +122,7 @@ void run_collective(benchmark::State& st, Context* ctx, Collective c, int64_t op
   const MPI_Comm comm = ctx->world->raw();
   CollResult r;
   r.coll = c;
-  r.dtype = ctx->plan.dtype;
+  r.dtype = ctx->cfg.dtype;
   r.group_size = cb.size();
   r.in_place = in_place;
   r.size_bytes = size_for_op_count(c, cb.size(), op_count, r.dtype);
@@ -131,7 +131,7 @@ void run_collective(benchmark::State& st, Context* ctx, Collective c, int64_t op
   int64_t wrong = pc.check();
   HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, comm));
   r.wrong = wrong;
-  for (int w = 0; w < ctx->plan.warmup; ++w) pc.launch();
+  for (int w = 0; w < ctx->cfg.warmup; ++w) pc.launch();
   for (auto _ : st) {
     const double us = timed_iteration_us([&] { return pc.time_once_us(); }, comm);
     st.SetIterationTime(us * 1e-6);
@@ -241,11 +241,11 @@ int run(int argc, char** argv) {
   std::unique_ptr<CollectiveBackend> comm;
   try {
     backend = make_micro_backend(opt.backend);
-    ctx.plan = resolve_micro_options(opt, backend->storage_bytes());
-    ctx.cases = make_kernel_cases(ctx.plan.cases);
+    ctx.cfg = resolve_micro_options(opt, backend->storage_bytes());
+    ctx.cases = make_kernel_cases(ctx.cfg.cases);
     comm = make_collective_backend(opt.backend, world.raw());
-    if (!comm->supports(ctx.plan.dtype))
-      throw UsageError(std::string("--dtype: ") + nccl_tests_name(ctx.plan.dtype) +
+    if (!comm->supports(ctx.cfg.dtype))
+      throw UsageError(std::string("--dtype: ") + nccl_tests_name(ctx.cfg.dtype) +
                        " is not supported by the " + comm->name() + " collectives");
     int ok = 1;
     std::string why;
@@ -274,9 +274,9 @@ int run(int argc, char** argv) {
   env.nccl_version = backend->nccl_version();
 
   // The ceiling first, with every rank reading at once (as every kernel below runs).
-  const KernelCase stream = stream_case(ctx.plan.stream_bytes);
+  const KernelCase stream = stream_case(ctx.cfg.stream_bytes);
   const KernelResult ceiling =
-      measure_kernel(*backend, world.raw(), stream, ctx.plan.warmup, ctx.plan.iters, 0.0, opt.seed);
+      measure_kernel(*backend, world.raw(), stream, ctx.cfg.warmup, ctx.cfg.iters, 0.0, opt.seed);
   ctx.ceiling_gbps = ceiling.gbps;
   if (root) {
     std::printf("helix-micro: backend %s (%s storage), collectives %s, %d ranks\n",
@@ -285,7 +285,7 @@ int run(int argc, char** argv) {
     std::printf(
         "ceiling: read-only stream over %s per rank, every rank at once: %.2f GB/s "
         "(median of %d)\n",
-        format_bytes(double(ctx.plan.stream_bytes)).c_str(), ctx.ceiling_gbps, ctx.plan.iters);
+        format_bytes(double(ctx.cfg.stream_bytes)).c_str(), ctx.ceiling_gbps, ctx.cfg.iters);
     std::fflush(stdout);
   }
   benchmark::AddCustomContext("helix_backend", backend->name());
@@ -300,27 +300,27 @@ int run(int argc, char** argv) {
     benchmark::RegisterBenchmark(ctx.cases[i].name.c_str(),
                                  [&ctx, i](benchmark::State& st) { run_kernel(st, &ctx, i); })
         ->UseManualTime()
-        ->Iterations(ctx.plan.iters)
+        ->Iterations(ctx.cfg.iters)
         ->Unit(benchmark::kMicrosecond);
   const int n = world.size();
-  for (Collective c : ctx.plan.colls)
+  for (Collective c : ctx.cfg.colls)
     for (int in_place = 0; in_place < 2; ++in_place) {
       if (in_place && !has_in_place(c)) continue;
       int64_t last = -1;
-      for (int64_t s : ctx.plan.sizes) {
-        const int64_t count = op_count_for_size(c, n, s, ctx.plan.dtype);
+      for (int64_t s : ctx.cfg.sizes) {
+        const int64_t count = op_count_for_size(c, n, s, ctx.cfg.dtype);
         if (count == 0 || count == last) continue;
         last = count;
-        const int64_t size = size_for_op_count(c, n, count, ctx.plan.dtype);
+        const int64_t size = size_for_op_count(c, n, count, ctx.cfg.dtype);
         const std::string name = std::string("coll/") + to_string(c) + "/" +
-                                 nccl_tests_name(ctx.plan.dtype) + (in_place ? "/ip/" : "/oop/") +
+                                 nccl_tests_name(ctx.cfg.dtype) + (in_place ? "/ip/" : "/oop/") +
                                  std::to_string(size) + "B";
         benchmark::RegisterBenchmark(name.c_str(),
                                      [&ctx, c, count, in_place](benchmark::State& st) {
                                        run_collective(st, &ctx, c, count, in_place != 0);
                                      })
             ->UseManualTime()
-            ->Iterations(ctx.plan.coll_iters)
+            ->Iterations(ctx.cfg.coll_iters)
             ->Unit(benchmark::kMicrosecond);
       }
     }
@@ -338,7 +338,7 @@ int run(int argc, char** argv) {
 
   int64_t wrong = 0;
   if (root) {
-    for (Collective c : ctx.plan.colls) {
+    for (Collective c : ctx.cfg.colls) {
       bool header = false;
       for (const CollResult& r : ctx.colls) {
         if (r.coll != c || r.in_place) continue;
@@ -363,10 +363,10 @@ int run(int argc, char** argv) {
       rep.comm_backend = comm->name();
       rep.link_representative = comm->link_representative();
       rep.ceiling_gbps = ctx.ceiling_gbps;
-      rep.stream_bytes = ctx.plan.stream_bytes;
-      rep.kernel_iters = ctx.plan.iters;
-      rep.coll_iters = ctx.plan.coll_iters;
-      rep.warmup = ctx.plan.warmup;
+      rep.stream_bytes = ctx.cfg.stream_bytes;
+      rep.kernel_iters = ctx.cfg.iters;
+      rep.coll_iters = ctx.cfg.coll_iters;
+      rep.warmup = ctx.cfg.warmup;
       rep.kernels = ctx.kernels;
       rep.collectives = ctx.colls;
       write_micro_trace(opt.out, env, rep);
@@ -375,7 +375,7 @@ int run(int argc, char** argv) {
     std::fflush(stdout);
   }
   HELIX_MPI_CHECK(MPI_Bcast(&wrong, 1, MPI_INT64_T, 0, world.raw()));
-  if (root && ctx.plan.verify)
+  if (root && ctx.cfg.verify)
     std::printf("# verification against the CPU reference: %d of %d checked shapes failed%s\n",
                 ctx.verify_failures, int(ctx.verified.size()),
                 ctx.verify_failures ? " (exit code 3)" : "");

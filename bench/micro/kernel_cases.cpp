@@ -233,7 +233,7 @@ class CaseSet {
 struct Shard {
   std::string origin;  // e.g. "helix N=16 (KVP 2 x TPA 8, TPF 16 x EP 1)"
   LayoutParams layout;
-  RankPlan plan;
+  RankShard shard;
 };
 
 // Rank 0's shard of each valid (layout, N) for one layer kind.
@@ -248,7 +248,7 @@ std::vector<Shard> shards(const ModelSpec& m, LayerKind layer, const std::vector
       s.origin = std::string(to_string(k)) + " N=" + std::to_string(n) + " (KVPxTPA " +
                  attn_shape(p) + ", TPFxEP " + ffn_shape(p) + ")";
       s.layout = p;
-      s.plan = plan_rank(m, layer, p, 0);
+      s.shard = rank_shard(m, layer, p, 0);
       v.push_back(s);
     }
   return v;
@@ -268,7 +268,7 @@ void add_attention(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
   const int64_t es = o.storage_bytes;
   const int64_t max_t = *std::max_element(o.slice_tokens.begin(), o.slice_tokens.end());
   for (const Shard& s : sh) {
-    const int64_t qh = s.plan.q_heads.size(), kvh = s.plan.kv_heads.size();
+    const int64_t qh = s.shard.q_heads.size(), kvh = s.shard.kv_heads.size();
     const double per_token = double(m.kv_elems_per_token_per_head() * kvh * es);
     double factor = 1.0;
     if (o.max_kv_bytes > 0 && per_token * double(max_t) > double(o.max_kv_bytes))
@@ -305,7 +305,7 @@ void add_attention(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
 
 void add_combine(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
   for (const Shard& s : shards(m, m.default_layer_kind(), o.combine_ranks, {LayoutKind::helix})) {
-    const int64_t parts = s.layout.kvp, oh = s.plan.o_heads.size();
+    const int64_t parts = s.layout.kvp, oh = s.shard.o_heads.size();
     if (parts < 2 || oh < 1) continue;
     for (int64_t b : o.combine_batch) {
       KernelCase c;
@@ -355,7 +355,7 @@ void add_gemms(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
   const int64_t H = m.hidden;
   for (LayerKind layer : layers)
     for (const Shard& s : shards(m, layer, o.ranks, {LayoutKind::tp, LayoutKind::helix})) {
-      const RankPlan& p = s.plan;
+      const RankShard& p = s.shard;
       const int64_t qh = p.q_heads.size(), kvh = p.kv_heads.size(), oh = p.o_heads.size();
       const std::string& at = s.origin;
       if (layer == LayerKind::dense || !m.has_moe()) {  // attention projections once per model
@@ -389,7 +389,7 @@ void add_moe(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
   if (!m.has_moe()) return;
   const int64_t H = m.hidden, es = o.storage_bytes;
   for (const Shard& s : shards(m, LayerKind::moe, o.ranks, {LayoutKind::tp, LayoutKind::helix})) {
-    const int64_t e0 = s.plan.experts.size(), c0 = s.plan.expert_cols.size();
+    const int64_t e0 = s.shard.experts.size(), c0 = s.shard.expert_cols.size();
     if (e0 < 1 || c0 < 1) continue;
     int64_t e = e0, cols = c0;
     if (o.max_weight_bytes > 0) {
@@ -416,7 +416,7 @@ void add_moe(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
 void add_append(CaseSet& set, const ModelSpec& m, const CaseOptions& o) {
   for (const Shard& s :
        shards(m, m.default_layer_kind(), o.ranks, {LayoutKind::tp, LayoutKind::helix})) {
-    const int64_t kvh = s.plan.kv_heads.size(), w = m.kv_elems_per_token_per_head();
+    const int64_t kvh = s.shard.kv_heads.size(), w = m.kv_elems_per_token_per_head();
     for (int64_t b : o.append_batch) {
       KernelCase c;
       c.kind = KernelKind::kv_append;

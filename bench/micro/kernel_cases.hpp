@@ -1,5 +1,5 @@
 // The kernel cases of the micro-benchmarks: shapes derived from the model specs and the per-rank
-// shards of each layout (layouts/schedule.hpp's plan_rank), the operands each case needs, and the
+// shards of each layout (layouts/rank_shard.hpp), the operands each case needs, and the
 // bytes and FLOPs of one launch (the compulsory traffic: every operand read or written once).
 #pragma once
 

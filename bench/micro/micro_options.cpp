@@ -89,8 +89,8 @@ void add_micro_options(CLI::App& app, MicroOptions& o) {
   app.add_flag("--no-verify", o.no_verify, "Skip that check (default on cpu)");
 }
 
-MicroPlan resolve_micro_options(const MicroOptions& o, int64_t storage_bytes) {
-  MicroPlan p;
+MicroConfig resolve_micro_options(const MicroOptions& o, int64_t storage_bytes) {
+  MicroConfig p;
   const bool cpu = o.backend == "cpu";
   const bool q = o.quick;
   auto bytes_or = [](const std::string& text, const std::string& opt, int64_t dflt,

@@ -36,7 +36,7 @@ struct MicroOptions {
 };
 
 // What the options resolve to (defaults filled in, lists parsed, bounds checked).
-struct MicroPlan {
+struct MicroConfig {
   int64_t stream_bytes = 0;
   CaseOptions cases;
   std::vector<Collective> colls;
@@ -48,7 +48,7 @@ struct MicroPlan {
 
 void add_micro_options(CLI::App& app, MicroOptions& o);
 // Throws UsageError naming the option on bad input.
-MicroPlan resolve_micro_options(const MicroOptions& o, int64_t storage_bytes);
+MicroConfig resolve_micro_options(const MicroOptions& o, int64_t storage_bytes);
 
 // A byte count with an optional binary suffix: 4096, 64K, 16M, 1G (also KiB, MiB, GiB).
 // Throws UsageError naming `option` unless it is a positive integer (or zero when allow_zero).

@@ -502,9 +502,9 @@ TEST_F(Gpu, DeviceShardMatchesHostShard) {
     const LayerKind layer = m.default_layer_kind();
     LayoutRequest req;
     const LayoutParams L = make_layout(LayoutKind::helix, 4, m, layer, 4, req);
-    const RankPlan p = plan_rank(m, layer, L, 3);
-    const LayerShard h = make_layer_shard(m, p, 99);
-    const DeviceShard d = make_device_shard(m, p, 99, nullptr);
+    const RankShard p = rank_shard(m, layer, L, 3);
+    const LayerWeights h = make_layer_weights(m, p, 99);
+    const DeviceWeights d = make_device_weights(m, p, 99, nullptr);
     auto same = [&](const DeviceArray<bf16>& a, const std::vector<float>& b, const char* what) {
       ASSERT_EQ(a.size(), int64_t(b.size())) << name << " " << what;
       std::vector<float> r = b;
@@ -537,12 +537,12 @@ TEST_F(Gpu, KvFillMatchesHostCache) {
   req.kvp = 2;
   req.tpa = 2;
   const LayoutParams L = make_layout(LayoutKind::helix, 4, m, LayerKind::dense, 2, req);
-  const RankPlan p = plan_rank(m, LayerKind::dense, L, 3);
+  const RankShard p = rank_shard(m, LayerKind::dense, L, 3);
   const KvCache c = make_kv_cache(m, p, 2, 37, 45, 5);
   const uint64_t key = tensor_key(5, TensorId::k_cache, 1, uint64_t(p.kv_heads.begin + 1));
   DeviceArray<bf16> d(c.capacity * c.width);
   cuda::fill_kv_rows(d.get(), key, c.width, p.local_tokens(37), c.capacity, p.placement.kvp,
-                     p.placement.block, p.k, nullptr);
+                     p.placement.block, p.kvp_index, nullptr);
   const size_t off = size_t(((1 * c.heads + 1) * c.capacity) * c.width);
   std::vector<float> want(c.k.begin() + long(off), c.k.begin() + long(off + size_t(d.size())));
   round_bf16(want);

@@ -141,9 +141,9 @@ TEST(CostModel, HopbHidesTheAllToAllOfARealSchedule) {
   h.hopb_chunks = 8;
   const std::array<bool, 7> none{};
   const ScheduleTime a = price_schedule(
-      cm, build_schedule(m, plan_rank(m, LayerKind::dense, p, 0), 32, 1 << 20), none);
+      cm, build_schedule(m, rank_shard(m, LayerKind::dense, p, 0), 32, 1 << 20), none);
   const ScheduleTime b = price_schedule(
-      cm, build_schedule(m, plan_rank(m, LayerKind::dense, h, 0), 32, 1 << 20), none);
+      cm, build_schedule(m, rank_shard(m, LayerKind::dense, h, 0), 32, 1 << 20), none);
   EXPECT_LT(b.total_us, a.total_us);
   EXPECT_GT(b.phase_us[size_t(Phase::attn_comm)], a.phase_us[size_t(Phase::attn_comm)]);
 }
@@ -161,7 +161,7 @@ TEST(CostModel, PricesTheValueSpaceExchangeOfMla) {
   const std::array<bool, 7> none{};
   for (LayerKind k : {LayerKind::dense, LayerKind::moe}) {
     const LayoutParams p = make_layout(LayoutKind::helix, 64, m, k, B, {});
-    const auto s = build_schedule(m, plan_rank(m, k, p, 0), B, 1 << 20);
+    const auto s = build_schedule(m, rank_shard(m, k, p, 0), B, 1 << 20);
     for (const Step& st : s) {
       if (st.op == Op::a2a) {
         EXPECT_NEAR(cm.step_us(st, false), a2a_us, 1e-9);
@@ -170,7 +170,7 @@ TEST(CostModel, PricesTheValueSpaceExchangeOfMla) {
     EXPECT_NEAR(price_schedule(cm, s, none).phase_us[size_t(Phase::attn_comm)], a2a_us, 1e-9);
   }
   DesignConfig c;
-  c.scheme = Scheme::helix;
+  c.layout = LayoutKind::helix;
   c.n = 64;
   c.kvp = 64;
   c.tpa = 1;
@@ -180,7 +180,7 @@ TEST(CostModel, PricesTheValueSpaceExchangeOfMla) {
   EXPECT_NEAR(pt.phase_us[size_t(Phase::attn_comm)], m.layers * a2a_us, 1e-6);
   // The capacity check counts W_uv of every attended head on every KVP rank.
   const LayoutParams p = make_layout(LayoutKind::helix, 64, m, LayerKind::moe, B, {});
-  const RankPlan r = plan_rank(m, LayerKind::moe, p, 0);
+  const RankShard r = rank_shard(m, LayerKind::moe, p, 0);
   double attn = 0;
   for (const Step& st : build_schedule(m, r, 1, 0))
     if (reads_attention_weights(st.op)) attn += st.work.weight_elems;
@@ -188,7 +188,7 @@ TEST(CostModel, PricesTheValueSpaceExchangeOfMla) {
   LayoutParams h = p;
   h.kind = LayoutKind::helix_hopb;
   h.hopb_chunks = 4;  // W_uv is read per chunk but held once
-  EXPECT_DOUBLE_EQ(held_weight_elems(m, plan_rank(m, LayerKind::moe, h, 0)),
+  EXPECT_DOUBLE_EQ(held_weight_elems(m, rank_shard(m, LayerKind::moe, h, 0)),
                    held_weight_elems(m, r));
 }
 
@@ -196,7 +196,7 @@ TEST(CostModel, KvIsDuplicatedOnceTpExceedsTheKvHeads) {
   const ModelSpec m = load_model("llama-3.1-405b");  // 8 KV heads
   auto kv = [&](int n) {
     const LayoutParams p = make_layout(LayoutKind::tp, n, m, LayerKind::dense, 1, {});
-    return held_kv_elems(m, plan_rank(m, LayerKind::dense, p, 0), 1000);
+    return held_kv_elems(m, rank_shard(m, LayerKind::dense, p, 0), 1000);
   };
   EXPECT_DOUBLE_EQ(kv(4), 2 * kv(8));
   EXPECT_DOUBLE_EQ(kv(16), kv(8));  // stops shrinking
@@ -213,7 +213,7 @@ TEST(DesignSpace, CapacityCheckDropsPointsThatDoNotFit) {
   o.cost = co;
   o.seq_len = 1 << 17;
   DesignConfig c;
-  c.scheme = Scheme::tp;
+  c.layout = LayoutKind::tp;
   c.n = 8;
   c.tpa = 8;
   c.tpf = 8;
@@ -256,7 +256,7 @@ TEST(DesignSpace, FullModelTtlCountsDenseAndMoeLayers) {
   const CostModel cm(load_hardware("gb200-nvl72"), CostOptions{});
   SweepOptions o;
   DesignConfig c;
-  c.scheme = Scheme::helix;
+  c.layout = LayoutKind::helix;
   c.n = 8;
   c.kvp = 8;
   c.tpf = 8;

@@ -204,7 +204,7 @@ TEST(MicroCases, ExplicitGqaShapes) {
 TEST(MicroOptions, CudaRunsTheRealSizesAndVerifies) {
   MicroOptions mo;
   mo.backend = "cuda";
-  MicroPlan p = resolve_micro_options(mo, 2);
+  MicroConfig p = resolve_micro_options(mo, 2);
   EXPECT_EQ(p.cases.max_kv_bytes, 0);
   EXPECT_EQ(p.cases.max_weight_bytes, 0);
   EXPECT_TRUE(p.verify);

@@ -1,5 +1,5 @@
-// The KV transfer plan from a TP prefill layout to a Helix decode layout, checked by applying it in
-// memory: every decode slot must receive the value of its global (head, position).
+// The KV transfer moves from a TP prefill layout to a Helix decode layout, checked by applying it
+// in memory: every decode slot must receive the value of its global (head, position).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,13 +17,13 @@ double value(int64_t head, int64_t pos, int64_t e) {
   return double(head * 1000000 + pos * 1000 + e);
 }
 
-// Applies the plan to filled prefill buffers; returns the decode buffers.
+// Applies the moves to filled prefill buffers; returns the decode buffers.
 std::vector<std::vector<double>> apply(const ModelSpec& m, const KvTransferLayouts& l,
-                                       int64_t tokens, const std::vector<KvBlockMove>& plan) {
+                                       int64_t tokens, const std::vector<KvBlockMove>& moves) {
   const int64_t E = m.kv_elems_per_token_per_head();
   std::vector<std::vector<double>> src(size_t(l.prefill_ranks)), dst(size_t(l.decode_ranks()));
   for (int p = 0; p < l.prefill_ranks; ++p) {
-    const RankPlan r = prefill_rank_plan(m, l, p);
+    const RankShard r = prefill_rank_shard(m, l, p);
     src[size_t(p)].resize(size_t(prefill_buffer_elems(m, l, p, tokens)));
     for (int64_t h = r.kv_heads.begin; h < r.kv_heads.end; ++h)
       for (int64_t t = 0; t < tokens; ++t)
@@ -32,7 +32,7 @@ std::vector<std::vector<double>> apply(const ModelSpec& m, const KvTransferLayou
   }
   for (int d = 0; d < l.decode_ranks(); ++d)
     dst[size_t(d)].assign(size_t(decode_buffer_elems(m, l, d, tokens)), -1.0);
-  for (const KvBlockMove& mv : plan) {
+  for (const KvBlockMove& mv : moves) {
     auto& s = src[size_t(mv.src_rank)];
     auto& d = dst[size_t(mv.dst_rank)];
     if (mv.src_offset < 0 || mv.dst_offset < 0 || mv.src_offset + mv.elems > int64_t(s.size()) ||
@@ -50,17 +50,17 @@ std::vector<std::vector<double>> apply(const ModelSpec& m, const KvTransferLayou
 
 void check_landed(const ModelSpec& m, const KvTransferLayouts& l, int64_t tokens) {
   ASSERT_EQ(validate_kv_transfer(m, l), "");
-  const auto plan = plan_kv_transfer(m, l, tokens);
-  const auto dst = apply(m, l, tokens, plan);
+  const auto moves = kv_transfer_moves(m, l, tokens);
+  const auto dst = apply(m, l, tokens, moves);
   const int64_t E = m.kv_elems_per_token_per_head();
   for (int d = 0; d < l.decode_ranks(); ++d) {
-    const RankPlan r = decode_rank_plan(m, l, d);
+    const RankShard r = decode_rank_shard(m, l, d);
     const int64_t lt = r.local_tokens(tokens);
     for (int64_t h = r.kv_heads.begin; h < r.kv_heads.end; ++h)
       for (int64_t i = 0; i < lt; ++i)
         for (int64_t e = 0; e < E; e += E - 1)
           ASSERT_EQ(dst[size_t(d)][size_t(((h - r.kv_heads.begin) * lt + i) * E + e)],
-                    value(h, r.placement.global_pos(r.k, i), e))
+                    value(h, r.placement.global_pos(r.kvp_index, i), e))
               << "decode rank " << d << " head " << h << " local " << i;
   }
 }
@@ -97,7 +97,7 @@ TEST(KvTransferPlan, DuplicatedHeadsShareTheEgress) {
   l.kvp = 2;
   l.kv_block = 16;
   std::vector<int64_t> sent(4, 0);
-  for (const auto& mv : plan_kv_transfer(m, l, 16 * 40)) sent[size_t(mv.src_rank)] += mv.elems;
+  for (const auto& mv : kv_transfer_moves(m, l, 16 * 40)) sent[size_t(mv.src_rank)] += mv.elems;
   for (int64_t s : sent) EXPECT_EQ(s, sent[0]);
   EXPECT_GT(sent[0], 0);
 }
@@ -108,13 +108,13 @@ TEST(KvTransferPlan, DuplicatedHeadsShareTheEgress) {
 // the CPU backend, 16 bits on CUDA).
 void check_jobs(const ModelSpec& m, const KvTransferLayouts& l, int64_t tokens, int layers,
                 int elem_bytes) {
-  const auto plan = plan_kv_transfer(m, l, tokens);
+  const auto moves = kv_transfer_moves(m, l, tokens);
   const int W = l.prefill_ranks + l.decode_ranks();
   std::vector<KvTransferJob> jobs;
   const size_t nw = size_t(W);
   std::vector<std::vector<unsigned char>> cache(nw), sendbuf(nw), recvbuf(nw);
   for (int r = 0; r < W; ++r) {
-    jobs.push_back(make_kv_transfer_job(m, l, plan, r, tokens, layers, elem_bytes));
+    jobs.push_back(make_kv_transfer_job(m, l, moves, r, tokens, layers, elem_bytes));
     const KvTransferJob& j = jobs.back();
     cache[size_t(r)].assign(size_t(j.cache_bytes()), 0xFF);
     sendbuf[size_t(r)].resize(size_t(j.send_total));
@@ -164,8 +164,8 @@ TEST(KvTransferJob, MisplacedValuesAreCounted) {
   l.tpa = 1;
   l.kv_block = 4;
   for (int eb : {4, 2}) {
-    const auto plan = plan_kv_transfer(m, l, 40);
-    const KvTransferJob j = make_kv_transfer_job(m, l, plan, 1, 40, 1, eb);
+    const auto moves = kv_transfer_moves(m, l, 40);
+    const KvTransferJob j = make_kv_transfer_job(m, l, moves, 1, 40, 1, eb);
     std::vector<unsigned char> c(size_t(j.cache_bytes()), 0xFF);  // nothing landed
     const int64_t elems = j.cache_bytes() / eb;
     EXPECT_EQ(count_misplaced(m, l, j, c.data()), elems);
