@@ -53,6 +53,7 @@ class StagedComm final : public DeviceComm {
   int rank() const override { return c_.rank(); }
   int size() const override { return c_.size(); }
   std::string kind() const override { return "mpi-host-staged"; }
+  bool stream_ordered() const override { return false; }
 
   void all_to_all_v(const float* send, const std::vector<int64_t>& sc,
                     const std::vector<int64_t>& sd, float* recv, const std::vector<int64_t>& rc,

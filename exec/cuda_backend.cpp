@@ -15,6 +15,7 @@
 #include "comm/device_comm.hpp"
 #include "comm/error.hpp"
 #include "comm/gpu_select.hpp"
+#include "comm/nccl_comm.hpp"
 #include "exec/cuda_executor.hpp"
 #include "exec/decode_backend.hpp"
 #include "kernels/cuda_kernels.hpp"
@@ -56,7 +57,7 @@ class CudaBackend final : public DecodeBackend {
     shared_ = gpu.shared;
     std::fprintf(stderr, "helix-bench: rank %d (node-local %d): %s%s\n", world.rank(),
                  gpu.local_rank, desc_.c_str(), gpu_sharing_note(gpu).c_str());
-    if (emulate_ == 0 && !shared_) nccl_ = std::make_unique<NcclWorld>(world);
+    if (emulate_ == 0 && !shared_) nccl_ = NcclComm::create(world.raw());
   }
 
   std::string description() const override {
@@ -156,7 +157,7 @@ class CudaBackend final : public DecodeBackend {
   }
 
   std::string cuda_version() const override { return cuda_versions(); }
-  std::string nccl_version() const override { return NcclWorld::version(); }
+  std::string nccl_version() const override { return NcclComm::version(); }
 
  private:
   const MpiComm& world_;
@@ -165,7 +166,7 @@ class CudaBackend final : public DecodeBackend {
   int device_ = 0, ranks_per_gpu_ = 1;  // ranks_per_gpu_: ranks of this node on this GPU
   bool shared_ = false;
   std::string desc_;
-  std::unique_ptr<NcclWorld> nccl_;
+  std::unique_ptr<NcclComm> nccl_;
   std::map<std::string, std::shared_ptr<DeviceGroups>> group_cache_;
 };
 

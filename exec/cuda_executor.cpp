@@ -289,7 +289,7 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankShard& shard,
       link_(link),
       emulated_(groups_ == nullptr),
       batch_(batch) {
-  stream_ordered_comm_ = !emulated_ && groups_->world->kind() == "nccl";
+  stream_ordered_comm_ = !emulated_ && groups_->world->stream_ordered();
   HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&s_compute_, cudaStreamNonBlocking));
   HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&s_comm_, cudaStreamNonBlocking));
   gemm_ = std::make_unique<cuda::Gemm>();

@@ -7,37 +7,17 @@
 #include <vector>
 
 #include "comm/cuda_check.hpp"
+#include "comm/cuda_timer.hpp"
+#include "comm/device_buffer.hpp"
 #include "comm/device_comm.hpp"
 #include "comm/error.hpp"
 #include "comm/gpu_select.hpp"
+#include "comm/nccl_comm.hpp"
 #include "kernels/copy_segments_cuda.hpp"
 
 namespace helix {
 
 namespace {
-
-// Device memory that names what it is for when it cannot be allocated (the job aborts).
-class DeviceBytes {
- public:
-  DeviceBytes(int64_t bytes, const char* what) : bytes_(bytes) {
-    const cudaError_t rc = cudaMalloc(&p_, size_t(std::max<int64_t>(bytes, 16)));
-    if (rc != cudaSuccess) {
-      (void)cudaGetLastError();
-      fatal(std::string("kv-transfer: cannot allocate ") + std::to_string(bytes) +
-            " bytes on the GPU for the " + what + " (" + cudaGetErrorString(rc) +
-            "): fewer tokens or layers, or fewer ranks per GPU");
-    }
-  }
-  ~DeviceBytes() { cudaFree(p_); }
-  DeviceBytes(const DeviceBytes&) = delete;
-  DeviceBytes& operator=(const DeviceBytes&) = delete;
-  void* get() const { return p_; }
-  int64_t bytes() const { return bytes_; }
-
- private:
-  void* p_ = nullptr;
-  int64_t bytes_ = 0;
-};
 
 // Byte counts and offsets as the fp32 element counts of DeviceComm (every part is 16-byte aligned
 // and padded to whole fp32 words; the padding travels but is never unpacked).
@@ -51,45 +31,37 @@ class KvTransferCudaImpl final : public KvTransferCuda {
  public:
   explicit KvTransferCudaImpl(const MpiComm& world) : world_(world) {
     const GpuSelection gpu = select_gpu_by_local_rank(world.raw());
-    device_ = gpu.device;
     HELIX_CUDA_CHECK(cudaFree(nullptr));
-    cudaDeviceProp prop{};
-    HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
-    desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + gpu.bus_id;
+    desc_ = describe_gpu(gpu);
     std::fprintf(stderr, "helix-bench: rank %d (node-local %d): %s%s\n", world.rank(),
                  gpu.local_rank, desc_.c_str(), gpu_sharing_note(gpu).c_str());
     // NCCL refuses two ranks on one GPU (same PCI bus id): then MPI through pinned host copies.
-    if (gpu.shared) {
+    if (gpu.shared)
       comm_ = make_staged_comm(world.split(0, world.rank()));
-    } else {
-      nccl_ = std::make_unique<NcclWorld>(world);
-      comm_ = nccl_->world();
-    }
+    else
+      comm_ = NcclComm::create(world.raw());
     HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    HELIX_CUDA_CHECK(cudaEventCreate(&start_));
-    HELIX_CUDA_CHECK(cudaEventCreate(&stop_));
   }
   ~KvTransferCudaImpl() override {
     cudaStreamSynchronize(stream_);
     comm_.reset();
-    nccl_.reset();
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
     cudaStreamDestroy(stream_);
   }
 
   std::string device_description() const override { return desc_; }
   std::string comm_backend() const override { return comm_->kind(); }
-  bool link_representative() const override { return nccl_ != nullptr; }
+  bool link_representative() const override { return comm_->kind() == "nccl"; }
   std::string cuda_version() const override { return cuda_versions(); }
-  std::string nccl_version() const override { return NcclWorld::version(); }
+  std::string nccl_version() const override { return NcclComm::version(); }
 
   KvTransferTimes run(const KvTransferJob& job, const void* prefill_cache, int warmup, int iters,
                       const std::function<int64_t(const void*)>& misplaced) override {
-    DeviceBytes cache(job.cache_bytes(), "KV cache");
-    DeviceBytes sendbuf(job.send_total, "send buffer"), recvbuf(job.recv_total, "receive buffer");
+    const char* hint = "fewer tokens or layers, or fewer ranks per GPU";
+    DeviceBuffer<unsigned char> cache(job.cache_bytes(), "the KV cache", hint);
+    DeviceBuffer<float> sendbuf((job.send_total + 3) / 4, "the send buffer", hint);
+    DeviceBuffer<float> recvbuf((job.recv_total + 3) / 4, "the receive buffer", hint);
     const std::vector<cpu::Segment>& segs = job.is_prefill ? job.pack : job.unpack;
-    DeviceBytes table(int64_t(segs.size() * sizeof(cpu::Segment)), "segment table");
+    DeviceBuffer<cpu::Segment> table(int64_t(segs.size()), "the segment table", hint);
     if (!segs.empty())
       HELIX_CUDA_CHECK(cudaMemcpy(table.get(), segs.data(), segs.size() * sizeof(cpu::Segment),
                                   cudaMemcpyHostToDevice));
@@ -98,7 +70,8 @@ class KvTransferCudaImpl final : public KvTransferCuda {
                                   cudaMemcpyHostToDevice));
     const auto sc = words(job.send_bytes), sd = words(job.send_offset), rc = words(job.recv_bytes),
                rd = words(job.recv_offset);
-    const auto* seg_dev = static_cast<const cpu::Segment*>(table.get());
+    const cpu::Segment* seg_dev = table.get();
+    CudaTimer timer;
     KvTransferTimes t;
     for (int it = 0; it < warmup + iters; ++it) {
       // Unwritten slots hold 0xFFFF, a value no cached element has.
@@ -106,18 +79,14 @@ class KvTransferCudaImpl final : public KvTransferCuda {
         HELIX_CUDA_CHECK(cudaMemsetAsync(cache.get(), 0xFF, size_t(job.cache_bytes()), stream_));
       HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_));
       world_.barrier();
-      HELIX_CUDA_CHECK(cudaEventRecord(start_, stream_));
+      timer.start(stream_);
       if (job.is_prefill)
         cuda::copy_segments(cache.get(), sendbuf.get(), seg_dev, int64_t(segs.size()), stream_);
-      comm_->all_to_all_v(static_cast<const float*>(sendbuf.get()), sc, sd,
-                          static_cast<float*>(recvbuf.get()), rc, rd, stream_);
+      comm_->all_to_all_v(sendbuf.get(), sc, sd, recvbuf.get(), rc, rd, stream_);
       if (!job.is_prefill)
         cuda::copy_segments(recvbuf.get(), cache.get(), seg_dev, int64_t(segs.size()), stream_);
-      HELIX_CUDA_CHECK(cudaEventRecord(stop_, stream_));
-      HELIX_CUDA_CHECK(cudaEventSynchronize(stop_));
-      float ms = 0;
-      HELIX_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
-      double s = double(ms) * 1e-3;
+      timer.stop(stream_);
+      double s = timer.elapsed_us() * 1e-6;
       world_.all_reduce_max(&s, 1);
       if (it < warmup) continue;
       t.secs.push_back(s);
@@ -135,12 +104,9 @@ class KvTransferCudaImpl final : public KvTransferCuda {
 
  private:
   const MpiComm& world_;
-  int device_ = 0;
   std::string desc_;
-  std::unique_ptr<NcclWorld> nccl_;
   std::unique_ptr<DeviceComm> comm_;
   cudaStream_t stream_ = nullptr;
-  cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
 
 }  // namespace

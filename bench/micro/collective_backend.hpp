@@ -41,9 +41,9 @@ class CollectiveBackend {
   virtual bool link_representative() const = 0;
   virtual bool supports(DType t) const = 0;
 
-  virtual std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) = 0;
-  virtual void upload(DeviceBuffer& dst, const void* host, int64_t bytes) = 0;
-  virtual void download(const DeviceBuffer& src, void* host, int64_t bytes) = 0;
+  virtual std::unique_ptr<Buffer> allocate(int64_t bytes) = 0;
+  virtual void upload(Buffer& dst, const void* host, int64_t bytes) = 0;
+  virtual void download(const Buffer& src, void* host, int64_t bytes) = 0;
   // Host barrier of every rank of the group (never inside a timed region).
   virtual void barrier() = 0;
   // Microseconds one call of `launch` takes, completion included.

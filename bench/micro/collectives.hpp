@@ -65,7 +65,7 @@ class PreparedCollective {
   DType t_;
   int64_t count_;
   bool in_place_;
-  std::unique_ptr<DeviceBuffer> a_, b_;
+  std::unique_ptr<Buffer> a_, b_;
 };
 
 // One timed iteration: barrier, this rank's time, maximum over the ranks of `comm`.

@@ -1,47 +1,25 @@
-// A DeviceBuffer in GPU memory (cudaMalloc), for the CUDA micro backends. A failed allocation is
-// fatal, with the size asked for, what the GPU has free and what to lower.
+// A micro-benchmark Buffer in GPU memory: the suite's one device buffer (comm/device_buffer.hpp)
+// behind the backends' Buffer interface. A failed allocation is fatal, naming the backend, the
+// size, what the GPU has free and what to lower.
 #pragma once
 
-#include <cuda_runtime.h>
-
-#include <algorithm>
 #include <cstdint>
-#include <cstdio>
-#include <string>
 
 #include "bench/micro/micro_backend.hpp"
-#include "comm/error.hpp"
+#include "comm/device_buffer.hpp"
 
 namespace helix::micro {
 
-class GpuBuffer final : public DeviceBuffer {
+class GpuBuffer final : public Buffer {
  public:
   // `who` names the backend in the message ("helix-micro (cuda)"); `hint` says what to lower.
-  GpuBuffer(int64_t bytes, const char* who, const char* hint) : bytes_(bytes) {
-    const cudaError_t rc = cudaMalloc(&ptr_, size_t(std::max<int64_t>(bytes, 256)));
-    if (rc == cudaSuccess) return;
-    (void)cudaGetLastError();  // not sticky; cleared so the message below names the cause
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    fatal(std::string(who) + ": cannot allocate " + gib(double(bytes)) + " on the GPU (" +
-          cudaGetErrorString(rc) + "; " + gib(double(free_b)) + " free of " + gib(double(total_b)) +
-          "); " + hint);
-  }
-  ~GpuBuffer() override { cudaFree(ptr_); }
-  GpuBuffer(const GpuBuffer&) = delete;
-  GpuBuffer& operator=(const GpuBuffer&) = delete;
-  void* data() override { return ptr_; }
-  const void* data() const override { return ptr_; }
-  int64_t bytes() const override { return bytes_; }
+  GpuBuffer(int64_t bytes, const char* who, const char* hint) : mem_(bytes, who, hint) {}
+  void* data() override { return mem_.get(); }
+  const void* data() const override { return mem_.get(); }
+  int64_t bytes() const override { return mem_.size(); }
 
  private:
-  static std::string gib(double bytes) {
-    char b[32];
-    std::snprintf(b, sizeof b, "%.2f GiB", bytes / double(int64_t(1) << 30));
-    return b;
-  }
-  void* ptr_ = nullptr;
-  int64_t bytes_ = 0;
+  DeviceBuffer<unsigned char> mem_;
 };
 
 }  // namespace helix::micro

@@ -22,7 +22,7 @@ PreparedKernel::PreparedKernel(MicroBackend& backend, const KernelCase& c, int64
     n = std::max<int64_t>(1, std::min(n, 8 * rotate_bytes / set_bytes));
   }
   for (int64_t s = 0; s < n; ++s) {
-    std::vector<std::unique_ptr<DeviceBuffer>> bufs;
+    std::vector<std::unique_ptr<Buffer>> bufs;
     std::vector<void*> ptrs;
     for (size_t i = 0; i < ops.size(); ++i) {
       bufs.push_back(backend.allocate(ops[i].bytes));

@@ -32,7 +32,7 @@ class PreparedKernel {
  private:
   MicroBackend& backend_;
   const KernelCase& case_;
-  std::vector<std::vector<std::unique_ptr<DeviceBuffer>>> sets_;
+  std::vector<std::vector<std::unique_ptr<Buffer>>> sets_;
   std::vector<std::vector<void*>> ptrs_;
   size_t next_ = 0;
 };

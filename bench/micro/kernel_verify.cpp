@@ -88,7 +88,7 @@ VerifyResult verify_case(MicroBackend& b, const KernelCase& c0, uint64_t seed) {
   const KernelCase c = verify_shape(c0);
   const int64_t es = b.storage_bytes();
   const std::vector<Operand> ops = case_operands(c, b);
-  std::vector<std::unique_ptr<DeviceBuffer>> bufs;
+  std::vector<std::unique_ptr<Buffer>> bufs;
   std::vector<void*> ptrs;
   for (size_t i = 0; i < ops.size(); ++i) {
     bufs.push_back(b.allocate(ops[i].bytes));

@@ -14,13 +14,30 @@
 
 namespace helix::micro {
 
-// A block of device memory (host memory on the CPU backend). Freed on destruction.
-class DeviceBuffer {
+// A block of a backend's memory: host memory (the CPU backends, HostBuffer) or device memory (the
+// CUDA backends, gpu_buffer.hpp). Freed on destruction.
+class Buffer {
  public:
-  virtual ~DeviceBuffer() = default;
+  virtual ~Buffer() = default;
   virtual void* data() = 0;
   virtual const void* data() const = 0;
   virtual int64_t bytes() const = 0;
+};
+
+// Host memory, 64-byte aligned (the CPU kernel and MPI collective backends).
+class HostBuffer final : public Buffer {
+ public:
+  explicit HostBuffer(int64_t bytes);
+  ~HostBuffer() override;
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  void* data() override { return ptr_; }
+  const void* data() const override { return ptr_; }
+  int64_t bytes() const override { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  int64_t bytes_ = 0;
 };
 
 // Element type of an operand: the backend's storage type (cpu: fp32; cuda: bf16) for KV caches,
@@ -102,12 +119,12 @@ class MicroBackend {
   virtual int64_t memory_bytes() const = 0;
   virtual int64_t cache_bytes() const = 0;
 
-  virtual std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) = 0;
+  virtual std::unique_ptr<Buffer> allocate(int64_t bytes) = 0;
   // Copies between host memory and a buffer (synchronous; the verification only, never timed).
-  virtual void upload(DeviceBuffer& dst, const void* host, int64_t bytes) = 0;
-  virtual void download(const DeviceBuffer& src, void* host, int64_t bytes) = 0;
+  virtual void upload(Buffer& dst, const void* host, int64_t bytes) = 0;
+  virtual void download(const Buffer& src, void* host, int64_t bytes) = 0;
   // Uniform values in [-1, 1) (never all zeros), keyed by `seed`, as `elem` elements.
-  virtual void fill_random(DeviceBuffer& buf, Elem elem, uint64_t seed) = 0;
+  virtual void fill_random(Buffer& buf, Elem elem, uint64_t seed) = 0;
   // Waits for every launched kernel.
   virtual void synchronize() = 0;
   // Microseconds one call of `launch` takes on the device (cpu: steady_clock around the call;

@@ -25,18 +25,6 @@ Collective parse_measured_collective(const std::string& text, const std::string&
 
 namespace {
 
-class HostBuffer final : public DeviceBuffer {
- public:
-  explicit HostBuffer(int64_t bytes) : v_(size_t(bytes > 0 ? bytes : 1)), bytes_(bytes) {}
-  void* data() override { return v_.data(); }
-  const void* data() const override { return v_.data(); }
-  int64_t bytes() const override { return bytes_; }
-
- private:
-  std::vector<unsigned char> v_;
-  int64_t bytes_;
-};
-
 MPI_Datatype mpi_type(DType t) {
   HELIX_CHECK(t != DType::bf16, "mpi-host collectives have no bfloat16 reduction");
   return t == DType::fp32 ? MPI_FLOAT : MPI_INT32_T;
@@ -66,13 +54,13 @@ class MpiCollectives final : public CollectiveBackend {
   bool link_representative() const override { return false; }
   bool supports(DType t) const override { return t != DType::bf16; }
 
-  std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) override {
+  std::unique_ptr<Buffer> allocate(int64_t bytes) override {
     return std::make_unique<HostBuffer>(bytes);
   }
-  void upload(DeviceBuffer& dst, const void* host, int64_t bytes) override {
+  void upload(Buffer& dst, const void* host, int64_t bytes) override {
     std::memcpy(dst.data(), host, size_t(bytes));
   }
-  void download(const DeviceBuffer& src, void* host, int64_t bytes) override {
+  void download(const Buffer& src, void* host, int64_t bytes) override {
     std::memcpy(host, src.data(), size_t(bytes));
   }
   void barrier() override { HELIX_MPI_CHECK(MPI_Barrier(comm_)); }
