@@ -570,7 +570,7 @@ void CudaExecutor::prologue(int64_t pos) {
   cudaStream_t st = s_compute_;
   const int64_t B = batch_, H = m_.hidden, qh = shard_.q_heads.size();
   cuda::rmsnorm(x_.get(), H, weights_.attn_norm.get(), B, H, m_.rms_eps, hn_bf_.get(), nullptr, st);
-  cuda::GemmShape g;
+  GemmShape g;
   if (m_.is_mla()) {
     const auto& a = m_.mla;
     const int64_t qk = a.qk_nope + a.qk_rope, w = a.kv_lora + a.qk_rope;
@@ -582,7 +582,7 @@ void CudaExecutor::prologue(int64_t pos) {
     gemm_->run(g, cq_bf_.get(), weights_.wuq.get(), qfull_.get(), st);
     cuda::to_bf16(qfull_.get(), qfull_bf_.get(), qfull_.size(), st);
     // Absorb W_uk per head: q[b, h, :kv_lora] = q_nope[b, h] @ W_uk_t[h] (a strided batch).
-    cuda::GemmShape ab{B, a.qk_nope, a.kv_lora, qh * qk, a.kv_lora, qh * w};
+    GemmShape ab{B, a.qk_nope, a.kv_lora, qh * qk, a.kv_lora, qh * w};
     ab.batch = int(qh);
     ab.stride_x = qk;
     ab.stride_w = a.qk_nope * a.kv_lora;
@@ -646,7 +646,7 @@ void CudaExecutor::v_up(Range batch) {
   if (nb == 0 || qh == 0) return;
   const int64_t off = batch.begin * qh * out_dim_;
   cuda::to_bf16(part_o_.get() + off, lat_bf_.get() + off, nb * qh * out_dim_, st);
-  cuda::GemmShape up{nb, a.kv_lora, a.v_head, qh * a.kv_lora, a.v_head, qh * a.v_head};
+  GemmShape up{nb, a.kv_lora, a.v_head, qh * a.kv_lora, a.v_head, qh * a.v_head};
   up.batch = int(qh);
   up.stride_x = a.kv_lora;
   up.stride_w = a.kv_lora * a.v_head;
@@ -754,7 +754,7 @@ void CudaExecutor::o_proj() {
   }
   // tp: the local partials are complete (o_heads = q_heads); MLA's are already up-projected.
   if (!combined_valid_) cuda::to_bf16(partials(), comb_bf_.get(), B * oh * D, st);
-  cuda::GemmShape g{B, oh * D, H, oh * D, H, H};
+  GemmShape g{B, oh * D, H, oh * D, H, H};
   gemm_->run(g, comb_bf_.get(), weights_.wo.get(), attn_out_.get(), st);
 }
 
@@ -767,11 +767,11 @@ void CudaExecutor::ffn_compute() {
   auto swiglu = [&](const bf16* x, int64_t rows, int64_t cols, const bf16* wg, const bf16* wu,
                     const bf16* wd, const float* row_scale, float* out) {
     if (rows == 0 || cols == 0) return;
-    cuda::GemmShape g{rows, H, cols, H, cols, cols};
+    GemmShape g{rows, H, cols, H, cols, cols};
     gemm_->run(g, x, wg, g_.get(), st);
     gemm_->run(g, x, wu, u_.get(), st);
     cuda::silu_mul(g_.get(), u_.get(), row_scale, rows, cols, act_bf_.get(), st);
-    cuda::GemmShape d{rows, cols, H, cols, H, H};
+    GemmShape d{rows, cols, H, cols, H, H};
     d.accumulate = true;
     gemm_->run(d, act_bf_.get(), wd, out, st);
   };
@@ -792,7 +792,7 @@ void CudaExecutor::ffn_experts() {
   cudaStream_t st = s_compute_;
   const int64_t B = batch_, H = m_.hidden, E = m_.moe.routed_experts, K = m_.moe.top_k;
   const int64_t cols = shard_.expert_cols.size();
-  cuda::GemmShape r{B, H, E, H, E, E};
+  GemmShape r{B, H, E, H, E, E};
   gemm_->run(r, h2_bf_.get(), weights_.router.get(), logits_.get(), st);
   cuda::moe_route(logits_.get(), B, E, K, m_.moe.routed_scale, route_e_.get(), route_w_.get(), st);
   const int64_t n = B * K;
@@ -829,11 +829,11 @@ void CudaExecutor::ffn_experts() {
     const int64_t le = e - shard_.experts.begin;
     bf16* xe = xe_bf_.get() + r0 * H;
     cuda::gather_rows(h2_bf_.get(), exp_rows_.get() + r0, nr, H, xe, st);
-    cuda::GemmShape g{nr, H, cols, H, cols, cols};
+    GemmShape g{nr, H, cols, H, cols, cols};
     gemm_->run(g, xe, weights_.e_gate.get() + le * H * cols, g_.get(), st);
     gemm_->run(g, xe, weights_.e_up.get() + le * H * cols, u_.get(), st);
     cuda::silu_mul(g_.get(), u_.get(), exp_w_.get() + r0, nr, cols, act_bf_.get(), st);
-    cuda::GemmShape d{nr, cols, H, cols, H, H};
+    GemmShape d{nr, cols, H, cols, H, H};
     float* ye = ye_.get() + r0 * H;
     gemm_->run(d, act_bf_.get(), weights_.e_down.get() + le * cols * H, ye, st);
     cuda::scatter_add_rows(ye, exp_rows_.get() + r0, nr, H, ffn_part_.get(), st);

@@ -153,8 +153,8 @@ class CpuMicroBackend final : public MicroBackend {
 
   void gemm(const GemmShape& s, const void* x, const void* w, void* y) override {
     for (int64_t b = 0; b < s.batch; ++b)
-      cpu::gemm(f32(x) + b * s.m * s.k, s.k, f32(w) + b * s.k * s.n, s.n, f32(y) + b * s.m * s.n,
-                s.n, s.m, s.k, s.n, false);
+      cpu::gemm(f32(x) + b * s.stride_x, s.ldx, f32(w) + b * s.stride_w, s.ldw,
+                f32(y) + b * s.stride_y, s.ldy, s.m, s.k, s.n, false);
   }
 
   int64_t moe_scratch_bytes(const MoeShape& s) const override {

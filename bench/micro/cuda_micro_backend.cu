@@ -199,18 +199,8 @@ class CudaMicroBackend final : public MicroBackend {
   }
 
   void gemm(const GemmShape& s, const void* x, const void* w, void* y) override {
-    cuda::GemmShape g;
-    g.m = s.m;
-    g.k = s.k;
-    g.n = s.n;
-    g.ldx = s.k;
-    g.ldw = s.n;
-    g.ldy = s.n;
+    GemmShape g = s;
     g.y_bf16 = true;
-    g.batch = int(s.batch);
-    g.stride_x = s.m * s.k;
-    g.stride_w = s.k * s.n;
-    g.stride_y = s.m * s.n;
     gemm_->run(g, static_cast<const bf16*>(x), static_cast<const bf16*>(w), y, stream_);
   }
 
@@ -231,20 +221,8 @@ class CudaMicroBackend final : public MicroBackend {
     const bf16* wu = static_cast<const bf16*>(w_up);
     const bf16* wd = static_cast<const bf16*>(w_down);
     bf16* yb = static_cast<bf16*>(out);
-    cuda::GemmShape up;
-    up.m = m;
-    up.k = h;
-    up.n = c;
-    up.ldx = h;
-    up.ldw = c;
-    up.ldy = c;
-    cuda::GemmShape down;
-    down.m = m;
-    down.k = c;
-    down.n = h;
-    down.ldx = c;
-    down.ldw = h;
-    down.ldy = h;
+    const GemmShape up = GemmShape::packed(m, h, c);
+    GemmShape down = GemmShape::packed(m, c, h);
     down.y_bf16 = true;
     for (int64_t e = 0; e < s.experts; ++e) {
       const bf16* xe = xb + e * m * h;

@@ -337,7 +337,7 @@ void add_gemm(CaseSet& set, const std::string& model, int64_t k0, int64_t n0, co
   for (int64_t m : o.gemm_rows) {
     KernelCase c;
     c.kind = KernelKind::gemm;
-    c.gemm = {m, k, n, batch};
+    c.gemm = GemmShape::packed(m, k, n, int(batch));
     c.name = "gemm/" + model + "/M" + std::to_string(m) + "_K" + std::to_string(k) + "_N" +
              std::to_string(n) + batched;
     c.shape = "GEMM M=" + std::to_string(m) + " K=" + std::to_string(k) +

@@ -12,6 +12,8 @@
 #include <memory>
 #include <string>
 
+#include "kernels/gemm.hpp"
+
 namespace helix::micro {
 
 // A block of a backend's memory: host memory (the CPU backends, HostBuffer) or device memory (the
@@ -69,12 +71,8 @@ struct CombineShape {
   int64_t parts = 2, rows = 1, dim = 128;
 };
 
-// y[m, n] = x[m, k] @ w[k, n]; x, w, y in storage type, row-major. batch > 1: that many
-// independent GEMMs (MLA's per-head W_uk absorb and W_uv), each with its own x, w and y packed one
-// after another.
-struct GemmShape {
-  int64_t m = 1, k = 1, n = 1, batch = 1;
-};
+// GEMMs take the suite's GemmShape (kernels/gemm.hpp) with packed operands (GemmShape::packed):
+// x, w, y in storage type, batches one after another.
 
 // Expert FFNs (SwiGLU) of one rank: for each of `experts` experts, rows_per_expert tokens:
 //   out_e += (silu(x_e Wg_e) * (x_e Wu_e)) Wd_e

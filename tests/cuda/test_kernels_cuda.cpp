@@ -10,9 +10,9 @@
 #include <random>
 #include <vector>
 
+#include "comm/cuda_check.hpp"
 #include "exec/cuda_executor.hpp"
 #include "exec/layer_data.hpp"
-#include "comm/cuda_check.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/combine.hpp"
 #include "kernels/copy_segments.hpp"
@@ -352,7 +352,7 @@ void run_gemm(int64_t m, int64_t k, int64_t n, int64_t ldw, bool y_bf16, bool ac
   auto dx = upload_bf16(x);
   auto dw = upload_bf16(w);
   cuda::Gemm gemm;
-  cuda::GemmShape s{m, k, n, k, ldw, n};
+  GemmShape s{m, k, n, k, ldw, n};
   s.y_bf16 = y_bf16;
   s.accumulate = acc;
   s.batch = batch;
