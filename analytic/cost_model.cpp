@@ -71,9 +71,10 @@ ScheduleTime schedule_time(const std::vector<Step>& steps, const std::vector<dou
   return t;
 }
 
-std::array<bool, 7> groups_leaving_domain(const LayoutParams& layout, int rank, int domain_gpus) {
-  std::array<bool, 7> out{};
-  for (int g = 0; g < 7; ++g) {
+std::array<bool, kNumGroups> groups_leaving_domain(const LayoutParams& layout, int rank,
+                                                   int domain_gpus) {
+  std::array<bool, kNumGroups> out{};
+  for (int g = 0; g < kNumGroups; ++g) {
     const auto members = group_members(layout, static_cast<Group>(g), rank);
     if (members.size() < 2) continue;
     const auto mm = std::minmax_element(members.begin(), members.end());
@@ -83,7 +84,7 @@ std::array<bool, 7> groups_leaving_domain(const LayoutParams& layout, int rank, 
 }
 
 ScheduleTime price_schedule(const CostModel& cm, const std::vector<Step>& steps,
-                            const std::array<bool, 7>& crosses) {
+                            const std::array<bool, kNumGroups>& crosses) {
   std::vector<double> d(steps.size());
   for (size_t i = 0; i < steps.size(); ++i)
     d[i] = cm.step_us(steps[i], crosses[size_t(steps[i].group)]);
@@ -97,7 +98,7 @@ double held_weight_elems(const ModelSpec& m, const RankShard& r) {
   // in a schedule without HOP-B chunks (each chunk's W_uv GEMM reads the same weights again).
   RankShard one = r;
   one.layout.hopb_chunks = 1;
-  for (const Step& s : build_schedule(m, one, 1, 0))
+  for (const Step& s : build_schedule(m, one, 1, 0).steps)
     if (reads_attention_weights(s.op)) w += s.work.weight_elems;
   if (r.in_ffn) {
     if (r.layer == LayerKind::dense) {

@@ -57,11 +57,12 @@ ScheduleTime schedule_time(const std::vector<Step>& steps, const std::vector<dou
 
 // Which of a rank's communicator groups leave the NVLink domain (ranks placed on consecutive GPUs,
 // domains of `domain_gpus`), indexed by Group.
-std::array<bool, 7> groups_leaving_domain(const LayoutParams& layout, int rank, int domain_gpus);
+std::array<bool, kNumGroups> groups_leaving_domain(const LayoutParams& layout, int rank,
+                                                   int domain_gpus);
 
 // Prices a schedule with the groups of `crosses` (from groups_leaving_domain).
 ScheduleTime price_schedule(const CostModel& cm, const std::vector<Step>& steps,
-                            const std::array<bool, 7>& crosses);
+                            const std::array<bool, kNumGroups>& crosses);
 
 // Weights one rank holds for one layer, in elements (capacity check).
 double held_weight_elems(const ModelSpec& m, const RankShard& r);

@@ -116,7 +116,7 @@ struct LayerClasses {
   LayerKind kind = LayerKind::dense;
   int layers = 0;
   std::vector<RankShard> shards;
-  std::vector<std::array<bool, 7>> crosses;
+  std::vector<std::array<bool, kNumGroups>> crosses;
   double weight_elems_max = 0;  // held, one layer
   double kv_elems_max = 0;      // held, one request, one layer
   // ep layout: the data-parallel attention shard (one rank, whole model's attention).
@@ -156,12 +156,12 @@ LayerClasses make_classes(const ModelSpec& m, const DesignConfig& c, LayerKind k
     lc.attn_shard = rank_shard(m, kind, a, 0);
     // Each GPU holds the whole attention and its share of the FFN.
     double attn_w = 0;
-    for (const Step& s : build_schedule(m, lc.attn_shard, 1, 0))
+    for (const Step& s : build_schedule(m, lc.attn_shard, 1, 0).steps)
       if (reads_attention_weights(s.op)) attn_w += s.work.weight_elems;
     double ffn_w = 0;
     for (const RankShard& p : lc.shards) {
       double w = held_weight_elems(m, p);
-      for (const Step& s : build_schedule(m, p, 1, 0))
+      for (const Step& s : build_schedule(m, p, 1, 0).steps)
         if (reads_attention_weights(s.op)) w -= s.work.weight_elems;
       ffn_w = std::max(ffn_w, w);
     }
@@ -186,7 +186,7 @@ LayerTime price_layer(const ModelSpec& m, const CostModel& cm, const LayerClasse
     std::vector<Step> steps;
     if (lc.dp_attention) {
       const int local = (batch + c.n - 1) / c.n;
-      for (const Step& s : build_schedule(m, lc.attn_shard, local, seq))
+      for (const Step& s : build_schedule(m, lc.attn_shard, local, seq).steps)
         if (s.phase != Phase::ffn && s.phase != Phase::ffn_comm) steps.push_back(s);
       // Every GPU needs the whole batch's tokens for its experts.
       Step g{Op::ffn_allgather, Phase::ffn_comm, Group::world, -1, {0, batch}, Work{}};
@@ -194,10 +194,10 @@ LayerTime price_layer(const ModelSpec& m, const CostModel& cm, const LayerClasse
       g.work.group_size = c.n;
       g.work.comm_elems = double(batch) * m.hidden;
       steps.push_back(g);
-      for (const Step& s : build_schedule(m, p, batch, seq))
+      for (const Step& s : build_schedule(m, p, batch, seq).steps)
         if (s.phase == Phase::ffn || s.phase == Phase::ffn_comm) steps.push_back(s);
     } else {
-      steps = build_schedule(m, p, batch, seq);
+      steps = build_schedule(m, p, batch, seq).steps;
     }
     const ScheduleTime t = price_schedule(cm, steps, lc.crosses[i]);
     if (t.total_us > best.us) {

@@ -1,8 +1,7 @@
 #include <memory>
 
-#include "bench/commands/decode_cmd.hpp"
-#include "bench/trace/metadata.hpp"
 #include "comm/error.hpp"
+#include "comm/node.hpp"
 #include "exec/comm_groups.hpp"
 #include "exec/cpu_executor.hpp"
 #include "exec/decode_backend.hpp"
@@ -55,12 +54,9 @@ class CpuBackend final : public DecodeBackend {
 
 int64_t cpu_rank_bytes(const ModelSpec& m, const RankShard& shard, int batch,
                        int64_t max_positions) {
-  const int64_t B = batch, H = m.hidden;
-  const int64_t act = B * (16 * H + 4 * shard.q_heads.size() * (m.attn_qk_dim() + 1) +
-                           4 * shard.layout.kvp * shard.q_heads.size() * (m.attn_out_dim() + 1) +
-                           shard.layout.ep * H);
   return int64_t(sizeof(float)) *
-         (weight_elements(m, shard) + cache_elements(m, shard, batch, max_positions) + act);
+         (weight_elements(m, shard) + cache_elements(m, shard, batch, max_positions) +
+          activation_buffers(m, shard, batch).total() + cpu_scratch(m, shard, batch).total());
 }
 
 void compute_reference_outputs(const ModelSpec& m, LayerKind layer, int batch, int64_t seq,
@@ -78,7 +74,7 @@ std::unique_ptr<DecodeBackend> make_cpu_backend(const MpiComm& world) {
   return std::make_unique<CpuBackend>(world);
 }
 
-std::unique_ptr<DecodeBackend> make_decode_backend(const DecodeOptions& o, const MpiComm& world) {
+std::unique_ptr<DecodeBackend> make_decode_backend(const BackendOptions& o, const MpiComm& world) {
   if (o.backend == "cuda") {
 #if defined(HELIX_CUDA_BACKEND)
     return make_cuda_backend(o, world);

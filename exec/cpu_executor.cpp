@@ -22,7 +22,27 @@ double us_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
 }
 
+std::vector<int> to_int(const std::vector<int64_t>& v) {
+  std::vector<int> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    HELIX_CHECK(v[i] <= INT32_MAX, "MPI exchange larger than 2^31 elements");
+    out[i] = int(v[i]);
+  }
+  return out;
+}
+
 }  // namespace
+
+CpuScratch cpu_scratch(const ModelSpec& m, const RankShard& r, int batch) {
+  const int64_t B = batch, H = m.hidden;
+  const int64_t widest =
+      std::max<int64_t>({r.dense_cols.size(), r.expert_cols.size(), r.shared_cols.size(), 1});
+  CpuScratch s;
+  s.normed = B * H;
+  s.ffn_in = B * H;
+  s.ffn_work = 2 * B * widest + 2 * B * H + B;
+  return s;
+}
 
 CpuExecutor::CpuExecutor(const ModelSpec& model, const RankShard& shard, CommGroups groups,
                          int batch, int64_t seq_len, int64_t max_positions, uint64_t seed)
@@ -32,72 +52,42 @@ CpuExecutor::CpuExecutor(const ModelSpec& model, const RankShard& shard, CommGro
   qk_dim_ = model.attn_qk_dim();
   out_dim_ = model.attn_out_dim();
   val_dim_ = model.attn_value_dim();
-  const LayoutParams& L = shard.layout;
-  peer_heads_ = peer_head_ranges(model, shard);
-  const int64_t B = batch, H = model.hidden, qh = shard.q_heads.size();
-  const int64_t oh = shard.o_heads.size();
-  x_.resize(size_t(B * H));
-  out_.resize(size_t(B * H));
-  hn_.resize(size_t(B * H));
-  q_.resize(size_t(B * qh * qk_dim_));
-  if (model.is_mla()) {
-    cq_.resize(size_t(B * model.mla.q_lora));
-    qfull_.resize(size_t(B * qh * (model.mla.qk_nope + model.mla.qk_rope)));
-    ckv_.resize(size_t(B * (model.mla.kv_lora + model.mla.qk_rope)));
-    part_v_.resize(size_t(B * qh * val_dim_));
-  } else {
-    k_new_.resize(size_t(B * shard.kv_heads.size() * model.head_dim));
-    v_new_.resize(k_new_.size());
-  }
-  part_o_.resize(size_t(B * qh * out_dim_));
-  part_lse_.resize(size_t(B * qh));
-  send_.resize(size_t(B * qh * (val_dim_ + 1)));
-  const int64_t recv_heads = L.kind == LayoutKind::kvp ? qh : oh;
-  recv_.resize(size_t(L.kvp * B * recv_heads * (val_dim_ + 1)));
-  combined_.resize(size_t(B * std::max(oh, recv_heads) * val_dim_));
-  attn_out_.resize(size_t(B * H));
-  x1_.resize(size_t(B * H));
-  h2_.resize(size_t(B * H));
-  ffn_part_.resize(size_t(B * H));
-  gathered_.resize(size_t(L.ep * B * H));
-  if (shard.layer == LayerKind::moe) {
-    const int64_t E = model.moe.routed_experts, k = model.moe.top_k;
-    logits_.resize(size_t(B * E));
-    route_e_.resize(size_t(B * k));
-    route_w_.resize(size_t(B * k));
-  }
-  const int64_t widest = std::max<int64_t>(
-      {shard.dense_cols.size(), shard.expert_cols.size(), shard.shared_cols.size(), 1});
-  scratch_.resize(size_t(2 * B * widest + 2 * B * H + B));
+  const BufferTable table = activation_buffers(model, shard, batch);
+  for (int b = 0; b < kNumBuffers; ++b)
+    if (Buffer(b) != Buffer::route_expert) bufs_[size_t(b)].resize(size_t(table.elems[size_t(b)]));
+  route_expert_.resize(size_t(table[Buffer::route_expert]));
+  const CpuScratch s = cpu_scratch(model, shard, batch);
+  normed_.resize(size_t(s.normed));
+  ffn_in_.resize(size_t(s.ffn_in));
+  ffn_work_.resize(size_t(s.ffn_work));
 }
 
 void CpuExecutor::set_input(const float* x) {
-  std::memcpy(x_.data(), x, x_.size() * sizeof(float));
+  std::memcpy(buf(Buffer::x), x, bufs_[size_t(Buffer::x)].size() * sizeof(float));
 }
 
 void CpuExecutor::get_output(float* out) {
-  std::memcpy(out, out_.data(), out_.size() * sizeof(float));
+  std::memcpy(out, buf(Buffer::out), bufs_[size_t(Buffer::out)].size() * sizeof(float));
 }
 
-void CpuExecutor::step(const std::vector<Step>& schedule, int64_t pos, StepTiming* timing) {
+void CpuExecutor::step(const Schedule& schedule, StepTiming* timing) {
   StepTiming t;
-  float* out = out_.data();
   const auto t_step = Clock::now();
-  combined_valid_ = false;
-  for (const Step& s : schedule) {
+  const int64_t BH = int64_t(batch_) * m_.hidden;
+  for (const Step& s : schedule.steps) {
     const auto t0 = Clock::now();
     switch (s.op) {
       case Op::attn_prologue:
-        prologue(pos);
+        prologue(schedule.position);
         break;
       case Op::kv_append:
-        kv_append(pos);
+        kv_append(s.append_index);
         break;
       case Op::attention:
-        attention(s.batch, pos, &pending_);
+        attention(s);
         break;
       case Op::v_up:
-        v_up(s.batch, &pending_);
+        v_up(s.batch);
         break;
       case Op::a2a:
         exchange(s, true);
@@ -110,122 +100,124 @@ void CpuExecutor::step(const std::vector<Step>& schedule, int64_t pos, StepTimin
         pending_.clear();
         break;
       case Op::gather_partials:
-        gather_partials();
+        gather_partials(s);
         break;
       case Op::combine:
-        combine_chunk({0, batch_});
+        combine(s);
         break;
       case Op::o_proj:
-        o_proj();
+        o_proj(s);
         break;
       case Op::o_allreduce:
-        groups_.get(s.group).all_reduce_sum(attn_out_.data(), attn_out_.size());
+        groups_.get(s.group).all_reduce_sum(buf(Buffer::attn_out), size_t(BH));
         break;
       case Op::ffn_compute:
         ffn_compute();
         break;
       case Op::ffn_allreduce:
-        groups_.tpf.all_reduce_sum(ffn_part_.data(), ffn_part_.size());
+        groups_.get(s.group).all_reduce_sum(buf(Buffer::ffn_part), size_t(BH));
         break;
       case Op::ffn_allgather:
-        groups_.ep.all_gather(ffn_part_.data(), ffn_part_.size(), gathered_.data());
+        groups_.get(s.group).all_gather(buf(Buffer::ffn_part), size_t(BH), buf(Buffer::gathered));
         break;
       case Op::ffn_reduce:
-        ffn_reduce(out);
+        ffn_reduce(s);
         break;
       case Op::out_bcast:
-        groups_.kvp.bcast(out, size_t(batch_) * m_.hidden, 0);
+        groups_.get(s.group).bcast(buf(Buffer::out), size_t(BH), 0);
         break;
     }
     t.phase_us[static_cast<int>(s.phase)] += us_since(t0);
   }
   HELIX_CHECK(pending_.empty(), "schedule left a non-blocking exchange pending");
   t.step_us = us_since(t_step);
-  double compute_us = 0;
-  for (int p = 0; p < kNumPhases; ++p)
-    if (!phase_is_comm(static_cast<Phase>(p))) compute_us += t.phase_us[p];
-  t.exposed_comm_us = std::max(0.0, t.step_us - compute_us);
+  t.exposed_comm_us = exposed_comm_us(t.phase_us, t.step_us);
   if (timing) *timing = t;
 }
 
 void CpuExecutor::prologue(int64_t pos) {
   const int64_t B = batch_, H = m_.hidden, qh = shard_.q_heads.size();
-  cpu::rmsnorm(x_.data(), weights_.attn_norm.data(), B, H, m_.rms_eps, hn_.data());
+  float* hn = normed_.data();
+  float* q = buf(Buffer::q);
+  cpu::rmsnorm(buf(Buffer::x), weights_.attn_norm.data(), B, H, m_.rms_eps, hn);
   if (m_.is_mla()) {
     const auto& a = m_.mla;
     const int64_t qk = a.qk_nope + a.qk_rope, w = a.kv_lora + a.qk_rope;
-    cpu::gemm(hn_.data(), H, weights_.wdq.data(), a.q_lora, cq_.data(), a.q_lora, B, H, a.q_lora,
+    float* cq = buf(Buffer::q_latent);
+    float* qfull = buf(Buffer::q_full);
+    float* ckv = buf(Buffer::kv_latent);
+    cpu::gemm(hn, H, weights_.wdq.data(), a.q_lora, cq, a.q_lora, B, H, a.q_lora, false);
+    cpu::rmsnorm(cq, weights_.q_norm.data(), B, a.q_lora, m_.rms_eps, cq);
+    cpu::gemm(cq, a.q_lora, weights_.wuq.data(), qh * qk, qfull, qh * qk, B, a.q_lora, qh * qk,
               false);
-    cpu::rmsnorm(cq_.data(), weights_.q_norm.data(), B, a.q_lora, m_.rms_eps, cq_.data());
-    cpu::gemm(cq_.data(), a.q_lora, weights_.wuq.data(), qh * qk, qfull_.data(), qh * qk, B,
-              a.q_lora, qh * qk, false);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < qh; ++h) {
-        const float* qn = &qfull_[size_t((b * qh + h) * qk)];
-        float* dst = &q_[size_t((b * qh + h) * qk_dim_)];
+        const float* qn = qfull + (b * qh + h) * qk;
+        float* dst = q + (b * qh + h) * qk_dim_;
         // Absorb W_uk: latent query = W_uk[h] q_nope.
         cpu::gemm(qn, a.qk_nope, &weights_.wuk_t[size_t(h * a.qk_nope * a.kv_lora)], a.kv_lora, dst,
                   a.kv_lora, 1, a.qk_nope, a.kv_lora, false);
         std::memcpy(dst + a.kv_lora, qn + a.qk_nope, size_t(a.qk_rope) * sizeof(float));
         cpu::rope(dst + a.kv_lora, a.qk_rope, pos, m_.rope_theta);
       }
-    cpu::gemm(hn_.data(), H, weights_.wdkv.data(), w, ckv_.data(), w, B, H, w, false);
+    cpu::gemm(hn, H, weights_.wdkv.data(), w, ckv, w, B, H, w, false);
     for (int64_t b = 0; b < B; ++b) {
-      float* row = &ckv_[size_t(b * w)];
+      float* row = ckv + b * w;
       cpu::rmsnorm(row, weights_.kv_norm.data(), 1, a.kv_lora, m_.rms_eps, row);
       cpu::rope(row + a.kv_lora, a.qk_rope, pos, m_.rope_theta);
     }
   } else {
     const int64_t D = m_.head_dim, kvh = shard_.kv_heads.size();
-    cpu::gemm(hn_.data(), H, weights_.wq.data(), qh * D, q_.data(), qh * D, B, H, qh * D, false);
-    cpu::gemm(hn_.data(), H, weights_.wk.data(), kvh * D, k_new_.data(), kvh * D, B, H, kvh * D,
+    float* k_new = buf(Buffer::k_new);
+    cpu::gemm(hn, H, weights_.wq.data(), qh * D, q, qh * D, B, H, qh * D, false);
+    cpu::gemm(hn, H, weights_.wk.data(), kvh * D, k_new, kvh * D, B, H, kvh * D, false);
+    cpu::gemm(hn, H, weights_.wv.data(), kvh * D, buf(Buffer::v_new), kvh * D, B, H, kvh * D,
               false);
-    cpu::gemm(hn_.data(), H, weights_.wv.data(), kvh * D, v_new_.data(), kvh * D, B, H, kvh * D,
-              false);
-    for (int64_t i = 0; i < B * qh; ++i) cpu::rope(&q_[size_t(i * D)], D, pos, m_.rope_theta);
-    for (int64_t i = 0; i < B * kvh; ++i) cpu::rope(&k_new_[size_t(i * D)], D, pos, m_.rope_theta);
+    for (int64_t i = 0; i < B * qh; ++i) cpu::rope(q + i * D, D, pos, m_.rope_theta);
+    for (int64_t i = 0; i < B * kvh; ++i) cpu::rope(k_new + i * D, D, pos, m_.rope_theta);
   }
 }
 
-void CpuExecutor::kv_append(int64_t pos) {
-  if (!shard_.owns_position(pos)) return;
-  const int64_t li = shard_.placement.local_index(pos);
-  HELIX_CHECK(li < cache_.capacity, "KV cache full: position " + std::to_string(pos));
+void CpuExecutor::kv_append(int64_t li) {
+  if (li < 0) return;  // another KVP rank owns the position
+  HELIX_CHECK(li < cache_.capacity, "KV cache full: local index " + std::to_string(li));
   const size_t row_bytes = size_t(cache_.width) * sizeof(float);
   for (int64_t b = 0; b < batch_; ++b) {
     if (m_.is_mla()) {
       std::memcpy(&cache_.k[size_t((b * cache_.capacity + li) * cache_.width)],
-                  &ckv_[size_t(b * cache_.width)], row_bytes);
+                  buf(Buffer::kv_latent) + b * cache_.width, row_bytes);
     } else {
       for (int64_t h = 0; h < cache_.heads; ++h) {
         const size_t dst = size_t(((b * cache_.heads + h) * cache_.capacity + li) * cache_.width);
-        const size_t src = size_t((b * cache_.heads + h) * cache_.width);
-        std::memcpy(&cache_.k[dst], &k_new_[src], row_bytes);
-        std::memcpy(&cache_.v[dst], &v_new_[src], row_bytes);
+        const int64_t src = (b * cache_.heads + h) * cache_.width;
+        std::memcpy(&cache_.k[dst], buf(Buffer::k_new) + src, row_bytes);
+        std::memcpy(&cache_.v[dst], buf(Buffer::v_new) + src, row_bytes);
       }
     }
   }
 }
 
-void CpuExecutor::attention(Range batch, int64_t pos, std::vector<MpiRequest>* progress) {
-  const int64_t tokens = shard_.local_tokens(pos + 1);
+void CpuExecutor::attention(const Step& s) {
   const int64_t qh = shard_.q_heads.size();
+  const float* q = buf(Buffer::q);
+  float* part_o = buf(Buffer::part_o);
+  float* part_lse = buf(Buffer::part_lse);
   // One request at a time, driving the progress of earlier chunks' exchanges in between so that
   // HOP-B's communication really overlaps this computation.
-  for (int64_t b = batch.begin; b < batch.end; ++b) {
+  for (int64_t b = s.batch.begin; b < s.batch.end; ++b) {
     if (m_.is_mla()) {
       cpu::MlaAttention a;
       a.batch = 1;
       a.heads = qh;
       a.kv_lora = m_.mla.kv_lora;
       a.rope = m_.mla.qk_rope;
-      a.tokens = tokens;
+      a.tokens = s.kv_tokens;
       a.capacity = cache_.capacity;
       a.scale = m_.softmax_scale();
-      a.q = &q_[size_t(b * qh * qk_dim_)];
+      a.q = q + b * qh * qk_dim_;
       a.kv = &cache_.k[size_t(b * cache_.capacity * cache_.width)];
-      a.out = &part_o_[size_t(b * qh * out_dim_)];
-      a.lse = &part_lse_[size_t(b * qh)];
+      a.out = part_o + b * qh * out_dim_;
+      a.lse = part_lse + b * qh;
       cpu::attention_mla(a);
     } else {
       cpu::GqaAttention a;
@@ -236,134 +228,118 @@ void CpuExecutor::attention(Range batch, int64_t pos, std::vector<MpiRequest>* p
       a.kv_heads = cache_.heads;
       a.group = m_.group();
       a.head_dim = m_.head_dim;
-      a.tokens = tokens;
+      a.tokens = s.kv_tokens;
       a.capacity = cache_.capacity;
       a.scale = m_.softmax_scale();
       const size_t kv_off = size_t(b * cache_.heads * cache_.capacity * cache_.width);
-      a.q = &q_[size_t(b * qh * qk_dim_)];
+      a.q = q + b * qh * qk_dim_;
       a.k = &cache_.k[kv_off];
       a.v = &cache_.v[kv_off];
-      a.out = &part_o_[size_t(b * qh * out_dim_)];
-      a.lse = &part_lse_[size_t(b * qh)];
+      a.out = part_o + b * qh * out_dim_;
+      a.lse = part_lse + b * qh;
       cpu::attention_gqa(a);
     }
-    if (progress && !progress->empty()) test_all(*progress);
+    if (!pending_.empty()) test_all(pending_);
   }
 }
 
-// MLA: each head's latent partial up-projected to the value width, part_v_[b, h] = part_o_[b, h]
+// MLA: each head's latent partial up-projected to the value width, part_v[b, h] = part_o[b, h]
 // @ W_uv[h]. The combine weights are scalars per (request, head), so doing this on every KV shard
 // before the exchange gives the same combined output as doing it once after the combine.
-void CpuExecutor::v_up(Range batch, std::vector<MpiRequest>* progress) {
+void CpuExecutor::v_up(Range batch) {
   const auto& a = m_.mla;
   const int64_t qh = shard_.q_heads.size();
+  const float* part_o = buf(Buffer::part_o);
+  float* part_v = buf(Buffer::part_v);
   for (int64_t b = batch.begin; b < batch.end; ++b) {
     for (int64_t h = 0; h < qh; ++h)
-      cpu::gemm(&part_o_[size_t((b * qh + h) * out_dim_)], a.kv_lora,
+      cpu::gemm(part_o + (b * qh + h) * out_dim_, a.kv_lora,
                 &weights_.wuv[size_t(h * a.kv_lora * a.v_head)], a.v_head,
-                &part_v_[size_t((b * qh + h) * val_dim_)], a.v_head, 1, a.kv_lora, a.v_head, false);
-    if (progress && !progress->empty()) test_all(*progress);
+                part_v + (b * qh + h) * val_dim_, a.v_head, 1, a.kv_lora, a.v_head, false);
+    if (!pending_.empty()) test_all(pending_);
   }
 }
 
-// Send layout of a chunk of requests [b0, b1): starting at b0 * q_heads * (D + 1), one message
-// per peer j in KVP order: O block [nb, heads_j, D] then LSE block [nb, heads_j] (D: the value
-// width).
-void CpuExecutor::pack_chunk(Range batch) {
-  const int64_t D = val_dim_, qh = shard_.q_heads.size(), nb = batch.size();
-  const float* part = partials();
-  float* dst = &send_[size_t(batch.begin * qh * (D + 1))];
-  for (const Range& hr : peer_heads_) {
-    for (int64_t b = batch.begin; b < batch.end; ++b)
+// The step's exchange layout: for each peer, the O rows of its heads then their LSE values.
+void CpuExecutor::pack(const Step& s) {
+  const Exchange& x = s.exchange;
+  const int64_t D = x.dim, qh = shard_.q_heads.size();
+  const float* part = buf(s.input);
+  const float* lse = buf(Buffer::part_lse);
+  float* dst = buf(Buffer::send) + x.send_offset;
+  for (const Range& hr : x.peer_heads) {
+    for (int64_t b = s.batch.begin; b < s.batch.end; ++b)
       for (int64_t h = hr.begin; h < hr.end; ++h) {
-        std::memcpy(dst, &part[size_t((b * qh + h) * D)], size_t(D) * sizeof(float));
+        std::memcpy(dst, part + (b * qh + h) * D, size_t(D) * sizeof(float));
         dst += D;
       }
-    for (int64_t b = batch.begin; b < batch.end; ++b)
-      for (int64_t h = hr.begin; h < hr.end; ++h) *dst++ = part_lse_[size_t(b * qh + h)];
+    for (int64_t b = s.batch.begin; b < s.batch.end; ++b)
+      for (int64_t h = hr.begin; h < hr.end; ++h) *dst++ = lse[b * qh + h];
   }
-  (void)nb;
 }
 
-// Receive layout of a chunk: starting at b0 * KVP * heads * (D + 1), one block per source peer
-// i: O [nb, heads, D] then LSE [nb, heads]; lse_combine reads it in place.
 void CpuExecutor::exchange(const Step& s, bool blocking) {
-  const int64_t D = val_dim_, qh = shard_.q_heads.size(), oh = shard_.o_heads.size();
-  const int64_t nb = s.batch.size();
-  const int kvp = shard_.layout.kvp;
-  pack_chunk(s.batch);
-  const size_t np = static_cast<size_t>(kvp);
-  std::vector<int> sc(np), sd(np), rc(np), rd(np);
-  int64_t off = 0;
-  for (int j = 0; j < kvp; ++j) {
-    sc[j] = int(nb * peer_heads_[j].size() * (D + 1));
-    sd[j] = int(off);
-    off += sc[j];
-    rc[j] = int(nb * oh * (D + 1));
-    rd[j] = int(j * rc[j]);
-  }
-  const float* send = &send_[size_t(s.batch.begin * qh * (D + 1))];
-  float* recv = &recv_[size_t(s.batch.begin * kvp * oh * (D + 1))];
+  const Exchange& x = s.exchange;
+  pack(s);
+  const float* send = buf(Buffer::send) + x.send_offset;
+  float* recv = buf(Buffer::recv) + x.recv_offset;
+  const MpiComm& c = groups_.get(s.group);
   if (blocking)
-    groups_.kvp.all_to_all_v(send, sc, sd, recv, rc, rd);
+    c.all_to_all_v(send, to_int(x.send_counts), to_int(x.send_displs), recv, to_int(x.recv_counts),
+                   to_int(x.recv_displs));
   else
-    pending_.push_back(groups_.kvp.iall_to_all_v(send, sc, sd, recv, rc, rd));
+    pending_.push_back(c.iall_to_all_v(send, to_int(x.send_counts), to_int(x.send_displs), recv,
+                                       to_int(x.recv_counts), to_int(x.recv_displs)));
 }
 
-void CpuExecutor::gather_partials() {
-  const int64_t D = val_dim_, qh = shard_.q_heads.size();
-  const size_t n_o = size_t(batch_ * qh * D);
-  // Each rank sends all its query heads: one O block then one LSE block (the layout of a single
-  // peer in pack_chunk with heads_j = all).
-  float* dst = send_.data();
-  std::memcpy(dst, partials(), n_o * sizeof(float));
-  std::memcpy(dst + n_o, part_lse_.data(), part_lse_.size() * sizeof(float));
-  groups_.kvp.gather(send_.data(), size_t(batch_ * qh * (D + 1)), recv_.data(), 0);
+void CpuExecutor::gather_partials(const Step& s) {
+  const Exchange& x = s.exchange;
+  pack(s);
+  groups_.get(s.group).gather(buf(Buffer::send) + x.send_offset, size_t(x.send_counts[0]),
+                              buf(Buffer::recv) + x.recv_offset, x.root);
 }
 
-void CpuExecutor::combine_chunk(Range all) {
-  const int64_t D = val_dim_, oh = shard_.o_heads.size();
-  const int kvp = shard_.layout.kvp;
-  // HOP-B chunks each have their own receive block; the whole batch is one chunk otherwise.
-  const auto chunks = shard_.layout.kind == LayoutKind::helix_hopb
-                          ? batch_chunks(batch_, shard_.layout.hopb_chunks)
-                          : std::vector<Range>{all};
-  for (const Range& c : chunks) {
-    const int64_t nb = c.size(), rows = nb * oh, stride = rows * (D + 1);
-    const float* base = &recv_[size_t(c.begin * kvp * oh * (D + 1))];
-    cpu::lse_combine(kvp, rows, D, base, stride, base + rows * D, stride,
-                     &combined_[size_t(c.begin * oh * D)], nullptr);
-  }
-  combined_valid_ = true;
+// Each block of received partials combined in place (HOP-B: one block per chunk).
+void CpuExecutor::combine(const Step& s) {
+  const float* recv = buf(Buffer::recv);
+  for (const CombineBlock& b : s.combine_blocks)
+    cpu::lse_combine(b.parts, b.rows, b.dim, recv + b.o_offset, b.part_stride, recv + b.lse_offset,
+                     b.part_stride, buf(Buffer::combined) + b.out_offset, nullptr);
 }
 
-void CpuExecutor::o_proj() {
+void CpuExecutor::o_proj(const Step& s) {
   const int64_t B = batch_, H = m_.hidden, oh = shard_.o_heads.size(), D = val_dim_;
-  // tp: the local partials are complete (o_heads = q_heads); MLA's are already up-projected.
-  const float* in = combined_valid_ ? combined_.data() : partials();
+  float* attn_out = buf(Buffer::attn_out);
   if (oh == 0) {
-    std::fill(attn_out_.begin(), attn_out_.end(), 0.0f);
+    std::fill(attn_out, attn_out + B * H, 0.0f);
     return;
   }
-  cpu::gemm(in, oh * D, weights_.wo.data(), H, attn_out_.data(), H, B, oh * D, H, false);
+  cpu::gemm(buf(s.input), oh * D, weights_.wo.data(), H, attn_out, H, B, oh * D, H, false);
 }
 
 void CpuExecutor::ffn_compute() {
   const int64_t B = batch_, H = m_.hidden;
-  for (size_t i = 0; i < x1_.size(); ++i) x1_[i] = x_[i] + attn_out_[i];
-  cpu::rmsnorm(x1_.data(), weights_.ffn_norm.data(), B, H, m_.rms_eps, h2_.data());
-  std::fill(ffn_part_.begin(), ffn_part_.end(), 0.0f);
+  const float* x = buf(Buffer::x);
+  const float* attn_out = buf(Buffer::attn_out);
+  float* x1 = buf(Buffer::x1);
+  float* h2 = ffn_in_.data();
+  float* part = buf(Buffer::ffn_part);
+  float* work = ffn_work_.data();
+  for (int64_t i = 0; i < B * H; ++i) x1[i] = x[i] + attn_out[i];
+  cpu::rmsnorm(x1, weights_.ffn_norm.data(), B, H, m_.rms_eps, h2);
+  std::fill(part, part + B * H, 0.0f);
   if (shard_.layer == LayerKind::dense) {
-    cpu::swiglu_ffn(h2_.data(), B, H, shard_.dense_cols.size(), weights_.w_gate.data(),
-                    weights_.w_up.data(), weights_.w_down.data(), nullptr, ffn_part_.data(),
-                    scratch_.data());
+    cpu::swiglu_ffn(h2, B, H, shard_.dense_cols.size(), weights_.w_gate.data(),
+                    weights_.w_up.data(), weights_.w_down.data(), nullptr, part, work);
     return;
   }
   const int64_t E = m_.moe.routed_experts, K = m_.moe.top_k, cols = shard_.expert_cols.size();
-  cpu::gemm(h2_.data(), H, weights_.router.data(), E, logits_.data(), E, B, H, E, false);
-  cpu::moe_route(logits_.data(), B, E, K, m_.moe.routed_scale, route_e_.data(), route_w_.data());
+  float* logits = buf(Buffer::router_logits);
+  float* route_w = buf(Buffer::route_weight);
+  cpu::gemm(h2, H, weights_.router.data(), E, logits, E, B, H, E, false);
+  cpu::moe_route(logits, B, E, K, m_.moe.routed_scale, route_expert_.data(), route_w);
   // Gather the tokens routed to each held expert, run its column slice, scatter-add the result.
-  float* xe = scratch_.data() + 2 * B * cols;
+  float* xe = work + 2 * B * cols;
   float* ye = xe + B * H;
   float* we = ye + B * H;
   std::vector<int64_t> rows;
@@ -371,38 +347,37 @@ void CpuExecutor::ffn_compute() {
     rows.clear();
     for (int64_t t = 0; t < B; ++t)
       for (int64_t i = 0; i < K; ++i)
-        if (route_e_[size_t(t * K + i)] == e) {
-          we[rows.size()] = route_w_[size_t(t * K + i)];
+        if (route_expert_[size_t(t * K + i)] == e) {
+          we[rows.size()] = route_w[t * K + i];
           rows.push_back(t);
         }
     if (rows.empty()) continue;
     const int64_t n = int64_t(rows.size());
     for (int64_t r = 0; r < n; ++r)
-      std::memcpy(&xe[size_t(r * H)], &h2_[size_t(rows[r] * H)], size_t(H) * sizeof(float));
+      std::memcpy(xe + r * H, h2 + rows[size_t(r)] * H, size_t(H) * sizeof(float));
     std::fill(ye, ye + n * H, 0.0f);
     const int64_t le = e - shard_.experts.begin;
     cpu::swiglu_ffn(xe, n, H, cols, &weights_.e_gate[size_t(le * H * cols)],
                     &weights_.e_up[size_t(le * H * cols)], &weights_.e_down[size_t(le * cols * H)],
-                    we, ye, scratch_.data());
+                    we, ye, work);
     for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < H; ++j) ffn_part_[size_t(rows[r] * H + j)] += ye[r * H + j];
+      for (int64_t j = 0; j < H; ++j) part[rows[size_t(r)] * H + j] += ye[r * H + j];
   }
   if (!weights_.s_gate.empty())
-    cpu::swiglu_ffn(h2_.data(), B, H, shard_.shared_cols.size(), weights_.s_gate.data(),
-                    weights_.s_up.data(), weights_.s_down.data(), nullptr, ffn_part_.data(),
-                    scratch_.data());
+    cpu::swiglu_ffn(h2, B, H, shard_.shared_cols.size(), weights_.s_gate.data(),
+                    weights_.s_up.data(), weights_.s_down.data(), nullptr, part, work);
 }
 
-void CpuExecutor::ffn_reduce(float* out) {
-  const size_t n = x1_.size();
-  const int ep = shard_.layout.ep;
-  for (size_t i = 0; i < n; ++i) {
+// out = x1 + the sum of the step's partial sums (EP > 1: every EP rank's, gathered).
+void CpuExecutor::ffn_reduce(const Step& s) {
+  const int64_t n = int64_t(batch_) * m_.hidden;
+  const float* x1 = buf(Buffer::x1);
+  const float* parts = buf(s.input);
+  float* out = buf(Buffer::out);
+  for (int64_t i = 0; i < n; ++i) {
     float acc = 0.0f;
-    if (ep > 1)
-      for (int e = 0; e < ep; ++e) acc += gathered_[size_t(e) * n + i];
-    else
-      acc = ffn_part_[i];
-    out[i] = x1_[i] + acc;
+    for (int e = 0; e < s.parts; ++e) acc += parts[e * n + i];
+    out[i] = x1[i] + acc;
   }
 }
 

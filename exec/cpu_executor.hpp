@@ -1,7 +1,10 @@
-// CPU executor: runs a rank's schedule of one decode layer with the fp32 reference kernels and the
-// MPI communicator over host memory, timing every phase with the host clock.
+// CPU executor: interprets a rank's schedule of one decode layer with the fp32 reference kernels
+// and the MPI communicator over host memory, timing every phase with the host clock. Everything
+// that depends on the layout (chunks, exchange layouts, combine blocks, the buffers each step
+// reads) comes from the schedule.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -13,15 +16,24 @@
 
 namespace helix {
 
+// Host scratch of the CPU executor beyond the schedule's buffers, in fp32 elements.
+struct CpuScratch {
+  int64_t normed = 0;    // RMSNorm output of the layer input [B, H]
+  int64_t ffn_in = 0;    // RMSNorm output of the residual [B, H]
+  int64_t ffn_work = 0;  // SwiGLU and expert gather/scatter work space
+  int64_t total() const { return normed + ffn_in + ffn_work; }
+};
+CpuScratch cpu_scratch(const ModelSpec& model, const RankShard& shard, int batch);
+
 class CpuExecutor final : public LayerExecutor {
  public:
-  // Holds the shard of `shard` and a KV cache for positions [0, max_positions) filled up to
-  // seq_len.
+  // Holds the weights of `shard` and a KV cache for positions [0, max_positions) filled up to
+  // seq_len; buffers as activation_buffers(model, shard, batch).
   CpuExecutor(const ModelSpec& model, const RankShard& shard, CommGroups groups, int batch,
               int64_t seq_len, int64_t max_positions, uint64_t seed);
 
   void set_input(const float* x) override;
-  void step(const std::vector<Step>& schedule, int64_t pos, StepTiming* timing) override;
+  void step(const Schedule& schedule, StepTiming* timing) override;
   void get_output(float* out) override;
   int64_t weight_bytes() const override { return weights_.elements() * int64_t(sizeof(float)); }
   int64_t kv_bytes() const override {
@@ -29,19 +41,18 @@ class CpuExecutor final : public LayerExecutor {
   }
 
  private:
+  float* buf(Buffer b) { return bufs_[size_t(b)].data(); }
   void prologue(int64_t pos);
-  void kv_append(int64_t pos);
-  void attention(Range batch, int64_t pos, std::vector<MpiRequest>* progress);
-  void v_up(Range batch, std::vector<MpiRequest>* progress);
-  // Partial outputs as exchanged: [B, q_heads, val_dim] (MLA: after W_uv; GQA: part_o_).
-  const float* partials() const { return m_.is_mla() ? part_v_.data() : part_o_.data(); }
-  void pack_chunk(Range batch);
+  void kv_append(int64_t index);
+  void attention(const Step& s);
+  void v_up(Range batch);
+  void pack(const Step& s);
   void exchange(const Step& s, bool blocking);
-  void gather_partials();
-  void combine_chunk(Range batch);
-  void o_proj();
+  void gather_partials(const Step& s);
+  void combine(const Step& s);
+  void o_proj(const Step& s);
   void ffn_compute();
-  void ffn_reduce(float* out);
+  void ffn_reduce(const Step& s);
 
   const ModelSpec& m_;
   RankShard shard_;
@@ -49,21 +60,12 @@ class CpuExecutor final : public LayerExecutor {
   int batch_;
   LayerWeights weights_;
   KvCache cache_;
-
-  // Peers' owned-head ranges inside this rank's query heads (KVP group order).
-  std::vector<Range> peer_heads_;
   int64_t qk_dim_, out_dim_, val_dim_;  // query, attention-kernel output, exchanged widths
 
-  std::vector<float> x_, out_, hn_, q_, k_new_, v_new_, cq_, qfull_, ckv_;
-  std::vector<float> part_o_, part_lse_;  // [B, q_heads, out_dim], [B, q_heads]
-  std::vector<float> part_v_;             // MLA: [B, q_heads, val_dim] = part_o_ @ W_uv per head
-  std::vector<float> send_, recv_;        // packed per chunk and peer: O block then LSE block
-  std::vector<float> combined_;           // [B, o_heads, val_dim]
-  std::vector<float> attn_out_, x1_, h2_, logits_, ffn_part_, gathered_, scratch_;
-  std::vector<int32_t> route_e_;
-  std::vector<float> route_w_;
+  std::array<std::vector<float>, kNumBuffers> bufs_;
+  std::vector<int32_t> route_expert_;
+  std::vector<float> normed_, ffn_in_, ffn_work_;
   std::vector<MpiRequest> pending_;
-  bool combined_valid_ = false;
 };
 
 }  // namespace helix

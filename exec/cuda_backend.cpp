@@ -1,21 +1,24 @@
-// The CUDA backend of `helix-bench decode`: one GPU per rank chosen by node-local rank, NCCL
-// communicators for the layout's groups (MPI with host staging when ranks share a GPU: two ranks
-// of a node with the same PCI bus id), the bf16 executor, the memory planner, and emulation of
-// one rank of an N-rank layout on this GPU.
+// The CUDA backend of `helix-bench decode`: one GPU per rank chosen by node-local rank, device
+// communicators for the layout's groups (NCCL; MPI with host staging when ranks share a GPU: two
+// ranks of a node with the same PCI bus id; or, in emulation of one rank of an N-rank layout on
+// this GPU, emulated communicators priced by the cost model), the bf16 executor and the memory
+// planner. The executor is the same in every case.
 #include <cuda_runtime.h>
-#include <nccl.h>
 
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
 
-#include "bench/commands/decode_cmd.hpp"
+#include "analytic/cost_model.hpp"
+#include "analytic/hardware.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/device_comm.hpp"
+#include "comm/emulated_comm.hpp"
 #include "comm/error.hpp"
 #include "comm/gpu_select.hpp"
 #include "comm/nccl_comm.hpp"
+#include "exec/cuda_buffers.hpp"
 #include "exec/cuda_executor.hpp"
 #include "exec/decode_backend.hpp"
 #include "kernels/cuda_kernels.hpp"
@@ -25,47 +28,70 @@ namespace helix {
 namespace {
 
 constexpr int64_t kReserveBytes = int64_t(768) << 20;  // CUDA context, NCCL and library buffers
+constexpr const char* kDefaultEmulationHardware = "gb200-nvl72";
+
+// The profile that prices emulated collectives, with the --link-* overrides applied.
+HardwareProfile emulation_profile(const BackendOptions& o) {
+  HardwareProfile hw = load_hardware(o.hardware.empty() ? kDefaultEmulationHardware : o.hardware);
+  if (o.link_gbps || o.link_latency_us) {
+    if (o.link_gbps) hw.nvlink.bw_gbps = *o.link_gbps;
+    if (o.link_latency_us) hw.nvlink.latency_us = *o.link_latency_us;
+    hw.collectives.clear();  // the overrides price every collective
+  }
+  return hw;
+}
+
+void check_options(const BackendOptions& o, const MpiComm& world) {
+  if (o.emulate < 0) throw UsageError("--emulate: must be 0 (off) or a rank count >= 1");
+  if (o.emulate == 0) {
+    if (o.emulate_rank != 0) throw UsageError("--emulate-rank: needs --emulate N");
+    if (!o.hardware.empty()) throw UsageError("--hardware: needs --emulate N");
+    if (o.link_gbps) throw UsageError("--link-gbps: needs --emulate N");
+    if (o.link_latency_us) throw UsageError("--link-latency-us: needs --emulate N");
+    return;
+  }
+  if (world.size() != 1)
+    throw UsageError("--emulate: runs one rank's work on one GPU; launch a single process (" +
+                     std::to_string(world.size()) + " were launched)");
+  if (o.emulate_rank < 0 || o.emulate_rank >= o.emulate)
+    throw UsageError("--emulate-rank: must be in [0, " + std::to_string(o.emulate) + "), got " +
+                     std::to_string(o.emulate_rank));
+  if (o.link_gbps && !(*o.link_gbps > 0)) throw UsageError("--link-gbps: must be positive");
+  if (o.link_latency_us && !(*o.link_latency_us >= 0))
+    throw UsageError("--link-latency-us: must be 0 or more");
+}
 
 class CudaBackend final : public DecodeBackend {
  public:
-  CudaBackend(const DecodeOptions& o, const MpiComm& world) : world_(world) {
-    if (o.emulate < 0) throw UsageError("--emulate: must be 0 (off) or a rank count >= 1");
-    if (o.emulate > 0) {
-      if (world.size() != 1)
-        throw UsageError("--emulate: runs one rank's work on one GPU; launch a single process (" +
-                         std::to_string(world.size()) + " were launched)");
-      if (o.emulate_rank < 0 || o.emulate_rank >= o.emulate)
-        throw UsageError("--emulate-rank: must be in [0, " + std::to_string(o.emulate) + "), got " +
-                         std::to_string(o.emulate_rank));
-      if (!(o.link_gbps > 0)) throw UsageError("--link-gbps: must be positive");
-      if (!(o.link_latency_us >= 0)) throw UsageError("--link-latency-us: must be 0 or more");
-    } else if (o.emulate_rank != 0) {
-      throw UsageError("--emulate-rank: needs --emulate N");
-    }
+  CudaBackend(const BackendOptions& o, const MpiComm& world) : world_(world) {
+    check_options(o, world);
     emulate_ = o.emulate;
     emulate_rank_ = o.emulate_rank;
-    link_.bw_gbps = o.link_gbps;
-    link_.latency_us = o.link_latency_us;
-
+    if (emulate_ > 0) {
+      hw_ = emulation_profile(o);
+      pricing_ = std::make_unique<CostModel>(hw_, CostOptions{});
+    }
     const GpuSelection gpu = select_gpu_by_local_rank(world.raw());
-    device_ = gpu.device;
     HELIX_CUDA_CHECK(cudaFree(nullptr));  // create the context now
-    cudaDeviceProp prop{};
-    HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
-    desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + gpu.bus_id;
+    desc_ = describe_gpu(gpu);
     ranks_per_gpu_ = gpu.ranks_on_gpu;
-    shared_ = gpu.shared;
     std::fprintf(stderr, "helix-bench: rank %d (node-local %d): %s%s\n", world.rank(),
                  gpu.local_rank, desc_.c_str(), gpu_sharing_note(gpu).c_str());
-    if (emulate_ == 0 && !shared_) nccl_ = NcclComm::create(world.raw());
+    if (emulate_ > 0)
+      clock_ = std::make_shared<EmulationClock>();
+    else if (!gpu.shared)
+      nccl_ = NcclComm::create(world.raw());
   }
 
   std::string description() const override {
     std::string d = "cuda (bf16 kernels, ";
-    if (emulate_ > 0)
+    if (emulate_ > 0) {
+      char b[160];
+      std::snprintf(b, sizeof b, "communication emulated at %s's links: %.0f GB/s, %.1f us)",
+                    hw_.name.c_str(), hw_.nvlink.bw_gbps, hw_.nvlink.latency_us);
       return d + "emulating rank " + std::to_string(emulate_rank_) + " of " +
-             std::to_string(emulate_) + ", communication modeled at " +
-             std::to_string(int(link_.bw_gbps)) + " GB/s)";
+             std::to_string(emulate_) + ", " + b;
+    }
     return d + (nccl_ ? "NCCL)" : "MPI host staging: ranks share GPUs)");
   }
   std::string device_description() const override { return desc_; }
@@ -89,37 +115,8 @@ class CudaBackend final : public DecodeBackend {
   std::unique_ptr<LayerExecutor> make_executor(const ModelSpec& m, const RankShard& shard,
                                                int batch, int64_t seq_len, int64_t max_positions,
                                                uint64_t seed) override {
-    std::shared_ptr<DeviceGroups> groups;
-    if (emulate_ == 0) {
-      // Communicators are made once per distinct layout (splitting is collective and slow) and
-      // reused by later runs of the same layout; every rank runs the same sequence of runs.
-      const LayoutParams& L = shard.layout;
-      const std::string key = std::string(to_string(L.kind)) + ":" + std::to_string(L.n) + ":" +
-                              std::to_string(L.kvp) + ":" + std::to_string(L.tpa) + ":" +
-                              std::to_string(L.tpf) + ":" + std::to_string(L.ep);
-      auto it = group_cache_.find(key);
-      if (it == group_cache_.end()) {
-        auto made = std::make_shared<DeviceGroups>();
-        const int r = world_.rank();
-        auto make = [&](Group g) -> std::unique_ptr<DeviceComm> {
-          const std::vector<int> members = group_members(L, g, r);
-          if (nccl_) return nccl_->split(members);
-          MpiComm c = world_.subgroup(members);
-          if (!c.valid()) return nullptr;
-          return make_staged_comm(std::move(c));
-        };
-        made->world = make(Group::world);
-        made->kvp = make(Group::kvp);
-        made->tpa = make(Group::tpa);
-        made->ffn = make(Group::ffn);
-        made->tpf = make(Group::tpf);
-        made->ep = make(Group::ep);
-        it = group_cache_.emplace(key, std::move(made)).first;
-      }
-      groups = it->second;
-    }
-    return std::make_unique<CudaExecutor>(m, shard, std::move(groups), link_, batch, seq_len,
-                                          max_positions, seed);
+    return std::make_unique<CudaExecutor>(m, shard, groups(shard), batch, seq_len, max_positions,
+                                          seed);
   }
 
   LayerExecutorInfo info() const override {
@@ -130,8 +127,15 @@ class CudaBackend final : public DecodeBackend {
     i.emulated_ranks = emulate_;
     i.emulated_rank = emulate_rank_;
     if (emulate_ > 0) {
-      i.link_gbps = link_.bw_gbps;
-      i.link_latency_us = link_.latency_us;
+      i.emulation_hardware = hw_.name;
+      i.emulation_hardware_kind = hw_.kind;
+      i.link_gbps = hw_.nvlink.bw_gbps;
+      i.link_latency_us = hw_.nvlink.latency_us;
+      i.network_gbps = hw_.network.bw_gbps;
+      i.network_latency_us = hw_.network.latency_us;
+      i.nvlink_domain_gpus = hw_.nvlink.domain_gpus;
+      i.measured_collectives = int(hw_.collectives.size());
+      i.emulation_floor_us = clock_->floor_us();
       for (int p = 0; p < kNumPhases; ++p)
         i.phase_modeled[size_t(p)] = phase_is_comm(static_cast<Phase>(p)) ? 1 : 0;
     }
@@ -160,11 +164,48 @@ class CudaBackend final : public DecodeBackend {
   std::string nccl_version() const override { return NcclComm::version(); }
 
  private:
+  // The device communicators of `shard`'s groups, made once per distinct layout (splitting NCCL
+  // communicators is collective and slow) and reused by later runs of the same layout; every rank
+  // runs the same sequence of runs.
+  std::shared_ptr<DeviceGroups> groups(const RankShard& shard) {
+    const LayoutParams& L = shard.layout;
+    const std::string key = std::string(to_string(L.kind)) + ":" + std::to_string(L.n) + ":" +
+                            std::to_string(L.kvp) + ":" + std::to_string(L.tpa) + ":" +
+                            std::to_string(L.tpf) + ":" + std::to_string(L.ep);
+    auto it = group_cache_.find(key);
+    if (it != group_cache_.end()) return it->second;
+    const int rank = emulate_ > 0 ? emulate_rank_ : world_.rank();
+    const auto leaves = emulate_ > 0 ? groups_leaving_domain(L, rank, hw_.nvlink.domain_gpus)
+                                     : std::array<bool, kNumGroups>{};
+    auto made = std::make_shared<DeviceGroups>();
+    for (Group g : {Group::world, Group::kvp, Group::tpa, Group::ffn, Group::tpf, Group::ep})
+      made->set(g, make_comm(group_members(L, g, rank), rank, leaves[size_t(g)]));
+    return group_cache_.emplace(key, std::move(made)).first->second;
+  }
+
+  std::unique_ptr<DeviceComm> make_comm(const std::vector<int>& members, int rank, bool network) {
+    if (emulate_ > 0) {
+      if (members.empty()) return nullptr;
+      const int me = int(std::find(members.begin(), members.end(), rank) - members.begin());
+      // The cost model's one pricing function, for this group's link.
+      const CostModel* cm = pricing_.get();
+      CollectivePrice price = [cm, network](Collective c, int n, double bytes) {
+        return cm->collective_us(c, n, bytes, network);
+      };
+      return std::make_unique<EmulatedComm>(me, int(members.size()), std::move(price), clock_);
+    }
+    if (nccl_) return nccl_->split(members);
+    MpiComm c = world_.subgroup(members);
+    if (!c.valid()) return nullptr;
+    return make_staged_comm(std::move(c));
+  }
+
   const MpiComm& world_;
   int emulate_ = 0, emulate_rank_ = 0;
-  LinkModel link_;
-  int device_ = 0, ranks_per_gpu_ = 1;  // ranks_per_gpu_: ranks of this node on this GPU
-  bool shared_ = false;
+  HardwareProfile hw_;                  // emulation: the profile pricing the collectives
+  std::unique_ptr<CostModel> pricing_;  // emulation
+  std::shared_ptr<EmulationClock> clock_;
+  int ranks_per_gpu_ = 1;  // ranks of this node on this GPU
   std::string desc_;
   std::unique_ptr<NcclComm> nccl_;
   std::map<std::string, std::shared_ptr<DeviceGroups>> group_cache_;
@@ -172,7 +213,7 @@ class CudaBackend final : public DecodeBackend {
 
 }  // namespace
 
-std::unique_ptr<DecodeBackend> make_cuda_backend(const DecodeOptions& o, const MpiComm& world) {
+std::unique_ptr<DecodeBackend> make_cuda_backend(const BackendOptions& o, const MpiComm& world) {
   cuda::check_attention_variant_env();
   return std::make_unique<CudaBackend>(o, world);
 }

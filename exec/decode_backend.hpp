@@ -1,10 +1,11 @@
-// What the decode driver needs from a backend (CPU now; CUDA when built): executors of the
-// schedules, the memory planner, the reference and the facts recorded in the trace.
+// What the decode driver needs from a backend (CPU; CUDA when built): executors of the schedules,
+// the memory planner, the reference and the facts recorded in the trace.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,17 @@
 
 namespace helix {
 
-struct DecodeOptions;
+// How to execute: the backend and, for the CUDA backend, emulation of one rank of a larger layout.
+struct BackendOptions {
+  std::string backend = "cpu";  // cpu | cuda
+  int emulate = 0;              // ranks of the emulated layout (0: off)
+  int emulate_rank = 0;         // the layout rank this process runs
+  // Emulation: the hardware profile whose links price the collectives (built-in name or .json;
+  // empty: gb200-nvl72), and overrides of its NVLink figures (they also set aside the profile's
+  // measured collective curves).
+  std::string hardware;
+  std::optional<double> link_gbps, link_latency_us;
+};
 
 // Read-only stream bandwidth of the device (decimal GB/s); 0 when not measured.
 struct ReadCeiling {
@@ -36,8 +47,14 @@ struct LayerExecutorInfo {
   bool link_representative = false;  // do communication timings reflect the real link?
   int emulated_ranks = 0;            // 0: every rank of the layout ran
   int emulated_rank = 0;
-  double link_gbps = 0, link_latency_us = 0;    // emulation: the link figures pricing collectives
-  std::array<int, kNumPhases> phase_modeled{};  // 1: phase priced from link figures, not run
+  // Emulation: the profile that priced the collectives and the figures it priced them with.
+  std::string emulation_hardware, emulation_hardware_kind;
+  double link_gbps = 0, link_latency_us = 0;        // NVLink (after --link-* overrides)
+  double network_gbps = 0, network_latency_us = 0;  // groups leaving the NVLink domain
+  int nvlink_domain_gpus = 0;
+  int measured_collectives = 0;   // measured latency / bandwidth points of the profile used
+  double emulation_floor_us = 0;  // shortest collective the emulation realises on this GPU
+  std::array<int, kNumPhases> phase_modeled{};  // 1: phase priced by the cost model, not sent
 };
 
 class DecodeBackend {
@@ -78,16 +95,16 @@ class DecodeBackend {
 };
 
 // The backend `opt.backend` names; throws UsageError when unknown or not built.
-std::unique_ptr<DecodeBackend> make_decode_backend(const DecodeOptions& opt, const MpiComm& world);
+std::unique_ptr<DecodeBackend> make_decode_backend(const BackendOptions& opt, const MpiComm& world);
 
 // The CUDA backend (built when CUDA is found).
-std::unique_ptr<DecodeBackend> make_cuda_backend(const DecodeOptions& opt, const MpiComm& world);
+std::unique_ptr<DecodeBackend> make_cuda_backend(const BackendOptions& opt, const MpiComm& world);
 
 // The CPU backend (fp32 reference kernels, MPI over host memory).
 std::unique_ptr<DecodeBackend> make_cpu_backend(const MpiComm& world);
 
-// Bytes one rank's shard, cache and buffers take in fp32 (the CPU planner; also the reference's
-// share on rank 0).
+// Bytes one rank's weights, cache, schedule buffers and scratch take in fp32 (the CPU planner; the
+// same tables the CPU executor allocates from).
 int64_t cpu_rank_bytes(const ModelSpec& model, const RankShard& shard, int batch,
                        int64_t max_positions);
 

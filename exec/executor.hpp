@@ -1,9 +1,9 @@
-// The interface every backend's executor of a decode-layer schedule implements.
+// The interface every backend's executor of a decode-layer schedule implements, and the one
+// definition of exposed communication.
 #pragma once
 
 #include <array>
 #include <cstdint>
-#include <vector>
 
 #include "layouts/schedule.hpp"
 
@@ -12,17 +12,30 @@ namespace helix {
 struct StepTiming {
   std::array<double, kNumPhases> phase_us{};  // time spent in each phase's steps
   double step_us = 0;                         // wall time of the whole step on this rank
-  double exposed_comm_us = 0;                 // communication time not hidden behind compute
+  double exposed_comm_us = 0;                 // exposed_comm_us(phase_us, step_us)
 };
+
+// Exposed communication, one definition for every backend (CPU, CUDA over NCCL or host staging,
+// emulated): the part of a rank's step time not covered by its compute steps, i.e. step_us minus
+// the sum of the compute phases' times (each compute step timed where it runs: the host clock on
+// the CPU, CUDA events on the compute stream on the GPU), clamped at 0. It is what blocking
+// collectives, waits for non-blocking ones and any idle gap add to the step; communication that
+// overlaps computation (HOP-B's All-to-All behind the next chunk's attention) is not counted. On
+// the GPU it includes the slowdown a concurrent collective causes to no compute step (that shows
+// in the compute phases instead).
+double exposed_comm_us(const std::array<double, kNumPhases>& phase_us, double step_us);
+// The definition above in words, as the trace records it (run attribute exposed_comm_definition).
+extern const char* const kExposedCommDefinition;
 
 class LayerExecutor {
  public:
   virtual ~LayerExecutor() = default;
   // Input hidden states of the next step(s): [batch, H] on the host.
   virtual void set_input(const float* x) = 0;
-  // One decode step with the new token of every request at position `pos` (its K/V appended
-  // there, overwriting what an earlier step at the same position wrote).
-  virtual void step(const std::vector<Step>& schedule, int64_t pos, StepTiming* timing) = 0;
+  // Runs one decode step: the steps of `schedule` in order (the new token of every request at
+  // schedule.position, its K/V appended there, overwriting what an earlier step at the same
+  // position wrote). `timing` (optional) receives the phase and step times.
+  virtual void step(const Schedule& schedule, StepTiming* timing) = 0;
   // The layer output of the last step: [batch, H] on the host.
   virtual void get_output(float* out) = 0;
   // Bytes of weights and KV cache this rank holds.

@@ -14,6 +14,7 @@ namespace helix {
 
 // Communicator groups a step runs in (world ranks sharing the group of this rank).
 enum class Group { none, world, kvp, tpa, ffn, tpf, ep };
+constexpr int kNumGroups = int(Group::ep) + 1;
 const char* group_name(Group g);
 
 // What one rank holds in a layout.

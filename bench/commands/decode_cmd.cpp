@@ -1,273 +1,24 @@
 #include "bench/commands/decode_cmd.hpp"
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
-#include <sstream>
 
 #include "bench/commands/cli_util.hpp"
+#include "bench/decode/record.hpp"
+#include "bench/decode/run.hpp"
+#include "bench/decode/table.hpp"
+#include "bench/decode/trace_writer.hpp"
 #include "bench/trace/h5.hpp"
 #include "bench/trace/metadata.hpp"
 #include "comm/error.hpp"
 #include "exec/decode_backend.hpp"
-#include "exec/layer_data.hpp"
-#include "exec/reference.hpp"
 #include "layouts/layout.hpp"
-#include "layouts/schedule.hpp"
 
 namespace helix {
 
 namespace {
-
-constexpr double kCpuTolerance = 1e-5;  // fp32 executor vs fp64 reference
-
-struct RunSpec {
-  LayoutParams layout;
-  int batch = 1;
-  int64_t seq = 1;
-};
-
-struct RunResult {
-  std::string status = "ok";  // ok | refused
-  std::string message;
-  bool verified = false;
-  bool verify_ran = false;
-  double max_rel_err = NAN;
-  std::vector<double> step_rel_err;  // [decode_steps]
-  int iters = 0, ranks = 0;
-  std::vector<double> phase_us;         // [iters, ranks, phases]
-  std::vector<double> rank_step_us;     // [iters, ranks]
-  std::vector<double> rank_exposed_us;  // [iters, ranks]
-  std::vector<double> step_us;          // [iters] max over ranks
-  std::vector<double> exposed_us;       // [iters] max over ranks
-  int64_t weight_bytes = 0, kv_bytes = 0, needed_bytes = 0, available_bytes = 0;
-  double attn_kv_bytes = 0;  // KV bytes rank 0's attention reads per step
-  LayerExecutorInfo info;
-};
-
-// Median over iterations of rank 0's time in one phase.
-double rank0_phase_median(const RunResult& r, int phase) {
-  std::vector<double> v(size_t(r.iters));
-  for (int i = 0; i < r.iters; ++i)
-    v[size_t(i)] = r.phase_us[size_t(i * r.ranks * kNumPhases + phase)];
-  return median(v);
-}
-
-// Median over iterations of the max over ranks of one phase.
-double phase_median(const RunResult& r, int phase) {
-  std::vector<double> v(size_t(r.iters));
-  for (int i = 0; i < r.iters; ++i) {
-    double mx = 0;
-    for (int k = 0; k < r.ranks; ++k)
-      mx = std::max(mx, r.phase_us[size_t((i * r.ranks + k) * kNumPhases + phase)]);
-    v[size_t(i)] = mx;
-  }
-  return median(v);
-}
-
-void print_header() {
-  std::printf("%-11s %3s %7s %6s %4s %8s %10s |", "layout", "N", "KVPxTPA", "TPFxEP", "B", "S",
-              "step_us");
-  const char* short_names[kNumPhases] = {"qkv",    "kv_app", "attn", "a_comm", "combine",
-                                         "o_proj", "o_comm", "ffn",  "f_comm", "out_comm"};
-  for (const char* n : short_names) std::printf(" %8s", n);
-  std::printf(" | %10s  %s\n", "exposed_us", "verified (max rel err)");
-}
-
-void print_row(const RunSpec& s, const ModelSpec&, const RunResult& r) {
-  std::printf("%-11s %3d %7s %6s %4d %8lld ", to_string(s.layout.kind), s.layout.n,
-              attn_shape(s.layout).c_str(), ffn_shape(s.layout).c_str(), s.batch,
-              static_cast<long long>(s.seq));
-  if (r.status != "ok") {
-    std::printf("%10s | refused: %s\n", "-", r.message.c_str());
-    return;
-  }
-  std::printf("%10.1f |", median(r.step_us));
-  for (int p = 0; p < kNumPhases; ++p) std::printf(" %8.1f", phase_median(r, p));
-  std::printf(" | %10.1f  ", median(r.exposed_us));
-  if (!r.verify_ran)
-    std::printf("skipped\n");
-  else
-    std::printf("%s (%.1e)\n", r.verified ? "yes" : "NO", r.max_rel_err);
-}
-
-void write_run(hid_t file, int index, const RunSpec& s, const ModelSpec& m, LayerKind layer,
-               const DecodeOptions& o, int decode_steps, double tolerance, double stream_gbps,
-               const RunResult& r) {
-  char name[32];
-  std::snprintf(name, sizeof name, "/decode/run_%04d", index);
-  h5::Group g(file, name);
-  const hid_t id = g.id();
-  h5::attr(id, "model", m.name);
-  h5::attr(id, "layer_kind", to_string(layer));
-  h5::attr(id, "layout", to_string(s.layout.kind));
-  h5::attr(id, "n_ranks", s.layout.n);
-  h5::attr(id, "kvp", s.layout.kvp);
-  h5::attr(id, "tpa", s.layout.tpa);
-  h5::attr(id, "tpf", s.layout.tpf);
-  h5::attr(id, "ep", s.layout.ep);
-  h5::attr(id, "hopb_chunks", s.layout.hopb_chunks);
-  h5::attr(id, "kv_block", s.layout.kv_block);
-  h5::attr(id, "batch", s.batch);
-  h5::attr(id, "seq_len", s.seq);
-  h5::attr(id, "backend", o.backend);
-  h5::attr(id, "dtype", r.info.dtype);
-  h5::attr(id, "comm_backend", r.info.comm_backend);
-  h5::attr(id, "link_representative", r.info.link_representative);
-  h5::attr(id, "emulated_ranks", r.info.emulated_ranks);
-  h5::attr(id, "emulated_rank", r.info.emulated_rank);
-  if (r.info.emulated_ranks > 0) {
-    h5::attr(id, "link_gbps", r.info.link_gbps);
-    h5::attr(id, "link_latency_us", r.info.link_latency_us);
-  }
-  h5::attr(id, "status", r.status);
-  h5::attr(id, "message", r.message);
-  h5::attr(id, "verified", r.verified);
-  h5::attr(id, "verify_ran", r.verify_ran);
-  h5::attr(id, "max_rel_err", r.max_rel_err);
-  h5::attr(id, "tolerance", tolerance);
-  h5::attr(id, "decode_steps", decode_steps);
-  h5::attr(id, "iters", o.iters);
-  h5::attr(id, "warmup", o.warmup);
-  h5::attr(id, "seed", int64_t(o.seed));
-  h5::attr(id, "weight_bytes_per_rank", r.weight_bytes);
-  h5::attr(id, "kv_bytes_per_rank", r.kv_bytes);
-  h5::attr(id, "needed_bytes_per_rank", r.needed_bytes);
-  h5::attr(id, "available_bytes_per_rank", r.available_bytes);
-  if (r.status != "ok") return;
-  h5::attr(id, "step_us_median", median(r.step_us));
-  h5::attr(id, "exposed_comm_us_median", median(r.exposed_us));
-  // Attention bandwidth of rank 0 (KV bytes its attention reads / its attention time), and its
-  // fraction of the read-only stream ceiling measured at the start of the job.
-  const double attn_us = rank0_phase_median(r, static_cast<int>(Phase::attention));
-  const double attn_gbps = attn_us > 0 ? r.attn_kv_bytes / (attn_us * 1e3) : 0.0;
-  h5::attr(id, "attention_kv_bytes_rank0", r.attn_kv_bytes);
-  h5::attr(id, "attention_us_rank0_median", attn_us);
-  h5::attr(id, "attention_gbps_rank0", attn_gbps);
-  h5::attr(id, "attention_fraction_of_ceiling", stream_gbps > 0 ? attn_gbps / stream_gbps : 0.0);
-  const hsize_t it = hsize_t(r.iters), rk = hsize_t(r.ranks), ph = kNumPhases;
-  const hid_t ds = h5::dataset(id, "phase_us", {it, rk, ph}, r.phase_us.data(), "us");
-  h5::attr(ds, "phases", phase_names());
-  std::vector<int64_t> comm;
-  for (int p = 0; p < kNumPhases; ++p) comm.push_back(phase_is_comm(static_cast<Phase>(p)));
-  h5::attr(ds, "phase_is_comm", comm);
-  std::vector<int64_t> modeled(r.info.phase_modeled.begin(), r.info.phase_modeled.end());
-  h5::attr(ds, "modeled", modeled);
-  H5Dclose(ds);
-  h5::write(id, "step_us", {it}, r.step_us.data(), "us");
-  h5::write(id, "exposed_comm_us", {it}, r.exposed_us.data(), "us");
-  h5::write(id, "rank_step_us", {it, rk}, r.rank_step_us.data(), "us");
-  h5::write(id, "rank_exposed_comm_us", {it, rk}, r.rank_exposed_us.data(), "us");
-  if (r.verify_ran)
-    h5::write(id, "step_rel_err", {hsize_t(r.step_rel_err.size())}, r.step_rel_err.data(), "");
-}
-
-// Gathers a per-rank [iters, width] array into [iters, ranks, width] on rank 0.
-std::vector<double> gather_iter_major(const MpiComm& world, const std::vector<double>& mine,
-                                      int iters, int width) {
-  const int n = world.size();
-  std::vector<double> all(size_t(world.rank() == 0 ? n * iters * width : 0));
-  HELIX_MPI_CHECK(MPI_Gather(mine.data(), iters * width, MPI_DOUBLE, all.data(), iters * width,
-                             MPI_DOUBLE, 0, world.raw()));
-  std::vector<double> out;
-  if (world.rank() != 0) return out;
-  out.resize(all.size());
-  for (int r = 0; r < n; ++r)
-    for (int i = 0; i < iters; ++i)
-      for (int w = 0; w < width; ++w)
-        out[size_t((i * n + r) * width + w)] = all[size_t((r * iters + i) * width + w)];
-  return out;
-}
-
-RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, const DecodeOptions& o,
-                  int decode_steps, double tolerance,
-                  const std::vector<std::vector<float>>* ref_out, const MpiComm& world,
-                  DecodeBackend& backend) {
-  RunResult r;
-  const int rank = world.rank();
-  const RankShard shard = rank_shard(m, layer, spec.layout, backend.layout_rank(rank));
-  const int64_t max_positions = spec.seq + std::max(decode_steps, 1);
-
-  // Memory planner: refuse (on every rank) a run that does not fit.
-  r.info = backend.info();
-  const MemoryCheck mem = backend.check_memory(m, shard, spec.batch, max_positions);
-  double worst[2] = {mem.fits ? 0.0 : 1.0, double(mem.needed_bytes)};
-  world.all_reduce_max(worst, 2);
-  r.needed_bytes = mem.needed_bytes;
-  r.available_bytes = mem.available_bytes;
-  if (worst[0] > 0) {
-    r.status = "refused";
-    std::ostringstream msg;
-    msg << "needs " << format_bytes(worst[1]) << " per rank, "
-        << format_bytes(double(mem.available_bytes)) << " free";
-    r.message = msg.str();
-    return r;
-  }
-
-  std::unique_ptr<LayerExecutor> ex =
-      backend.make_executor(m, shard, spec.batch, spec.seq, max_positions, o.seed);
-  r.weight_bytes = ex->weight_bytes();
-  r.kv_bytes = ex->kv_bytes();
-
-  // Verification, outside the timed loop: decode_steps consecutive steps with fresh inputs, KV
-  // appended at positions seq .. seq + decode_steps - 1 (crossing KV block boundaries).
-  const int64_t H = m.hidden;
-  std::vector<float> out(size_t(spec.batch * H));
-  if (ref_out) {
-    r.verify_ran = true;
-    for (int t = 0; t < decode_steps; ++t) {
-      const std::vector<float> x = make_decode_input(m, spec.batch, t, o.seed);
-      ex->set_input(x.data());
-      ex->step(build_schedule(m, shard, spec.batch, spec.seq + t), spec.seq + t, nullptr);
-      ex->get_output(out.data());
-      double err = relative_error(out, (*ref_out)[size_t(t)]);
-      world.all_reduce_max(&err, 1);
-      r.step_rel_err.push_back(err);
-    }
-    r.max_rel_err = *std::max_element(r.step_rel_err.begin(), r.step_rel_err.end());
-    r.verified = r.max_rel_err <= tolerance;
-  }
-
-  // Timing: every iteration is one decode step at position seq (the same slot is rewritten), so
-  // every rank runs the same number of collectives.
-  const std::vector<Step> sched = build_schedule(m, shard, spec.batch, spec.seq);
-  for (const Step& st : sched)
-    if (st.op == Op::attention) r.attn_kv_bytes += st.work.kv_elems * backend.kv_elem_bytes();
-  const std::vector<float> x0 = make_decode_input(m, spec.batch, 0, o.seed);
-  ex->set_input(x0.data());
-  std::vector<double> phases(size_t(o.iters * kNumPhases)), steps(size_t(o.iters)),
-      exposed(size_t(o.iters));
-  for (int i = 0; i < o.warmup + o.iters; ++i) {
-    world.barrier();
-    StepTiming t;
-    ex->step(sched, spec.seq, &t);
-    if (i < o.warmup) continue;
-    const int k = i - o.warmup;
-    for (int p = 0; p < kNumPhases; ++p) phases[size_t(k * kNumPhases + p)] = t.phase_us[size_t(p)];
-    steps[size_t(k)] = t.step_us;
-    exposed[size_t(k)] = t.exposed_comm_us;
-  }
-  r.iters = o.iters;
-  r.ranks = world.size();
-  r.phase_us = gather_iter_major(world, phases, o.iters, kNumPhases);
-  r.rank_step_us = gather_iter_major(world, steps, o.iters, 1);
-  r.rank_exposed_us = gather_iter_major(world, exposed, o.iters, 1);
-  if (rank == 0) {
-    for (int i = 0; i < o.iters; ++i) {
-      double s = 0, e = 0;
-      for (int k = 0; k < r.ranks; ++k) {
-        s = std::max(s, r.rank_step_us[size_t(i * r.ranks + k)]);
-        e = std::max(e, r.rank_exposed_us[size_t(i * r.ranks + k)]);
-      }
-      r.step_us.push_back(s);
-      r.exposed_us.push_back(e);
-    }
-  }
-  return r;
-}
 
 // Throws UsageError on every rank (the checks only read options and the model, which every rank
 // sees identically).
@@ -277,7 +28,7 @@ struct RunGrid {
   std::vector<LayoutKind> layouts;
   std::vector<int64_t> seqs, batches;
   int decode_steps = 0;
-  std::vector<RunSpec> runs;
+  std::vector<RunSpec> runs;  // ordered by S, then B, then layout
 };
 
 RunGrid make_run_grid(const DecodeOptions& o, int world_size, const DecodeBackend& backend) {
@@ -346,6 +97,24 @@ RunGrid make_run_grid(const DecodeOptions& o, int world_size, const DecodeBacken
   return p;
 }
 
+// Fails fast on an unwritable output path (every rank exits with code 2). The trace itself is
+// written at the end, under a temporary name renamed when complete, so a job that dies midway
+// leaves no file at all.
+void check_output_path(const std::string& out, const MpiComm& world) {
+  int ok = 1;
+  std::string why;
+  if (world.rank() == 0 && !out.empty()) {
+    try {
+      h5::File probe(out);  // destroyed uncommitted: the probe file is removed
+    } catch (const UsageError& e) {
+      ok = 0;
+      why = e.what();
+    }
+  }
+  HELIX_MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, world.raw()));
+  if (!ok) throw UsageError(world.rank() == 0 ? why : std::string());
+}
+
 }  // namespace
 
 CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
@@ -387,20 +156,24 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
   c->add_option("--warmup", o.warmup, "Untimed warm-up iterations per run")->capture_default_str();
   c->add_option("--seed", o.seed, "Seed of the random weights, KV and inputs")
       ->capture_default_str();
-  c->add_option("--backend", o.backend, "Executor: cpu (fp32, MPI over host memory) or cuda")
+  c->add_option("--backend", o.exec.backend, "Executor: cpu (fp32, MPI over host memory) or cuda")
       ->capture_default_str();
-  c->add_option("--emulate", o.emulate,
-                "cuda: run the work of one rank of an N-rank layout on this GPU, communication "
-                "priced from link figures (0: off)");
-  c->add_option("--emulate-rank", o.emulate_rank, "cuda: which rank --emulate runs")
+  c->add_option("--emulate", o.exec.emulate,
+                "cuda: run the work of one rank of an N-rank layout on this GPU; every collective "
+                "fills its receive buffers with this rank's data and takes the time the cost "
+                "model prices it at, on the GPU (0: off)");
+  c->add_option("--emulate-rank", o.exec.emulate_rank, "cuda: which rank --emulate runs")
       ->capture_default_str();
-  c->add_option("--link-gbps", o.link_gbps,
-                "cuda --emulate: per-GPU, per-direction link bandwidth in GB/s that prices the "
-                "communication phases (default: NVLink 5 of GB200 NVL72, 900 GB/s)")
-      ->capture_default_str();
-  c->add_option("--link-latency-us", o.link_latency_us,
-                "cuda --emulate: latency of one collective in microseconds")
-      ->capture_default_str();
+  c->add_option("--hardware", o.exec.hardware,
+                "cuda --emulate: hardware profile whose links price the collectives: h100-sxm, "
+                "h200, b200, gb200-nvl72 or a .json file (e.g. from helix-bench calibrate); "
+                "default gb200-nvl72 (NVLink 900 GB/s, 3 us per collective)");
+  c->add_option("--link-gbps", o.exec.link_gbps,
+                "cuda --emulate: override the profile's NVLink bus bandwidth per GPU and "
+                "direction, GB/s (also sets aside the profile's measured collectives)");
+  c->add_option("--link-latency-us", o.exec.link_latency_us,
+                "cuda --emulate: override the profile's NVLink latency of one collective, us "
+                "(also sets aside the profile's measured collectives)");
   c->add_option("--out", o.out,
                 "HDF5 trace to write (written as FILE.tmp.PID, renamed when complete)");
   c->add_flag("--no-verify", o.no_verify, "Skip the check against the single-rank reference");
@@ -419,60 +192,56 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
 
 int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** argv) {
   const int rank = world.rank();
-  std::unique_ptr<DecodeBackend> backend = make_decode_backend(o, world);
+  std::unique_ptr<DecodeBackend> backend = make_decode_backend(o.exec, world);
   const RunGrid grid = make_run_grid(o, world.size(), *backend);
   const ModelSpec& m = grid.model;
   const bool verify = !o.no_verify && backend->can_verify();
-
-  // Fail fast on an unwritable output path (every rank exits with code 2). The trace itself is
-  // written at the end, under a temporary name renamed when complete, so a job that dies midway
-  // leaves no file at all.
-  int ok = 1;
-  std::string why;
-  if (rank == 0 && !o.out.empty()) {
-    try {
-      h5::File probe(o.out);  // destroyed uncommitted: the probe file is removed
-    } catch (const UsageError& e) {
-      ok = 0;
-      why = e.what();
-    }
-  }
-  HELIX_MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, world.raw()));
-  if (!ok) throw UsageError(rank == 0 ? why : std::string());
+  check_output_path(o.out, world);
 
   RunEnvironment env =
-      collect_environment(world, argc, argv, o.backend, backend->device_description());
+      collect_environment(world, argc, argv, o.exec.backend, backend->device_description());
   env.cuda_version = backend->cuda_version();
   env.nccl_version = backend->nccl_version();
+  DecodeJobRecord job;
+  job.model = m.name;
+  job.model_source = m.source;
+  job.layer = grid.layer;
+  job.layout_ranks = backend->layout_ranks(world.size());
+  job.backend_description = backend->description();
   if (rank == 0) {
     std::printf("helix-bench decode: model %s (%s layer), %d ranks, backend %s, %zu runs\n",
-                m.name.c_str(), to_string(grid.layer), backend->layout_ranks(world.size()),
-                backend->description().c_str(), grid.runs.size());
+                m.name.c_str(), to_string(grid.layer), job.layout_ranks,
+                job.backend_description.c_str(), grid.runs.size());
     std::fflush(stdout);
   }
 
   // The read-bandwidth ceiling of this device, measured in the same job as the runs.
-  const ReadCeiling stream = backend->read_ceiling();
-  if (rank == 0 && stream.gbps > 0 && !o.quiet) {
+  job.stream = backend->read_ceiling();
+  if (rank == 0 && job.stream.gbps > 0 && !o.quiet) {
     std::fprintf(stderr, "read-only stream ceiling: %.0f GB/s (%.2f GiB buffer, median)\n",
-                 stream.gbps, double(stream.bytes) / double(int64_t(1) << 30));
+                 job.stream.gbps, double(job.stream.bytes) / double(int64_t(1) << 30));
     std::fflush(stderr);
   }
-  std::vector<std::pair<RunSpec, RunResult>> done;
+  RunSettings settings;
+  settings.backend = o.exec.backend;
+  settings.iters = o.iters;
+  settings.warmup = o.warmup;
+  settings.decode_steps = grid.decode_steps;
+  settings.seed = o.seed;
   std::map<std::pair<int, int64_t>, std::vector<std::vector<float>>> refs;
-  int index = 0;
   bool all_verified = true;
   // Fault injection for the tests of the abort path: HELIX_BENCH_FAIL_AT=RANK:RUN makes that
   // rank fail at the start of that run while the others wait in a collective.
   int fail_rank = -1, fail_run = -1;
   if (const char* f = std::getenv("HELIX_BENCH_FAIL_AT"))
     std::sscanf(f, "%d:%d", &fail_rank, &fail_run);
-  for (const RunSpec& spec : grid.runs) {
-    if (rank == fail_rank && index == fail_run)
+  for (size_t index = 0; index < grid.runs.size(); ++index) {
+    const RunSpec& spec = grid.runs[index];
+    if (rank == fail_rank && int(index) == fail_run)
       fatal("injected failure (HELIX_BENCH_FAIL_AT=" +
             std::string(std::getenv("HELIX_BENCH_FAIL_AT")) + ")");
     if (rank == 0 && !o.quiet) {
-      std::fprintf(stderr, "[%d/%zu] %s N=%d KVPxTPA=%s TPFxEP=%s B=%d S=%lld\n", index + 1,
+      std::fprintf(stderr, "[%zu/%zu] %s N=%d KVPxTPA=%s TPFxEP=%s B=%d S=%lld\n", index + 1,
                    grid.runs.size(), to_string(spec.layout.kind), spec.layout.n,
                    attn_shape(spec.layout).c_str(), ffn_shape(spec.layout).c_str(), spec.batch,
                    static_cast<long long>(spec.seq));
@@ -493,55 +262,19 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
       }
       ref = &it->second;
     }
-    RunResult r = run_one(spec, m, grid.layer, o, grid.decode_steps, backend->tolerance(), ref,
-                          world, *backend);
+    RunRecord r = run_decode_point(spec, m, grid.layer, settings, ref, world, *backend);
     if (r.verify_ran && !r.verified) all_verified = false;
-    if (rank == 0) done.emplace_back(spec, std::move(r));
-    ++index;
+    if (rank == 0) job.runs.push_back(std::move(r));
   }
 
   if (rank == 0) {
-    std::printf("\nmodel %s, %s layer; medians over %d iterations of the max over ranks, in us\n",
-                m.name.c_str(), to_string(grid.layer), o.iters);
-    print_header();
-    for (const auto& [spec, r] : done) print_row(spec, m, r);
-    if (stream.gbps > 0) {
-      std::printf(
-          "\nattention of rank 0: KV bytes read / attention time, against the read-only "
-          "stream ceiling of %.0f GB/s\n",
-          stream.gbps);
-      std::printf("%-11s %3s %4s %8s %12s %10s %9s %9s\n", "layout", "N", "B", "S", "kv_MiB",
-                  "attn_us", "GB/s", "fraction");
-      for (const auto& [spec, r] : done) {
-        if (r.status != "ok") continue;
-        const double us = rank0_phase_median(r, static_cast<int>(Phase::attention));
-        const double gbps = us > 0 ? r.attn_kv_bytes / (us * 1e3) : 0;
-        std::printf("%-11s %3d %4d %8lld %12.1f %10.1f %9.0f %9.2f\n", to_string(spec.layout.kind),
-                    spec.layout.n, spec.batch, static_cast<long long>(spec.seq),
-                    r.attn_kv_bytes / double(1 << 20), us, gbps, gbps / stream.gbps);
-      }
-    }
+    print_decode_table(job);
     if (!o.out.empty()) {
-      h5::File file(o.out);
-      write_root_attributes(file.id(), env, "decode");
-      {
-        h5::Group g(file.id(), "/decode");
-        h5::attr(g.id(), "model", m.name);
-        h5::attr(g.id(), "model_source", m.source);
-        h5::attr(g.id(), "layer_kind", to_string(grid.layer));
-        h5::attr(g.id(), "phases", phase_names());
-        h5::attr(g.id(), "stream_gbps", stream.gbps);
-        h5::attr(g.id(), "stream_bytes", stream.bytes);
-      }
-      for (size_t i = 0; i < done.size(); ++i)
-        write_run(file.id(), int(i), done[i].first, m, grid.layer, o, grid.decode_steps,
-                  backend->tolerance(), stream.gbps, done[i].second);
-      file.commit();
+      write_decode_trace(o.out, env, job);
       std::printf("trace: %s\n", o.out.c_str());
     }
     std::fflush(stdout);
   }
-  (void)kCpuTolerance;
   return all_verified ? 0 : 3;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "comm/mpi_comm.hpp"
+#include "exec/decode_backend.hpp"
 
 namespace helix {
 
@@ -24,15 +25,10 @@ struct DecodeOptions {
   int iters = 20;
   int warmup = 3;
   uint64_t seed = 1234;
-  std::string backend = "cpu";
+  BackendOptions exec;  // --backend, and emulation (CUDA backend only)
   std::string out;
   bool no_verify = false;
   bool quiet = false;
-  // CUDA backend only
-  int emulate = 0;
-  int emulate_rank = 0;
-  double link_gbps = 900.0;      // emulation: per-GPU, per-direction link bandwidth
-  double link_latency_us = 5.0;  // emulation: latency of one collective
 };
 
 CLI::App* add_decode_command(CLI::App& app, DecodeOptions& opt);

@@ -207,7 +207,7 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
     double pred_step = 0;
     for (int r = 0; r < p.n; ++r) {
       const RankShard shard = rank_shard(m, layer, p, r);
-      const ScheduleTime t = price_schedule(cm, build_schedule(m, shard, batch, seq),
+      const ScheduleTime t = price_schedule(cm, build_schedule(m, shard, batch, seq).steps,
                                             groups_leaving_domain(p, r, hw.nvlink.domain_gpus));
       for (int k = 0; k < kNumPhases; ++k)
         pred[size_t(k)] = std::max(pred[size_t(k)], t.phase_us[size_t(k)]);

@@ -27,9 +27,4 @@ void write_root_attributes(hid_t file, const RunEnvironment& env, const std::str
 // Schema version of the traces this build writes (results/README.md documents it).
 constexpr const char* kTraceSchemaVersion = "1.0";
 
-// Available host memory in bytes (MemAvailable), shared by the ranks of one node.
-int64_t host_available_bytes();
-// Ranks on this node (collective over `world`).
-int local_rank_count(const MpiComm& world);
-
 }  // namespace helix

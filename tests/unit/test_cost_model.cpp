@@ -139,11 +139,11 @@ TEST(CostModel, HopbHidesTheAllToAllOfARealSchedule) {
   LayoutParams p = make_layout(LayoutKind::helix, 64, m, LayerKind::dense, 32, {});
   LayoutParams h = make_layout(LayoutKind::helix_hopb, 64, m, LayerKind::dense, 32, {});
   h.hopb_chunks = 8;
-  const std::array<bool, 7> none{};
+  const std::array<bool, kNumGroups> none{};
   const ScheduleTime a = price_schedule(
-      cm, build_schedule(m, rank_shard(m, LayerKind::dense, p, 0), 32, 1 << 20), none);
+      cm, build_schedule(m, rank_shard(m, LayerKind::dense, p, 0), 32, 1 << 20).steps, none);
   const ScheduleTime b = price_schedule(
-      cm, build_schedule(m, rank_shard(m, LayerKind::dense, h, 0), 32, 1 << 20), none);
+      cm, build_schedule(m, rank_shard(m, LayerKind::dense, h, 0), 32, 1 << 20).steps, none);
   EXPECT_LT(b.total_us, a.total_us);
   EXPECT_GT(b.phase_us[size_t(Phase::attn_comm)], a.phase_us[size_t(Phase::attn_comm)]);
 }
@@ -158,10 +158,10 @@ TEST(CostModel, PricesTheValueSpaceExchangeOfMla) {
   const double bytes = B * 128.0 * (128 + 1) * 2;  // BF16
   const double a2a_us = cm.collective_us(Collective::all_to_all, 64, bytes, false);
   EXPECT_NEAR(a2a_us, 3.0 + bytes * 63 / 64 / 900e3, 1e-9);
-  const std::array<bool, 7> none{};
+  const std::array<bool, kNumGroups> none{};
   for (LayerKind k : {LayerKind::dense, LayerKind::moe}) {
     const LayoutParams p = make_layout(LayoutKind::helix, 64, m, k, B, {});
-    const auto s = build_schedule(m, rank_shard(m, k, p, 0), B, 1 << 20);
+    const auto s = build_schedule(m, rank_shard(m, k, p, 0), B, 1 << 20).steps;
     for (const Step& st : s) {
       if (st.op == Op::a2a) {
         EXPECT_NEAR(cm.step_us(st, false), a2a_us, 1e-9);
@@ -182,7 +182,7 @@ TEST(CostModel, PricesTheValueSpaceExchangeOfMla) {
   const LayoutParams p = make_layout(LayoutKind::helix, 64, m, LayerKind::moe, B, {});
   const RankShard r = rank_shard(m, LayerKind::moe, p, 0);
   double attn = 0;
-  for (const Step& st : build_schedule(m, r, 1, 0))
+  for (const Step& st : build_schedule(m, r, 1, 0).steps)
     if (reads_attention_weights(st.op)) attn += st.work.weight_elems;
   EXPECT_GE(attn, 128.0 * 512 * 128);
   LayoutParams h = p;

@@ -267,7 +267,7 @@ TEST(Schedule, StepsOfEachLayout) {
   const int64_t S = 1 << 20;
   LayoutRequest r;
   const auto tp = make_layout(LayoutKind::tp, 16, m, LayerKind::dense, B, r);
-  auto s = build_schedule(m, rank_shard(m, LayerKind::dense, tp, 0), B, S);
+  auto s = build_schedule(m, rank_shard(m, LayerKind::dense, tp, 0), B, S).steps;
   EXPECT_EQ(count_ops(s, Op::a2a), 0);
   EXPECT_EQ(count_ops(s, Op::combine), 0);
   EXPECT_EQ(count_ops(s, Op::o_allreduce), 1);
@@ -277,7 +277,7 @@ TEST(Schedule, StepsOfEachLayout) {
   EXPECT_DOUBLE_EQ(att.work.kv_elems, double(B) * 1 * (S + 1) * 2 * 128);
 
   const auto hx = make_layout(LayoutKind::helix, 64, m, LayerKind::dense, B, r);
-  s = build_schedule(m, rank_shard(m, LayerKind::dense, hx, 0), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::dense, hx, 0), B, S).steps;
   const auto& a2a =
       *std::find_if(s.begin(), s.end(), [](const Step& x) { return x.op == Op::a2a; });
   // helix.md step 4: the send buffer holds B x (Q/TPA) heads x (Hsz + 1 LSE), independent of S.
@@ -288,17 +288,17 @@ TEST(Schedule, StepsOfEachLayout) {
   EXPECT_NEAR(att2.work.kv_elems, double(B) * 1 * (S / 8.0) * 256, B * 256.0 * 16);
 
   const auto hb = make_layout(LayoutKind::helix_hopb, 64, m, LayerKind::dense, B, r);
-  s = build_schedule(m, rank_shard(m, LayerKind::dense, hb, 0), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::dense, hb, 0), B, S).steps;
   EXPECT_EQ(count_ops(s, Op::attention), 4);
   EXPECT_EQ(count_ops(s, Op::a2a_start), 4);
   EXPECT_EQ(count_ops(s, Op::a2a_wait), 1);
 
   const auto kv = make_layout(LayoutKind::kvp, 64, m, LayerKind::dense, B, r);
-  s = build_schedule(m, rank_shard(m, LayerKind::dense, kv, 9), B, S);  // not in the FFN group
+  s = build_schedule(m, rank_shard(m, LayerKind::dense, kv, 9), B, S).steps;  // not in the FFN group
   EXPECT_EQ(count_ops(s, Op::gather_partials), 1);
   EXPECT_EQ(count_ops(s, Op::ffn_compute), 0);
   EXPECT_EQ(count_ops(s, Op::out_bcast), 1);
-  s = build_schedule(m, rank_shard(m, LayerKind::dense, kv, 0), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::dense, kv, 0), B, S).steps;
   EXPECT_EQ(count_ops(s, Op::ffn_compute), 1);
   const auto& f =
       *std::find_if(s.begin(), s.end(), [](const Step& x) { return x.op == Op::ffn_compute; });
@@ -328,7 +328,7 @@ TEST(Schedule, MlaExchangesValueSpacePartials) {
   const auto hx = make_layout(LayoutKind::helix, 64, m, LayerKind::moe, B, r);
   ASSERT_EQ(hx.kvp, 64);
   const RankShard p = rank_shard(m, LayerKind::moe, hx, 5);
-  auto s = build_schedule(m, p, B, S);
+  auto s = build_schedule(m, p, B, S).steps;
   EXPECT_EQ(count_ops(s, Op::v_up), 1);
   EXPECT_LT(index_of(s, Op::attention), index_of(s, Op::v_up));
   EXPECT_LT(index_of(s, Op::v_up), index_of(s, Op::a2a));
@@ -345,7 +345,7 @@ TEST(Schedule, MlaExchangesValueSpacePartials) {
   // HOP-B: one W_uv per chunk, before that chunk's exchange; the chunks add up to the same volume.
   auto hb = make_layout(LayoutKind::helix_hopb, 64, m, LayerKind::moe, B, r);
   hb.hopb_chunks = 4;
-  s = build_schedule(m, rank_shard(m, LayerKind::moe, hb, 0), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::moe, hb, 0), B, S).steps;
   EXPECT_EQ(count_ops(s, Op::v_up), 4);
   double sent = 0;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -360,19 +360,19 @@ TEST(Schedule, MlaExchangesValueSpacePartials) {
 
   // kvp: the gathered output holds KVP blocks of value-space partials.
   const auto kv = make_layout(LayoutKind::kvp, 8, m, LayerKind::moe, B, r);
-  s = build_schedule(m, rank_shard(m, LayerKind::moe, kv, 3), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::moe, kv, 3), B, S).steps;
   EXPECT_DOUBLE_EQ(first_op(s, Op::gather_partials).work.comm_elems, 8.0 * B * 128 * per_head);
 
   // tp: no exchange, W_uv still right after attention, then W_O.
   const auto tp = make_layout(LayoutKind::tp, 8, m, LayerKind::moe, B, r);
-  s = build_schedule(m, rank_shard(m, LayerKind::moe, tp, 0), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::moe, tp, 0), B, S).steps;
   EXPECT_EQ(index_of(s, Op::v_up), index_of(s, Op::attention) + 1);
   EXPECT_DOUBLE_EQ(first_op(s, Op::v_up).work.weight_elems, 16.0 * 512 * 128);
 
   // GQA has no up-projection step: its partials are already head_dim wide.
   const ModelSpec g = load_model("llama-3.1-405b");
   const auto gl = make_layout(LayoutKind::helix, 64, g, LayerKind::dense, B, r);
-  EXPECT_EQ(count_ops(build_schedule(g, rank_shard(g, LayerKind::dense, gl, 0), B, S), Op::v_up),
+  EXPECT_EQ(count_ops(build_schedule(g, rank_shard(g, LayerKind::dense, gl, 0), B, S).steps, Op::v_up),
             0);
 }
 
