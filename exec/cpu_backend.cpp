@@ -39,12 +39,6 @@ class CpuBackend final : public DecodeBackend {
   LayerExecutorInfo info() const override { return {}; }
   double tolerance() const override { return 1e-5; }
 
-  void reference_outputs(const ModelSpec& m, LayerKind layer, int batch, int64_t seq, int steps,
-                         uint64_t seed, const MpiComm& world,
-                         std::vector<std::vector<float>>* outs) override {
-    compute_reference_outputs(m, layer, batch, seq, steps, seed, world, outs);
-  }
-
  private:
   const MpiComm& world_;
   int local_ranks_;
@@ -57,17 +51,6 @@ int64_t cpu_rank_bytes(const ModelSpec& m, const RankShard& shard, int batch,
   return int64_t(sizeof(float)) *
          (weight_elements(m, shard) + cache_elements(m, shard, batch, max_positions) +
           activation_buffers(m, shard, batch).total() + cpu_scratch(m, shard, batch).total());
-}
-
-void compute_reference_outputs(const ModelSpec& m, LayerKind layer, int batch, int64_t seq,
-                               int steps, uint64_t seed, const MpiComm& world,
-                               std::vector<std::vector<float>>* outs) {
-  if (world.rank() == 0) {
-    ReferenceLayer ref(m, layer, batch, seq, seq + steps, seed);
-    for (int t = 0; t < steps; ++t)
-      (*outs)[size_t(t)] = ref.step(make_decode_input(m, batch, t, seed), seq + t);
-  }
-  for (auto& o : *outs) world.bcast(o.data(), o.size(), 0);
 }
 
 std::unique_ptr<DecodeBackend> make_cpu_backend(const MpiComm& world) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -68,6 +70,12 @@ void CpuExecutor::set_input(const float* x) {
 
 void CpuExecutor::get_output(float* out) {
   std::memcpy(out, buf(Buffer::out), bufs_[size_t(Buffer::out)].size() * sizeof(float));
+}
+
+bool CpuExecutor::get_routing(int32_t* experts) {
+  if (shard_.layer != LayerKind::moe || !shard_.in_ffn) return false;
+  std::copy(route_expert_.begin(), route_expert_.end(), experts);
+  return true;
 }
 
 void CpuExecutor::step(const Schedule& schedule, StepTiming* timing) {
@@ -337,6 +345,14 @@ void CpuExecutor::ffn_compute() {
   float* logits = buf(Buffer::router_logits);
   float* route_w = buf(Buffer::route_weight);
   cpu::gemm(h2, H, weights_.router.data(), E, logits, E, B, H, E, false);
+  // Fault injection for the tests of the verification: HELIX_TEST_ROUTER_BIAS=EXPERT:LOGITS adds
+  // to one expert's router logit on every rank, a routing error no rounding explains.
+  if (const char* bias = std::getenv("HELIX_TEST_ROUTER_BIAS")) {
+    int e = -1;
+    float d = 0;
+    if (std::sscanf(bias, "%d:%f", &e, &d) == 2 && e >= 0 && e < E)
+      for (int64_t t = 0; t < B; ++t) logits[t * E + e] += d;
+  }
   cpu::moe_route(logits, B, E, K, m_.moe.routed_scale, route_expert_.data(), route_w);
   // Gather the tokens routed to each held expert, run its column slice, scatter-add the result.
   float* xe = work + 2 * B * cols;

@@ -65,6 +65,13 @@ void CudaExecutor::get_output(float* out) {
   HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
 }
 
+bool CudaExecutor::get_routing(int32_t* experts) {
+  if (shard_.layer != LayerKind::moe || !shard_.in_ffn) return false;
+  // ffn_experts() copied the assignments to the host and waited for them.
+  std::copy(host_route_e_, host_route_e_ + batch_ * m_.moe.top_k, experts);
+  return true;
+}
+
 // A non-blocking exchange runs on the communication stream when its communicator only enqueues
 // (NCCL, the emulation); host-staged MPI blocks the host, so it stays in order on the compute
 // stream.

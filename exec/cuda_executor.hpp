@@ -39,6 +39,7 @@ class CudaExecutor final : public LayerExecutor {
   void set_input(const float* x) override;
   void step(const Schedule& schedule, StepTiming* timing) override;
   void get_output(float* out) override;
+  bool get_routing(int32_t* experts) override;
   int64_t weight_bytes() const override { return weights_.bytes(); }
   int64_t kv_bytes() const override { return cache_.bytes(); }
 

@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <memory>
 
 #include "bench/commands/cli_util.hpp"
@@ -14,6 +13,7 @@
 #include "bench/trace/metadata.hpp"
 #include "comm/error.hpp"
 #include "exec/decode_backend.hpp"
+#include "exec/reference.hpp"
 #include "layouts/layout.hpp"
 
 namespace helix {
@@ -228,7 +228,9 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   settings.warmup = o.warmup;
   settings.decode_steps = grid.decode_steps;
   settings.seed = o.seed;
-  std::map<std::pair<int, int64_t>, std::vector<std::vector<float>>> refs;
+  // Rank 0's reference for the current (B, S): runs are ordered by S, then B, and layout.
+  std::pair<int, int64_t> ref_key{-1, -1};
+  std::unique_ptr<ReferenceRun> ref;
   bool all_verified = true;
   // Fault injection for the tests of the abort path: HELIX_BENCH_FAIL_AT=RANK:RUN makes that
   // rank fail at the start of that run while the others wait in a collective.
@@ -247,22 +249,15 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
                    static_cast<long long>(spec.seq));
       std::fflush(stderr);
     }
-    // Reference outputs for (B, S), computed once on rank 0 and broadcast.
-    const std::vector<std::vector<float>>* ref = nullptr;
-    if (verify) {
-      const auto key = std::make_pair(spec.batch, spec.seq);
-      auto it = refs.find(key);
-      if (it == refs.end()) {
-        refs.clear();  // earlier (B, S) pairs are finished: runs are ordered by S, then B
-        std::vector<std::vector<float>> outs(size_t(grid.decode_steps),
-                                             std::vector<float>(size_t(spec.batch) * m.hidden));
-        backend->reference_outputs(m, grid.layer, spec.batch, spec.seq, grid.decode_steps, o.seed,
-                                   world, &outs);
-        it = refs.emplace(key, std::move(outs)).first;
-      }
-      ref = &it->second;
+    // The reference for (B, S), computed once on rank 0 (fp64) and kept for every layout.
+    if (verify && rank == 0 && ref_key != std::make_pair(spec.batch, spec.seq)) {
+      ref.reset();
+      ref = std::make_unique<ReferenceRun>(m, grid.layer, spec.batch, spec.seq, grid.decode_steps,
+                                           o.seed);
+      ref_key = {spec.batch, spec.seq};
     }
-    RunRecord r = run_decode_point(spec, m, grid.layer, settings, ref, world, *backend);
+    RunRecord r =
+        run_decode_point(spec, m, grid.layer, settings, verify, ref.get(), world, *backend);
     if (r.verify_ran && !r.verified) all_verified = false;
     if (rank == 0) job.runs.push_back(std::move(r));
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "exec/decode_backend.hpp"
+#include "exec/reference.hpp"
 #include "layouts/layout.hpp"
 
 namespace helix {
@@ -31,7 +32,14 @@ struct RunRecord {
   bool verified = false;
   bool verify_ran = false;
   double max_rel_err = NAN;
-  std::vector<double> step_rel_err;     // [decode_steps]
+  std::vector<double> step_rel_err;  // [decode_steps]
+  // MoE layers: the error against the reference's own routing (differs from step_rel_err only at
+  // steps with routing flips), the flips, and whether every rank running a router agreed.
+  std::vector<double> step_rel_err_own_routing;  // [decode_steps]
+  double max_rel_err_own_routing = NAN;
+  std::vector<RoutingFlip> flips;
+  int routing_flips = 0, routing_flips_rejected = 0;
+  bool routing_consistent = true;
   int ranks = 0;                        // ranks timed (rows of the per-rank arrays)
   std::vector<double> phase_us;         // [iters, ranks, phases]
   std::vector<double> rank_step_us;     // [iters, ranks]

@@ -5,9 +5,9 @@
 #include <sstream>
 
 #include "bench/commands/cli_util.hpp"
+#include "bench/decode/verify.hpp"
 #include "comm/error.hpp"
 #include "exec/layer_data.hpp"
-#include "exec/reference.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix {
@@ -45,7 +45,7 @@ std::vector<double> max_over_ranks(const std::vector<double>& v, int iters, int 
 }  // namespace
 
 RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind layer,
-                           const RunSettings& o, const std::vector<std::vector<float>>* ref_out,
+                           const RunSettings& o, bool verify, ReferenceRun* ref,
                            const MpiComm& world, DecodeBackend& backend) {
   RunRecord r;
   r.layout = spec.layout;
@@ -81,23 +81,7 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
   r.weight_bytes = ex->weight_bytes();
   r.kv_bytes = ex->kv_bytes();
 
-  // Verification, outside the timed loop: decode_steps consecutive steps with fresh inputs, KV
-  // appended at positions seq .. seq + decode_steps - 1 (crossing KV block boundaries).
-  std::vector<float> out(size_t(spec.batch * m.hidden));
-  if (ref_out) {
-    r.verify_ran = true;
-    for (int t = 0; t < o.decode_steps; ++t) {
-      const std::vector<float> x = make_decode_input(m, spec.batch, t, o.seed);
-      ex->set_input(x.data());
-      ex->step(build_schedule(m, shard, spec.batch, spec.seq + t), nullptr);
-      ex->get_output(out.data());
-      double err = relative_error(out, (*ref_out)[size_t(t)]);
-      world.all_reduce_max(&err, 1);
-      r.step_rel_err.push_back(err);
-    }
-    r.max_rel_err = *std::max_element(r.step_rel_err.begin(), r.step_rel_err.end());
-    r.verified = r.max_rel_err <= r.tolerance;
-  }
+  if (verify) verify_run(m, layer, shard, ref, world, *ex, &r);
 
   // Timing: every iteration is one decode step at position seq (the same slot is rewritten), so
   // every rank runs the same number of collectives.

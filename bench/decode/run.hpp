@@ -8,6 +8,7 @@
 #include "bench/decode/record.hpp"
 #include "comm/mpi_comm.hpp"
 #include "exec/decode_backend.hpp"
+#include "exec/reference.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/model_spec.hpp"
 
@@ -27,11 +28,10 @@ struct RunSettings {
   uint64_t seed = 1234;
 };
 
-// Collective over `world`. `reference` (null: not verified) holds the reference outputs of the
-// decode_steps steps. The per-rank arrays of the record are filled on rank 0 only.
+// Collective over `world`. verify: checked against `reference` (rank 0's, bench/decode/verify.hpp).
+// The per-rank arrays of the record are filled on rank 0 only.
 RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& model, LayerKind layer,
-                           const RunSettings& settings,
-                           const std::vector<std::vector<float>>* reference, const MpiComm& world,
-                           DecodeBackend& backend);
+                           const RunSettings& settings, bool verify, ReferenceRun* reference,
+                           const MpiComm& world, DecodeBackend& backend);
 
 }  // namespace helix

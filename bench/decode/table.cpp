@@ -28,10 +28,19 @@ void print_row(const RunRecord& r) {
   std::printf("%10.1f |", median(r.step_us));
   for (int p = 0; p < kNumPhases; ++p) std::printf(" %8.1f", r.phase_median(p));
   std::printf(" | %10.1f  ", median(r.exposed_us));
-  if (!r.verify_ran)
+  if (!r.verify_ran) {
     std::printf("skipped\n");
-  else
-    std::printf("%s (%.1e)\n", r.verified ? "yes" : "NO", r.max_rel_err);
+    return;
+  }
+  std::printf("%s (%.1e)", r.verified ? "yes" : "NO", r.max_rel_err);
+  if (r.routing_flips > 0)
+    std::printf(", %d routing flip%s within bf16 rounding", r.routing_flips,
+                r.routing_flips == 1 ? "" : "s");
+  if (r.routing_flips_rejected > 0)
+    std::printf(", %d routing flip%s NOT explained by rounding", r.routing_flips_rejected,
+                r.routing_flips_rejected == 1 ? "" : "s");
+  if (!r.routing_consistent) std::printf(", ranks disagree on routing");
+  std::printf("\n");
 }
 
 }  // namespace

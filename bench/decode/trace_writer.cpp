@@ -85,8 +85,26 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   h5::write(id, "exposed_comm_us", {it}, r.exposed_us.data(), "us");
   h5::write(id, "rank_step_us", {it, rk}, r.rank_step_us.data(), "us");
   h5::write(id, "rank_exposed_comm_us", {it, rk}, r.rank_exposed_us.data(), "us");
-  if (r.verify_ran)
-    h5::write(id, "step_rel_err", {hsize_t(r.step_rel_err.size())}, r.step_rel_err.data(), "");
+  if (!r.verify_ran) return;
+  h5::write(id, "step_rel_err", {hsize_t(r.step_rel_err.size())}, r.step_rel_err.data(), "");
+  h5::attr(id, "routing_flips", r.routing_flips);
+  h5::attr(id, "routing_flips_rejected", r.routing_flips_rejected);
+  h5::attr(id, "routing_consistent", r.routing_consistent);
+  if (job.layer != LayerKind::moe) return;
+  h5::attr(id, "max_rel_err_own_routing", r.max_rel_err_own_routing);
+  h5::write(id, "step_rel_err_own_routing", {hsize_t(r.step_rel_err_own_routing.size())},
+            r.step_rel_err_own_routing.data(), "");
+  // One row per expert an executor chose that the reference did not.
+  std::vector<double> rows;
+  for (const RoutingFlip& f : r.flips)
+    rows.insert(rows.end(),
+                {double(f.step), double(f.token), double(f.executor_expert),
+                 double(f.reference_expert), f.logit_gap, f.bound, f.accepted ? 1.0 : 0.0});
+  const hid_t fd = h5::dataset(id, "routing_flips", {hsize_t(r.flips.size()), 7}, rows.data(), "");
+  h5::attr(fd, "columns",
+           std::vector<std::string>{"step", "token", "executor_expert", "reference_expert",
+                                    "logit_gap", "bound", "accepted"});
+  H5Dclose(fd);
 }
 
 }  // namespace
