@@ -152,7 +152,7 @@ int run_calibrate(const CalibrateOptions& o, const MpiComm& world, int argc, cha
 
   // 1. Stream bandwidth.
   const KernelResult stream =
-      measure_kernel(*backend, comm, stream_case(cfg.stream_bytes), warmup, cfg.iters, 0.0, 11);
+      measure_kernel(*backend, comm, *stream_case(cfg.stream_bytes), warmup, cfg.iters, 0.0, 11);
   if (root) {
     std::printf("calibrate: stream %.2f GB/s per rank (%s, %d ranks reading at once)\n",
                 stream.gbps, format_bytes(double(cfg.stream_bytes)).c_str(), world.size());
@@ -167,11 +167,8 @@ int run_calibrate(const CalibrateOptions& o, const MpiComm& world, int argc, cha
       o.quick ? std::vector<int64_t>{1, 8, 64} : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64, 128};
   std::vector<double> rates;
   for (int64_t m : ms) {
-    KernelCase c;
-    c.kind = KernelKind::gemm;
-    c.gemm = {m, k, n};
-    c.name = "gemm/M" + std::to_string(m);
-    const KernelResult r = measure_kernel(*backend, comm, c, warmup, cfg.iters, stream.gbps, 17);
+    const CasePtr c = gemm_case(GemmShape::packed(m, k, n), "gemm/M" + std::to_string(m));
+    const KernelResult r = measure_kernel(*backend, comm, *c, warmup, cfg.iters, stream.gbps, 17);
     rates.push_back(r.tflops);
     if (root) {
       std::printf("calibrate: gemm M=%lld K=%lld N=%lld: %.1f us, %.4f TFLOP/s, %.1f GB/s\n",

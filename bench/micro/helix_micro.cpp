@@ -48,7 +48,7 @@ struct Context {
   MicroConfig cfg;
   uint64_t seed = 0;
   double ceiling_gbps = 0;
-  std::vector<KernelCase> cases;
+  std::vector<CasePtr> cases;
   std::vector<KernelResult> kernels;
   std::map<std::string, size_t> kernel_index;
   std::vector<CollResult> colls;
@@ -61,7 +61,7 @@ struct Context {
 // its own device): 1 ok, 0 mismatch on some rank, -1 not checked.
 int verify_once(Context* ctx, const KernelCase& c, uint64_t seed) {
   if (!ctx->cfg.verify || !verifiable(c)) return -1;
-  const std::string key = verify_key(c);
+  const std::string key = c.verify_key();
   auto it = ctx->verified.find(key);
   if (it != ctx->verified.end()) return it->second;
   const VerifyResult v = verify_case(*ctx->backend, c, seed);
@@ -80,19 +80,13 @@ int verify_once(Context* ctx, const KernelCase& c, uint64_t seed) {
 }
 
 void run_kernel(benchmark::State& st, Context* ctx, size_t i) {
-  const KernelCase& c = ctx->cases[i];
+  const KernelCase& c = *ctx->cases[i];
   MicroBackend& b = *ctx->backend;
   const int verified = verify_once(ctx, c, ctx->seed + 104729 + i * 31);
-  const int64_t rotate = c.kind == KernelKind::stream ? 0 : rotate_bytes_for(b);
-  PreparedKernel k(b, c, rotate, ctx->seed + i * 7919);
+  PreparedKernel k(b, c, rotate_bytes_for(c, b), ctx->seed + i * 7919);
   for (int w = 0; w < ctx->cfg.warmup; ++w) k.launch();
   b.synchronize();
-  KernelResult r;
-  r.name = c.name;
-  r.kernel = kernel_name(c.kind);
-  r.shape = c.shape;
-  r.bytes = case_bytes(c, b.storage_bytes());
-  r.flops = case_flops(c);
+  KernelResult r = kernel_result(c, b);
   r.verified = verified;
   for (auto _ : st) {
     const double us = timed_iteration_us([&] { return k.time_once_us(); }, ctx->world->raw());
@@ -274,9 +268,9 @@ int run(int argc, char** argv) {
   env.nccl_version = backend->nccl_version();
 
   // The ceiling first, with every rank reading at once (as every kernel below runs).
-  const KernelCase stream = stream_case(ctx.cfg.stream_bytes);
+  const CasePtr stream = stream_case(ctx.cfg.stream_bytes);
   const KernelResult ceiling =
-      measure_kernel(*backend, world.raw(), stream, ctx.cfg.warmup, ctx.cfg.iters, 0.0, opt.seed);
+      measure_kernel(*backend, world.raw(), *stream, ctx.cfg.warmup, ctx.cfg.iters, 0.0, opt.seed);
   ctx.ceiling_gbps = ceiling.gbps;
   if (root) {
     std::printf("helix-micro: backend %s (%s storage), collectives %s, %d ranks\n",
@@ -297,7 +291,7 @@ int run(int argc, char** argv) {
 
   ctx.cases.insert(ctx.cases.begin(), stream);
   for (size_t i = 0; i < ctx.cases.size(); ++i)
-    benchmark::RegisterBenchmark(ctx.cases[i].name.c_str(),
+    benchmark::RegisterBenchmark(ctx.cases[i]->name.c_str(),
                                  [&ctx, i](benchmark::State& st) { run_kernel(st, &ctx, i); })
         ->UseManualTime()
         ->Iterations(ctx.cfg.iters)

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "bench/micro/collective_backend.hpp"
-#include "bench/micro/kernel_cases.hpp"
+#include "bench/micro/kernel_case.hpp"
 
 namespace helix::micro {
 
