@@ -1,5 +1,7 @@
 #include "analytic/design_space.hpp"
 
+#include "analytic/pareto.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -395,22 +397,8 @@ SweepResult sweep(const ModelSpec& m, const HardwareProfile& hw, const SweepOpti
 
 std::vector<size_t> pareto_frontier(const std::vector<DesignPoint>& pts,
                                     const std::function<bool(const DesignPoint&)>& keep) {
-  std::vector<size_t> idx;
-  for (size_t i = 0; i < pts.size(); ++i)
-    if (pts[i].feasible && (!keep || keep(pts[i]))) idx.push_back(i);
-  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
-    if (pts[a].tokens_per_s_per_user != pts[b].tokens_per_s_per_user)
-      return pts[a].tokens_per_s_per_user > pts[b].tokens_per_s_per_user;
-    return pts[a].tokens_per_s_per_gpu > pts[b].tokens_per_s_per_gpu;
-  });
-  std::vector<size_t> f;
-  double best = -1;
-  for (size_t i : idx)
-    if (pts[i].tokens_per_s_per_gpu > best) {
-      best = pts[i].tokens_per_s_per_gpu;
-      f.push_back(i);
-    }
-  return f;
+  return pareto_indices(pts,
+                        [&](const DesignPoint& p) { return p.feasible && (!keep || keep(p)); });
 }
 
 void mark_frontier(std::vector<DesignPoint>& pts) {
@@ -420,36 +408,9 @@ void mark_frontier(std::vector<DesignPoint>& pts) {
 
 namespace {
 
-// Frontier as (interactivity falling, throughput rising).
-struct Curve {
-  std::vector<double> user, gpu;
-};
-Curve curve(const std::vector<DesignPoint>& pts,
-            const std::function<bool(const DesignPoint&)>& keep) {
-  Curve c;
-  for (size_t i : pareto_frontier(pts, keep)) {
-    c.user.push_back(pts[i].tokens_per_s_per_user);
-    c.gpu.push_back(pts[i].tokens_per_s_per_gpu);
-  }
-  return c;
-}
-// Best throughput among points with interactivity >= u (0 when none).
-double gpu_at_user(const Curve& c, double u) {
-  double best = 0;
-  for (size_t i = 0; i < c.user.size() && c.user[i] >= u; ++i) best = c.gpu[i];
-  return best;
-}
-// Best interactivity among points with throughput >= t (0 when none).
-double user_at_gpu(const Curve& c, double t) {
-  for (size_t i = 0; i < c.gpu.size(); ++i)
-    if (c.gpu[i] >= t) return c.user[i];
-  return 0;
-}
-std::vector<double> log_grid(double lo, double hi, int n) {
-  std::vector<double> v;
-  if (!(lo > 0) || !(hi >= lo)) return v;
-  for (int i = 0; i < n; ++i) v.push_back(lo * std::pow(hi / lo, double(i) / (n - 1)));
-  return v;
+FrontierCurve curve(const std::vector<DesignPoint>& pts,
+                    const std::function<bool(const DesignPoint&)>& keep) {
+  return curve_of(pts, pareto_frontier(pts, keep));
 }
 
 }  // namespace
@@ -457,7 +418,7 @@ std::vector<double> log_grid(double lo, double hi, int n) {
 double max_interactivity_ratio(const std::vector<DesignPoint>& pts,
                                const std::function<bool(const DesignPoint&)>& a,
                                const std::function<bool(const DesignPoint&)>& b) {
-  const Curve ca = curve(pts, a), cb = curve(pts, b);
+  const FrontierCurve ca = curve(pts, a), cb = curve(pts, b);
   if (ca.user.empty() || cb.user.empty()) return NAN;
   return ca.user.front() / cb.user.front();
 }
@@ -465,11 +426,11 @@ double max_interactivity_ratio(const std::vector<DesignPoint>& pts,
 double throughput_ratio_at_equal_ttl(const std::vector<DesignPoint>& pts,
                                      const std::function<bool(const DesignPoint&)>& a,
                                      const std::function<bool(const DesignPoint&)>& b) {
-  const Curve ca = curve(pts, a), cb = curve(pts, b);
+  const FrontierCurve ca = curve(pts, a), cb = curve(pts, b);
   if (ca.user.empty() || cb.user.empty()) return NAN;
   double best = 0;
   for (double u : log_grid(cb.user.back(), cb.user.front(), 400)) {
-    const double ga = gpu_at_user(ca, u), gb = gpu_at_user(cb, u);
+    const double ga = ca.gpu_at(u), gb = cb.gpu_at(u);
     if (ga > 0 && gb > 0) best = std::max(best, ga / gb);
   }
   return best;
@@ -478,60 +439,16 @@ double throughput_ratio_at_equal_ttl(const std::vector<DesignPoint>& pts,
 double interactivity_loss_at_equal_throughput(const std::vector<DesignPoint>& pts,
                                               const std::function<bool(const DesignPoint&)>& a,
                                               const std::function<bool(const DesignPoint&)>& b) {
-  const Curve ca = curve(pts, a), cb = curve(pts, b);
+  const FrontierCurve ca = curve(pts, a), cb = curve(pts, b);
   if (ca.gpu.empty() || cb.gpu.empty()) return NAN;
   const double lo = std::max(ca.gpu.front(), cb.gpu.front());
   const double hi = std::min(ca.gpu.back(), cb.gpu.back());
   double worst = 0;
   for (double t : log_grid(lo, hi, 400)) {
-    const double ua = user_at_gpu(ca, t), ub = user_at_gpu(cb, t);
+    const double ua = ca.user_at(t), ub = cb.user_at(t);
     if (ua > 0 && ub > 0) worst = std::max(worst, 1.0 - ub / ua);
   }
   return worst;
-}
-
-std::vector<ReproRow> helix_paper_rows(const std::vector<DesignPoint>& deepseek,
-                                       const std::vector<DesignPoint>& llama) {
-  const auto helix = [](const DesignPoint& p) { return !is_baseline(p.cfg.layout); };
-  const auto base = [](const DesignPoint& p) { return is_baseline(p.cfg.layout); };
-  const auto nohopb = [](const DesignPoint& p) { return p.cfg.layout == LayoutKind::helix; };
-  std::vector<ReproRow> rows;
-  auto ratio_row = [&](const std::string& q, double paper, double ours, bool interactivity) {
-    ReproRow r;
-    r.quantity = q;
-    r.paper = paper;
-    r.ours = ours;
-    if (interactivity) {
-      r.bar = "within 20% of the paper";
-      r.holds = std::fabs(ours / paper - 1.0) <= 0.2;
-    } else {
-      r.bar = "within a factor of 2 of the paper";
-      r.holds = ours >= paper / 2 && ours <= paper * 2;
-    }
-    rows.push_back(r);
-  };
-  auto loss_row = [&](const std::string& q, double paper_pct, double ours_frac) {
-    ReproRow r;
-    r.quantity = q;
-    r.paper = paper_pct;
-    r.ours = 100.0 * ours_frac;
-    r.bar = "within 5 percentage points of the paper";
-    r.holds = std::fabs(r.ours - paper_pct) <= 5.0;
-    rows.push_back(r);
-  };
-  ratio_row("deepseek-r1: max tokens/s/user, Helix over best baseline (x)", 1.5,
-            max_interactivity_ratio(deepseek, helix, base), true);
-  ratio_row("deepseek-r1: max tokens/s/GPU ratio at equal TTL, Helix over baseline (x)", 32,
-            throughput_ratio_at_equal_ttl(deepseek, helix, base), false);
-  ratio_row("llama-3.1-405b: max tokens/s/user, Helix over best baseline (x)", 1.13,
-            max_interactivity_ratio(llama, helix, base), true);
-  ratio_row("llama-3.1-405b: max tokens/s/GPU ratio at equal TTL, Helix over baseline (x)", 4,
-            throughput_ratio_at_equal_ttl(llama, helix, base), false);
-  loss_row("llama-3.1-405b: HOP-B off, max loss in tokens/s/user at equal tokens/s/GPU (%)", 12,
-           interactivity_loss_at_equal_throughput(llama, helix, nohopb));
-  loss_row("deepseek-r1: HOP-B off, max loss in tokens/s/user at equal tokens/s/GPU (%)", 1,
-           interactivity_loss_at_equal_throughput(deepseek, helix, nohopb));
-  return rows;
 }
 
 }  // namespace helix

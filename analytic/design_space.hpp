@@ -109,19 +109,4 @@ double interactivity_loss_at_equal_throughput(const std::vector<DesignPoint>& pt
                                               const std::function<bool(const DesignPoint&)>& a,
                                               const std::function<bool(const DesignPoint&)>& b);
 
-// The Helix paper's headline comparisons (GB200 NVL72, FP4, S = 1M, 1 to 64 GPUs).
-struct ReproRow {
-  std::string quantity;
-  double paper = 0, ours = 0;
-  std::string bar;
-  bool holds = false;
-};
-struct ReproModelSweep {
-  std::string model;
-  SweepResult result;
-  double seconds = 0;
-};
-std::vector<ReproRow> helix_paper_rows(const std::vector<DesignPoint>& deepseek,
-                                       const std::vector<DesignPoint>& llama405b);
-
 }  // namespace helix

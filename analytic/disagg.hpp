@@ -106,25 +106,4 @@ std::pair<double, double> ratio_ends(const DisaggResult& r);
 // tokens/s/GPU at `user` tokens/s/user or more (NAN beyond the frontier).
 double ratio_at(const DisaggResult& r, double user);
 
-// Largest prefill instance of the reproduction, TP x PP: TP 16 (the sweep's widest, inside the
-// NVLink domain) times the paper's 32-stage chunked pipeline; results/README.md explains why 1M
-// prompts need more than 64 GPUs.
-constexpr int kBuzzPrefillGpus = 16 * 32;
-
-struct BuzzRow {
-  std::string finding, paper, ours;
-  bool holds = false;
-};
-// The disaggregated frontier of one 16k/2k sweep of the reproduction (NVLink domain 72) with its
-// optimal ratio, falling interactivity.
-struct BuzzCurve {
-  std::string model;
-  std::vector<double> tokens_per_s_per_user, tokens_per_s_per_gpu, ratio;
-};
-// The paper's findings, from sweeps run inside (GB200 NVL72 profile, FP4). `curves` (optional)
-// receives the disaggregated frontier of every 16k/2k model sweep.
-std::vector<BuzzRow> beyond_the_buzz_rows(
-    const HardwareProfile& hw, const std::function<void(const std::string&)>& progress = {},
-    std::vector<BuzzCurve>* curves = nullptr);
-
 }  // namespace helix

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "analytic/disagg.hpp"
+#include "analytic/reproductions.hpp"
 #include "bench/commands/cli_util.hpp"
 #include "bench/trace/h5.hpp"
 #include "bench/trace/metadata.hpp"

@@ -9,6 +9,7 @@
 #include "analytic/cost_model.hpp"
 #include "analytic/design_space.hpp"
 #include "analytic/hardware.hpp"
+#include "analytic/reproductions.hpp"
 #include "bench/commands/cli_util.hpp"
 #include "bench/trace/h5.hpp"
 #include "bench/trace/metadata.hpp"

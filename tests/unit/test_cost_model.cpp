@@ -8,6 +8,7 @@
 #include "analytic/cost_model.hpp"
 #include "analytic/design_space.hpp"
 #include "analytic/hardware.hpp"
+#include "analytic/reproductions.hpp"
 #include "comm/error.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/schedule.hpp"

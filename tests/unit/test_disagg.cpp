@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "analytic/disagg.hpp"
+#include "analytic/reproductions.hpp"
 
 namespace helix {
 namespace {

@@ -294,7 +294,8 @@ TEST(Schedule, StepsOfEachLayout) {
   EXPECT_EQ(count_ops(s, Op::a2a_wait), 1);
 
   const auto kv = make_layout(LayoutKind::kvp, 64, m, LayerKind::dense, B, r);
-  s = build_schedule(m, rank_shard(m, LayerKind::dense, kv, 9), B, S).steps;  // not in the FFN group
+  s = build_schedule(m, rank_shard(m, LayerKind::dense, kv, 9), B, S)
+          .steps;  // not in the FFN group
   EXPECT_EQ(count_ops(s, Op::gather_partials), 1);
   EXPECT_EQ(count_ops(s, Op::ffn_compute), 0);
   EXPECT_EQ(count_ops(s, Op::out_bcast), 1);
@@ -372,8 +373,9 @@ TEST(Schedule, MlaExchangesValueSpacePartials) {
   // GQA has no up-projection step: its partials are already head_dim wide.
   const ModelSpec g = load_model("llama-3.1-405b");
   const auto gl = make_layout(LayoutKind::helix, 64, g, LayerKind::dense, B, r);
-  EXPECT_EQ(count_ops(build_schedule(g, rank_shard(g, LayerKind::dense, gl, 0), B, S).steps, Op::v_up),
-            0);
+  EXPECT_EQ(
+      count_ops(build_schedule(g, rank_shard(g, LayerKind::dense, gl, 0), B, S).steps, Op::v_up),
+      0);
 }
 
 TEST(Schedule, HopbChunksCoverTheBatch) {
