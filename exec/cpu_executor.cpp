@@ -81,60 +81,9 @@ bool CpuExecutor::get_routing(int32_t* experts) {
 void CpuExecutor::step(const Schedule& schedule, StepTiming* timing) {
   StepTiming t;
   const auto t_step = Clock::now();
-  const int64_t BH = int64_t(batch_) * m_.hidden;
   for (const Step& s : schedule.steps) {
     const auto t0 = Clock::now();
-    switch (s.op) {
-      case Op::attn_prologue:
-        prologue(schedule.position);
-        break;
-      case Op::kv_append:
-        kv_append(s.append_index);
-        break;
-      case Op::attention:
-        attention(s);
-        break;
-      case Op::v_up:
-        v_up(s.batch);
-        break;
-      case Op::a2a:
-        exchange(s, true);
-        break;
-      case Op::a2a_start:
-        exchange(s, false);
-        break;
-      case Op::a2a_wait:
-        wait_all(pending_);
-        pending_.clear();
-        break;
-      case Op::gather_partials:
-        gather_partials(s);
-        break;
-      case Op::combine:
-        combine(s);
-        break;
-      case Op::o_proj:
-        o_proj(s);
-        break;
-      case Op::o_allreduce:
-        groups_.get(s.group).all_reduce_sum(buf(Buffer::attn_out), size_t(BH));
-        break;
-      case Op::ffn_compute:
-        ffn_compute();
-        break;
-      case Op::ffn_allreduce:
-        groups_.get(s.group).all_reduce_sum(buf(Buffer::ffn_part), size_t(BH));
-        break;
-      case Op::ffn_allgather:
-        groups_.get(s.group).all_gather(buf(Buffer::ffn_part), size_t(BH), buf(Buffer::gathered));
-        break;
-      case Op::ffn_reduce:
-        ffn_reduce(s);
-        break;
-      case Op::out_bcast:
-        groups_.get(s.group).bcast(buf(Buffer::out), size_t(BH), 0);
-        break;
-    }
+    run_step(s, schedule);
     t.phase_us[static_cast<int>(s.phase)] += us_since(t0);
   }
   HELIX_CHECK(pending_.empty(), "schedule left a non-blocking exchange pending");
@@ -186,7 +135,7 @@ void CpuExecutor::prologue(int64_t pos) {
   }
 }
 
-void CpuExecutor::kv_append(int64_t li) {
+void CpuExecutor::kv_append(int64_t li, int64_t) {
   if (li < 0) return;  // another KVP rank owns the position
   HELIX_CHECK(li < cache_.capacity, "KV cache full: local index " + std::to_string(li));
   const size_t row_bytes = size_t(cache_.width) * sizeof(float);
@@ -286,7 +235,8 @@ void CpuExecutor::pack(const Step& s) {
   }
 }
 
-void CpuExecutor::exchange(const Step& s, bool blocking) {
+void CpuExecutor::exchange(const Step& s) {
+  const bool blocking = s.op != Op::a2a_start;
   const Exchange& x = s.exchange;
   pack(s);
   const float* send = buf(Buffer::send) + x.send_offset;
@@ -298,6 +248,23 @@ void CpuExecutor::exchange(const Step& s, bool blocking) {
   else
     pending_.push_back(c.iall_to_all_v(send, to_int(x.send_counts), to_int(x.send_displs), recv,
                                        to_int(x.recv_counts), to_int(x.recv_displs)));
+}
+
+void CpuExecutor::exchange_wait() {
+  wait_all(pending_);
+  pending_.clear();
+}
+
+void CpuExecutor::all_reduce(const Step& s, Buffer b) {
+  groups_.get(s.group).all_reduce_sum(buf(b), size_t(batch_) * size_t(m_.hidden));
+}
+
+void CpuExecutor::all_gather(const Step& s, Buffer from, Buffer to) {
+  groups_.get(s.group).all_gather(buf(from), size_t(batch_) * size_t(m_.hidden), buf(to));
+}
+
+void CpuExecutor::broadcast(const Step& s, Buffer b) {
+  groups_.get(s.group).bcast(buf(b), size_t(batch_) * size_t(m_.hidden), 0);
 }
 
 void CpuExecutor::gather_partials(const Step& s) {

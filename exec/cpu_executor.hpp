@@ -25,7 +25,7 @@ struct CpuScratch {
 };
 CpuScratch cpu_scratch(const ModelSpec& model, const RankShard& shard, int batch);
 
-class CpuExecutor final : public LayerExecutor {
+class CpuExecutor final : public LayerExecutor, StepInterpreter {
  public:
   // Holds the weights of `shard` and a KV cache for positions [0, max_positions) filled up to
   // seq_len; buffers as activation_buffers(model, shard, batch).
@@ -43,17 +43,22 @@ class CpuExecutor final : public LayerExecutor {
 
  private:
   float* buf(Buffer b) { return bufs_[size_t(b)].data(); }
-  void prologue(int64_t pos);
-  void kv_append(int64_t index);
-  void attention(const Step& s);
-  void v_up(Range batch);
   void pack(const Step& s);
-  void exchange(const Step& s, bool blocking);
-  void gather_partials(const Step& s);
-  void combine(const Step& s);
-  void o_proj(const Step& s);
-  void ffn_compute();
-  void ffn_reduce(const Step& s);
+  // StepInterpreter
+  void prologue(int64_t pos) override;
+  void kv_append(int64_t index, int64_t pos) override;
+  void attention(const Step& s) override;
+  void v_up(Range batch) override;
+  void exchange(const Step& s) override;
+  void exchange_wait() override;
+  void gather_partials(const Step& s) override;
+  void combine(const Step& s) override;
+  void o_proj(const Step& s) override;
+  void ffn_compute() override;
+  void ffn_reduce(const Step& s) override;
+  void all_reduce(const Step& s, Buffer b) override;
+  void all_gather(const Step& s, Buffer from, Buffer to) override;
+  void broadcast(const Step& s, Buffer b) override;
 
   const ModelSpec& m_;
   RankShard shard_;

@@ -112,69 +112,35 @@ void CudaExecutor::run(const Schedule& schedule, bool timed) {
       ready_[i].wait_on(st);
     }
     if (timed) begin_[i].record(st);
-    exec(s, schedule, st);
+    stream_ = st;
+    run_step(s, schedule);
     if (timed) end_[i].record(st);
   }
   step1_.record(s_compute_);
   step1_.synchronize();
 }
 
-void CudaExecutor::exec(const Step& s, const Schedule& schedule, cudaStream_t st) {
-  const int64_t BH = int64_t(batch_) * m_.hidden;
-  switch (s.op) {
-    case Op::attn_prologue:
-      prologue(schedule.position);
-      break;
-    case Op::kv_append:
-      kv_append(s.append_index, schedule.position);
-      break;
-    case Op::attention:
-      attention(s);
-      break;
-    case Op::v_up:
-      v_up(s.batch);
-      break;
-    case Op::a2a:
-    case Op::a2a_start:
-      exchange(s, st);
-      break;
-    case Op::a2a_wait:  // the compute stream waits for every exchange enqueued on the other
-      join_.record(s_comm_);
-      join_.wait_on(s_compute_);
-      break;
-    case Op::gather_partials:
-      gather_partials(s, st);
-      break;
-    case Op::combine:
-      combine(s);
-      break;
-    case Op::o_proj:
-      o_proj(s);
-      break;
-    case Op::o_allreduce:
-      groups_->get(s.group).all_reduce_sum(f32(Buffer::attn_out), BH, st);
-      break;
-    case Op::ffn_compute:
-      ffn_compute();
-      break;
-    case Op::ffn_allreduce:
-      groups_->get(s.group).all_reduce_sum(f32(Buffer::ffn_part), BH, st);
-      break;
-    case Op::ffn_allgather:
-      groups_->get(s.group).all_gather(f32(Buffer::ffn_part), BH, f32(Buffer::gathered), st);
-      break;
-    case Op::ffn_reduce:
-      ffn_reduce(s);
-      break;
-    case Op::out_bcast:
-      groups_->get(s.group).bcast(f32(Buffer::out), BH, 0, st);
-      break;
-  }
+void CudaExecutor::exchange_wait() {  // the compute stream waits for the other stream's exchanges
+  join_.record(s_comm_);
+  join_.wait_on(s_compute_);
+}
+
+void CudaExecutor::all_reduce(const Step& s, Buffer b) {
+  groups_->get(s.group).all_reduce_sum(f32(b), int64_t(batch_) * m_.hidden, stream_);
+}
+
+void CudaExecutor::all_gather(const Step& s, Buffer from, Buffer to) {
+  groups_->get(s.group).all_gather(f32(from), int64_t(batch_) * m_.hidden, f32(to), stream_);
+}
+
+void CudaExecutor::broadcast(const Step& s, Buffer b) {
+  groups_->get(s.group).bcast(f32(b), int64_t(batch_) * m_.hidden, 0, stream_);
 }
 
 // The step's exchange layout, read from its input buffer and part_lse: from send_offset, for each
 // peer in group order, the O block [chunk, heads of the peer, dim] then the LSE block.
-void CudaExecutor::pack(const Step& s, cudaStream_t st) {
+void CudaExecutor::pack(const Step& s) {
+  cudaStream_t st = stream_;
   const Exchange& x = s.exchange;
   const int64_t D = x.dim, qh = shard_.q_heads.size(), nb = s.batch.size();
   const float* part = f32(s.input);
@@ -195,19 +161,19 @@ void CudaExecutor::pack(const Step& s, cudaStream_t st) {
   }
 }
 
-void CudaExecutor::exchange(const Step& s, cudaStream_t st) {
+void CudaExecutor::exchange(const Step& s) {
   const Exchange& x = s.exchange;
-  pack(s, st);
+  pack(s);
   groups_->get(s.group).all_to_all_v(f32(Buffer::send) + x.send_offset, x.send_counts,
                                      x.send_displs, f32(Buffer::recv) + x.recv_offset,
-                                     x.recv_counts, x.recv_displs, st);
+                                     x.recv_counts, x.recv_displs, stream_);
 }
 
-void CudaExecutor::gather_partials(const Step& s, cudaStream_t st) {
+void CudaExecutor::gather_partials(const Step& s) {
   const Exchange& x = s.exchange;
-  pack(s, st);
+  pack(s);
   groups_->get(s.group).gather(f32(Buffer::send) + x.send_offset, x.send_counts[0],
-                               f32(Buffer::recv) + x.recv_offset, x.root, st);
+                               f32(Buffer::recv) + x.recv_offset, x.root, stream_);
 }
 
 // Each block of received partials combined in place into the bf16 projection input (HOP-B: one

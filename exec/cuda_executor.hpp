@@ -30,7 +30,7 @@ namespace helix {
 
 using DeviceGroups = GroupComms<DeviceComm>;
 
-class CudaExecutor final : public LayerExecutor {
+class CudaExecutor final : public LayerExecutor, StepInterpreter {
  public:
   CudaExecutor(const ModelSpec& model, const RankShard& shard, std::shared_ptr<DeviceGroups> groups,
                int batch, int64_t seq_len, int64_t max_positions, uint64_t seed);
@@ -55,22 +55,26 @@ class CudaExecutor final : public LayerExecutor {
   }
   // Enqueues the schedule once (timed: events around every step) and waits for it.
   void run(const Schedule& schedule, bool timed);
-  void exec(const Step& s, const Schedule& schedule, cudaStream_t stream);
   cudaStream_t stream_of(const Step& s) const;
-
-  // Steps (exec/cuda_layer_ops.cpp: the per-rank compute; exec/cuda_executor.cpp: the exchange).
-  void prologue(int64_t pos);
-  void kv_append(int64_t index, int64_t pos);
-  void attention(const Step& s);
-  void v_up(Range batch);
-  void pack(const Step& s, cudaStream_t stream);
-  void exchange(const Step& s, cudaStream_t stream);
-  void gather_partials(const Step& s, cudaStream_t stream);
-  void combine(const Step& s);
-  void o_proj(const Step& s);
-  void ffn_compute();
+  void pack(const Step& s);
   void ffn_experts();
-  void ffn_reduce(const Step& s);
+
+  // StepInterpreter (exec/cuda_layer_ops.cpp: the per-rank compute; exec/cuda_executor.cpp: the
+  // exchange and the collectives, on stream_, the stream of the step being run).
+  void prologue(int64_t pos) override;
+  void kv_append(int64_t index, int64_t pos) override;
+  void attention(const Step& s) override;
+  void v_up(Range batch) override;
+  void exchange(const Step& s) override;
+  void exchange_wait() override;
+  void gather_partials(const Step& s) override;
+  void combine(const Step& s) override;
+  void o_proj(const Step& s) override;
+  void ffn_compute() override;
+  void ffn_reduce(const Step& s) override;
+  void all_reduce(const Step& s, Buffer b) override;
+  void all_gather(const Step& s, Buffer from, Buffer to) override;
+  void broadcast(const Step& s, Buffer b) override;
 
   const ModelSpec& m_;
   RankShard shard_;
@@ -79,6 +83,7 @@ class CudaExecutor final : public LayerExecutor {
   int64_t qk_dim_, out_dim_, val_dim_;  // query, attention output, exchanged widths
 
   cudaStream_t s_compute_ = nullptr, s_comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // the stream of the step being run
   std::unique_ptr<cuda::Gemm> gemm_;
   DeviceWeights weights_;
   DeviceCache cache_;

@@ -46,4 +46,31 @@ class LayerExecutor {
   virtual int64_t kv_bytes() const = 0;
 };
 
+// The ops of a schedule as an executor implements them, and the one mapping from a step to its op
+// (run_step). An executor interprets a schedule by calling run_step for each step in order; what
+// the step covers (requests, exchange layout, combine blocks, input buffers) is in the step.
+class StepInterpreter {
+ public:
+  virtual ~StepInterpreter() = default;
+
+ protected:
+  void run_step(const Step& s, const Schedule& schedule);
+
+  virtual void prologue(int64_t pos) = 0;                  // attn_prologue
+  virtual void kv_append(int64_t index, int64_t pos) = 0;  // index -1: another rank's token
+  virtual void attention(const Step& s) = 0;
+  virtual void v_up(Range batch) = 0;
+  virtual void exchange(const Step& s) = 0;  // a2a (blocking) and a2a_start (non-blocking)
+  virtual void exchange_wait() = 0;          // a2a_wait: every non-blocking exchange done
+  virtual void gather_partials(const Step& s) = 0;
+  virtual void combine(const Step& s) = 0;
+  virtual void o_proj(const Step& s) = 0;
+  virtual void ffn_compute() = 0;
+  virtual void ffn_reduce(const Step& s) = 0;
+  // Collectives over the step's group on [batch, H] buffers.
+  virtual void all_reduce(const Step& s, Buffer b) = 0;
+  virtual void all_gather(const Step& s, Buffer from, Buffer to) = 0;
+  virtual void broadcast(const Step& s, Buffer b) = 0;
+};
+
 }  // namespace helix
