@@ -24,6 +24,15 @@ struct Operand {
   Elem elem = Elem::storage;
 };
 
+// What a check against the CPU reference compares: the operands that hold the case's results
+// (the first compared relatively, max |a - b| / max |b|; the others absolutely, e.g. LSE), their
+// tolerances, and the shape checked in words.
+struct CheckSpec {
+  std::vector<size_t> outputs;
+  double out_tol = 0, lse_tol = 0;
+  std::string shape;
+};
+
 // Outcome of a check against the CPU reference.
 struct VerifyResult {
   bool ok = true;
@@ -32,9 +41,6 @@ struct VerifyResult {
   double out_tol = 0, lse_tol = 0;
   std::string detail;  // one line: shape checked, errors and tolerances
 };
-
-// Raw bytes of every operand of one launch, on the host (inputs before it, results after it).
-using HostOperands = std::vector<std::vector<unsigned char>>;
 
 class KernelCase {
  public:
@@ -54,14 +60,13 @@ class KernelCase {
   // Whether timed launches rotate over operand sets larger than the caches (not the ceiling).
   virtual bool rotates() const { return true; }
 
-  // The CPU-reference check (kernels without one: small() is null). small(): the case the check
-  // runs (the same head shape, fewer tokens or rows); verify_key(): shared by the cases that reduce
-  // to the same small case; check(): compares the backend's results with the reference on the
-  // very same inputs.
+  // The check against the CPU reference (kernels without one: small() is null): the same case
+  // launched on the CPU backend (fp32 reference kernels) on the very same inputs, widened to fp32.
+  // small(): the case the check runs (the same head shape, fewer tokens or rows); verify_key():
+  // shared by the cases that reduce to the same small case; check_spec(): what is compared.
   virtual std::unique_ptr<KernelCase> small() const { return nullptr; }
   virtual std::string verify_key() const { return name; }
-  virtual VerifyResult check(const HostOperands& inputs, const HostOperands& results,
-                             int64_t storage_bytes) const;
+  virtual CheckSpec check_spec(int64_t storage_bytes) const;
 };
 using CasePtr = std::shared_ptr<const KernelCase>;
 

@@ -13,8 +13,8 @@ PreparedKernel::PreparedKernel(MicroBackend& backend, const KernelCase& c, int64
   const std::vector<Operand> ops = c.operands(backend);
   int64_t set_bytes = 0;
   for (const Operand& o : ops) set_bytes += o.bytes;
-  // Enough sets that one cycle touches rotate_bytes (a launch touches the case's bytes, which can be
-  // much less than its operands, e.g. a KV append), at most 64 sets and 8 x rotate_bytes.
+  // Enough sets that one cycle touches rotate_bytes (a launch touches the case's bytes, which can
+  // be much less than its operands, e.g. a KV append), at most 64 sets and 8 x rotate_bytes.
   const int64_t touched = std::max<int64_t>(1, int64_t(c.bytes(backend.storage_bytes())));
   int64_t n = 1;
   if (rotate_bytes > 0 && set_bytes > 0) {

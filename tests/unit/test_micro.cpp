@@ -255,6 +255,73 @@ TEST(MicroVerify, CpuBackendMatchesItsReference) {
   EXPECT_GT(checked, 1);
 }
 
+// The CPU backend with one kernel off by a little: its LSE combine adds 0.01 to every output.
+class SkewedCombine final : public MicroBackend {
+ public:
+  SkewedCombine() : cpu_(make_cpu_micro_backend()) {}
+  std::string name() const override { return "skewed"; }
+  std::string device_description() const override { return "cpu"; }
+  std::string storage_dtype() const override { return cpu_->storage_dtype(); }
+  int64_t storage_bytes() const override { return cpu_->storage_bytes(); }
+  int64_t memory_bytes() const override { return cpu_->memory_bytes(); }
+  int64_t cache_bytes() const override { return cpu_->cache_bytes(); }
+  std::unique_ptr<Buffer> allocate(int64_t bytes) override { return cpu_->allocate(bytes); }
+  void upload(Buffer& d, const void* h, int64_t n) override { cpu_->upload(d, h, n); }
+  void download(const Buffer& s, void* h, int64_t n) override { cpu_->download(s, h, n); }
+  void fill_random(Buffer& b, Elem e, uint64_t seed) override { cpu_->fill_random(b, e, seed); }
+  void synchronize() override {}
+  double time_us(const std::function<void()>& f) override { return cpu_->time_us(f); }
+  void stream_read(const void* b, int64_t n, float* s) override { cpu_->stream_read(b, n, s); }
+  void attention_gqa(const GqaDecodeShape& s, const void* q, const void* k, const void* v,
+                     float* out, float* lse) override {
+    cpu_->attention_gqa(s, q, k, v, out, lse);
+  }
+  void attention_mla(const MlaDecodeShape& s, const void* q, const void* kv, float* out,
+                     float* lse) override {
+    cpu_->attention_mla(s, q, kv, out, lse);
+  }
+  void lse_combine(const CombineShape& s, const float* o, const float* lse, float* out,
+                   float* lse_out) override {
+    cpu_->lse_combine(s, o, lse, out, lse_out);
+    for (int64_t i = 0; i < s.rows * s.dim; ++i) out[i] += 0.01f;
+  }
+  void gemm(const GemmShape& s, const void* x, const void* w, void* y) override {
+    cpu_->gemm(s, x, w, y);
+  }
+  int64_t moe_scratch_bytes(const MoeShape& s) const override { return cpu_->moe_scratch_bytes(s); }
+  void moe_experts(const MoeShape& s, const void* x, const void* g, const void* u, const void* d,
+                   void* out, void* scratch) override {
+    cpu_->moe_experts(s, x, g, u, d, out, scratch);
+  }
+  void kv_append(const KvAppendShape& s, const void* n, void* c) override {
+    cpu_->kv_append(s, n, c);
+  }
+  void kv_pack(const KvPackShape& s, const void* src, void* dst) override {
+    cpu_->kv_pack(s, src, dst);
+  }
+
+ private:
+  std::unique_ptr<MicroBackend> cpu_;
+};
+
+TEST(MicroVerify, CatchesAKernelThatMissesItsReference) {
+  SkewedCombine b;
+  CaseOptions o;
+  o.models = {"tiny-gqa"};
+  int combines = 0;
+  for (const auto& c : make_kernel_cases(o)) {
+    if (!verifiable(*c)) continue;
+    const VerifyResult r = verify_case(b, *c, 7);
+    if (std::string(c->kernel()) == "lse_combine") {
+      EXPECT_FALSE(r.ok) << c->name << ": " << r.detail;
+      ++combines;
+    } else {
+      EXPECT_TRUE(r.ok) << c->name << ": " << r.detail;
+    }
+  }
+  EXPECT_GT(combines, 0);
+}
+
 HardwareProfile sample_profile() {
   HardwareProfile p;
   p.name = "test-node";
