@@ -24,15 +24,6 @@ double us_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
 }
 
-std::vector<int> to_int(const std::vector<int64_t>& v) {
-  std::vector<int> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    HELIX_CHECK(v[i] <= INT32_MAX, "MPI exchange larger than 2^31 elements");
-    out[i] = int(v[i]);
-  }
-  return out;
-}
-
 }  // namespace
 
 CpuScratch cpu_scratch(const ModelSpec& m, const RankShard& r, int batch) {
@@ -243,11 +234,11 @@ void CpuExecutor::exchange(const Step& s) {
   float* recv = buf(Buffer::recv) + x.recv_offset;
   const MpiComm& c = groups_.get(s.group);
   if (blocking)
-    c.all_to_all_v(send, to_int(x.send_counts), to_int(x.send_displs), recv, to_int(x.recv_counts),
-                   to_int(x.recv_displs));
+    c.all_to_all_v(send, mpi_counts(x.send_counts), mpi_counts(x.send_displs), recv,
+                   mpi_counts(x.recv_counts), mpi_counts(x.recv_displs));
   else
-    pending_.push_back(c.iall_to_all_v(send, to_int(x.send_counts), to_int(x.send_displs), recv,
-                                       to_int(x.recv_counts), to_int(x.recv_displs)));
+    pending_.push_back(c.iall_to_all_v(send, mpi_counts(x.send_counts), mpi_counts(x.send_displs),
+                                       recv, mpi_counts(x.recv_counts), mpi_counts(x.recv_displs)));
 }
 
 void CpuExecutor::exchange_wait() {

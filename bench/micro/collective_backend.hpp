@@ -29,7 +29,7 @@ inline int64_t elem_bytes(DType t) {
   return int64_t(dtype_bytes(t));
 }
 
-class CollectiveBackend {
+class CollectiveBackend : public virtual MemorySpace {
  public:
   virtual ~CollectiveBackend() = default;
 
@@ -41,9 +41,6 @@ class CollectiveBackend {
   virtual bool link_representative() const = 0;
   virtual bool supports(DType t) const = 0;
 
-  virtual std::unique_ptr<Buffer> allocate(int64_t bytes) = 0;
-  virtual void upload(Buffer& dst, const void* host, int64_t bytes) = 0;
-  virtual void download(const Buffer& src, void* host, int64_t bytes) = 0;
   // Host barrier of every rank of the group (never inside a timed region).
   virtual void barrier() = 0;
   // Microseconds one call of `launch` takes, completion included.

@@ -33,6 +33,18 @@ HostBuffer::~HostBuffer() {
   std::free(ptr_);
 }
 
+std::unique_ptr<Buffer> HostMemory::allocate(int64_t bytes) {
+  return std::make_unique<HostBuffer>(bytes);
+}
+
+void HostMemory::upload(Buffer& dst, const void* host, int64_t bytes) {
+  std::memcpy(dst.data(), host, size_t(bytes));
+}
+
+void HostMemory::download(const Buffer& src, void* host, int64_t bytes) {
+  std::memcpy(host, src.data(), size_t(bytes));
+}
+
 namespace {
 
 // Size of the last-level cache from sysfs (index3 = L3 on x86; the highest index present).
@@ -58,7 +70,7 @@ float* f32(void* p) {
   return static_cast<float*>(p);
 }
 
-class CpuMicroBackend final : public MicroBackend {
+class CpuMicroBackend final : public MicroBackend, public HostMemory {
  public:
   std::string name() const override { return "cpu"; }
   std::string device_description() const override { return "cpu"; }
@@ -68,16 +80,6 @@ class CpuMicroBackend final : public MicroBackend {
     return int64_t(sysconf(_SC_PHYS_PAGES)) * int64_t(sysconf(_SC_PAGESIZE));
   }
   int64_t cache_bytes() const override { return llc_; }
-
-  std::unique_ptr<Buffer> allocate(int64_t bytes) override {
-    return std::make_unique<HostBuffer>(bytes);
-  }
-  void upload(Buffer& dst, const void* host, int64_t bytes) override {
-    std::memcpy(dst.data(), host, size_t(bytes));
-  }
-  void download(const Buffer& src, void* host, int64_t bytes) override {
-    std::memcpy(host, src.data(), size_t(bytes));
-  }
 
   void fill_random(Buffer& buf, Elem, uint64_t seed) override {
     float* p = f32(buf.data());

@@ -36,10 +36,12 @@ using cuda::bf16;
 
 constexpr int64_t kHoldNs = 50000;  // 50 us: more than the host needs to enqueue one launch
 
+constexpr const char* kWho = "helix-micro (cuda)";
+constexpr const char* kHint =
+    "use fewer ranks per GPU, a smaller --stream-bytes, or --max-kv-bytes / --max-weight-bytes";
+
 std::unique_ptr<GpuBuffer> cuda_buffer(int64_t bytes) {
-  return std::make_unique<GpuBuffer>(bytes, "helix-micro (cuda)",
-                                     "use fewer ranks per GPU, a smaller --stream-bytes, or "
-                                     "--max-kv-bytes / --max-weight-bytes");
+  return std::make_unique<GpuBuffer>(bytes, kWho, kHint);
 }
 
 // Byte offsets of the MoE scratch: gate and up outputs (fp32), the activation (bf16), each
@@ -58,9 +60,9 @@ MoeScratch moe_scratch(const MoeShape& s) {
   return m;
 }
 
-class CudaMicroBackend final : public MicroBackend {
+class CudaMicroBackend final : public MicroBackend, public DeviceMemory {
  public:
-  CudaMicroBackend() {
+  CudaMicroBackend() : DeviceMemory(kWho, kHint) {
     cuda::check_attention_variant_env();
     int init = 0;
     HELIX_MPI_CHECK(MPI_Initialized(&init));
@@ -83,6 +85,7 @@ class CudaMicroBackend final : public MicroBackend {
                      ? " (GPU shared with other ranks of this node: kernel timings interfere)"
                      : "");
     HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    copy_stream_ = stream_;
     gemm_ = std::make_unique<cuda::Gemm>();
   }
 
@@ -103,20 +106,6 @@ class CudaMicroBackend final : public MicroBackend {
   int64_t storage_bytes() const override { return 2; }
   int64_t memory_bytes() const override { return memory_; }
   int64_t cache_bytes() const override { return l2_; }
-
-  std::unique_ptr<Buffer> allocate(int64_t bytes) override { return cuda_buffer(bytes); }
-  void upload(Buffer& dst, const void* host, int64_t bytes) override {
-    HELIX_CHECK(bytes <= dst.bytes(), "upload larger than the buffer");
-    HELIX_CUDA_CHECK(
-        cudaMemcpyAsync(dst.data(), host, size_t(bytes), cudaMemcpyHostToDevice, stream_));
-    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-  void download(const Buffer& src, void* host, int64_t bytes) override {
-    HELIX_CHECK(bytes <= src.bytes(), "download larger than the buffer");
-    HELIX_CUDA_CHECK(
-        cudaMemcpyAsync(host, src.data(), size_t(bytes), cudaMemcpyDeviceToHost, stream_));
-    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
 
   // Counter-based fills of kernels/rng.hpp: uniform in [-1, 1), never zeros.
   void fill_random(Buffer& buf, Elem elem, uint64_t seed) override {

@@ -26,7 +26,24 @@ class Buffer {
   virtual int64_t bytes() const = 0;
 };
 
+// Where a backend's buffers live: allocation, and the copies to and from the host the checks use
+// (synchronous; never timed). The kernel and collective backends share it.
+class MemorySpace {
+ public:
+  virtual ~MemorySpace() = default;
+  virtual std::unique_ptr<Buffer> allocate(int64_t bytes) = 0;
+  virtual void upload(Buffer& dst, const void* host, int64_t bytes) = 0;
+  virtual void download(const Buffer& src, void* host, int64_t bytes) = 0;
+};
+
 // Host memory, 64-byte aligned (the CPU kernel and MPI collective backends).
+class HostMemory : public virtual MemorySpace {
+ public:
+  std::unique_ptr<Buffer> allocate(int64_t bytes) override;
+  void upload(Buffer& dst, const void* host, int64_t bytes) override;
+  void download(const Buffer& src, void* host, int64_t bytes) override;
+};
+
 class HostBuffer final : public Buffer {
  public:
   explicit HostBuffer(int64_t bytes);
@@ -98,7 +115,7 @@ struct KvPackShape {
   int64_t blocks = 1, block_bytes = 16;
 };
 
-class MicroBackend {
+class MicroBackend : public virtual MemorySpace {
  public:
   virtual ~MicroBackend() = default;
 
@@ -117,10 +134,6 @@ class MicroBackend {
   virtual int64_t memory_bytes() const = 0;
   virtual int64_t cache_bytes() const = 0;
 
-  virtual std::unique_ptr<Buffer> allocate(int64_t bytes) = 0;
-  // Copies between host memory and a buffer (synchronous; the verification only, never timed).
-  virtual void upload(Buffer& dst, const void* host, int64_t bytes) = 0;
-  virtual void download(const Buffer& src, void* host, int64_t bytes) = 0;
   // Uniform values in [-1, 1) (never all zeros), keyed by `seed`, as `elem` elements.
   virtual void fill_random(Buffer& buf, Elem elem, uint64_t seed) = 0;
   // Waits for every launched kernel.

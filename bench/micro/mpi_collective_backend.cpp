@@ -36,7 +36,7 @@ int icount(int64_t count) {
   return int(count);
 }
 
-class MpiCollectives final : public CollectiveBackend {
+class MpiCollectives final : public CollectiveBackend, public HostMemory {
  public:
   explicit MpiCollectives(MPI_Comm comm) {
     HELIX_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
@@ -54,15 +54,6 @@ class MpiCollectives final : public CollectiveBackend {
   bool link_representative() const override { return false; }
   bool supports(DType t) const override { return t != DType::bf16; }
 
-  std::unique_ptr<Buffer> allocate(int64_t bytes) override {
-    return std::make_unique<HostBuffer>(bytes);
-  }
-  void upload(Buffer& dst, const void* host, int64_t bytes) override {
-    std::memcpy(dst.data(), host, size_t(bytes));
-  }
-  void download(const Buffer& src, void* host, int64_t bytes) override {
-    std::memcpy(host, src.data(), size_t(bytes));
-  }
   void barrier() override { HELIX_MPI_CHECK(MPI_Barrier(comm_)); }
   double time_us(const std::function<void()>& launch) override {
     const auto t0 = std::chrono::steady_clock::now();

@@ -28,11 +28,13 @@ namespace helix::micro {
 
 namespace {
 
-class NcclCollectives final : public CollectiveBackend {
+class NcclCollectives final : public CollectiveBackend, public DeviceMemory {
  public:
-  explicit NcclCollectives(MPI_Comm comm) : comm_(NcclComm::create(comm)) {
+  explicit NcclCollectives(MPI_Comm comm)
+      : DeviceMemory("helix-micro (nccl)", "lower --max-bytes"), comm_(NcclComm::create(comm)) {
     HELIX_MPI_CHECK(MPI_Comm_dup(comm, &mpi_));
     HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    copy_stream_ = stream_;
   }
   ~NcclCollectives() override {
     cudaStreamSynchronize(stream_);
@@ -49,19 +51,6 @@ class NcclCollectives final : public CollectiveBackend {
   bool link_representative() const override { return true; }
   bool supports(DType) const override { return true; }
 
-  std::unique_ptr<Buffer> allocate(int64_t bytes) override {
-    return std::make_unique<GpuBuffer>(bytes, "helix-micro (nccl)", "lower --max-bytes");
-  }
-  void upload(Buffer& dst, const void* host, int64_t bytes) override {
-    HELIX_CUDA_CHECK(
-        cudaMemcpyAsync(dst.data(), host, size_t(bytes), cudaMemcpyHostToDevice, stream_));
-    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-  void download(const Buffer& src, void* host, int64_t bytes) override {
-    HELIX_CUDA_CHECK(
-        cudaMemcpyAsync(host, src.data(), size_t(bytes), cudaMemcpyDeviceToHost, stream_));
-    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
   void barrier() override { HELIX_MPI_CHECK(MPI_Barrier(mpi_)); }
 
   double time_us(const std::function<void()>& launch) override {
