@@ -4,9 +4,7 @@
 
 namespace helix {
 
-const char* const kExposedCommDefinition =
-    "step_us minus the sum of the compute phases (phases whose phase_is_comm is 0), at least 0: "
-    "the time this rank's step spent outside its compute steps";
+const char* const kExposedCommDefinition = "step_minus_compute";
 
 double exposed_comm_us(const std::array<double, kNumPhases>& phase_us, double step_us) {
   double compute_us = 0;

@@ -24,7 +24,10 @@ struct StepTiming {
 // the GPU it includes the slowdown a concurrent collective causes to no compute step (that shows
 // in the compute phases instead).
 double exposed_comm_us(const std::array<double, kNumPhases>& phase_us, double step_us);
-// The definition above in words, as the trace records it (run attribute exposed_comm_definition).
+// The name of the definition above, as the trace records it (run attribute
+// exposed_comm_definition): "step_minus_compute". Traces written before the attribute existed
+// used other definitions on the GPU (results/README.md); helix-compare never compares exposed
+// communication across definitions.
 extern const char* const kExposedCommDefinition;
 
 class LayerExecutor {
