@@ -198,11 +198,11 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   const bool verify = !o.no_verify && backend->can_verify();
   check_output_path(o.out, world);
 
-  RunEnvironment env =
-      collect_environment(world, argc, argv, o.exec.backend, backend->device_description());
-  env.cuda_version = backend->cuda_version();
-  env.nccl_version = backend->nccl_version();
   DecodeJobRecord job;
+  job.environment =
+      collect_environment(world, argc, argv, o.exec.backend, backend->device_description());
+  job.environment.cuda_version = backend->cuda_version();
+  job.environment.nccl_version = backend->nccl_version();
   job.model = m.name;
   job.model_source = m.source;
   job.layer = grid.layer;
@@ -265,7 +265,7 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   if (rank == 0) {
     print_decode_table(job);
     if (!o.out.empty()) {
-      write_decode_trace(o.out, env, job);
+      write_decode_trace(o.out, job);
       std::printf("trace: %s\n", o.out.c_str());
     }
     std::fflush(stdout);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/trace/metadata.hpp"
 #include "exec/decode_backend.hpp"
 #include "exec/reference.hpp"
 #include "layouts/layout.hpp"
@@ -58,6 +59,7 @@ struct RunRecord {
 };
 
 struct DecodeJobRecord {
+  RunEnvironment environment;  // the root attributes: versions, command line, hosts, devices
   std::string model, model_source;
   LayerKind layer = LayerKind::dense;
   int layout_ranks = 1;

@@ -4,6 +4,7 @@
 
 #include "bench/commands/cli_util.hpp"
 #include "bench/trace/h5.hpp"
+#include "bench/trace/metadata.hpp"
 #include "exec/executor.hpp"
 
 namespace helix {
@@ -109,10 +110,9 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
 
 }  // namespace
 
-void write_decode_trace(const std::string& path, const RunEnvironment& env,
-                        const DecodeJobRecord& job) {
+void write_decode_trace(const std::string& path, const DecodeJobRecord& job) {
   h5::File file(path);
-  write_root_attributes(file.id(), env, "decode");
+  write_root_attributes(file.id(), job.environment, "decode");
   {
     h5::Group g(file.id(), "/decode");
     h5::attr(g.id(), "model", job.model);

@@ -6,11 +6,9 @@
 #include <string>
 
 #include "bench/decode/record.hpp"
-#include "bench/trace/metadata.hpp"
 
 namespace helix {
 
-void write_decode_trace(const std::string& path, const RunEnvironment& env,
-                        const DecodeJobRecord& job);
+void write_decode_trace(const std::string& path, const DecodeJobRecord& job);
 
 }  // namespace helix
