@@ -10,6 +10,14 @@ CostModel::CostModel(const HardwareProfile& hw, const CostOptions& opt) : hw_(hw
   flops_per_us_ = hw_.flops_tflops_for(opt_.dtype) * 1e6;
 }
 
+CostModel collective_pricing(const HardwareProfile& hw) {
+  CostOptions o;
+  o.dtype = hw.flops_tflops.count(DType::bf16) || hw.flops_tflops.empty()
+                ? DType::bf16
+                : hw.flops_tflops.begin()->first;
+  return CostModel(hw, o);
+}
+
 double CostModel::compute_us(const Step& s) const {
   const Work& w = s.work;
   const double wb = dtype_bytes(opt_.dtype);

@@ -44,6 +44,10 @@ class CostModel {
   double mem_bw_bytes_per_us_ = 0, flops_per_us_ = 0;
 };
 
+// A cost model for pricing collectives (the emulated communicator): a compute dtype the profile
+// rates (bf16 when it does, else its first), which collective_us does not use.
+CostModel collective_pricing(const HardwareProfile& hw);
+
 // Start-to-end time of one rank's schedule given each step's duration: steps run in order, except
 // HOP-B's a2a_start, which runs on a communication stream (starting when both its chunk's
 // attention and the previous chunk's All-to-All are done) while later compute proceeds; a2a_wait

@@ -55,10 +55,6 @@ EmulatedComm::EmulatedComm(int rank, int size, CollectivePrice price,
                            std::shared_ptr<EmulationClock> clock)
     : rank_(rank), size_(size), price_(std::move(price)), clock_(std::move(clock)) {}
 
-double EmulatedComm::price_us(Collective c, int64_t elems) const {
-  return price_(c, size_, double(elems) * double(sizeof(float)));
-}
-
 void EmulatedComm::replicate(const float* src, int64_t count, float* dst,
                              const std::vector<int64_t>& offsets, cudaStream_t stream) {
   if (count <= 0 || offsets.empty()) return;
@@ -89,64 +85,59 @@ void EmulatedComm::all_to_all_v(const float* send, const std::vector<int64_t>& s
                                 cudaStream_t stream) {
   int64_t total = 0;
   for (int64_t c : sc) total += c;
-  const int token = clock_->begin(stream);
-  // Every peer's block for this rank: the one it sends itself, at the size each peer delivers.
-  const int64_t own = sc[size_t(rank_)];
-  std::vector<int64_t> same;  // destinations of blocks the size of its own
-  for (size_t j = 0; j < rc.size(); ++j) {
-    if (rc[j] == own)
-      same.push_back(rd[j]);
-    else if (rc[j] > 0)
-      replicate(send + sd[size_t(rank_)], std::min(rc[j], own), recv, {rd[j]}, stream);
-  }
-  replicate(send + sd[size_t(rank_)], own, recv, same, stream);
-  clock_->end(token, price_us(Collective::all_to_all, total), stream);
+  collective(Collective::all_to_all, total, stream, [&] {
+    // Every peer's block for this rank: the one it sends itself, at the size each peer delivers.
+    const int64_t own = sc[size_t(rank_)];
+    const float* mine = send + sd[size_t(rank_)];
+    std::vector<int64_t> same;  // destinations of blocks the size of its own
+    for (size_t j = 0; j < rc.size(); ++j) {
+      if (rc[j] == own)
+        same.push_back(rd[j]);
+      else if (rc[j] > 0)
+        replicate(mine, std::min(rc[j], own), recv, {rd[j]}, stream);
+    }
+    replicate(mine, own, recv, same, stream);
+  });
 }
 
 void EmulatedComm::all_reduce_sum(float*, int64_t count, cudaStream_t stream) {
-  const int token = clock_->begin(stream);
-  clock_->end(token, price_us(Collective::all_reduce, count), stream);
+  collective(Collective::all_reduce, count, stream, [] {});
 }
 
 void EmulatedComm::all_gather(const float* send, int64_t count, float* recv, cudaStream_t stream) {
-  const int token = clock_->begin(stream);
-  std::vector<int64_t> offsets;
-  for (int i = 0; i < size_; ++i) offsets.push_back(int64_t(i) * count);
-  replicate(send, count, recv, offsets, stream);
-  clock_->end(token, price_us(Collective::all_gather, int64_t(size_) * count), stream);
+  collective(Collective::all_gather, int64_t(size_) * count, stream, [&] {
+    std::vector<int64_t> offsets;
+    for (int i = 0; i < size_; ++i) offsets.push_back(int64_t(i) * count);
+    replicate(send, count, recv, offsets, stream);
+  });
 }
 
 void EmulatedComm::reduce_scatter_sum(const float* send, float* recv, int64_t count,
                                       cudaStream_t stream) {
-  const int token = clock_->begin(stream);
-  replicate(send + int64_t(rank_) * count, count, recv, {0}, stream);
-  clock_->end(token, price_us(Collective::reduce_scatter, int64_t(size_) * count), stream);
+  collective(Collective::reduce_scatter, int64_t(size_) * count, stream,
+             [&] { replicate(send + int64_t(rank_) * count, count, recv, {0}, stream); });
 }
 
 void EmulatedComm::gather(const float* send, int64_t count, float* recv, int root,
                           cudaStream_t stream) {
-  const int token = clock_->begin(stream);
-  if (rank_ == root) {
+  collective(Collective::gather, int64_t(size_) * count, stream, [&] {
+    if (rank_ != root) return;
     std::vector<int64_t> offsets;
     for (int i = 0; i < size_; ++i) offsets.push_back(int64_t(i) * count);
     replicate(send, count, recv, offsets, stream);
-  }
-  clock_->end(token, price_us(Collective::gather, int64_t(size_) * count), stream);
+  });
 }
 
 void EmulatedComm::bcast(float*, int64_t count, int, cudaStream_t stream) {
-  const int token = clock_->begin(stream);
-  clock_->end(token, price_us(Collective::broadcast, count), stream);
+  collective(Collective::broadcast, count, stream, [] {});
 }
 
 void EmulatedComm::send(const float*, int64_t count, int, cudaStream_t stream) {
-  const int token = clock_->begin(stream);
-  clock_->end(token, price_us(Collective::send_recv, count), stream);
+  collective(Collective::send_recv, count, stream, [] {});
 }
 
 void EmulatedComm::recv(float*, int64_t count, int, cudaStream_t stream) {
-  const int token = clock_->begin(stream);
-  clock_->end(token, price_us(Collective::send_recv, count), stream);
+  collective(Collective::send_recv, count, stream, [] {});
 }
 
 }  // namespace helix

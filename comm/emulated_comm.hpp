@@ -34,7 +34,8 @@ using CollectivePrice = std::function<double(Collective, int, double)>;
 // Realises priced durations on streams: a timestamp when the stream reaches the start of a
 // collective, and a wait until that timestamp plus the price. A stamp-and-hold pair cannot take
 // less than a floor (two kernel launches), measured once at construction; the holds are shortened
-// by it, so a collective takes max(price, floor + its copies).
+// by it, so a collective takes max(price, floor + its copies) (one priced at 0, a group of one,
+// takes only its copies).
 class EmulationClock {
  public:
   EmulationClock();
@@ -84,7 +85,20 @@ class EmulatedComm final : public DeviceComm {
   // destinations are consecutive blocks).
   static void replicate(const float* src, int64_t count, float* dst,
                         const std::vector<int64_t>& offsets, cudaStream_t stream);
-  double price_us(Collective c, int64_t elems) const;
+  // Runs `fill` (the receive buffers' copies) inside a collective of price(c, size, elems x 4)
+  // on `stream`: a stamp before, a hold until the price after. A collective priced at 0 (a group
+  // of one, or nothing to send) only fills.
+  template <class Fill>
+  void collective(Collective c, int64_t elems, cudaStream_t stream, Fill fill) {
+    const double us = price_(c, size_, double(elems) * double(sizeof(float)));
+    if (!(us > 0)) {
+      fill();
+      return;
+    }
+    const int token = clock_->begin(stream);
+    fill();
+    clock_->end(token, us, stream);
+  }
 
   int rank_ = 0, size_ = 1;
   CollectivePrice price_;

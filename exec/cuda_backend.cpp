@@ -69,7 +69,7 @@ class CudaBackend final : public DecodeBackend {
     emulate_rank_ = o.emulate_rank;
     if (emulate_ > 0) {
       hw_ = emulation_profile(o);
-      pricing_ = std::make_unique<CostModel>(hw_, CostOptions{});
+      pricing_ = std::make_unique<CostModel>(collective_pricing(hw_));
     }
     const GpuSelection gpu = select_gpu_by_local_rank(world.raw());
     HELIX_CUDA_CHECK(cudaFree(nullptr));  // create the context now

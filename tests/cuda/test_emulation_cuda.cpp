@@ -44,7 +44,7 @@ TEST_F(Gpu, HoldUntilWaitsFromTheStamp) {
 
 TEST_F(Gpu, EmulatedCollectiveTakesItsPriceFromTheCostModel) {
   const HardwareProfile hw = load_hardware("h200");
-  const CostModel cm(hw, CostOptions{});
+  const CostModel cm = collective_pricing(hw);
   auto clock = std::make_shared<EmulationClock>();
   EXPECT_GT(clock->floor_us(), 0.0);
   EXPECT_LT(clock->floor_us(), 50.0);

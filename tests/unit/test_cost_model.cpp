@@ -310,5 +310,18 @@ TEST(Reproduction, HelixPaperTable) {
   }
 }
 
+TEST(CostModel, CollectivePricingFromEveryProfile) {
+  // The emulation prices collectives from any profile, whatever compute dtypes it rates (h100-sxm
+  // and h200 have no fp4 rate).
+  for (const std::string& name : builtin_hardware_names()) {
+    const HardwareProfile hw = load_hardware(name);
+    const CostModel cm = collective_pricing(hw);
+    const double S = 64.0 * 1024 * 1024;
+    EXPECT_NEAR(cm.collective_us(Collective::all_to_all, 4, S, false),
+                hw.nvlink.latency_us + S * 0.75 / (hw.nvlink.bw_gbps * 1e3), 1e-6)
+        << name;
+  }
+}
+
 }  // namespace
 }  // namespace helix
