@@ -1,8 +1,8 @@
 // `helix-bench kv-transfer`: moves one request's KV cache from a TP prefill layout to a Helix
-// decode layout (the block moves of layouts/kv_transfer_moves.hpp) over the job's ranks, checks that every
-// block landed where the decode layout expects it, and reports the bandwidth. CPU backend: fp32
-// caches in host memory, MPI; CUDA backend: 16-bit caches in device memory, NCCL (MPI with host
-// staging when ranks share a GPU).
+// decode layout (the block moves of layouts/kv_transfer_moves.hpp) over the job's ranks, checks
+// that every block landed where the decode layout expects it, and reports the bandwidth. CPU
+// backend: fp32 caches in host memory, MPI; CUDA backend: 16-bit caches in device memory, NCCL (MPI
+// with host staging when ranks share a GPU).
 #pragma once
 
 #include <CLI/CLI.hpp>
