@@ -4,7 +4,7 @@
 #include <cstring>
 #include <regex>
 
-#include "bench/cli_util.hpp"
+#include "bench/commands/cli_util.hpp"
 #include "comm/error.hpp"
 
 namespace helix::micro {

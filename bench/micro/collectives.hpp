@@ -1,14 +1,7 @@
-// Collective micro-benchmarks in the nccl-tests conventions: sizes, bus-bandwidth factors, an exact
-// verification pattern with a count of wrong elements, and the timed measurement shared by
-// helix-micro and `helix-bench calibrate`.
-//
-//   collective      S (size_bytes)                  busbw factor
-//   all_reduce      bytes of the buffer             2 (n - 1) / n
-//   all_gather      bytes of the gathered output    (n - 1) / n
-//   reduce_scatter  bytes of the full input         (n - 1) / n
-//   all_to_all      bytes of one rank's send buffer (n - 1) / n
-//   send_recv       bytes sent                      1
-// algbw = S / t and busbw = algbw * factor, in decimal GB/s.
+// Collective micro-benchmarks in the nccl-tests conventions (sizes S and bus-bandwidth factors of
+// common/collective.hpp): an exact verification pattern with a count of wrong elements, and the
+// timed measurement shared by helix-micro and `helix-bench calibrate`.
+// algbw = S / t and busbw = algbw * busbw_factor, in decimal GB/s.
 #pragma once
 
 #include <mpi.h>
@@ -24,21 +17,20 @@
 
 namespace helix::micro {
 
-double busbw_factor(Coll c, int n);
 // Decimal GB/s of `size_bytes` moved in `time_us`.
 double algbw_gbps(double size_bytes, double time_us);
-double busbw_gbps(Coll c, int n, double size_bytes, double time_us);
+double busbw_gbps(Collective c, int n, double size_bytes, double time_us);
 
 // Elements passed as `count` to the backend call for a size S (rounded down so that every rank's
 // block is whole; 0 when S is below one element per rank).
-int64_t op_count_for_size(Coll c, int n, int64_t size_bytes, DType t);
+int64_t op_count_for_size(Collective c, int n, int64_t size_bytes, DType t);
 // S of a call with that `count` (the size actually measured).
-int64_t size_for_op_count(Coll c, int n, int64_t op_count, DType t);
+int64_t size_for_op_count(Collective c, int n, int64_t op_count, DType t);
 // Elements of the send and receive buffers (out of place) of a call.
-int64_t send_elems(Coll c, int n, int64_t op_count);
-int64_t recv_elems(Coll c, int n, int64_t op_count);
+int64_t send_elems(Collective c, int n, int64_t op_count);
+int64_t recv_elems(Collective c, int n, int64_t op_count);
 // Whether the collective has an in-place form here (all_reduce, all_gather, reduce_scatter).
-bool has_in_place(Coll c);
+bool has_in_place(Collective c);
 
 // Sizes min, min*factor, ... <= max (bytes).
 std::vector<int64_t> size_sweep(int64_t min_bytes, int64_t max_bytes, int64_t factor);
@@ -50,15 +42,16 @@ void encode(DType t, double v, void* host, int64_t index);
 double decode(DType t, const void* host, int64_t index);
 
 // This rank's send data (send_elems values) for a call.
-void fill_send_pattern(Coll c, DType t, int rank, int n, int64_t op_count, void* host_send);
+void fill_send_pattern(Collective c, DType t, int rank, int n, int64_t op_count, void* host_send);
 // Elements of this rank's result (recv_elems values) that differ from the exact expected value.
-int64_t count_wrong(Coll c, DType t, int rank, int n, int64_t op_count, const void* host_recv);
+int64_t count_wrong(Collective c, DType t, int rank, int n, int64_t op_count,
+                    const void* host_recv);
 
 // One collective call with its buffers allocated on the backend (in place or not); n-th rank
 // sends to rank + 1 and receives from rank - 1 for send_recv.
 class PreparedCollective {
  public:
-  PreparedCollective(CollectiveBackend& cb, Coll c, DType t, int64_t op_count, bool in_place);
+  PreparedCollective(CollectiveBackend& cb, Collective c, DType t, int64_t op_count, bool in_place);
   // Fresh pattern in, one call, result downloaded and compared: wrong elements on this rank.
   int64_t check();
   void launch();
@@ -68,19 +61,19 @@ class PreparedCollective {
   const void* send_ptr() const;
   void* recv_ptr();
   CollectiveBackend& cb_;
-  Coll c_;
+  Collective c_;
   DType t_;
   int64_t count_;
   bool in_place_;
-  std::unique_ptr<DeviceBuffer> a_, b_;
+  std::unique_ptr<Buffer> a_, b_;
 };
 
 // One timed iteration: barrier, this rank's time, maximum over the ranks of `comm`.
 double timed_iteration_us(const std::function<double()>& time_once, MPI_Comm comm);
 
 struct CollResult {
-  Coll coll = Coll::all_reduce;
-  DType dtype = DType::f32;
+  Collective coll = Collective::all_reduce;
+  DType dtype = DType::fp32;
   int group_size = 1;
   bool in_place = false;
   int64_t size_bytes = 0;       // S
@@ -95,11 +88,11 @@ void finish(CollResult& r);
 
 // Check, warm-up and `iters` timed iterations of one collective at size S. Collective over the
 // backend's ranks (`comm` holds the same ranks).
-CollResult measure_collective(CollectiveBackend& cb, MPI_Comm comm, Coll c, DType t,
+CollResult measure_collective(CollectiveBackend& cb, MPI_Comm comm, Collective c, DType t,
                               int64_t size_bytes, bool in_place, int warmup, int iters);
 
 // The nccl-tests style table: header, one row per size with out-of-place and in-place columns.
-void print_collective_header(std::FILE* f, Coll c, int n, const std::string& backend);
+void print_collective_header(std::FILE* f, Collective c, int n, const std::string& backend);
 void print_collective_row(std::FILE* f, const CollResult& out_of_place, const CollResult* in_place);
 
 }  // namespace helix::micro

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "bench/cli_util.hpp"
+#include "bench/commands/cli_util.hpp"
 #include "bench/micro/collectives.hpp"
 #include "comm/error.hpp"
 
@@ -11,19 +11,19 @@ namespace helix::micro {
 PreparedKernel::PreparedKernel(MicroBackend& backend, const KernelCase& c, int64_t rotate_bytes,
                                uint64_t seed)
     : backend_(backend), case_(c) {
-  const std::vector<Operand> ops = case_operands(c, backend);
+  const std::vector<Operand> ops = c.operands(backend);
   int64_t set_bytes = 0;
   for (const Operand& o : ops) set_bytes += o.bytes;
-  // Enough sets that one cycle touches rotate_bytes (a launch touches case_bytes, which can be
-  // much less than its operands, e.g. a KV append), at most 64 sets and 8 x rotate_bytes.
-  const int64_t touched = std::max<int64_t>(1, int64_t(case_bytes(c, backend.storage_bytes())));
+  // Enough sets that one cycle touches rotate_bytes (a launch touches the case's bytes, which can
+  // be much less than its operands, e.g. a KV append), at most 64 sets and 8 x rotate_bytes.
+  const int64_t touched = std::max<int64_t>(1, int64_t(c.bytes(backend.storage_bytes())));
   int64_t n = 1;
   if (rotate_bytes > 0 && set_bytes > 0) {
     n = std::clamp<int64_t>((rotate_bytes + touched - 1) / touched, 1, 64);
     n = std::max<int64_t>(1, std::min(n, 8 * rotate_bytes / set_bytes));
   }
   for (int64_t s = 0; s < n; ++s) {
-    std::vector<std::unique_ptr<DeviceBuffer>> bufs;
+    std::vector<std::unique_ptr<Buffer>> bufs;
     std::vector<void*> ptrs;
     for (size_t i = 0; i < ops.size(); ++i) {
       bufs.push_back(backend.allocate(ops[i].bytes));
@@ -33,12 +33,12 @@ PreparedKernel::PreparedKernel(MicroBackend& backend, const KernelCase& c, int64
     sets_.push_back(std::move(bufs));
     ptrs_.push_back(std::move(ptrs));
   }
-  launch_case(backend, c, ptrs_[0]);
+  c.launch(backend, ptrs_[0]);
   backend.synchronize();
 }
 
 void PreparedKernel::launch() {
-  launch_case(backend_, case_, ptrs_[next_]);
+  case_.launch(backend_, ptrs_[next_]);
   next_ = (next_ + 1) % ptrs_.size();
 }
 
@@ -57,16 +57,20 @@ void finish(KernelResult& r, double ceiling_gbps) {
   r.fraction_of_ceiling = ceiling_gbps > 0 ? r.gbps / ceiling_gbps : 0;
 }
 
-KernelResult measure_kernel(MicroBackend& backend, MPI_Comm comm, const KernelCase& c, int warmup,
-                            int iters, double ceiling_gbps, uint64_t seed) {
+KernelResult kernel_result(const KernelCase& c, const MicroBackend& backend) {
   KernelResult r;
   r.name = c.name;
-  r.kernel = kernel_name(c.kind);
+  r.kernel = c.kernel();
   r.shape = c.shape;
-  r.bytes = case_bytes(c, backend.storage_bytes());
-  r.flops = case_flops(c);
-  const int64_t rotate = c.kind == KernelKind::stream ? 0 : rotate_bytes_for(backend);
-  PreparedKernel k(backend, c, rotate, seed);
+  r.bytes = c.bytes(backend.storage_bytes());
+  r.flops = c.flops();
+  return r;
+}
+
+KernelResult measure_kernel(MicroBackend& backend, MPI_Comm comm, const KernelCase& c, int warmup,
+                            int iters, double ceiling_gbps, uint64_t seed) {
+  KernelResult r = kernel_result(c, backend);
+  PreparedKernel k(backend, c, rotate_bytes_for(c, backend), seed);
   for (int i = 0; i < warmup; ++i) k.launch();
   backend.synchronize();
   for (int i = 0; i < iters; ++i)
@@ -75,11 +79,11 @@ KernelResult measure_kernel(MicroBackend& backend, MPI_Comm comm, const KernelCa
   return r;
 }
 
-int64_t rotate_bytes_for(const MicroBackend& backend) {
-  return 4 * backend.cache_bytes();
+int64_t rotate_bytes_for(const KernelCase& c, const MicroBackend& backend) {
+  return c.rotates() ? 4 * backend.cache_bytes() : 0;
 }
 
-void check_cases_fit(const MicroBackend& backend, const std::vector<KernelCase>& cases,
+void check_cases_fit(const MicroBackend& backend, const std::vector<CasePtr>& cases,
                      MPI_Comm comm) {
   double share = double(backend.memory_bytes());
   if (backend.name() == "cpu") {
@@ -91,21 +95,20 @@ void check_cases_fit(const MicroBackend& backend, const std::vector<KernelCase>&
     share /= n;
   }
   HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &share, 1, MPI_DOUBLE, MPI_MIN, comm));
-  const double rotate = double(rotate_bytes_for(backend));
-  for (const KernelCase& c : cases) {
+  for (const CasePtr& c : cases) {
     double set = 0;
-    for (const Operand& o : case_operands(c, backend)) set += double(o.bytes);
+    for (const Operand& o : c->operands(backend)) set += double(o.bytes);
     // One set, or the rotated sets (at most 8 x the rotation size) when there are several.
-    const double need = c.kind == KernelKind::stream ? set : std::max(set, 8 * rotate);
+    const double need = std::max(set, 8.0 * double(rotate_bytes_for(*c, backend)));
     if (need <= 0.75 * share) continue;
-    const char* option =
-        c.kind == KernelKind::stream                                       ? "--stream-bytes"
-        : c.kind == KernelKind::attn_gqa || c.kind == KernelKind::attn_mla ? "--max-kv-bytes"
-        : c.kind == KernelKind::gemm || c.kind == KernelKind::moe_experts  ? "--max-weight-bytes"
-                                                                           : "--models";
-    throw UsageError(std::string(option) + ": the case " + c.name + " needs " + format_bytes(need) +
-                     " of " + backend.name() + " memory per rank, " + format_bytes(share) +
-                     " is this rank's share (lower the size or the cap)");
+    const std::string k = c->kernel();
+    const char* option = k == "stream"                        ? "--stream-bytes"
+                         : k == "attn_gqa" || k == "attn_mla" ? "--max-kv-bytes"
+                         : k == "gemm" || k == "moe_experts"  ? "--max-weight-bytes"
+                                                              : "--models";
+    throw UsageError(std::string(option) + ": the case " + c->name + " needs " +
+                     format_bytes(need) + " of " + backend.name() + " memory per rank, " +
+                     format_bytes(share) + " is this rank's share (lower the size or the cap)");
   }
 }
 

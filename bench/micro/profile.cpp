@@ -6,7 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "bench/output_path.hpp"
+#include "bench/trace/output_path.hpp"
 #include "comm/error.hpp"
 
 namespace helix::micro {

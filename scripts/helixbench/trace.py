@@ -24,6 +24,14 @@ MATCH_KEYS = ("model", "layer_kind", "layout", "n_ranks", "kvp", "tpa", "tpf", "
               "emulated_ranks", "emulated_rank", "device")
 
 
+# Definitions of exposed communication (results/README.md). Every backend records
+# "step_minus_compute" now; older CUDA traces measured the step minus a rerun of it without
+# collectives, older emulated ones a modeled pipeline of the priced collectives.
+EXPOSED_STEP_MINUS_COMPUTE = "step_minus_compute"
+LEGACY_EXPOSED_CUDA = "step_minus_collective_free_rerun"
+LEGACY_EXPOSED_EMULATED = "modeled_pipeline"
+
+
 class TraceError(BadInput):
     """Bad input: a missing file, a file that is not HDF5 or not a helix-bench trace, or a trace
     with a malformed piece."""
@@ -175,6 +183,19 @@ class DecodeRun:
             return "step_us is 0 (no timed work)"
         return None
 
+    @property
+    def exposed_definition(self) -> str:
+        """How exposed_comm_us was measured: the run's exposed_comm_definition, or for traces
+        written before that attribute, the definition their backend used then."""
+        d = self.attrs.get("exposed_comm_definition")
+        if d:
+            return text(d)
+        if self.attrs.get("emulated_ranks", 0):
+            return LEGACY_EXPOSED_EMULATED
+        if self.attrs.get("backend") == "cuda":
+            return LEGACY_EXPOSED_CUDA
+        return EXPOSED_STEP_MINUS_COMPUTE
+
     def phase_iter_max(self) -> np.ndarray:
         """[iters, phases]: per iteration, the max over ranks of each phase."""
         if self.phase_us is None:
@@ -253,8 +274,8 @@ def _dataset(g, name, ndim=1):
 # refused), and integer attributes that must be in range when present.
 RUN_TEXT = ("status", "model", "layout")
 RUN_INTS = {"n_ranks": (1, 4096), "batch": (1, 65536), "seq_len": (1, 1 << 26),
-            "kvp": (1, 4096), "tpa": (1, 4096), "tpf": (1, 4096), "ep": (1, 4096),
-            "hopb_chunks": (0, 65536), "kv_block": (1, 65536)}
+            "kvp": (0, 4096), "tpa": (0, 4096), "tpf": (0, 4096), "ep": (0, 4096),
+            "hopb_chunks": (0, 65536), "kv_block": (0, 65536)}
 RUN_REQUIRED_INTS = ("n_ranks", "batch", "seq_len")
 
 

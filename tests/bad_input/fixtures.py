@@ -23,7 +23,7 @@ import trace_mutations as tm  # noqa: E402
 
 TINY_GQA = json.load(open(os.path.join(REPO, "layouts", "models", "tiny-gqa.json")))
 TINY_MLA = json.load(open(os.path.join(REPO, "layouts", "models", "tiny-mla-moe.json")))
-H200 = json.load(open(os.path.join(REPO, "layouts", "hardware", "h200.json")))
+H200 = json.load(open(os.path.join(REPO, "analytic", "hardware", "h200.json")))
 
 
 def _with(base, **changes):

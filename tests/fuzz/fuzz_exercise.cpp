@@ -2,10 +2,11 @@
 
 #include <stdexcept>
 
-#include "bench/layer_data.hpp"
+#include "analytic/cost_model.hpp"
 #include "comm/error.hpp"
-#include "layouts/cost_model.hpp"
+#include "exec/layer_data.hpp"
 #include "layouts/layout.hpp"
+#include "layouts/rank_shard.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix::fuzz {
@@ -26,10 +27,10 @@ void price_layouts(const ModelSpec& m, const HardwareProfile& hw, DType dtype) {
           const LayoutParams p = make_layout(kind, n, m, layer, batch, LayoutRequest{});
           if (!validate_layout(p, m, layer, batch).empty()) continue;
           for (int r = 0; r < n; ++r) {
-            const RankPlan plan = plan_rank(m, layer, p, r);
-            (void)shard_elements(m, plan);
-            (void)cache_elements(m, plan, batch, 4096 + 17);
-            const auto steps = build_schedule(m, plan, batch, 4096);
+            const RankShard shard = rank_shard(m, layer, p, r);
+            (void)weight_elements(m, shard);
+            (void)cache_elements(m, shard, batch, 4096 + 17);
+            const auto steps = build_schedule(m, shard, batch, 4096).steps;
             (void)price_schedule(cm, steps, groups_leaving_domain(p, r, hw.nvlink.domain_gpus));
           }
         }
@@ -64,8 +65,7 @@ void exercise_hardware(const HardwareProfile& hw) {
   CostOptions co;
   co.dtype = usable;
   const CostModel cm(hw, co);
-  for (CollKind c : {CollKind::all_reduce, CollKind::all_gather, CollKind::reduce_scatter,
-                     CollKind::all_to_all, CollKind::send_recv})
+  for (Collective c : kMeasuredCollectives)
     for (int g : {1, 2, 8, 72})
       for (bool net : {false, true}) (void)cm.collective_us(c, g, 1 << 20, net);
   price_layouts(load_model("tiny-gqa"), hw, usable);

@@ -4,7 +4,7 @@
 // the sanitizers.
 #pragma once
 
-#include "layouts/hardware.hpp"
+#include "analytic/hardware.hpp"
 #include "layouts/model_spec.hpp"
 
 namespace helix::fuzz {

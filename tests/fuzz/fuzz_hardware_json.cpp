@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analytic/hardware.hpp"
 #include "bench/micro/profile.hpp"
 #include "comm/error.hpp"
-#include "layouts/hardware.hpp"
 #include "tests/fuzz/fuzz_exercise.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

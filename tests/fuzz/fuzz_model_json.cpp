@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "layouts/hardware.hpp"
+#include "analytic/hardware.hpp"
 #include "layouts/model_spec.hpp"
 #include "tests/fuzz/fuzz_exercise.hpp"
 

@@ -16,12 +16,13 @@
 #include <string>
 #include <vector>
 
-#include "bench/trace_input.hpp"
+#include "analytic/cost_model.hpp"
+#include "analytic/hardware.hpp"
+#include "bench/trace/trace_input.hpp"
 #include "comm/error.hpp"
-#include "layouts/cost_model.hpp"
-#include "layouts/hardware.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/model_spec.hpp"
+#include "layouts/rank_shard.hpp"
 #include "layouts/schedule.hpp"
 
 namespace {
@@ -321,8 +322,8 @@ void validate(const std::vector<TraceRun>& runs, const HardwareProfile& hw) {
     co.dtype = *dtype;
     const CostModel cm(hw, co);
     for (int r = 0; r < p.n; ++r) {
-      const RankPlan plan = plan_rank(m, layer, p, r);
-      (void)price_schedule(cm, build_schedule(m, plan, int(run.batch), run.seq_len),
+      const RankShard shard = rank_shard(m, layer, p, r);
+      (void)price_schedule(cm, build_schedule(m, shard, int(run.batch), run.seq_len).steps,
                            groups_leaving_domain(p, r, hw.nvlink.domain_gpus));
     }
     // The measured side: the max over ranks per iteration.

@@ -10,9 +10,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "bench/cli_util.hpp"
+#include "bench/commands/cli_util.hpp"
 #include "bench/micro/benchmark_flags.hpp"
-#include "bench/output_path.hpp"
+#include "bench/trace/output_path.hpp"
 #include "comm/error.hpp"
 #include "layouts/model_spec.hpp"
 
