@@ -292,9 +292,14 @@ std::vector<float> ReferenceRun::output_for(int step, const int32_t* experts,
     } else {
       added.assign(mine, mine + K);
     }
-    auto by_logit = [&](int32_t p, int32_t q) { return r.logits[size_t(p)] > r.logits[size_t(q)]; };
-    std::sort(added.begin(), added.end(), by_logit);
-    std::sort(dropped.begin(), dropped.end(), by_logit);
+    // An invalid set keeps the executor's order: its experts may be outside the logits.
+    if (valid) {
+      auto by_logit = [&](int32_t p, int32_t q) {
+        return r.logits[size_t(p)] > r.logits[size_t(q)];
+      };
+      std::sort(added.begin(), added.end(), by_logit);
+      std::sort(dropped.begin(), dropped.end(), by_logit);
+    }
     // The executor's set is a top-k of some logits within the bounds iff its weakest member,
     // raised by its bound, still reaches the strongest non-member lowered by its bound.
     bool accepted = valid;
