@@ -274,8 +274,8 @@ def _dataset(g, name, ndim=1):
 # refused), and integer attributes that must be in range when present.
 RUN_TEXT = ("status", "model", "layout")
 RUN_INTS = {"n_ranks": (1, 4096), "batch": (1, 65536), "seq_len": (1, 1 << 26),
-            "kvp": (0, 4096), "tpa": (0, 4096), "tpf": (0, 4096), "ep": (0, 4096),
-            "hopb_chunks": (0, 65536), "kv_block": (0, 65536)}
+            "kvp": (1, 4096), "tpa": (1, 4096), "tpf": (1, 4096), "ep": (1, 4096),
+            "hopb_chunks": (0, 65536), "kv_block": (1, 65536)}
 RUN_REQUIRED_INTS = ("n_ranks", "batch", "seq_len")
 
 

@@ -64,7 +64,7 @@ def write_decode(path, runs=None, iters=15, ranks=4, noise=0.02, seed=0, scale=N
             r = g.create_group(f"run_{i:04d}")
             layout = spec["layout"]
             a = {"model": model, "layer_kind": "dense", "layout": layout, "n_ranks": ranks,
-                 "kvp": 2, "tpa": ranks // 2, "tpf": ranks, "ep": 1,
+                 "kvp": min(2, ranks), "tpa": max(1, ranks // 2), "tpf": ranks, "ep": 1,
                  "hopb_chunks": 4 if layout == "helix-hopb" else 1, "kv_block": 16,
                  "batch": spec["batch"], "seq_len": spec["seq_len"], "backend": backend,
                  "dtype": dtype, "comm_backend": "mpi-host", "link_representative": 0,
