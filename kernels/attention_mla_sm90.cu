@@ -50,10 +50,10 @@ constexpr int kTok = kMlaSm90Tokens, kStages = kMlaSm90Stages, kThreads = kMlaSm
 constexpr int kBoxes = kDk / 64;       // 64-column boxes per row: 8 latent + 1 rope
 constexpr int kBoxBytes = kTok * 128;  // 64 rows of 128 bytes
 constexpr int kStageBytes = kBoxes * kBoxBytes;
-constexpr int kQRegSteps = kDv / 16;               // k-steps of the latent query held in registers
 constexpr int kRegScores = 192, kRegValues = 160;  // 192 * 128 + 160 * 256 = 65536
 static_assert(kRegScores * 128 + 2 * kRegValues * 128 <= 65536, "register file");
 static_assert(kMlaSm90HeadTile == 64 && kTok == 64, "one wgmma row tile, 64-token boxes");
+static_assert(kDk == kDv + 64, "latent 512 + rope 64");
 
 // Shared-memory layout, offsets from the 1024-byte aligned base.
 constexpr int kOffStages = 0;
@@ -66,8 +66,6 @@ constexpr size_t kSmemBytes = size_t(kUsed) + 1024;  // slack for aligning the b
 static_assert(kOffQRope % 1024 == 0 && kStageBytes % 1024 == 0, "swizzle atoms");
 static_assert(kSmemBytes <= 232448, "227 KB of shared memory per block");
 
-constexpr float kLn2 = 0.6931471805599453f;
-
 struct Args {
   int64_t batch, heads, tokens, chunk;
   float scale_log2;
@@ -79,6 +77,9 @@ struct Args {
 #if HELIX_SM90A_DEVICE
 
 using namespace sm90;
+
+constexpr int kQRegSteps = kDv / 16;  // k-steps of the latent query held in registers
+constexpr float kLn2 = 0.6931471805599453f;
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
