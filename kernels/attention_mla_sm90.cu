@@ -39,6 +39,7 @@
 
 #include "comm/cuda_check.hpp"
 #include "kernels/launch_order.cuh"
+#include "kernels/mma.cuh"
 #include "kernels/sm90.cuh"
 
 namespace helix::cuda::detail {
@@ -81,10 +82,7 @@ using namespace sm90;
 constexpr int kQRegSteps = kDv / 16;  // k-steps of the latent query held in registers
 constexpr float kLn2 = 0.6931471805599453f;
 
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
+using mma::pack_bf16;
 
 struct Cta {
   uint32_t base;       // shared address of the aligned base

@@ -26,6 +26,7 @@
 #include "kernels/gemm.hpp"
 #include "kernels/gemm_cuda.hpp"
 #include "kernels/moe.hpp"
+#include "kernels/moe_cuda.hpp"
 #include "kernels/norm.hpp"
 #include "kernels/rng.hpp"
 #include "kernels/rope.hpp"
@@ -643,6 +644,190 @@ TEST_F(Gpu, MoeRouteGatherScatter) {
   auto dy = upload(y);
   cuda::scatter_add_rows(dadd.get(), drows.get(), int64_t(rows.size()), H, dy.get(), nullptr);
   EXPECT_LT(rel_err(download(dy), want), 1e-7);
+}
+
+// --------------------------------------------------------------------------------------------
+// MoE FFN without host round trips (kernels/moe_cuda.hpp)
+
+struct MoeCase {
+  int64_t tokens, hidden, experts, top_k, e0, e1, cols, shared_cols;
+  uint32_t seed = 30;
+  int64_t hot_tokens = 0;  // the first hot_tokens tokens all rank expert e0 first
+  bool none_held = false;  // no token ranks a held expert within its top-k
+};
+
+// Random bf16 data, CPU routing and FFN on the same logits; the GPU's routing must match exactly
+// (ties are broken alike), its output row by row; two launches must agree bit for bit. Outputs
+// and the whole workspace are poisoned first.
+void run_moe_case(const MoeCase& c) {
+  const int64_t T = c.tokens, H = c.hidden, E = c.experts, K = c.top_k;
+  const int64_t held = c.e1 - c.e0, C = c.cols, S = c.shared_cols;
+  std::vector<float> x = random_vec(size_t(T * H), c.seed);
+  std::vector<float> logits = random_vec(size_t(T * E), c.seed + 1, -4.0f, 4.0f);
+  for (int64_t t = 0; t < c.hot_tokens; ++t) logits[size_t(t * E + c.e0)] = 9.0f;
+  if (c.none_held)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t e = c.e0; e < c.e1; ++e) logits[size_t(t * E + e)] = -9.0f;
+  const float ws = 1.0f / std::sqrt(float(H)), ds = 1.0f / std::sqrt(float(std::max(C, S)));
+  std::vector<float> g = random_vec(size_t(held * H * C), c.seed + 2, -ws, ws);
+  std::vector<float> u = random_vec(size_t(held * H * C), c.seed + 3, -ws, ws);
+  std::vector<float> d = random_vec(size_t(held * C * H), c.seed + 4, -ds, ds);
+  std::vector<float> sg = random_vec(size_t(H * S), c.seed + 5, -ws, ws);
+  std::vector<float> su = random_vec(size_t(H * S), c.seed + 6, -ws, ws);
+  std::vector<float> sd = random_vec(size_t(S * H), c.seed + 7, -ds, ds);
+  for (auto* v : {&x, &g, &u, &d, &sg, &su, &sd}) round_bf16(*v);
+
+  std::vector<int32_t> re(size_t(T * K));
+  std::vector<float> rw(size_t(T * K)), rm(static_cast<size_t>(T)), want(size_t(T * H));
+  cpu::moe_route(logits.data(), T, E, K, 2.5f, re.data(), rw.data(), rm.data());
+  cpu::MoeFfnRef r;
+  r.tokens = T;
+  r.hidden = H;
+  r.top_k = K;
+  r.expert_begin = c.e0;
+  r.expert_end = c.e1;
+  r.cols = C;
+  r.shared_cols = S;
+  r.x = x.data();
+  r.expert = re.data();
+  r.weight = rw.data();
+  r.gate = g.data();
+  r.up = u.data();
+  r.down = d.data();
+  r.s_gate = sg.data();
+  r.s_up = su.data();
+  r.s_down = sd.data();
+  r.out = want.data();
+  cpu::moe_ffn(r);
+
+  auto dx = upload_bf16(x);
+  auto dl = upload(logits);
+  auto dg = upload_bf16(g);
+  auto du = upload_bf16(u);
+  auto dd = upload_bf16(d);
+  auto dsg = upload_bf16(sg.empty() ? std::vector<float>(1) : sg);
+  auto dsu = upload_bf16(su.empty() ? std::vector<float>(1) : su);
+  auto dsd = upload_bf16(sd.empty() ? std::vector<float>(1) : sd);
+  cuda::MoeFfnShape shape;
+  shape.hidden = H;
+  shape.experts = E;
+  shape.top_k = K;
+  shape.expert_begin = c.e0;
+  shape.expert_end = c.e1;
+  shape.cols = C;
+  shape.shared_cols = S;
+  shape.routed_scale = 2.5f;
+  shape.max_tokens = T + 3;
+  cuda::MoeFfnWeights w;
+  w.gate = dg.get();
+  w.up = du.get();
+  w.down = dd.get();
+  if (S > 0) {
+    w.s_gate = dsg.get();
+    w.s_up = dsu.get();
+    w.s_down = dsd.get();
+  }
+  const cuda::MoeFfn moe(shape, w);
+  DeviceArray<float> work((moe.workspace_bytes() + 3) / 4);
+  DeviceArray<float> out(T * H), out2(T * H), margin(T);
+  DeviceArray<int32_t> expert(T * K);
+  DeviceArray<float> weight(T * K);
+  const cuda::MoeRouting routing{expert.get(), weight.get(), margin.get()};
+  std::vector<float> got[2];
+  for (int run = 0; run < 2; ++run) {
+    DeviceArray<float>& o = run == 0 ? out : out2;
+    cuda::poison(work.get(), work.bytes(), nullptr);
+    cuda::poison(o.get(), o.bytes(), nullptr);
+    cuda::poison(expert.get(), expert.bytes(), nullptr);
+    moe.run_from_logits(dx.get(), dl.get(), T, work.get(), o.get(), routing, nullptr);
+    HELIX_CUDA_CHECK(cudaGetLastError());
+    got[run] = download(o);
+  }
+  const cuda::MoePlanSummary sum = moe.summary(work.get(), nullptr);
+  SCOPED_TRACE("active experts " + std::to_string(sum.active_experts) + ", assignments " +
+               std::to_string(sum.assignments) + ", units " + std::to_string(sum.phase1_units) +
+               " + " + std::to_string(sum.phase2_units));
+  EXPECT_EQ(download(expert), re);
+  EXPECT_LT(rel_err(download(weight), rw), 1e-5);
+  const std::vector<float> gm = download(margin);
+  for (int64_t t = 0; t < T; ++t) EXPECT_NEAR(gm[size_t(t)], rm[size_t(t)], 1e-5) << "token " << t;
+  int64_t assignments = 0;
+  for (int32_t e : re) assignments += e >= c.e0 && e < c.e1;
+  EXPECT_EQ(sum.assignments, assignments);
+  expect_rows_near(got[0], want, H, 1e-2,
+                   [](int64_t row) { return "token " + std::to_string(row); });
+  EXPECT_EQ(std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)), 0)
+      << "two launches differ";
+}
+
+TEST_F(Gpu, MoeFfnMatchesReference) {
+  if (!cuda::MoeFfn::available()) GTEST_SKIP() << "needs compute capability 9.0 and an sm_90 build";
+  // Hidden sizes with a partial 1024-row slice and a partial 64-column tile, expert and shared
+  // slices that are not multiples of 64, 1 to 64 tokens (two 32-token chunks of the shared
+  // expert), an expert with more than 32 tokens, a rank with no shared expert.
+  run_moe_case({1, 1088, 32, 4, 5, 21, 128, 64});
+  run_moe_case({7, 1000, 32, 4, 0, 32, 200, 72});
+  run_moe_case({33, 1088, 32, 4, 8, 24, 64, 136});
+  run_moe_case({64, 512, 16, 2, 4, 12, 96, 0, 31, 40});
+  run_moe_case({5, 256, 64, 6, 60, 64, 64, 0});  // few tokens reach experts 60..63
+}
+
+TEST_F(Gpu, MoeFfnNothingRoutedHere) {
+  if (!cuda::MoeFfn::available()) GTEST_SKIP() << "needs compute capability 9.0 and an sm_90 build";
+  // Every token's experts are held elsewhere and there is no shared expert: out is zeros.
+  run_moe_case({3, 256, 16, 2, 14, 16, 64, 0, 40, 0, true});
+}
+
+TEST_F(Gpu, MoeFfnDeepSeekShapes) {
+  if (!cuda::MoeFfn::available()) GTEST_SKIP() << "needs compute capability 9.0 and an sm_90 build";
+  // DeepSeek-R1: hidden 7168, 256 experts top-8; 16 held experts with a 512-column slice (TPF 4)
+  // and a 256-column shared slice, at B = 8 and 32.
+  run_moe_case({8, 7168, 256, 8, 0, 16, 512, 256, 41});
+  run_moe_case({32, 7168, 256, 8, 48, 64, 512, 256, 42});
+}
+
+TEST_F(Gpu, MoeFfnRouterOnGpu) {
+  if (!cuda::MoeFfn::available()) GTEST_SKIP() << "needs compute capability 9.0 and an sm_90 build";
+  // run(): the router GEMM on the GPU; its routing must be the CPU's on the GPU's logits.
+  const int64_t T = 9, H = 512, E = 64, K = 6, C = 128;
+  std::vector<float> x = random_vec(size_t(T * H), 50), router = random_vec(size_t(H * E), 51);
+  std::vector<float> wt = random_vec(size_t(E * H * C), 52, -0.05f, 0.05f);
+  round_bf16(x);
+  round_bf16(router);
+  auto dx = upload_bf16(x);
+  auto dr = upload_bf16(router);
+  auto dw = upload_bf16(wt);
+  DeviceArray<bf16> dd(E * C * H);
+  HELIX_CUDA_CHECK(cudaMemcpy(dd.get(), dw.get(), size_t(dd.bytes()), cudaMemcpyDeviceToDevice));
+  cuda::MoeFfnShape s;
+  s.hidden = H;
+  s.experts = E;
+  s.top_k = K;
+  s.expert_begin = 0;
+  s.expert_end = E;
+  s.cols = C;
+  s.max_tokens = T;
+  cuda::MoeFfnWeights w;
+  w.router = dr.get();
+  w.gate = dw.get();
+  w.up = dw.get();
+  w.down = dd.get();
+  const cuda::MoeFfn moe(s, w);
+  DeviceArray<float> work((moe.workspace_bytes() + 3) / 4);
+  DeviceArray<float> logits(T * E), out(T * H), margin(T), weight(T * K);
+  DeviceArray<int32_t> expert(T * K);
+  cuda::Gemm gemm;
+  moe.run(gemm, dx.get(), T, logits.get(), work.get(), out.get(),
+          {expert.get(), weight.get(), margin.get()}, nullptr);
+  const std::vector<float> gl = download(logits);
+  std::vector<float> want_l(size_t(T * E), 0.0f);
+  cpu::gemm(x.data(), H, router.data(), E, want_l.data(), E, T, H, E, false);
+  EXPECT_LT(rel_err(gl, want_l), 1e-4);
+  std::vector<int32_t> re(size_t(T * K));
+  std::vector<float> rw(size_t(T * K));
+  cpu::moe_route(gl.data(), T, E, K, 1.0f, re.data(), rw.data());
+  EXPECT_EQ(download(expert), re);
+  for (float v : download(out)) ASSERT_TRUE(std::isfinite(v));
 }
 
 TEST_F(Gpu, DeviceShardMatchesHostShard) {
