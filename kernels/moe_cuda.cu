@@ -748,6 +748,10 @@ bool MoeFfn::available() {
 #endif
 }
 
+const void* MoeFfn::ffn_kernel() {
+  return reinterpret_cast<const void*>(&moe_ffn_kernel);
+}
+
 MoeFfn::MoeFfn(const MoeFfnShape& s, const MoeFfnWeights& w) : shape_(s), w_(w) {
   const int64_t held = s.expert_end - s.expert_begin;
   auto need = [](bool ok, const std::string& what) {

@@ -75,6 +75,8 @@ class MoeFfn {
   MoeFfn(const MoeFfnShape& shape, const MoeFfnWeights& weights);
   // True on a GPU of compute capability 9.0 with a build that holds sm_90 code.
   static bool available();
+  // The grouped kernel (for cudaFuncGetAttributes: registers, local memory).
+  static const void* ffn_kernel();
   // Device workspace of a call (plan, partial sums, activations), 256-byte aligned offsets.
   int64_t workspace_bytes() const;
   // Steps 1-3 on `stream`: no host synchronization. logits: [max_tokens, experts] fp32 scratch.

@@ -12,6 +12,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -315,13 +316,17 @@ void run_mla_case(const MlaCase& c) {
   round_bf16(kv);
   const MlaResult g = launch_mla(c, q, kv);
   SCOPED_TRACE(g.variant + " splits " + std::to_string(g.splits));
-  // CPU reference on a stride of heads (every head when check_heads >= heads).
+  // CPU reference on a stride of heads (every head when check_heads >= heads), the heads spread
+  // over the host's cores.
   const int64_t stride = std::max<int64_t>(1, c.heads / std::max<int64_t>(1, c.check_heads));
-  std::vector<float> got_o, want_o, got_l, want_l;
   std::vector<std::pair<int64_t, int64_t>> names;  // (b, h) per compared row
   for (int64_t b = 0; b < c.batch; ++b)
-    for (int64_t h = 0; h < c.heads; h += stride) {
-      std::vector<float> ro(static_cast<size_t>(L)), rl(1);
+    for (int64_t h = 0; h < c.heads; h += stride) names.emplace_back(b, h);
+  const size_t n = names.size();
+  std::vector<float> got_o(n * size_t(L)), want_o(n * size_t(L)), got_l(n), want_l(n);
+  auto reference = [&](size_t first, size_t step) {
+    for (size_t i = first; i < n; i += step) {
+      const int64_t b = names[i].first, h = names[i].second;
       cpu::MlaAttention r;
       r.batch = 1;
       r.heads = 1;
@@ -332,16 +337,19 @@ void run_mla_case(const MlaCase& c) {
       r.scale = 0.07f;
       r.q = &q[size_t((b * c.heads + h) * W)];
       r.kv = &kv[size_t(b * cap * W)];
-      r.out = ro.data();
-      r.lse = rl.data();
+      r.out = &want_o[i * size_t(L)];
+      r.lse = &want_l[i];
       cpu::attention_mla(r);
-      want_o.insert(want_o.end(), ro.begin(), ro.end());
-      want_l.push_back(rl[0]);
       const size_t off = size_t((b * c.heads + h) * L);
-      got_o.insert(got_o.end(), g.out.begin() + long(off), g.out.begin() + long(off + size_t(L)));
-      got_l.push_back(g.lse[size_t(b * c.heads + h)]);
-      names.emplace_back(b, h);
+      std::copy(g.out.begin() + long(off), g.out.begin() + long(off + size_t(L)),
+                got_o.begin() + long(i * size_t(L)));
+      got_l[i] = g.lse[size_t(b * c.heads + h)];
     }
+  };
+  const size_t workers = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (size_t w = 0; w < workers; ++w) pool.emplace_back(reference, w, workers);
+  for (std::thread& t : pool) t.join();
   auto name = [&](int64_t r) {
     return "b " + std::to_string(names[size_t(r)].first) + " head " +
            std::to_string(names[size_t(r)].second);
