@@ -46,4 +46,10 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
+__device__ __forceinline__ float2 unpack_bf16(uint32_t v) {
+  __nv_bfloat162 b;
+  memcpy(&b, &v, sizeof(v));
+  return __bfloat1622float2(b);
+}
+
 }  // namespace helix::cuda::mma

@@ -19,8 +19,6 @@
 // A phase 2 unit reads its activations only once the expert's phase 1 tiles are all reduced.
 #include "kernels/moe_cuda.hpp"
 
-#include <cudaTypedefs.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -34,6 +32,7 @@
 #include "kernels/mma.cuh"
 #include "kernels/moe_route.cuh"
 #include "kernels/sm90.cuh"
+#include "kernels/tensor_map.hpp"
 
 namespace helix::cuda {
 
@@ -492,53 +491,60 @@ __device__ __forceinline__ void mma_box(float (&acc)[4][4], uint32_t box, uint32
   }
 }
 
+// Warps 4-7 hand their accumulators to warps 0-3 (the same 16 columns) through shared memory;
+// red_at() is where warp w & 3 finds element (p, i) of lane `lane`.
+__device__ __forceinline__ int red_at(int mt, int p, int i, int lane) {
+  return ((mt * 4 + p) * 4 + i) * 32 + lane;
+}
+__device__ __forceinline__ void stash(float* red, const float (&acc)[4][4], int mt, int lane) {
+#pragma unroll
+  for (int p = 0; p < 4; ++p)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) red[red_at(mt, p, i, lane)] = acc[p][i];
+}
+
 __device__ __forceinline__ float silu(float v) {
   return v / (1.0f + expf(-v));
 }
 
-// After a phase 1 unit: partial gate/up sums to the workspace; the last unit of the column tile
-// reduces them in order and writes the activations, then counts the tile done.
-__device__ void finish_phase1(const Geo& g, const Unit& x, const float (&acc)[4][4], float* red,
-                              int* flag) {
-  const int w = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, q = lane % 4;
-  const int mat = w >> 2, mt = w & 3, n8 = (x.ntok + 7) / 8;
-  const int ksplit = g.hdr[kKSplit];
-  if (ksplit == 1) {  // whole rows of hidden: the up warps hand their sums to the gate warps
-    if (w >= 4)
-#pragma unroll
-      for (int p = 0; p < 4; ++p)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) red[((mt * 4 + p) * 4 + i) * 32 + lane] = acc[p][i];
-    consumers_sync();
-    if (w < 4)
-#pragma unroll
-      for (int p = 0; p < 4; ++p)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int n = 8 * p + 2 * q + (i & 1);
-          const int col = x.tile * kTile + 16 * mt + gq + 8 * (i >> 1);
-          if (p < n8 && n < x.ntok && col < x.cols) {
-            const int64_t slot = x.slot0 + n;
-            const float up = red[((mt * 4 + p) * 4 + i) * 32 + lane];
-            g.act[slot * g.colsmax + col] =
-                __float2bfloat16_rn(g.slot_w[slot] * silu(acc[p][i]) * up);
-          }
-        }
-    __threadfence();
-    consumers_sync();
-    if (threadIdx.x == 0) atomicAdd(g.done1 + x.sub, 1);
-    return;
-  }
+// Calls f(p, i, n, col) for each accumulator element of this warp's 16 columns that holds a token
+// of the unit (n < ntok) and a column below ncols.
+template <class F>
+__device__ __forceinline__ void for_each_acc(const Unit& x, int mt, int lane, int ncols, F&& f) {
+  const int gq = lane / 4, q = lane % 4, n8 = (x.ntok + 7) / 8;
 #pragma unroll
   for (int p = 0; p < 4; ++p)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int n = 8 * p + 2 * q + (i & 1);
       const int col = x.tile * kTile + 16 * mt + gq + 8 * (i >> 1);
-      if (p < n8 && n < x.ntok && col < x.cols)
-        g.p1[((int64_t(x.part) * kSplitSlots + x.slot0 + n) * 2 + mat) * g.colsmax + col] =
-            acc[p][i];
+      if (p < n8 && n < x.ntok && col < ncols) f(p, i, n, col);
     }
+}
+
+// After a phase 1 unit: partial gate/up sums to the workspace; the last unit of the column tile
+// reduces them in order and writes the activations, then counts the tile done.
+__device__ void finish_phase1(const Geo& g, const Unit& x, const float (&acc)[4][4], float* red,
+                              int* flag) {
+  const int w = threadIdx.x / 32, lane = threadIdx.x % 32, mat = w >> 2, mt = w & 3;
+  const int ksplit = g.hdr[kKSplit];
+  if (ksplit == 1) {  // whole rows of hidden: the up warps hand their sums to the gate warps
+    if (w >= 4) stash(red, acc, mt, lane);
+    consumers_sync();
+    if (w < 4)
+      for_each_acc(x, mt, lane, x.cols, [&](int p, int i, int n, int col) {
+        const int64_t slot = x.slot0 + n;
+        const float up = red[red_at(mt, p, i, lane)];
+        g.act[slot * g.colsmax + col] = __float2bfloat16_rn(g.slot_w[slot] * silu(acc[p][i]) * up);
+      });
+    __threadfence();
+    consumers_sync();
+    if (threadIdx.x == 0) atomicAdd(g.done1 + x.sub, 1);
+    return;
+  }
+  for_each_acc(x, mt, lane, x.cols, [&](int p, int i, int n, int col) {
+    g.p1[((int64_t(x.part) * kSplitSlots + x.slot0 + n) * 2 + mat) * g.colsmax + col] = acc[p][i];
+  });
   __threadfence();
   consumers_sync();
   if (threadIdx.x == 0) *flag = atomicAdd(g.cnt1 + x.sub * max(g.ct_r, g.ct_s) + x.tile, 1);
@@ -566,26 +572,14 @@ __device__ void finish_phase1(const Geo& g, const Unit& x, const float (&acc)[4]
 // of the output tile writes `out` for every token.
 __device__ void finish_phase2(const Geo& g, const Unit& x, float (&acc)[4][4], float* red,
                               int* flag, float* out) {
-  const int w = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, q = lane % 4;
-  const int mt = w & 3, n8 = (x.ntok + 7) / 8;
-  if (w >= 4)
-#pragma unroll
-    for (int p = 0; p < 4; ++p)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) red[((mt * 4 + p) * 4 + i) * 32 + lane] = acc[p][i];
+  const int w = threadIdx.x / 32, lane = threadIdx.x % 32, mt = w & 3;
+  if (w >= 4) stash(red, acc, mt, lane);
   consumers_sync();
-  if (w < 4) {
-#pragma unroll
-    for (int p = 0; p < 4; ++p)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float v = acc[p][i] + red[((mt * 4 + p) * 4 + i) * 32 + lane];
-        const int n = 8 * p + 2 * q + (i & 1);
-        const int col = x.tile * kTile + 16 * mt + gq + 8 * (i >> 1);
-        if (p < n8 && n < x.ntok && col < g.H)
-          g.y[(int64_t(x.part) * g.slots + x.slot0 + n) * g.H + col] = v;
-      }
-  }
+  if (w < 4)
+    for_each_acc(x, mt, lane, g.H, [&](int p, int i, int n, int col) {
+      g.y[(int64_t(x.part) * g.slots + x.slot0 + n) * g.H + col] =
+          acc[p][i] + red[red_at(mt, p, i, lane)];
+    });
   __threadfence();
   consumers_sync();
   if (threadIdx.x == 0) *flag = atomicAdd(g.cnt2 + x.tile, 1);
@@ -698,41 +692,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    void* p = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    HELIX_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000,
-                                                      cudaEnableDefault, &q));
-    HELIX_CHECK(q == cudaDriverEntryPointSuccess && p != nullptr,
-                "cuTensorMapEncodeTiled is not available from the driver");
-    fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-  });
-  return fn;
-}
-
-// A [count][rows][cols] bf16 tensor read in 64 x 64 boxes (128-byte swizzle); a null pointer
-// gives an unused map.
+// A [count][rows][cols] bf16 tensor read in 64 x 64 boxes; a null pointer gives an unused map.
 CUtensorMap weight_map(const __nv_bfloat16* p, int64_t count, int64_t rows, int64_t cols,
                        const char* what) {
   CUtensorMap m;
   std::memset(&m, 0, sizeof(m));
   if (p == nullptr || count == 0 || rows == 0 || cols == 0) return m;
-  HELIX_CHECK(reinterpret_cast<uintptr_t>(p) % 16 == 0,
-              std::string("MoeFfn: ") + what + " is not 16-byte aligned");
-  const cuuint64_t dims[3] = {cuuint64_t(cols), cuuint64_t(rows), cuuint64_t(count)};
-  const cuuint64_t strides[2] = {cuuint64_t(cols) * 2, cuuint64_t(rows * cols) * 2};
-  const cuuint32_t box[3] = {64, 64, 1};
-  const cuuint32_t elem[3] = {1, 1, 1};
-  const CUresult rc =
-      encode_fn()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<__nv_bfloat16*>(p), dims,
-                  strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  HELIX_CHECK(rc == CUDA_SUCCESS, std::string("MoeFfn: cuTensorMapEncodeTiled failed for ") + what +
-                                      " (CUresult " + std::to_string(int(rc)) + ")");
-  return m;
+  return tensor_map_bf16_3d(p, uint64_t(cols), uint64_t(rows), uint64_t(count), uint64_t(cols) * 2,
+                            uint64_t(rows * cols) * 2, 64, std::string("MoeFfn ") + what);
 }
 
 }  // namespace

@@ -305,14 +305,7 @@ class CudaMicroBackend final : public MicroBackend {
   void grouped_moe(const MoeShape& s, const void* x, const void* w_gate, const void* w_up,
                    const void* w_down, void* out) {
     const int64_t T = s.experts * s.rows_per_expert;
-    cuda::MoeFfnShape sh;
-    sh.hidden = s.hidden;
-    sh.experts = s.experts;
-    sh.top_k = 1;
-    sh.expert_begin = 0;
-    sh.expert_end = s.experts;
-    sh.cols = s.cols;
-    sh.max_tokens = T;
+    const cuda::MoeFfnShape sh{s.hidden, s.experts, 1, 0, s.experts, s.cols, 0, 1.0f, T};
     cuda::MoeFfnWeights w;
     w.gate = static_cast<const bf16*>(w_gate);
     w.up = static_cast<const bf16*>(w_up);

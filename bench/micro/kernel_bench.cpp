@@ -230,16 +230,7 @@ void bench_moe(const std::vector<MoeBenchShape>& shapes, const Ceilings& c, int 
     cuda::fill_slice_f32(static_cast<float*>(logits.data()), 7, kLogitSets * B * E, 0, 1, 0,
                          kLogitSets * B * E, 4.0f, 0.0f, s);
     Buf re = alloc(B * K * 4), rw = alloc(B * K * 4), rm = alloc(B * 4);
-    cuda::MoeFfnShape shape;
-    shape.hidden = H;
-    shape.experts = E;
-    shape.top_k = K;
-    shape.expert_begin = 0;
-    shape.expert_end = held;
-    shape.cols = cols;
-    shape.shared_cols = scols;
-    shape.routed_scale = 2.5f;
-    shape.max_tokens = B;
+    const cuda::MoeFfnShape shape{H, E, K, 0, held, cols, scols, 2.5f, B};
     cuda::MoeFfnWeights w;
     w.router = static_cast<bf16*>(router.data());
     w.gate = static_cast<bf16*>(gate.data());

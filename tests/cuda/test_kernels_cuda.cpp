@@ -688,24 +688,9 @@ void run_moe_case(const MoeCase& c) {
   std::vector<int32_t> re(size_t(T * K));
   std::vector<float> rw(size_t(T * K)), rm(static_cast<size_t>(T)), want(size_t(T * H));
   cpu::moe_route(logits.data(), T, E, K, 2.5f, re.data(), rw.data(), rm.data());
-  cpu::MoeFfnRef r;
-  r.tokens = T;
-  r.hidden = H;
-  r.top_k = K;
-  r.expert_begin = c.e0;
-  r.expert_end = c.e1;
-  r.cols = C;
-  r.shared_cols = S;
-  r.x = x.data();
-  r.expert = re.data();
-  r.weight = rw.data();
-  r.gate = g.data();
-  r.up = u.data();
-  r.down = d.data();
-  r.s_gate = sg.data();
-  r.s_up = su.data();
-  r.s_down = sd.data();
-  r.out = want.data();
+  const cpu::MoeFfnRef r{T,        H,         K,         c.e0,      c.e1,       C,
+                         S,        x.data(),  re.data(), rw.data(), g.data(),   u.data(),
+                         d.data(), sg.data(), su.data(), sd.data(), want.data()};
   cpu::moe_ffn(r);
 
   auto dx = upload_bf16(x);
@@ -716,16 +701,7 @@ void run_moe_case(const MoeCase& c) {
   auto dsg = upload_bf16(sg.empty() ? std::vector<float>(1) : sg);
   auto dsu = upload_bf16(su.empty() ? std::vector<float>(1) : su);
   auto dsd = upload_bf16(sd.empty() ? std::vector<float>(1) : sd);
-  cuda::MoeFfnShape shape;
-  shape.hidden = H;
-  shape.experts = E;
-  shape.top_k = K;
-  shape.expert_begin = c.e0;
-  shape.expert_end = c.e1;
-  shape.cols = C;
-  shape.shared_cols = S;
-  shape.routed_scale = 2.5f;
-  shape.max_tokens = T + 3;
+  const cuda::MoeFfnShape shape{H, E, K, c.e0, c.e1, C, S, 2.5f, T + 3};
   cuda::MoeFfnWeights w;
   w.gate = dg.get();
   w.up = du.get();
@@ -807,14 +783,7 @@ TEST_F(Gpu, MoeFfnRouterOnGpu) {
   auto dw = upload_bf16(wt);
   DeviceArray<bf16> dd(E * C * H);
   HELIX_CUDA_CHECK(cudaMemcpy(dd.get(), dw.get(), size_t(dd.bytes()), cudaMemcpyDeviceToDevice));
-  cuda::MoeFfnShape s;
-  s.hidden = H;
-  s.experts = E;
-  s.top_k = K;
-  s.expert_begin = 0;
-  s.expert_end = E;
-  s.cols = C;
-  s.max_tokens = T;
+  const cuda::MoeFfnShape s{H, E, K, 0, E, C, 0, 1.0f, T};
   cuda::MoeFfnWeights w;
   w.router = dr.get();
   w.gate = dw.get();

@@ -349,24 +349,23 @@ TEST(CpuKernels, MoeFfnSumsHeldExpertsAndSharedSlice) {
   const std::vector<int32_t> expert = {2, 4, 0, 3, 4, 2, 1, 7};  // token 3: none held
   const std::vector<float> weight = {0.7f, 0.3f, 0.6f, 0.4f, 0.5f, 0.5f, 0.9f, 0.1f};
   std::vector<float> out(size_t(T * H), NAN);
-  cpu::MoeFfnRef r;
-  r.tokens = T;
-  r.hidden = H;
-  r.top_k = K;
-  r.expert_begin = e0;
-  r.expert_end = e1;
-  r.cols = C;
-  r.shared_cols = S;
-  r.x = x.data();
-  r.expert = expert.data();
-  r.weight = weight.data();
-  r.gate = g.data();
-  r.up = u.data();
-  r.down = d.data();
-  r.s_gate = sg.data();
-  r.s_up = su.data();
-  r.s_down = sd.data();
-  r.out = out.data();
+  const cpu::MoeFfnRef r{T,
+                         H,
+                         K,
+                         e0,
+                         e1,
+                         C,
+                         S,
+                         x.data(),
+                         expert.data(),
+                         weight.data(),
+                         g.data(),
+                         u.data(),
+                         d.data(),
+                         sg.data(),
+                         su.data(),
+                         sd.data(),
+                         out.data()};
   cpu::moe_ffn(r);
   std::vector<float> want(size_t(T * H), 0.f), scratch(size_t(2 * C));
   for (int64_t t = 0; t < T; ++t) {
