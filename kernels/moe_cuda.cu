@@ -620,7 +620,12 @@ __device__ void consume(const Geo& g, uint32_t base, unsigned char* ptr, const i
       x = decode_unit(g, n_sub_r, n1, g.hdr[kKSplit], unit);
       if (x.phase == 2 && threadIdx.x == 0) {
         const int tiles = x.le >= 0 ? g.ct_r : g.ct_s;
-        while (ld_acquire(g.done1 + x.sub) < tiles) __nanosleep(128);
+        // Phase 1 of this sub-item runs on CTAs that never wait: it ends. Trap after ~2^26
+        // polls (seconds) rather than hang on a bug.
+        for (uint32_t polls = 0; ld_acquire(g.done1 + x.sub) < tiles; ++polls) {
+          if (polls == (1u << 26)) asm volatile("trap;");
+          __nanosleep(128);
+        }
       }
 #pragma unroll
       for (int p = 0; p < 4; ++p) acc[p][0] = acc[p][1] = acc[p][2] = acc[p][3] = 0.0f;

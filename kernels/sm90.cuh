@@ -55,9 +55,12 @@ __device__ __forceinline__ bool mbar_test(uint32_t bar, uint32_t parity) {
       : "memory");
   return done != 0;
 }
-// Blocks until the phase with the given parity has completed.
+// Blocks until the phase with the given parity has completed. A wait that cannot end (a protocol
+// bug) traps after about 2^28 polls (seconds, far past any legitimate wait), so that the launch
+// fails ("unspecified launch failure") instead of hanging the GPU.
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
   uint32_t done;
+  uint32_t polls = 0;
   do {
     asm volatile(
         "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
@@ -65,6 +68,7 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
         : "=r"(done)
         : "r"(bar), "r"(parity)
         : "memory");
+    if (++polls == (1u << 28)) asm volatile("trap;");
   } while (done == 0);
 }
 

@@ -14,7 +14,8 @@
 #    B = 1, 8, 32, against 0.75 of the stream ceiling): OUTDIR/bench.json, OUTDIR/bench.log;
 # 4. prints the table last.
 # Environment: CUDA_ARCH (default 90a), ITERS (default 10), QUICK=1 (short shapes, a smoke run),
-# TESTS (gtest filter of step 2, default every GPU kernel test).
+# TESTS (gtest filter of step 2, default every GPU kernel test), TIMEOUT_S (per step, default 600;
+# the kernels also trap instead of hanging on a barrier that never completes).
 # Exit code: 0 when the build, every test and every case ran and the attention kernels agree
 # (bars missed are listed in the table, not failed); 1 otherwise.
 set -uo pipefail
@@ -39,20 +40,23 @@ done
 
 echo "== GPU kernel tests =="
 t0=$SECONDS
-"$build/bin/helix_cuda_tests" --gtest_filter="${TESTS:-Gpu.*}" --gtest_color=no \
-  >"$out/tests.log" 2>&1
+timeout "${TIMEOUT_S:-600}" "$build/bin/helix_cuda_tests" --gtest_filter="${TESTS:-Gpu.*}" \
+  --gtest_color=no >"$out/tests.log" 2>&1
 rc=$?
 grep -E '^\[ +(OK|FAILED|SKIPPED) +\]' "$out/tests.log" | sed 's/^/  /'
-((rc == 0)) || failed+=("helix_cuda_tests exited $rc (failures and diagnostics in $out/tests.log)")
+((rc == 124)) && failed+=("helix_cuda_tests did not finish in ${TIMEOUT_S:-600} s (a hang?)")
+((rc == 0 || rc == 124)) ||
+  failed+=("helix_cuda_tests exited $rc (failures and diagnostics in $out/tests.log)")
 echo "gpu_kernels: tests in $((SECONDS - t0)) s"
 
 echo "== helix-kernel-bench =="
 bench_args=(--iters "${ITERS:-10}" --json "$out/bench.json")
 [[ ${QUICK:-0} == 1 ]] && bench_args+=(--quick)
-"$build/bin/helix-kernel-bench" "${bench_args[@]}" >"$out/bench.table" 2>"$out/bench.log"
+timeout "${TIMEOUT_S:-600}" "$build/bin/helix-kernel-bench" "${bench_args[@]}" \
+  >"$out/bench.table" 2>"$out/bench.log"
 rc=$?
 cat "$out/bench.log"
-((rc == 0)) || failed+=("helix-kernel-bench exited $rc (1: the attention kernels disagree)")
+((rc == 0)) || failed+=("helix-kernel-bench exited $rc (1: the attention kernels disagree; 124: timeout)")
 
 echo "== failures =="
 if ((${#failed[@]})); then
