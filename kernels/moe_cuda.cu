@@ -221,8 +221,7 @@ __device__ void block_scan2(int a, int b, int& ea, int& eb, int& ta, int& tb) {
 }
 
 __global__ void __launch_bounds__(kPlanThreads, 1)
-    moe_plan_kernel(const float* logits, const Geo g, int32_t* r_expert, float* r_weight,
-                    float* r_margin) {
+    moe_plan_kernel(const float* logits, const Geo g, const MoeRouting r) {
   __shared__ int16_t sel_e[kMaxAssign];     // expert of entry t * K + k
   __shared__ int16_t sel_slot[kMaxAssign];  // its slot (held experts)
   __shared__ float sel_w[kMaxAssign];
@@ -248,12 +247,14 @@ __global__ void __launch_bounds__(kPlanThreads, 1)
     int32_t next_e;
     moe_next_best(lg, g.E, lane, prev_s, prev_e, next, next_e);
     if (lane == 0) {
-      r_margin[t] = next_e == INT32_MAX ? INFINITY : prev_s - next;
+      if (r.margin) r.margin[t] = next_e == INT32_MAX ? INFINITY : prev_s - next;
+      if (r.logit_margin)
+        r.logit_margin[t] = next_e == INT32_MAX ? INFINITY : lg[prev_e] - lg[next_e];
       for (int k = 0; k < g.K; ++k) {
         const float w = sel_w[t * g.K + k] / sum * g.scale;
         sel_w[t * g.K + k] = w;
-        r_expert[t * g.K + k] = sel_e[t * g.K + k];
-        r_weight[t * g.K + k] = w;
+        r.expert[t * g.K + k] = sel_e[t * g.K + k];
+        r.weight[t * g.K + k] = w;
       }
     }
   }
@@ -762,8 +763,8 @@ void MoeFfn::run_from_logits(const __nv_bfloat16* x, const float* logits, int64_
   HELIX_CHECK(available(), "MoeFfn: needs a GPU of compute capability 9.0 and an sm_90 build");
   if (tokens == 0) return;
   const Geo g = geo_of(shape_, tokens, workspace);
-  moe_plan_kernel<<<1, kPlanThreads, 0, stream>>>(logits, g, routing.expert, routing.weight,
-                                                  routing.margin);
+  HELIX_CHECK(routing.expert && routing.weight, "MoeFfn: the routing needs expert and weight");
+  moe_plan_kernel<<<1, kPlanThreads, 0, stream>>>(logits, g, routing);
   HELIX_LAUNCH_CHECK();
   static std::once_flag attr;
   std::call_once(attr, [] {

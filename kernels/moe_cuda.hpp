@@ -18,7 +18,7 @@
 //   s_gate, s_up [hidden][shared_cols], s_down [shared_cols][hidden]   (shared expert slice;
 //                                              shared_cols = 0: none)
 //   expert [tokens, top_k] int32 (global ids, descending score), weight [tokens, top_k] fp32,
-//   margin [tokens] fp32 (score of the k-th minus the (k+1)-th expert; +inf when top_k = experts)
+//   margin, logit_margin [tokens] fp32 (see MoeRouting)
 //
 // Work decomposition (moe_ffn): phase 1 units are (expert, 64 gate/up columns, 1024-row slice of
 // hidden) for at most 32 tokens; phase 2 units are (expert, 64 output columns, 1024-row slice of
@@ -55,11 +55,14 @@ struct MoeFfnWeights {
   const __nv_bfloat16 *s_gate = nullptr, *s_up = nullptr, *s_down = nullptr;
 };
 
-// Per-token routing as chosen on the GPU (device pointers, [tokens, top_k] and [tokens]).
+// Per-token routing as chosen on the GPU (device pointers, [tokens, top_k] and [tokens]); the
+// margins are optional (nullptr: not written): how far each token's choice is from flipping,
+// in sigmoid score and in router logit (k-th minus (k+1)-th expert, +inf when top_k = experts).
 struct MoeRouting {
   int32_t* expert = nullptr;
   float* weight = nullptr;
   float* margin = nullptr;
+  float* logit_margin = nullptr;
 };
 
 // What the last call did (read back on request; never on the timed path).

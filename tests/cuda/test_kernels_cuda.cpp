@@ -713,10 +713,10 @@ void run_moe_case(const MoeCase& c) {
   }
   const cuda::MoeFfn moe(shape, w);
   DeviceArray<float> work((moe.workspace_bytes() + 3) / 4);
-  DeviceArray<float> out(T * H), out2(T * H), margin(T);
+  DeviceArray<float> out(T * H), out2(T * H), margin(T), lmargin(T);
   DeviceArray<int32_t> expert(T * K);
   DeviceArray<float> weight(T * K);
-  const cuda::MoeRouting routing{expert.get(), weight.get(), margin.get()};
+  const cuda::MoeRouting routing{expert.get(), weight.get(), margin.get(), lmargin.get()};
   std::vector<float> got[2];
   for (int run = 0; run < 2; ++run) {
     DeviceArray<float>& o = run == 0 ? out : out2;
@@ -734,7 +734,19 @@ void run_moe_case(const MoeCase& c) {
   EXPECT_EQ(download(expert), re);
   EXPECT_LT(rel_err(download(weight), rw), 1e-5);
   const std::vector<float> gm = download(margin);
-  for (int64_t t = 0; t < T; ++t) EXPECT_NEAR(gm[size_t(t)], rm[size_t(t)], 1e-5) << "token " << t;
+  const std::vector<float> glm = download(lmargin);
+  for (int64_t t = 0; t < T; ++t) {
+    EXPECT_NEAR(gm[size_t(t)], rm[size_t(t)], 1e-5) << "token " << t;
+    // The logit margin: the k-th chosen expert's logit minus the best unchosen one's.
+    float best_out = -INFINITY;
+    for (int64_t e = 0; e < E; ++e) {
+      bool chosen = false;
+      for (int64_t k = 0; k < K; ++k) chosen = chosen || re[size_t(t * K + k)] == e;
+      if (!chosen) best_out = std::max(best_out, logits[size_t(t * E + e)]);
+    }
+    EXPECT_FLOAT_EQ(glm[size_t(t)], logits[size_t(t * E + re[size_t(t * K + K - 1)])] - best_out)
+        << "token " << t;
+  }
   int64_t assignments = 0;
   for (int32_t e : re) assignments += e >= c.e0 && e < c.e1;
   EXPECT_EQ(sum.assignments, assignments);
