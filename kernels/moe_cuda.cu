@@ -82,7 +82,8 @@ struct Geo {
   int T, H, K, E, e0, held, cols_r, cols_s, ct_r, ct_s, k2_r, k2_s, ntiles, colsmax, kslots;
   int ksplit;  // most phase 1 units per column tile (the call's count is in the header)
   int sms;
-  int64_t slots;  // slot capacity: row stride of p1, act and y
+  int64_t slots;     // slot capacity: row stride of act and y
+  int64_t p1_slots;  // rows of each part of p1: min(slots, kSplitSlots)
   float scale;
   int* hdr;
   int* sub;            // [subs][3]: held expert (-1: shared), first slot, tokens
@@ -93,7 +94,7 @@ struct Geo {
   int* cnt1;           // [subs][ctmax]
   int* done1;          // [subs]
   int* cnt2;           // [ntiles]
-  float* p1;           // [ksplit][kSplitSlots][2][colsmax]
+  float* p1;           // [ksplit][p1_slots][2][colsmax]
   __nv_bfloat16* act;  // [slots][colsmax]
   float* y;            // [k2max][slots][H]
 };
@@ -166,6 +167,7 @@ Geo geo_of(const MoeFfnShape& s, int64_t tokens, void* workspace) {
   g.colsmax = int(z.colsmax);
   g.kslots = int(s.top_k + 1);
   g.slots = z.slots;
+  g.p1_slots = std::min<int64_t>(z.slots, kSplitSlots);
   g.sms = sm_count();
   g.scale = s.routed_scale;
   char* b = static_cast<char*>(workspace);
@@ -544,7 +546,7 @@ __device__ void finish_phase1(const Geo& g, const Unit& x, const float (&acc)[4]
     return;
   }
   for_each_acc(x, mt, lane, x.cols, [&](int p, int i, int n, int col) {
-    g.p1[((int64_t(x.part) * kSplitSlots + x.slot0 + n) * 2 + mat) * g.colsmax + col] = acc[p][i];
+    g.p1[((int64_t(x.part) * g.p1_slots + x.slot0 + n) * 2 + mat) * g.colsmax + col] = acc[p][i];
   });
   __threadfence();
   consumers_sync();
@@ -558,7 +560,7 @@ __device__ void finish_phase1(const Geo& g, const Unit& x, const float (&acc)[4]
     const int64_t slot = x.slot0 + n;
     float gs = 0.0f, us = 0.0f;
     for (int s = 0; s < ksplit; ++s) {
-      const float* src = g.p1 + ((int64_t(s) * kSplitSlots + slot) * 2) * g.colsmax + col;
+      const float* src = g.p1 + ((int64_t(s) * g.p1_slots + slot) * 2) * g.colsmax + col;
       gs += __ldcg(src);
       us += __ldcg(src + g.colsmax);
     }
