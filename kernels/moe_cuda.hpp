@@ -5,8 +5,9 @@
 //      weights normalized and scaled, the margin between the k-th and (k+1)-th score, and the
 //      grouping of the (token, expert) assignments of the held experts into contiguous slots,
 //      plus one slot per token for the shared expert; the work list of step 3;
-//   3. moe_ffn (one persistent launch over the SMs): SwiGLU of every expert that received tokens
-//      and of the shared expert, gate/up then down, with the weights streamed once by TMA.
+//   3. moe_ffn (one persistent launch over the SMs, a programmatic dependent of step 2 that
+//      streams the shared expert while the plan runs): SwiGLU of every expert that received
+//      tokens and of the shared expert, with the weights streamed once by TMA.
 // Outputs: out [tokens, hidden] fp32 (overwritten) = sum over the token's held experts of
 // weight * expert(x) + shared(x); the per-token routing (expert ids, weights, margins).
 //
@@ -19,13 +20,17 @@
 //                                              shared_cols = 0: none)
 //   expert [tokens, top_k] int32 (global ids, descending score), weight [tokens, top_k] fp32,
 //   margin, logit_margin [tokens] fp32 (see MoeRouting)
+// Requirements (checked, UsageError): hidden, cols, shared_cols multiples of 8 (TMA needs 16-byte
+// row strides), weights, x and out 16-byte aligned, the workspace 256-byte aligned, at most 1024
+// held experts and max_tokens * top_k <= 4096.
 //
-// Work decomposition (moe_ffn): phase 1 units are (expert, 64 gate/up columns, 1024-row slice of
-// hidden) for at most 32 tokens; phase 2 units are (expert, 64 output columns, 1024-row slice of
-// cols). Partial sums go to the workspace and are reduced in a fixed order by the last unit of
-// each group (the results do not depend on timing); the down projection of an expert starts once
-// its activations are complete. Needs a GPU of compute capability 9.0 and an sm_90 build
-// (available()); the executors keep their per-expert path otherwise.
+// Work decomposition (kernels/moe_grid.hpp): phase 1 units are (sub-item of <= 32 tokens of an
+// expert, 256 gate/up columns, a row part of hidden), phase 2 units (sub-item, 512 output
+// columns, a row part of cols), phase 3 units (64 output columns: the sum over each token's
+// slots). Partial sums go to the workspace and are reduced in a fixed order (the results do not
+// depend on timing); the down projection of an expert starts once its activations are complete.
+// Needs a GPU of compute capability 9.0 and an sm_90 build (available()); the executors keep
+// their per-expert path otherwise. HELIX_MOE_PDL=0 launches step 3 after step 2 ends.
 #pragma once
 
 #include <cuda.h>
@@ -69,7 +74,8 @@ struct MoeRouting {
 struct MoePlanSummary {
   int64_t active_experts = 0;  // held experts that received tokens
   int64_t assignments = 0;     // (token, held expert) pairs
-  int64_t phase1_units = 0, phase2_units = 0;
+  int64_t phase1_units = 0, phase2_units = 0, phase3_units = 0;
+  int64_t phase1_parts = 0, phase2_parts = 0;  // row parts per column group (1: unsplit)
 };
 
 class MoeFfn {

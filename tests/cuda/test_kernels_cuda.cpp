@@ -19,6 +19,7 @@
 #include "bench/cuda_executor.hpp"
 #include "bench/layer_data.hpp"
 #include "comm/cuda_check.hpp"
+#include "comm/error.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/combine.hpp"
 #include "kernels/copy_segments.hpp"
@@ -730,7 +731,9 @@ void run_moe_case(const MoeCase& c) {
   const cuda::MoePlanSummary sum = moe.summary(work.get(), nullptr);
   SCOPED_TRACE("active experts " + std::to_string(sum.active_experts) + ", assignments " +
                std::to_string(sum.assignments) + ", units " + std::to_string(sum.phase1_units) +
-               " + " + std::to_string(sum.phase2_units));
+               " + " + std::to_string(sum.phase2_units) + " + " + std::to_string(sum.phase3_units) +
+               ", row parts " + std::to_string(sum.phase1_parts) + " / " +
+               std::to_string(sum.phase2_parts));
   EXPECT_EQ(download(expert), re);
   EXPECT_LT(rel_err(download(weight), rw), 1e-5);
   const std::vector<float> gm = download(margin);
@@ -758,8 +761,8 @@ void run_moe_case(const MoeCase& c) {
 
 TEST_F(Gpu, MoeFfnMatchesReference) {
   if (!cuda::MoeFfn::available()) GTEST_SKIP() << "needs compute capability 9.0 and an sm_90 build";
-  // Hidden sizes with a partial 1024-row slice and a partial 64-column tile, expert and shared
-  // slices that are not multiples of 64, 1 to 64 tokens (two 32-token chunks of the shared
+  // Hidden sizes with a partial 512-row part and a partial 64-column box, expert and shared
+  // slices that are not multiples of 64, 1 to 64 tokens (two 32-token sub-items of the shared
   // expert), an expert with more than 32 tokens, a rank with no shared expert.
   run_moe_case({1, 1088, 32, 4, 5, 21, 128, 64});
   run_moe_case({7, 1000, 32, 4, 0, 32, 200, 72});
@@ -768,6 +771,17 @@ TEST_F(Gpu, MoeFfnMatchesReference) {
   run_moe_case({5, 256, 64, 6, 60, 64, 64, 0});  // few tokens reach experts 60..63
 }
 
+TEST_F(Gpu, MoeFfnEverySplit) {
+  if (!cuda::MoeFfn::available()) GTEST_SKIP() << "needs compute capability 9.0 and an sm_90 build";
+  // Slices over 512 rows (phase 2 in 3 and 2 row parts, partial boxes of 8 columns).
+  run_moe_case({40, 2048, 64, 4, 8, 40, 1032, 520, 60});
+  // More slots than the split buffers hold: hidden 1536 in two units of 1024 and 512 rows (one
+  // unit reloads its token tile), then hidden 1024 unsplit (no partial sums).
+  run_moe_case({128, 1536, 16, 4, 4, 12, 256, 256, 61});
+  run_moe_case({256, 1024, 16, 2, 0, 16, 128, 64, 62});
+  // More shared-expert units than SMs: some of them are taken from the queue after the plan.
+  run_moe_case({160, 2048, 16, 2, 0, 4, 64, 2048, 63});
+}
 TEST_F(Gpu, MoeFfnNothingRoutedHere) {
   if (!cuda::MoeFfn::available()) GTEST_SKIP() << "needs compute capability 9.0 and an sm_90 build";
   // Every token's experts are held elsewhere and there is no shared expert: out is zeros.
@@ -780,6 +794,44 @@ TEST_F(Gpu, MoeFfnDeepSeekShapes) {
   // and a 256-column shared slice, at B = 8 and 32.
   run_moe_case({8, 7168, 256, 8, 0, 16, 512, 256, 41});
   run_moe_case({32, 7168, 256, 8, 48, 64, 512, 256, 42});
+  // The full 2048-column experts of EP 1 / EP 4 (two held, four tokens on the first) and the
+  // 2048-column shared expert.
+  run_moe_case({8, 7168, 256, 8, 0, 2, 2048, 2048, 43, 4});
+}
+
+TEST_F(Gpu, MoeFfnRefusesShapesItCannotRun) {
+  // Refused on the host with the reason, before any launch (UsageError).
+  DeviceArray<bf16> w(4 * 64 * 64 + 8);
+  cuda::MoeFfnWeights ok;
+  ok.gate = ok.up = ok.down = w.get();
+  const cuda::MoeFfnShape good{64, 8, 2, 0, 4, 64, 0, 1.0f, 4};
+  EXPECT_NO_THROW(cuda::MoeFfn(good, ok));
+  auto refused = [&](cuda::MoeFfnShape s, cuda::MoeFfnWeights wt, const char* why) {
+    try {
+      cuda::MoeFfn m(s, wt);
+      ADD_FAILURE() << "accepted: " << why;
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  cuda::MoeFfnShape s = good;
+  s.cols = 60;
+  refused(s, ok, "multiples of 8");
+  s = good;
+  s.hidden = 100;
+  refused(s, ok, "multiple of 8");
+  s = good;
+  s.max_tokens = 4097;
+  refused(s, ok, "max_tokens * top_k");
+  s = good;
+  s.expert_end = 9;
+  refused(s, ok, "held experts");
+  cuda::MoeFfnWeights odd = ok;
+  odd.down = w.get() + 1;  // 2 bytes off
+  refused(good, odd, "down must be 16-byte aligned");
+  s = good;
+  s.shared_cols = 64;
+  refused(s, ok, "shared expert's weights");
 }
 
 TEST_F(Gpu, MoeFfnRouterOnGpu) {
