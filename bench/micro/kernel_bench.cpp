@@ -11,10 +11,15 @@
 //   moe_ffn:  DeepSeek-R1's MoE FFN of one rank (hidden 7168, 256 experts top-8, expert FFN 2048,
 //             one shared expert) at EP = 1 and 4, B = 1, 8, 32, random routing that changes every
 //             iteration: plan + grouped launch (bar 0.75 of the stream ceiling over the bytes of
-//             the experts that received tokens plus the shared slice), the same with the router
-//             GEMM, and the per-expert cuBLAS path for comparison.
-// Exit code 0 when every case ran (bars missed are reported, not failed), 1 on a mismatch between
-// the attention kernels, 2 on bad arguments.
+//             the experts that received tokens plus the shared slice; its output checked against
+//             a per-expert cuBLAS recomputation with the routing weights and the shared expert),
+//             the same with the router GEMM, and the per-expert cuBLAS path for comparison.
+// Cases can be chosen (--mla-cases, --moe-cases), so that a script runs each in its own process
+// (a kernel fault ends only its process), takes the ceilings of one measurement (--ceilings-from)
+// and prints one table from the processes' JSON files (--table).
+// Exit code 0 when every case ran (bars missed are reported, not failed), 1 on a mismatch (between
+// the attention kernels, or of the MoE output against the per-expert cuBLAS recomputation), 2 on
+// bad arguments.
 #include <cuda_runtime.h>
 
 #include <CLI/CLI.hpp>
@@ -212,10 +217,75 @@ struct MoeBenchShape {
   int64_t batch;
 };
 
-void bench_moe(const std::vector<MoeBenchShape>& shapes, const Ceilings& c, int iters,
-               cudaStream_t s, std::vector<Row>& rows) {
+// The MoE FFN of routing set `set` recomputed without the grouped kernel: per held expert with
+// tokens, gather, gate and up GEMMs (fp32), routing weight x silu(gate) x up (bf16), down GEMM,
+// scatter-add into out; then the shared expert over every token. Returns out [B, H] on the host.
+std::vector<float> moe_reference(cuda::Gemm& gemm, int64_t B, int64_t H, int64_t K, int64_t held,
+                                 int64_t cols, int64_t scols, const Buf& x, const Buf& gate,
+                                 const Buf& up, const Buf& down, const Buf& sg, const Buf& su,
+                                 const Buf& sd, const std::vector<int32_t>& ex,
+                                 const std::vector<float>& wt, cudaStream_t s) {
+  std::vector<int32_t> rows;
+  std::vector<float> scale;
+  std::vector<int64_t> first(size_t(held) + 1, 0);
+  for (int64_t e = 0; e < held; ++e) {
+    for (int64_t t = 0; t < B; ++t)
+      for (int64_t k = 0; k < K; ++k)
+        if (ex[size_t(t * K + k)] == e) {
+          rows.push_back(int32_t(t));
+          scale.push_back(wt[size_t(t * K + k)]);
+        }
+    first[size_t(e) + 1] = int64_t(rows.size());
+  }
+  const int64_t wide = std::max(cols, scols), n_all = std::max<int64_t>(1, int64_t(rows.size()));
+  Buf d_rows = alloc(n_all * 4), d_scale = alloc(n_all * 4), xg = alloc(B * H * 2),
+      gg = alloc(B * wide * 4), uu = alloc(B * wide * 4), act = alloc(B * wide * 2),
+      y = alloc(B * H * 4), ref = alloc(B * H * 4);
+  HELIX_CUDA_CHECK(cudaMemcpy(d_rows.data(), rows.data(), rows.size() * 4, cudaMemcpyHostToDevice));
+  HELIX_CUDA_CHECK(
+      cudaMemcpy(d_scale.data(), scale.data(), scale.size() * 4, cudaMemcpyHostToDevice));
+  HELIX_CUDA_CHECK(cudaMemsetAsync(ref.data(), 0, size_t(B * H * 4), s));
+  auto ffn = [&](const bf16* xin, int64_t n, int64_t c, const bf16* wg, const bf16* wu,
+                 const bf16* wd, const float* sc, float* yout, bool accumulate) {
+    cuda::GemmShape g{n, H, c, H, c, c};
+    gemm.run(g, xin, wg, gg.data(), s);
+    gemm.run(g, xin, wu, uu.data(), s);
+    cuda::silu_mul(static_cast<float*>(gg.data()), static_cast<float*>(uu.data()), sc, n, c,
+                   static_cast<bf16*>(act.data()), s);
+    cuda::GemmShape d{n, c, H, c, H, H};
+    d.accumulate = accumulate;
+    gemm.run(d, static_cast<bf16*>(act.data()), wd, yout, s);
+  };
+  for (int64_t e = 0; e < held; ++e) {
+    const int64_t n = first[size_t(e) + 1] - first[size_t(e)];
+    if (n == 0) continue;
+    const int32_t* r = static_cast<const int32_t*>(d_rows.data()) + first[size_t(e)];
+    cuda::gather_rows(static_cast<const bf16*>(x.data()), r, n, H, static_cast<bf16*>(xg.data()),
+                      s);
+    ffn(static_cast<bf16*>(xg.data()), n, cols,
+        static_cast<const bf16*>(gate.data()) + e * H * cols,
+        static_cast<const bf16*>(up.data()) + e * H * cols,
+        static_cast<const bf16*>(down.data()) + e * cols * H,
+        static_cast<const float*>(d_scale.data()) + first[size_t(e)], static_cast<float*>(y.data()),
+        false);
+    cuda::scatter_add_rows(static_cast<float*>(y.data()), r, n, H, static_cast<float*>(ref.data()),
+                           s);
+  }
+  ffn(static_cast<const bf16*>(x.data()), B, scols, static_cast<const bf16*>(sg.data()),
+      static_cast<const bf16*>(su.data()), static_cast<const bf16*>(sd.data()), nullptr,
+      static_cast<float*>(ref.data()), true);
+  std::vector<float> h(size_t(B * H));
+  HELIX_CUDA_CHECK(cudaStreamSynchronize(s));
+  HELIX_CUDA_CHECK(cudaMemcpy(h.data(), ref.data(), h.size() * 4, cudaMemcpyDeviceToHost));
+  return h;
+}
+
+// Returns the number of cases whose output disagrees with moe_reference.
+int bench_moe(const std::vector<MoeBenchShape>& shapes, const Ceilings& c, int iters,
+              cudaStream_t s, std::vector<Row>& rows) {
   const int64_t H = 7168, E = 256, K = 8, F = 2048;
   const int kLogitSets = 8;  // a different routing every iteration (cold experts)
+  int mismatches = 0;
   for (const MoeBenchShape& m : shapes) {
     const int64_t held = E / m.ep, cols = F, scols = F / m.ep, B = m.batch;
     Buf gate = alloc(held * H * cols * 2), up = alloc(held * H * cols * 2),
@@ -248,10 +318,11 @@ void bench_moe(const std::vector<MoeBenchShape>& shapes, const Ceilings& c, int 
     };
     // Bytes of the experts each routing set reaches, averaged over the sets.
     double active = 0, assigned = 0;
+    cuda::MoePlanSummary sum;
     for (int i = 0; i < kLogitSets; ++i) {
       moe.run_from_logits(static_cast<bf16*>(x.data()), set_logits(i), B, work.data(),
                           static_cast<float*>(out.data()), routing, s);
-      const cuda::MoePlanSummary sum = moe.summary(work.data(), s);
+      sum = moe.summary(work.data(), s);
       active += double(sum.active_experts) / kLogitSets;
       assigned += double(sum.assignments) / kLogitSets;
     }
@@ -282,7 +353,33 @@ void bench_moe(const std::vector<MoeBenchShape>& shapes, const Ceilings& c, int 
             },
             2, iters, s),
         0.75);
+    // The output of routing set 0 against the per-expert recomputation.
+    moe.run_from_logits(static_cast<bf16*>(x.data()), set_logits(0), B, work.data(),
+                        static_cast<float*>(out.data()), routing, s);
+    sum = moe.summary(work.data(), s);
+    std::vector<int32_t> ex(size_t(B * K));
+    std::vector<float> wt(size_t(B * K)), got(size_t(B * H));
+    HELIX_CUDA_CHECK(cudaMemcpy(ex.data(), re.data(), ex.size() * 4, cudaMemcpyDeviceToHost));
+    HELIX_CUDA_CHECK(cudaMemcpy(wt.data(), rw.data(), wt.size() * 4, cudaMemcpyDeviceToHost));
+    HELIX_CUDA_CHECK(cudaMemcpy(got.data(), out.data(), got.size() * 4, cudaMemcpyDeviceToHost));
     cuda::Gemm gemm;
+    const double diff = max_row_rel(
+        got,
+        moe_reference(gemm, B, H, K, held, cols, scols, x, gate, up, down, sg, su, sd, ex, wt, s),
+        H);
+    char note[160];
+    std::snprintf(
+        note, sizeof note,
+        "max per-token rel diff vs per-expert cuBLAS %.1e; units %lld + %lld + %lld, "
+        "row parts %lld / %lld",
+        diff, static_cast<long long>(sum.phase1_units), static_cast<long long>(sum.phase2_units),
+        static_cast<long long>(sum.phase3_units), static_cast<long long>(sum.phase1_parts),
+        static_cast<long long>(sum.phase2_parts));
+    rows.back().note = note;
+    if (!(diff < 1e-2)) {
+      ++mismatches;
+      rows.back().note += " MISMATCH";
+    }
     add("router GEMM + plan + grouped",
         time_us(
             [&](int) {
@@ -293,10 +390,6 @@ void bench_moe(const std::vector<MoeBenchShape>& shapes, const Ceilings& c, int 
         0);
     // The per-expert path (cuBLASLt GEMMs, SiLU, per active expert; the host already knows the
     // routing, so the round trip is not counted) on routing set 0.
-    moe.run_from_logits(static_cast<bf16*>(x.data()), set_logits(0), B, work.data(),
-                        static_cast<float*>(out.data()), routing, s);
-    std::vector<int32_t> ex(size_t(B * K));
-    HELIX_CUDA_CHECK(cudaMemcpy(ex.data(), re.data(), ex.size() * 4, cudaMemcpyDeviceToHost));
     std::vector<std::vector<int32_t>> tok(static_cast<size_t>(held));
     for (int64_t t = 0; t < B; ++t)
       for (int64_t k = 0; k < K; ++k)
@@ -336,6 +429,94 @@ void bench_moe(const std::vector<MoeBenchShape>& shapes, const Ceilings& c, int 
             1, std::max(3, iters / 2), s),
         0);
   }
+  return mismatches;
+}
+
+// ---- the table -------------------------------------------------------------------------------
+
+nlohmann::json row_json(const Row& r) {
+  return {{"kernel", r.kernel},   {"shape", r.shape},
+          {"variant", r.variant}, {"time_us", r.us},
+          {"tflops", r.tflops},   {"gbps", r.gbps},
+          {"ceiling", r.ceiling}, {"fraction_of_ceiling", r.fraction},
+          {"bar", r.bar},         {"note", r.note}};
+}
+
+Row row_of(const nlohmann::json& j) {
+  Row r;
+  r.kernel = j.at("kernel").get<std::string>();
+  r.shape = j.at("shape").get<std::string>();
+  r.variant = j.at("variant").get<std::string>();
+  r.us = j.at("time_us").get<double>();
+  r.tflops = j.at("tflops").get<double>();
+  r.gbps = j.at("gbps").get<double>();
+  r.ceiling = j.at("ceiling").get<std::string>();
+  r.fraction = j.at("fraction_of_ceiling").get<double>();
+  r.bar = j.at("bar").get<double>();
+  r.note = j.at("note").get<std::string>();
+  return r;
+}
+
+// The table on stdout; returns the number of rows that report a mismatch.
+int print_table(const std::vector<Row>& rows, const Ceilings& c, const std::string& device) {
+  std::printf("ceilings: stream %.0f GB/s, bf16 GEMM %.0f TFLOP/s (%s)\n", c.stream_gbps,
+              c.gemm_tflops, device.c_str());
+  std::printf("%-9s %-30s %-36s %10s %8s %8s %9s %6s  %s\n", "kernel", "shape", "variant",
+              "time_us", "TFLOP/s", "GB/s", "fraction", "bar", "result");
+  int missed = 0, mismatches = 0;
+  for (const Row& r : rows) {
+    std::string res = "-";
+    if (r.bar > 0) {
+      const bool ok = r.fraction >= r.bar;
+      missed += !ok;
+      char b[64];
+      std::snprintf(b, sizeof b, "MISS (short by %.0f%%)", 100 * (1 - r.fraction / r.bar));
+      res = ok ? "pass" : b;
+    }
+    mismatches += r.note.find("MISMATCH") != std::string::npos;
+    char bar[16] = "";
+    if (r.bar > 0) std::snprintf(bar, sizeof bar, ">=%.2f", r.bar);
+    std::printf("%-9s %-30s %-36s %10.1f %8.1f %8.0f %7.3f %-1s %6s  %s%s%s\n", r.kernel.c_str(),
+                r.shape.c_str(), r.variant.c_str(), r.us, r.tflops, r.gbps, r.fraction,
+                r.ceiling == "gemm" ? "G" : "S", bar, res.c_str(), r.note.empty() ? "" : "; ",
+                r.note.c_str());
+  }
+  std::printf(
+      "fraction: of the GEMM rate (G) or of the stream ceiling (S); %d bar(s) missed, %d "
+      "mismatch(es) against the reference kernels\n",
+      missed, mismatches);
+  return mismatches;
+}
+
+// "8:128:128K" -> batch 8, 128 heads, 131072 tokens (K = 1024, M = 1048576).
+bool parse_mla_case(const std::string& t, MlaShape& m) {
+  long long b = 0, h = 0, n = 0;
+  char unit = 0, extra = 0;
+  const int got = std::sscanf(t.c_str(), "%lld:%lld:%lld%c%c", &b, &h, &n, &unit, &extra);
+  if (got < 3 || got > 4 || b < 1 || h < 1 || n < 1) return false;
+  if (got == 4 && unit != 'K' && unit != 'M') return false;
+  m = {b, h, n * (unit == 'K' ? 1024 : unit == 'M' ? 1048576 : 1)};
+  return true;
+}
+
+// "4:32" -> EP 4, batch 32.
+bool parse_moe_case(const std::string& t, MoeBenchShape& m) {
+  int ep = 0;
+  long long b = 0;
+  char extra = 0;
+  if (std::sscanf(t.c_str(), "%d:%lld%c", &ep, &b, &extra) != 2) return false;
+  if (ep < 1 || 256 % ep != 0 || b < 1 || b * 8 > 4096) return false;
+  m = {ep, b};
+  return true;
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> v;
+  for (size_t a = 0, b; a <= s.size(); a = b + 1) {
+    b = std::min(s.find(',', a), s.size());
+    if (b > a) v.push_back(s.substr(a, b - a));
+  }
+  return v;
 }
 
 }  // namespace
@@ -346,23 +527,98 @@ int main(int argc, char** argv) {
       "and bf16 GEMM ceilings measured in the same run, on one GPU"};
   int iters = 10;
   bool quick = false;
-  std::string json_path, only = "attn,moe";
+  std::string json_path, only = "attn,moe", mla_cases, moe_cases, ceilings_from;
+  std::vector<std::string> tables;
   app.add_option("--iters", iters, "Timed runs per case (median)")->check(CLI::Range(1, 1000));
   app.add_flag("--quick", quick, "Fewer and shorter shapes (a smoke run)");
-  app.add_option("--json", json_path, "Write the table as JSON to this file");
+  app.add_option("--json", json_path, "Write the rows (and the ceilings) as JSON to this file");
   app.add_option("--kernels", only, "Comma-separated: attn, moe")->capture_default_str();
+  app.add_option("--mla-cases", mla_cases,
+                 "MLA shapes instead of the default list, comma-separated BATCH:HEADS:TOKENS "
+                 "(TOKENS may end in K or M), e.g. 8:128:128K,1:128:256K");
+  app.add_option("--moe-cases", moe_cases,
+                 "MoE shapes instead of the default list, comma-separated EP:BATCH, e.g. 1:8,4:32");
+  app.add_option("--ceilings-from", ceilings_from,
+                 "Take the stream and GEMM ceilings from an earlier --json file of the same job "
+                 "instead of measuring them");
+  app.add_option("--table", tables,
+                 "Print one table from these --json files (no GPU work) and exit; the ceilings are "
+                 "the first file's");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  for (size_t a = 0, b; a <= only.size(); a = b + 1) {
-    b = std::min(only.find(',', a), only.size());
-    const std::string k = only.substr(a, b - a);
-    if (k != "attn" && k != "moe") {
-      std::fprintf(stderr, "helix-kernel-bench: --kernels: '%s' is not attn or moe\n", k.c_str());
-      return 2;
+  auto fail_arg = [](const std::string& what) {
+    std::fprintf(stderr, "helix-kernel-bench: %s\n", what.c_str());
+    return 2;
+  };
+  auto read_json = [](const std::string& path, nlohmann::json& doc) {
+    std::ifstream f(path);
+    if (!f) return false;
+    try {
+      f >> doc;
+      return doc.contains("stream_gbps") && doc.contains("gemm_tflops") && doc.contains("rows");
+    } catch (const nlohmann::json::exception&) {
+      return false;
     }
+  };
+  if (!tables.empty()) {
+    std::vector<Row> rows;
+    Ceilings c;
+    std::string device;
+    for (size_t i = 0; i < tables.size(); ++i) {
+      nlohmann::json doc;
+      if (!read_json(tables[i], doc))
+        return fail_arg("--table: " + tables[i] + " is not a helix-kernel-bench --json file");
+      if (i == 0) {
+        c.stream_gbps = doc["stream_gbps"].get<double>();
+        c.gemm_tflops = doc["gemm_tflops"].get<double>();
+        device = doc.value("device", std::string("?"));
+      }
+      try {
+        for (const auto& r : doc["rows"]) rows.push_back(row_of(r));
+      } catch (const nlohmann::json::exception& e) {
+        return fail_arg("--table: " + tables[i] + ": " + e.what());
+      }
+    }
+    return print_table(rows, c, device) > 0 ? 1 : 0;
+  }
+  for (const std::string& k : split_list(only))
+    if (k != "attn" && k != "moe") return fail_arg("--kernels: '" + k + "' is not attn or moe");
+  std::vector<MlaShape> mla_shapes = {{8, 128, 131072}, {8, 128, 262144}, {8, 128, 1048576},
+                                      {8, 32, 131072},  {8, 32, 1048576}, {8, 16, 131072},
+                                      {8, 16, 1048576}, {1, 128, 262144}};
+  if (quick) mla_shapes = {{8, 128, 65536}, {8, 32, 131072}, {8, 16, 131072}};
+  if (!mla_cases.empty()) {
+    mla_shapes.clear();
+    for (const std::string& t : split_list(mla_cases)) {
+      MlaShape m{};
+      if (!parse_mla_case(t, m))
+        return fail_arg("--mla-cases: '" + t + "' is not BATCH:HEADS:TOKENS (e.g. 8:128:128K)");
+      mla_shapes.push_back(m);
+    }
+  }
+  std::vector<MoeBenchShape> moe_shapes = {{1, 1}, {1, 8}, {1, 32}, {4, 1}, {4, 8}, {4, 32}};
+  if (quick) moe_shapes = {{4, 1}, {4, 8}};
+  if (!moe_cases.empty()) {
+    moe_shapes.clear();
+    for (const std::string& t : split_list(moe_cases)) {
+      MoeBenchShape m{};
+      if (!parse_moe_case(t, m))
+        return fail_arg("--moe-cases: '" + t +
+                        "' is not EP:BATCH (EP dividing 256, BATCH * 8 <= 4096; e.g. 4:32)");
+      moe_shapes.push_back(m);
+    }
+  }
+  Ceilings c;
+  if (!ceilings_from.empty()) {
+    nlohmann::json doc;
+    if (!read_json(ceilings_from, doc))
+      return fail_arg("--ceilings-from: " + ceilings_from +
+                      " is not a helix-kernel-bench --json file");
+    c.stream_gbps = doc["stream_gbps"].get<double>();
+    c.gemm_tflops = doc["gemm_tflops"].get<double>();
   }
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -385,61 +641,26 @@ int main(int argc, char** argv) {
                  "binary sm_%d\n",
                  k.first, fa.numRegs, fa.localSizeBytes, fa.binaryVersion);
   }
-  const Ceilings c = measure_ceilings(iters, s);
-  std::fprintf(stderr, "  ceilings: stream %.0f GB/s, bf16 GEMM 8192^3 %.0f TFLOP/s\n",
-               c.stream_gbps, c.gemm_tflops);
+  if (ceilings_from.empty()) {
+    c = measure_ceilings(iters, s);
+    std::fprintf(stderr, "  ceilings: stream %.0f GB/s, bf16 GEMM 8192^3 %.0f TFLOP/s\n",
+                 c.stream_gbps, c.gemm_tflops);
+  } else {
+    std::fprintf(stderr, "  ceilings (from %s): stream %.0f GB/s, bf16 GEMM %.0f TFLOP/s\n",
+                 ceilings_from.c_str(), c.stream_gbps, c.gemm_tflops);
+  }
   std::vector<Row> rows;
   int mismatches = 0;
-  if (only.find("attn") != std::string::npos) {
-    std::vector<MlaShape> shapes = {{8, 128, 131072}, {8, 128, 262144}, {8, 128, 1048576},
-                                    {8, 32, 131072},  {8, 32, 1048576}, {8, 16, 131072},
-                                    {8, 16, 1048576}, {1, 128, 262144}};
-    if (quick) shapes = {{8, 128, 65536}, {8, 32, 131072}, {8, 16, 131072}};
-    mismatches = bench_mla(shapes, c, iters, s, rows);
-  }
-  if (only.find("moe") != std::string::npos) {
-    std::vector<MoeBenchShape> shapes = {{1, 1}, {1, 8}, {1, 32}, {4, 1}, {4, 8}, {4, 32}};
-    if (quick) shapes = {{4, 1}, {4, 8}};
-    bench_moe(shapes, c, iters, s, rows);
-  }
-  // The table (last on stdout).
-  std::printf("ceilings: stream %.0f GB/s, bf16 GEMM %.0f TFLOP/s (%s)\n", c.stream_gbps,
-              c.gemm_tflops, p.name);
-  std::printf("%-9s %-30s %-36s %10s %8s %8s %9s %6s  %s\n", "kernel", "shape", "variant",
-              "time_us", "TFLOP/s", "GB/s", "fraction", "bar", "result");
-  nlohmann::json out = nlohmann::json::array();
-  int missed = 0;
-  for (const Row& r : rows) {
-    std::string res = "-";
-    if (r.bar > 0) {
-      const bool ok = r.fraction >= r.bar;
-      missed += !ok;
-      char b[64];
-      std::snprintf(b, sizeof b, "MISS (short by %.0f%%)", 100 * (1 - r.fraction / r.bar));
-      res = ok ? "pass" : b;
-    }
-    char bar[16] = "";
-    if (r.bar > 0) std::snprintf(bar, sizeof bar, ">=%.2f", r.bar);
-    std::printf("%-9s %-30s %-36s %10.1f %8.1f %8.0f %7.3f %-1s %6s  %s%s%s\n", r.kernel.c_str(),
-                r.shape.c_str(), r.variant.c_str(), r.us, r.tflops, r.gbps, r.fraction,
-                r.ceiling == "gemm" ? "G" : "S", bar, res.c_str(), r.note.empty() ? "" : "; ",
-                r.note.c_str());
-    out.push_back({{"kernel", r.kernel},
-                   {"shape", r.shape},
-                   {"variant", r.variant},
-                   {"time_us", r.us},
-                   {"tflops", r.tflops},
-                   {"gbps", r.gbps},
-                   {"ceiling", r.ceiling},
-                   {"fraction_of_ceiling", r.fraction},
-                   {"bar", r.bar},
-                   {"note", r.note}});
-  }
-  std::printf(
-      "fraction: of the GEMM rate (G) or of the stream ceiling (S); %d bar(s) missed, %d "
-      "attention mismatch(es)\n",
-      missed, mismatches);
+  const std::vector<std::string> kinds = split_list(only);
+  auto wants = [&](const char* k) {
+    return std::find(kinds.begin(), kinds.end(), k) != kinds.end();
+  };
+  if (wants("attn")) mismatches += bench_mla(mla_shapes, c, iters, s, rows);
+  if (wants("moe")) mismatches += bench_moe(moe_shapes, c, iters, s, rows);
+  print_table(rows, c, p.name);
   if (!json_path.empty()) {  // written to a temporary file, then renamed: never half-written
+    nlohmann::json out = nlohmann::json::array();
+    for (const Row& r : rows) out.push_back(row_json(r));
     const nlohmann::json doc = {{"device", p.name},
                                 {"stream_gbps", c.stream_gbps},
                                 {"gemm_tflops", c.gemm_tflops},
