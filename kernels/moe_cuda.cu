@@ -484,9 +484,9 @@ __device__ void reduce_out(const Geo& g, const Unit& x, float* out) {
     const int t = idx / kQuads, col = x.c0 + 4 * (idx % kQuads);
     if (col >= m.H) continue;
     float4 sum = make_float4(0, 0, 0, 0);
-    const int n = __ldg(g.tok_n + t);
+    const int n = __ldcg(g.tok_n + t);
     for (int j = 0; j < n; ++j) {
-      const int slot = __ldg(g.tok_slots + t * g.kslots + j);
+      const int slot = __ldcg(g.tok_slots + t * g.kslots + j);
       const int parts = slot < m.ts ? m.parts2_s : m.parts2_r;
       for (int c = 0; c < parts; ++c)
         sum =
