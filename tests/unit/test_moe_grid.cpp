@@ -66,14 +66,7 @@ std::vector<int> plan_subs(const Case& c, const Grid& g, int& n_sub_r, int& max_
 
 void check_case(const Case& c, int64_t ctas) {
   SCOPED_TRACE(name_of(c) + ", " + std::to_string(ctas) + " CTAs");
-  moe::Dims d;
-  d.hidden = c.hidden;
-  d.experts = c.experts;
-  d.top_k = c.top_k;
-  d.held = c.held;
-  d.cols = c.cols;
-  d.shared_cols = c.shared_cols;
-  d.max_tokens = c.max_tokens;
+  const moe::Dims d{c.hidden, c.experts, c.top_k, c.held, c.cols, c.shared_cols, c.max_tokens};
   const Layout z = moe::layout_of(d);
   const Grid g = moe::grid_of(d, z, c.tokens, ctas);
   int n_sub_r = 0, end_slot = 0;
@@ -218,56 +211,36 @@ TEST(MoeGrid, UnitsCoverTheWorkOnceAndStayInTheWorkspace) {
     for (int64_t ctas : {132, 78, 1}) check_case(c, ctas);
 }
 
+// The split of a call: rows and units per column group of both phases, static units.
+void expect_split(const moe::Dims& d, int64_t tokens, int rows1, int parts1, int rows2,
+                  int parts2_r, int parts2_s, int n_static) {
+  const Grid g = moe::grid_of(d, moe::layout_of(d), tokens, 132);
+  SCOPED_TRACE("max_tokens " + std::to_string(d.max_tokens) + ", " + std::to_string(tokens) +
+               " tokens");
+  EXPECT_EQ(g.rows1, rows1);
+  EXPECT_EQ(g.parts1, parts1);
+  EXPECT_EQ(g.rows2, rows2);
+  EXPECT_EQ(g.parts2_r, parts2_r);
+  EXPECT_EQ(g.parts2_s, parts2_s);
+  EXPECT_EQ(g.n_static, n_static);
+}
+
 TEST(MoeGrid, SplitsFollowTheSlots) {
-  moe::Dims d;
-  d.hidden = 7168;
-  d.experts = 256;
-  d.top_k = 8;
-  d.held = 256;
-  d.cols = 2048;
-  d.shared_cols = 2048;
-  d.max_tokens = 32;
-  const Layout z = moe::layout_of(d);
-  // Up to kSplitSlots slots: every 512-row part of hidden and of the slice is its own unit.
-  const Grid g = moe::grid_of(d, z, 32, 132);
-  EXPECT_EQ(g.parts1, 14);
-  EXPECT_EQ(g.rows1, 512);
-  EXPECT_EQ(g.parts2_r, 4);
-  EXPECT_EQ(g.parts2_s, 4);
-  EXPECT_EQ(g.n_sub_s, 1);
-  EXPECT_EQ(g.n_static, 8 * 14 < 132 ? 8 * 14 : 132);
-  // 4096 tokens of top-1 (the micro backend): p1 holds 512 slots of 14 parts, so 7168 rows go
-  // in one part and no partial sums are written; y holds one part of the 2048-row slice.
-  d.top_k = 1;
-  d.shared_cols = 0;
-  d.max_tokens = 4096;
-  const Layout z2 = moe::layout_of(d);
-  const Grid g2 = moe::grid_of(d, z2, 4096, 132);
-  EXPECT_EQ(g2.parts1, 1);
-  EXPECT_EQ(g2.rows1, 7168);
-  EXPECT_EQ(g2.parts2_r, 1);
-  EXPECT_EQ(g2.n_static, 0);
+  // Dims: hidden, experts, top_k, held, cols, shared_cols, max_tokens.
+  // EP 1, B = 32 (288 slots, up to kSplitSlots): every 512-row part of hidden and of the slice is
+  // its own unit; the shared expert's 8 x 14 phase 1 units are taken before the plan is read.
+  expect_split({7168, 256, 8, 256, 2048, 2048, 32}, 32, 512, 14, 512, 4, 4, 8 * 14);
+  // 4096 tokens of top-1 (the micro backend): p1 holds 512 slots of 14 parts, so 7168 rows go in
+  // one part and no partial sums are written; y holds one part of the 2048-row slice.
+  const moe::Dims micro{7168, 256, 1, 256, 2048, 0, 4096};
+  expect_split(micro, 4096, 7168, 1, 2048, 1, 0, 0);
   // The same MoeFfn called with 100 tokens splits fully again.
-  const Grid g3 = moe::grid_of(d, z2, 100, 132);
-  EXPECT_EQ(g3.parts1, 14);
-  EXPECT_EQ(g3.parts2_r, 4);
-  // A call with at most 32 slots (B = 1 to 3 of DeepSeek-R1) in parts of 256 rows: twice the
-  // units for the same bytes.
-  const Grid g4 = moe::grid_of(d, z2, 20, 132);
-  EXPECT_EQ(g4.rows1, 256);
-  EXPECT_EQ(g4.parts1, 28);
-  EXPECT_EQ(g4.rows2, 256);
-  EXPECT_EQ(g4.parts2_r, 8);
-  d.top_k = 8;
-  d.shared_cols = 512;
-  d.held = 64;
-  d.max_tokens = 1;  // EP 4, B = 1: capacity sized for the short parts
-  const Layout z5 = moe::layout_of(d);
-  const Grid g5 = moe::grid_of(d, z5, 1, 132);
-  EXPECT_EQ(g5.parts1, 28);
-  EXPECT_EQ(g5.parts2_r, 8);
-  EXPECT_EQ(g5.parts2_s, 2);
-  EXPECT_EQ(g5.n_static, 2 * 28);
+  expect_split(micro, 100, 512, 14, 512, 4, 0, 0);
+  // A call of at most 32 slots (B = 1 to 3 of DeepSeek-R1) in parts of 256 rows: twice the units
+  // for the same bytes.
+  expect_split(micro, 20, 256, 28, 256, 8, 0, 0);
+  // EP 4, B = 1: the capacity is sized for the short parts too.
+  expect_split({7168, 256, 8, 64, 2048, 512, 1}, 1, 256, 28, 256, 8, 2, 2 * 28);
 }
 
 // ---- a model of ldmatrix and mma.m16n8k16 -----------------------------------------------------
