@@ -95,11 +95,12 @@ moe::Dims dims_of(const MoeFfnShape& s) {
   return d;
 }
 
-Geo geo_of(const MoeFfnShape& s, int64_t tokens, int ctas, void* workspace) {
+// static_ctas: CTAs that take a shared-expert unit before reading the plan (0: none).
+Geo geo_of(const MoeFfnShape& s, int64_t tokens, int static_ctas, void* workspace) {
   const moe::Dims d = dims_of(s);
   const moe::Layout z = moe::layout_of(d);
   Geo g{};
-  g.m = moe::grid_of(d, z, tokens, ctas);
+  g.m = moe::grid_of(d, z, tokens, static_ctas);
   g.E = int(s.experts);
   g.e0 = int(s.expert_begin);
   g.kslots = int(s.top_k + 1);
@@ -709,11 +710,13 @@ void MoeFfn::run_from_logits(const __nv_bfloat16* x, const float* logits, int64_
         moe_ffn_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kFfnSmem)));
   });
   const int ctas = sm_count();
-  const Geo g = geo_of(shape_, tokens, ctas, workspace);
+  const bool pdl = pdl_enabled();
+  // Without the programmatic launch nothing runs before the plan: every unit from the queue.
+  const Geo g = geo_of(shape_, tokens, pdl ? ctas : 0, workspace);
   moe_plan_kernel<<<1, kPlanThreads, 0, stream>>>(logits, g, routing);
   HELIX_LAUNCH_CHECK();
   const Maps maps{gate_, up_, down_, s_gate_, s_up_, s_down_};
-  if (pdl_enabled())
+  if (pdl)
     launch_after_producer(moe_ffn_kernel, dim3(unsigned(ctas)), dim3(kThreads), kFfnSmem, stream,
                           maps, g, x, out);
   else

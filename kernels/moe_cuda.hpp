@@ -30,7 +30,11 @@
 // slots). Partial sums go to the workspace and are reduced in a fixed order (the results do not
 // depend on timing); the down projection of an expert starts once its activations are complete.
 // Needs a GPU of compute capability 9.0 and an sm_90 build (available()); the executors keep
-// their per-expert path otherwise. HELIX_MOE_PDL=0 launches step 3 after step 2 ends.
+// their per-expert path otherwise. Step 3 has one CTA per SM; launched as a programmatic
+// dependent of step 2 (the default), CTA b streams a unit of the shared expert before it reads
+// the plan, which assumes that all its CTAs become resident (as they do unless other kernels
+// hold SMs indefinitely); HELIX_MOE_PDL=0 launches step 3 after step 2 ends and takes every unit
+// from the shared queue.
 #pragma once
 
 #include <cuda.h>

@@ -147,13 +147,14 @@ struct Grid {
   int rows2, parts2_r, parts2_s;  // phase 2: rows of the slice per unit, units per column group
   int n3;                         // phase 3 units (64 columns of hidden each)
   int n_static;  // units 0 .. n_static - 1 (the shared expert's first phase 1 units) are taken by
-                 // CTAs 0 .. n_static - 1 before the plan is read (n_static <= ctas)
+                 // CTAs 0 .. n_static - 1 before the plan is read (n_static <= static_ctas)
 };
 
 // Splits: phase 1 in row parts of part_rows_for(slots) rows, as many as p1 holds for this call's
 // slots (one part: no partial sums), phase 2 likewise within y; fewer, longer parts when a call
 // has more slots than kSplitSlots.
-HELIX_HD Grid grid_of(const Dims& d, const Layout& z, int64_t tokens, int64_t ctas) {
+// static_ctas: the CTAs that may take a unit before the plan is read (the launch's CTAs, or 0).
+HELIX_HD Grid grid_of(const Dims& d, const Layout& z, int64_t tokens, int64_t static_ctas) {
   Grid g{};
   g.T = int(tokens);
   g.H = int(d.hidden);
@@ -180,7 +181,7 @@ HELIX_HD Grid grid_of(const Dims& d, const Layout& z, int64_t tokens, int64_t ct
   g.parts2_r = int(cdiv(d.cols, g.rows2));
   g.parts2_s = int(cdiv(d.shared_cols, g.rows2));
   g.n3 = int(cdiv(d.hidden, kCols3));
-  g.n_static = int(min64(ctas, int64_t(g.n_sub_s) * g.cg1_s * g.parts1));
+  g.n_static = int(min64(static_ctas, int64_t(g.n_sub_s) * g.cg1_s * g.parts1));
   return g;
 }
 

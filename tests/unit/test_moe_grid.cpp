@@ -208,7 +208,7 @@ TEST(MoeGrid, UnitsCoverTheWorkOnceAndStayInTheWorkspace) {
       {7168, 256, 8, 2, 2048, 2048, 11, 8, 43, 4},
   };
   for (const Case& c : cases)
-    for (int64_t ctas : {132, 78, 1}) check_case(c, ctas);
+    for (int64_t ctas : {132, 78, 1, 0}) check_case(c, ctas);
 }
 
 // The split of a call: rows and units per column group of both phases, static units.
