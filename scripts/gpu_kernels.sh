@@ -9,7 +9,8 @@
 #    references on random data, outputs poisoned, per-head / per-token diagnostics on failure):
 #    the attention and other tests in one process, each MoE test in its own (a kernel fault ends
 #    only its own process), the MoE reference test once more without the programmatic launch
-#    (HELIX_MOE_PDL=0); OUTDIR/tests.log, the failures repeated at the end;
+#    (HELIX_MOE_PDL=0: every unit from the queue); OUTDIR/tests.log, the failures repeated at the
+#    end;
 # 3. runs helix-kernel-bench, each part in its own process: the compiler's register and
 #    local-memory figures of both kernels, the stream and bf16 GEMM ceilings (measured once, the
 #    later processes reuse them), MLA attention (128 heads at B = 8, 128K and 1M tokens, against
@@ -20,6 +21,7 @@
 #    OUTDIR/bench_*.json, OUTDIR/bench.log;
 # 4. prints one table of every case that ran (OUTDIR/bench.table).
 # Environment: CUDA_ARCH (default 90a), ITERS (default 10), QUICK=1 (short shapes, a smoke run),
+# HELIX_MOE_PDL=0 (every MoE test and case without the programmatic launch),
 # TESTS (gtest filter of step 2, default every GPU kernel test), MLA_CASES and MOE_CASES (the
 # helix-kernel-bench --mla-cases list, and the EP:BATCH cases run one per process), TIMEOUT_S
 # (per process, default 300; the kernels also trap instead of hanging on a barrier that never
