@@ -34,8 +34,21 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankShard& shard,
   for (int s = 0; s < kNumScratch; ++s)
     scratch_[size_t(s)] =
         DeviceBuffer<unsigned char>(scratch[size_t(s)].bytes(), scratch[size_t(s)].name, kHint);
+  if (const auto shape = grouped_moe_shape(m, shard, batch)) {
+    cuda::MoeFfnWeights w;
+    w.router = weights_.router.get();
+    w.gate = weights_.e_gate.get();
+    w.up = weights_.e_up.get();
+    w.down = weights_.e_down.get();
+    if (shape->shared_cols > 0) {
+      w.s_gate = weights_.s_gate.get();
+      w.s_up = weights_.s_up.get();
+      w.s_down = weights_.s_down.get();
+    }
+    moe_ = std::make_unique<cuda::MoeFfn>(*shape, w);
+  }
   const int64_t assignments = table[Buffer::route_expert];
-  if (assignments > 0) {
+  if (assignments > 0 && !moe_) {
     HELIX_CUDA_CHECK(cudaMallocHost(&host_route_e_, size_t(assignments) * sizeof(int32_t) * 2));
     HELIX_CUDA_CHECK(cudaMallocHost(&host_route_w_, size_t(assignments) * sizeof(float) * 2));
   }
@@ -65,10 +78,13 @@ void CudaExecutor::get_output(float* out) {
   HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
 }
 
+// The routing of the last step, copied from the device when asked (never on the timed path).
 bool CudaExecutor::get_routing(int32_t* experts) {
   if (shard_.layer != LayerKind::moe || !shard_.in_ffn) return false;
-  // ffn_experts() copied the assignments to the host and waited for them.
-  std::copy(host_route_e_, host_route_e_ + batch_ * m_.moe.top_k, experts);
+  HELIX_CUDA_CHECK(cudaMemcpyAsync(experts, buf<int32_t>(Buffer::route_expert),
+                                   size_t(batch_ * m_.moe.top_k) * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, s_compute_));
+  HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
   return true;
 }
 

@@ -24,6 +24,7 @@
 #include "exec/device_weights.hpp"
 #include "exec/executor.hpp"
 #include "kernels/gemm_cuda.hpp"
+#include "kernels/moe_cuda.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix {
@@ -58,6 +59,7 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   cudaStream_t stream_of(const Step& s) const;
   void pack(const Step& s);
   void ffn_experts();
+  void ffn_grouped();
 
   // StepInterpreter (exec/cuda_layer_ops.cpp: the per-rank compute; exec/cuda_executor.cpp: the
   // exchange and the collectives, on stream_, the stream of the step being run).
@@ -89,7 +91,10 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   DeviceCache cache_;
   std::array<DeviceBuffer<unsigned char>, kNumBuffers> bufs_;
   std::array<DeviceBuffer<unsigned char>, kNumScratch> scratch_;
-  int32_t* host_route_e_ = nullptr;  // pinned: the routing copied back, then the held experts' rows
+  // MoE: the grouped launch (grouped_moe_shape), or else the per-expert path's pinned buffers:
+  // the routing copied back, then the held experts' rows.
+  std::unique_ptr<cuda::MoeFfn> moe_;
+  int32_t* host_route_e_ = nullptr;
   float* host_route_w_ = nullptr;
 
   // Per step of the schedule: begin and end events on the step's stream, and (for a step on the

@@ -621,36 +621,22 @@ bool pdl_enabled() {
   return on;
 }
 
-// Shapes and pointers the kernels cannot run, refused with the reason (UsageError).
-void check_shape(const MoeFfnShape& s, const MoeFfnWeights& w) {
+// Pointers the kernels cannot use, refused with the reason (UsageError); the shape is checked by
+// MoeFfn::unsupported.
+void check_pointers(const MoeFfnShape& s, const MoeFfnWeights& w) {
   const int64_t held = s.expert_end - s.expert_begin;
   auto need = [](bool ok, const std::string& what) {
     if (!ok) throw UsageError("MoeFfn: " + what);
   };
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  need(s.hidden > 0 && s.hidden % 8 == 0 && s.hidden < (int64_t(1) << 24),
-       "hidden must be a positive multiple of 8 below 2^24 (TMA: 16-byte rows of down)");
-  need(s.experts > s.top_k && s.top_k > 0 && s.experts <= 32767,
-       "needs 0 < top_k < experts <= 32767");
-  need(held >= 0 && held <= moe::kMaxHeld && s.expert_begin >= 0 && s.expert_end <= s.experts,
-       "held experts must be a range of at most 1024 experts within the model's");
-  need(s.cols >= 0 && s.shared_cols >= 0 && s.cols % 8 == 0 && s.shared_cols % 8 == 0 &&
-           s.cols < (int64_t(1) << 24) && s.shared_cols < (int64_t(1) << 24),
-       "cols and shared_cols must be multiples of 8 below 2^24 (TMA: 16-byte rows of gate/up)");
-  need(held == 0 || (s.cols > 0 && w.gate && w.up && w.down),
-       "held experts need cols > 0 and their gate, up and down weights");
+  need(held == 0 || (w.gate && w.up && w.down),
+       "held experts need their gate, up and down weights");
   need(s.shared_cols == 0 || (w.s_gate && w.s_up && w.s_down),
        "shared_cols > 0 needs the shared expert's weights");
   for (const auto& [p, name] : {std::make_pair(w.gate, "gate"), std::make_pair(w.up, "up"),
                                 std::make_pair(w.down, "down"), std::make_pair(w.s_gate, "s_gate"),
                                 std::make_pair(w.s_up, "s_up"), std::make_pair(w.s_down, "s_down")})
     need(aligned(p), std::string(name) + " must be 16-byte aligned (TMA)");
-  // TMA: strides below 2^40 bytes, coordinates int32.
-  need(s.hidden * std::max(s.cols, s.shared_cols) * 2 < (int64_t(1) << 40),
-       "an expert's slice must be below 2^40 bytes (TMA stride)");
-  need(s.max_tokens > 0 && s.max_tokens * s.top_k <= moe::kMaxAssign &&
-           s.max_tokens + s.max_tokens * s.top_k < 32768,
-       "max_tokens * top_k must be at most 4096");
 }
 
 }  // namespace
@@ -666,12 +652,44 @@ bool MoeFfn::available() {
 #endif
 }
 
+bool MoeFfn::enabled() {
+  const char* env = std::getenv("HELIX_MOE_GROUPED");
+  return (env == nullptr || std::string(env) != "0") && available();
+}
+
+std::string MoeFfn::unsupported(const MoeFfnShape& s) {
+  const int64_t held = s.expert_end - s.expert_begin;
+  if (!(s.hidden > 0 && s.hidden % 8 == 0 && s.hidden < (int64_t(1) << 24)))
+    return "hidden must be a positive multiple of 8 below 2^24 (TMA: 16-byte rows of down)";
+  if (!(s.experts > s.top_k && s.top_k > 0 && s.experts <= 32767))
+    return "needs 0 < top_k < experts <= 32767";
+  if (!(held >= 0 && held <= moe::kMaxHeld && s.expert_begin >= 0 && s.expert_end <= s.experts))
+    return "held experts must be a range of at most 1024 experts within the model's";
+  if (!(s.cols >= 0 && s.shared_cols >= 0 && s.cols % 8 == 0 && s.shared_cols % 8 == 0 &&
+        s.cols < (int64_t(1) << 24) && s.shared_cols < (int64_t(1) << 24)))
+    return "cols and shared_cols must be multiples of 8 below 2^24 (TMA: 16-byte rows of gate/up)";
+  if (held > 0 && s.cols == 0) return "held experts need cols > 0";
+  // TMA: strides below 2^40 bytes, coordinates int32.
+  if (!(s.hidden * std::max(s.cols, s.shared_cols) * 2 < (int64_t(1) << 40)))
+    return "an expert's slice must be below 2^40 bytes (TMA stride)";
+  if (!(s.max_tokens > 0 && s.max_tokens * s.top_k <= moe::kMaxAssign &&
+        s.max_tokens + s.max_tokens * s.top_k < 32768))
+    return "max_tokens * top_k must be at most 4096";
+  return "";
+}
+
+int64_t MoeFfn::workspace_bytes(const MoeFfnShape& shape) {
+  return moe::layout_of(dims_of(shape)).total;
+}
+
 const void* MoeFfn::ffn_kernel() {
   return reinterpret_cast<const void*>(&moe_ffn_kernel);
 }
 
 MoeFfn::MoeFfn(const MoeFfnShape& s, const MoeFfnWeights& w) : shape_(s), w_(w) {
-  check_shape(s, w);
+  const std::string why = unsupported(s);
+  if (!why.empty()) throw UsageError("MoeFfn: " + why);
+  check_pointers(s, w);
   const int64_t held = s.expert_end - s.expert_begin;
   gate_ = weight_map(w.gate, held, s.hidden, s.cols, "gate");
   up_ = weight_map(w.up, held, s.hidden, s.cols, "up");
@@ -682,7 +700,7 @@ MoeFfn::MoeFfn(const MoeFfnShape& s, const MoeFfnWeights& w) : shape_(s), w_(w) 
 }
 
 int64_t MoeFfn::workspace_bytes() const {
-  return moe::layout_of(dims_of(shape_)).total;
+  return workspace_bytes(shape_);
 }
 
 void MoeFfn::run_from_logits(const __nv_bfloat16* x, const float* logits, int64_t tokens,

@@ -42,6 +42,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 namespace helix::cuda {
 
@@ -88,6 +89,14 @@ class MoeFfn {
   MoeFfn(const MoeFfnShape& shape, const MoeFfnWeights& weights);
   // True on a GPU of compute capability 9.0 with a build that holds sm_90 code.
   static bool available();
+  // available(), unless HELIX_MOE_GROUPED=0 asks the callers (the CUDA executor, helix-micro's
+  // moe_experts) for their per-expert cuBLASLt path.
+  static bool enabled();
+  // Why the kernels cannot run `shape` (the constructor's UsageError without "MoeFfn: "), or ""
+  // when they can; the constructor also checks the weights' pointers.
+  static std::string unsupported(const MoeFfnShape& shape);
+  // Device workspace of a call for `shape` (what workspace_bytes() returns on an instance).
+  static int64_t workspace_bytes(const MoeFfnShape& shape);
   // The grouped kernel (for cudaFuncGetAttributes: registers, local memory).
   static const void* ffn_kernel();
   // Device workspace of a call (plan, partial sums, activations), 256-byte aligned offsets.

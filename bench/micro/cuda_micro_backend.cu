@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -206,9 +205,8 @@ class CudaMicroBackend final : public MicroBackend, public DeviceMemory {
   // the expert's rows of `out`).
   void moe_experts(const MoeShape& s, const void* x, const void* w_gate, const void* w_up,
                    const void* w_down, void* out, void* scratch) override {
-    const char* env = std::getenv("HELIX_MOE_GROUPED");
-    if ((env == nullptr || std::string(env) != "0") && cuda::MoeFfn::available() &&
-        s.experts >= 2 && s.rows_per_expert <= 32 && s.experts * s.rows_per_expert <= 4096) {
+    if (cuda::MoeFfn::enabled() && s.rows_per_expert <= 32 &&
+        cuda::MoeFfn::unsupported(grouped_shape(s)).empty()) {
       grouped_moe(s, x, w_gate, w_up, w_down, out);
       return;
     }
@@ -261,12 +259,17 @@ class CudaMicroBackend final : public MicroBackend, public DeviceMemory {
     std::unique_ptr<GpuBuffer> logits, work, out, expert, weight, margin;
   };
 
+  // A moe_experts case as the grouped kernel's shape: every expert held, top-1, no shared expert.
+  static cuda::MoeFfnShape grouped_shape(const MoeShape& s) {
+    return {s.hidden, s.experts, 1, 0, s.experts, s.cols, 0, 1.0f, s.experts * s.rows_per_expert};
+  }
+
   // The grouped launch for a moe_experts case; its routing (token e * rows + r to expert e), plan
   // workspace and fp32 output are kept per shape, made at the first (untimed) launch.
   void grouped_moe(const MoeShape& s, const void* x, const void* w_gate, const void* w_up,
                    const void* w_down, void* out) {
     const int64_t T = s.experts * s.rows_per_expert;
-    const cuda::MoeFfnShape sh{s.hidden, s.experts, 1, 0, s.experts, s.cols, 0, 1.0f, T};
+    const cuda::MoeFfnShape sh = grouped_shape(s);
     cuda::MoeFfnWeights w;
     w.gate = static_cast<const bf16*>(w_gate);
     w.up = static_cast<const bf16*>(w_up);
