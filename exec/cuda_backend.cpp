@@ -22,6 +22,7 @@
 #include "exec/cuda_executor.hpp"
 #include "exec/decode_backend.hpp"
 #include "kernels/cuda_kernels.hpp"
+#include "kernels/gemm_cuda.hpp"
 
 namespace helix {
 
@@ -143,6 +144,7 @@ class CudaBackend final : public DecodeBackend {
   }
   double tolerance() const override { return 2e-2; }
   int kv_elem_bytes() const override { return 2; }
+  int weight_elem_bytes() const override { return 2; }
   ReadCeiling read_ceiling() override {
     size_t free_b = 0, total_b = 0;
     HELIX_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -152,6 +154,19 @@ class CudaBackend final : public DecodeBackend {
       bytes /= 2;
     const cuda::StreamResult s = cuda::stream_read(bytes, 20, nullptr);
     return {s.gbps_median, s.bytes};
+  }
+
+  // bf16 8192^3 (384 MiB of operands) when it fits next to the other ranks on this GPU.
+  GemmCeiling gemm_ceiling() override {
+    size_t free_b = 0, total_b = 0;
+    HELIX_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    int64_t n = 8192;
+    while (n > 1024 && 3 * n * n * 2 > int64_t(free_b) / (2 * ranks_per_gpu_)) n /= 2;
+    const int iters = 10;
+    const cuda::GemmRate g = cuda::gemm_rate(n, iters, nullptr);
+    const std::string d = std::to_string(n);
+    return {g.tflops_median,
+            "bf16 " + d + " x " + d + " x " + d + ", cuBLASLt, median of " + std::to_string(iters)};
   }
 
   std::string cuda_version() const override { return cuda_versions(); }

@@ -95,19 +95,7 @@ struct Ceilings {
 Ceilings measure_ceilings(int iters, cudaStream_t s) {
   Ceilings c;
   c.stream_gbps = cuda::stream_read(int64_t(4) << 30, iters, s).gbps_median;
-  const int64_t n = 8192;
-  Buf x = alloc(n * n * 2), w = alloc(n * n * 2), y = alloc(n * n * 2);
-  cuda::fill_slice(static_cast<bf16*>(x.data()), 11, n * n, 0, 1, 0, n * n, 1.0f, s);
-  cuda::fill_slice(static_cast<bf16*>(w.data()), 12, n * n, 0, 1, 0, n * n, 1.0f, s);
-  cuda::Gemm gemm;
-  GemmShape g = GemmShape::packed(n, n, n);
-  g.y_bf16 = true;
-  const double us = time_us(
-      [&](int) {
-        gemm.run(g, static_cast<bf16*>(x.data()), static_cast<bf16*>(w.data()), y.data(), s);
-      },
-      2, iters, s);
-  c.gemm_tflops = 2.0 * double(n) * double(n) * double(n) / (us * 1e-6) / 1e12;
+  c.gemm_tflops = cuda::gemm_rate(8192, iters, s).tflops_median;
   return c;
 }
 
