@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # On a machine with a Hopper GPU (H100, H200): the Hopper kernels of kernels/ (the wgmma + TMA MLA
-# decode attention, the grouped MoE FFN) built, checked and measured in one go, the table last
-# (about 3 minutes on an H200, the build included).
+# decode attention, the grouped MoE FFN) built, checked and measured in one go, then whole real
+# layers against their roofline, the tables last (about 6 minutes on an H200, the build included).
 #   scripts/gpu_kernels.sh [OUTDIR]          (default gpu-kernels-out)
-# 1. builds helix_cuda_tests and helix-kernel-bench for sm_90a (warnings and register spills are
-#    errors) into BUILD_DIR (default build-gpu; SKIP_BUILD=1 uses what is there);
+# 1. builds helix_cuda_tests, helix-kernel-bench and helix-bench for sm_90a (warnings and
+#    register spills are errors) into BUILD_DIR (default build-gpu; SKIP_BUILD=1 uses what is
+#    there);
 # 2. runs the GPU kernel tests (every attention configuration and the MoE FFN against their CPU
 #    references on random data, outputs poisoned, per-head / per-token diagnostics on failure):
 #    the attention and other tests in one process, each MoE test in its own (a kernel fault ends
@@ -19,7 +20,11 @@
 #    (DeepSeek-R1 shapes, EP 1 and 4, B = 1, 8, 32, one process each, against 0.75 of the stream
 #    ceiling, its output checked against a per-expert cuBLAS recomputation):
 #    OUTDIR/bench_*.json, OUTDIR/bench.log;
-# 4. prints one table of every case that ran (OUTDIR/bench.table).
+# 4. prints one table of every case that ran (OUTDIR/bench.table);
+# 5. unless LAYERS=0: scripts/gpu_layers.sh OUTDIR/layers: helix-bench decode --backend cuda of
+#    deepseek-r1 and llama-3.1-405b at N = 1 (S = 128K, B = 1 and 8, --no-verify, 5 iterations;
+#    NP=4 adds N = 4), each printing rank 0's roofline table: every compute phase's measured time,
+#    roofline and fraction, and the step's, with the phase that limits it.
 # Environment: CUDA_ARCH (default 90a), ITERS (default 10), QUICK=1 (short shapes, a smoke run),
 # HELIX_MOE_PDL=0 (every MoE test and case without the programmatic launch),
 # TESTS (gtest filter of step 2, default every GPU kernel test), MLA_CASES and MOE_CASES (the
@@ -42,7 +47,8 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   echo "== build (sm_${CUDA_ARCH:-90a}) =="
   cmake -S . -B "$build" -DHELIX_CUDA=ON -DHELIX_WERROR=ON -DHELIX_BUILD_TESTS=ON \
     -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" >/dev/null &&
-    cmake --build "$build" -j"$(nproc)" --target helix_cuda_tests helix-kernel-bench ||
+    cmake --build "$build" -j"$(nproc)" \
+      --target helix_cuda_tests helix-kernel-bench helix-bench ||
     { echo "gpu_kernels: the CUDA build failed (see above)"; exit 1; }
   echo "gpu_kernels: built in $((SECONDS - start)) s"
 fi
@@ -123,6 +129,14 @@ if ((${#jsons[@]})); then
   "$bench" --table "${jsons[@]}" >"$out/bench.table"
 fi
 
+if [[ ${LAYERS:-1} != 0 ]]; then
+  echo "== real layers against their roofline =="
+  t0=$SECONDS
+  SKIP_BUILD=1 BUILD_DIR=$build scripts/gpu_layers.sh "$out/layers" >"$out/layers.log" 2>&1 ||
+    failed+=("scripts/gpu_layers.sh (see $out/layers.log)")
+  echo "gpu_kernels: layers in $((SECONDS - t0)) s"
+fi
+
 echo "== failures =="
 if ((${#failed[@]})); then
   grep -B2 -A12 -E 'Failure|rows with relative error|FAILED|failed at' "$out/tests.log" | head -80
@@ -131,4 +145,8 @@ for f in "${failed[@]}"; do echo "gpu_kernels: FAILED: $f"; done
 echo "gpu_kernels: outputs in $out ($((SECONDS - start)) s)"
 echo "== table =="
 cat "$out/bench.table" 2>/dev/null
+if [[ -f $out/layers.log ]]; then
+  echo "== layers =="
+  sed -n '/^== /,$p' "$out/layers.log"
+fi
 ((${#failed[@]} == 0))
