@@ -79,6 +79,7 @@ std::unique_ptr<DecodeBackend> make_decode_backend(const BackendOptions& o, cons
   if (o.backend != "cpu")
     throw UsageError("--backend: must be 'cpu' or 'cuda', got '" + o.backend + "'");
   if (o.emulate != 0) throw UsageError("--emulate: needs --backend cuda");
+  if (o.cuda_graph) throw UsageError("--cuda-graph: needs --backend cuda");
   return make_cpu_backend(world);
 }
 

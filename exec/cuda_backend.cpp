@@ -68,6 +68,7 @@ class CudaBackend final : public DecodeBackend {
     check_options(o, world);
     emulate_ = o.emulate;
     emulate_rank_ = o.emulate_rank;
+    cuda_graph_ = o.cuda_graph;
     if (emulate_ > 0) {
       hw_ = emulation_profile(o);
       pricing_ = std::make_unique<CostModel>(collective_pricing(hw_));
@@ -116,8 +117,10 @@ class CudaBackend final : public DecodeBackend {
   std::unique_ptr<LayerExecutor> make_executor(const ModelSpec& m, const RankShard& shard,
                                                int batch, int64_t seq_len, int64_t max_positions,
                                                uint64_t seed) override {
-    return std::make_unique<CudaExecutor>(m, shard, groups(shard), batch, seq_len, max_positions,
-                                          seed);
+    auto ex = std::make_unique<CudaExecutor>(m, shard, groups(shard), batch, seq_len, max_positions,
+                                             seed);
+    ex->use_graphs(cuda_graph_);
+    return ex;
   }
 
   LayerExecutorInfo info() const override {
@@ -211,6 +214,7 @@ class CudaBackend final : public DecodeBackend {
 
   const MpiComm& world_;
   int emulate_ = 0, emulate_rank_ = 0;
+  bool cuda_graph_ = false;
   HardwareProfile hw_;                  // emulation: the profile pricing the collectives
   std::unique_ptr<CostModel> pricing_;  // emulation
   std::shared_ptr<EmulationClock> clock_;

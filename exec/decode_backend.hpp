@@ -26,6 +26,9 @@ struct BackendOptions {
   // measured collective curves).
   std::string hardware;
   std::optional<double> link_gbps, link_latency_us;
+  // CUDA: capture each decode step as a CUDA graph once and replay it (executors whose every
+  // operation only enqueues work on its streams; the others run as before).
+  bool cuda_graph = false;
 };
 
 // Read-only stream bandwidth of the device (decimal GB/s); 0 when not measured.

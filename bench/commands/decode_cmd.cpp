@@ -174,6 +174,11 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
   c->add_option("--link-latency-us", o.exec.link_latency_us,
                 "cuda --emulate: override the profile's NVLink latency of one collective, us "
                 "(also sets aside the profile's measured collectives)");
+  c->add_flag("--cuda-graph", o.exec.cuda_graph,
+              "cuda: capture each decode step once as a CUDA graph and replay it, so launch gaps "
+              "leave the timings; runs whose communicators or MoE path need the host (MPI host "
+              "staging, the per-expert MoE path) run step by step as before (run attribute "
+              "cuda_graph)");
   c->add_option("--out", o.out,
                 "HDF5 trace to write (written as FILE.tmp.PID, renamed when complete)");
   c->add_flag("--no-verify", o.no_verify, "Skip the check against the single-rank reference");

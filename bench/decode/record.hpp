@@ -26,6 +26,7 @@ struct RunRecord {
   std::string backend;  // cpu | cuda
   LayerExecutorInfo info;
   int iters = 0, warmup = 0, decode_steps = 0;
+  bool cuda_graph = false;  // every rank replayed its steps as CUDA graphs (--cuda-graph)
   uint64_t seed = 0;
   double tolerance = 0;
   // Outcome.

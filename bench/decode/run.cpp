@@ -125,6 +125,9 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
       r.moe_assignments.push_back(int64_t(counts[k + 1]));
     }
   }
+  double eager[1] = {ex->graph_replay() ? 0.0 : 1.0};
+  world.all_reduce_max(eager, 1);
+  r.cuda_graph = eager[0] == 0.0;
   r.ranks = world.size();
   r.phase_us = gather_iter_major(world, phases, o.iters, kNumPhases);
   r.rank_step_us = gather_iter_major(world, steps, o.iters, 1);

@@ -96,8 +96,14 @@ void print_roofline(const DecodeJobRecord& job) {
 
 void print_decode_table(const DecodeJobRecord& job) {
   const int iters = job.runs.empty() ? 0 : job.runs.front().iters;
-  std::printf("\nmodel %s, %s layer; medians over %d iterations of the max over ranks, in us\n",
-              job.model.c_str(), to_string(job.layer), iters);
+  int graphs = 0;
+  for (const RunRecord& r : job.runs) graphs += r.cuda_graph ? 1 : 0;
+  std::printf("\nmodel %s, %s layer; medians over %d iterations of the max over ranks, in us%s\n",
+              job.model.c_str(), to_string(job.layer), iters,
+              graphs == 0 ? ""
+              : graphs == int(job.runs.size())
+                  ? "; steps replayed as CUDA graphs"
+                  : "; some runs replayed as CUDA graphs (run attribute cuda_graph)");
   print_header();
   for (const RunRecord& r : job.runs) print_row(r);
   print_roofline(job);

@@ -84,6 +84,7 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   h5::attr(id, "link_representative", r.info.link_representative);
   h5::attr(id, "emulated_ranks", r.info.emulated_ranks);
   h5::attr(id, "emulated_rank", r.info.emulated_rank);
+  h5::attr(id, "cuda_graph", r.cuda_graph);
   if (r.info.emulated_ranks > 0) write_emulation(id, r.info);
   h5::attr(id, "status", r.status);
   h5::attr(id, "message", r.message);
