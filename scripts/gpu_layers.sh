@@ -11,7 +11,8 @@
 # (traces with every rank's roofline) and .log (the tables); the roofline tables are printed last.
 # Environment: BUILD_DIR (default build-gpu), SKIP_BUILD=1 (use what is there), CUDA_ARCH
 # (default 90a), MODELS, SEQ (default 128K), BATCH (default 1,8), ITERS (default 5), NP (unset:
-# N = 1 only), TIMEOUT_S (per job, default 600).
+# N = 1 only), DECODE_ARGS (more decode options, e.g. --cuda-graph), TIMEOUT_S (per job, default
+# 600).
 # Exit code: 0 when every job finished and its trace holds a roofline; 1 otherwise.
 set -uo pipefail
 out=${1:-gpu-layers-out}
@@ -38,6 +39,8 @@ for model in ${MODELS:-deepseek-r1 llama-3.1-405b}; do
     rm -f "$out/$name.h5" "$out/$name.log"
     args=(decode --backend cuda --model "$model" --seq "${SEQ:-128K}" --batch "${BATCH:-1,8}"
       --iters "${ITERS:-5}" --warmup 2 --no-verify --out "$out/$name.h5")
+    read -r -a extra <<<"${DECODE_ARGS:-}"
+    args+=("${extra[@]}")
     echo "gpu_layers: $model, N = $np" >&2
     if ((np == 1)); then
       timeout "$tmo" "$bin" "${args[@]}" --layouts tp >"$out/$name.log" 2>&1
