@@ -45,6 +45,21 @@ def group_title(k) -> str:
     return s
 
 
+def panel_legend(fig, axes, used, rename=lambda lab: lab):
+    """Blanks the panels past the first `used` and draws one legend below them all, each label
+    once (renamed by `rename`)."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    handles, lbls = [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in lbls:
+                handles.append(h)
+                lbls.append(lab)
+    fig.legend(handles, [rename(lab) for lab in lbls], loc="lower center",
+               ncol=min(6, len(lbls)), fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.02))
+
+
 def plot_phases(runs, title, out_dir, name, figures):
     ok = [r for r in runs if r.ok]
     if not ok:
@@ -84,17 +99,7 @@ def plot_phases(runs, title, out_dir, name, figures):
         ax.set_ylabel("time per layer step (us)", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(cells):]:
-        ax.axis("off")
-    handles, lbls = [], []
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in lbls:
-                handles.append(h)
-                lbls.append(lab)
-    fig.legend(handles, [f"{lab} (comm)" if lab in comm else lab for lab in lbls],
-               loc="lower center", ncol=min(6, len(lbls)), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, -0.02))
+    panel_legend(fig, axes, len(cells), lambda lab: f"{lab} (comm)" if lab in comm else lab)
     fig.suptitle(f"TTL by phase per layout: {title}\nmedian over iterations of the max over "
                  "ranks; hatched = communication", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
@@ -225,16 +230,7 @@ def plot_roofline(runs, title, ceilings, out_dir, name, figures):
         ax.set_ylabel("rank 0 compute per layer step (us)", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(cells):]:
-        ax.axis("off")
-    handles, lbls = [], []
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in lbls:
-                handles.append(h)
-                lbls.append(lab)
-    fig.legend(handles, lbls, loc="lower center", ncol=min(6, len(lbls)), fontsize=8,
-               frameon=False, bbox_to_anchor=(0.5, -0.02))
+    panel_legend(fig, axes, len(cells))
     stream, gemm = ceilings
     fig.suptitle(f"Compute phases against their roofline: {title}\nleft: measured (rank 0, "
                  f"median); right, hatched: max(bytes / {stream:,.0f} GB/s, FLOPs / "
