@@ -14,7 +14,7 @@
 # magnitude), the KV transfer at 2 ranks, and helix-micro's attention and combine cases with
 # their verification. Every rank runs under the tool with its own log; any error the tool reports
 # (or a non-zero exit) fails the script, and the logs stay in $BUILD_DIR/sanitizer-logs.
-# Environment: BUILD_DIR (default build-gpu), CUDA_ARCH (default 90, Hopper).
+# Environment: BUILD_DIR (default build-gpu), CUDA_ARCH (default 90a: Hopper with wgmma).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 build=${BUILD_DIR:-build-gpu}
@@ -25,7 +25,7 @@ if [[ ${1:-} == --sanitize ]]; then
 fi
 nvidia-smi -L
 cmake -S . -B "$build" -DHELIX_CUDA=ON -DHELIX_WERROR=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" >/dev/null
+  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" >/dev/null
 if [[ $sanitize == 0 ]]; then
   cmake --build "$build" -j"$(nproc)" --target helix-bench helix_cuda_tests
   ctest --test-dir "$build" -L gpu --output-on-failure "$@"

@@ -32,11 +32,13 @@ double device_us(cudaStream_t stream, F enqueue) {
 
 TEST_F(Gpu, HoldUntilWaitsFromTheStamp) {
   DeviceBuffer<uint64_t> slot(1);
-  for (double want : {20.0, 200.0}) {
+  // The first launch of a kernel loads its module (lazy loading): about 100 us, not timed.
+  for (double want : {0.0, 20.0, 200.0}) {
     const double us = device_us(nullptr, [&] {
       cuda::stamp_time(slot.get(), nullptr);
       cuda::hold_until(slot.get(), int64_t(want * 1e3), nullptr);
     });
+    if (want == 0.0) continue;
     EXPECT_GE(us, want * 0.99) << want;
     EXPECT_LE(us, want + 20.0) << want;
   }
@@ -70,15 +72,19 @@ TEST_F(Gpu, EmulatedCollectiveOverlapsComputeOnAnotherStream) {
   HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking));
   HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking));
   CudaEvent start, fork, join;
-  start.record(a);
-  start.wait_on(b);
-  comm.all_reduce_sum(buf.get(), 1024, a);  // 400 us on stream a
-  cuda::hold_stream(400000, b);             // 400 us of "compute" on stream b
-  join.record(b);
-  join.wait_on(a);
-  fork.record(a);
-  fork.synchronize();
-  const double both = CudaEvent::elapsed_us(start, fork);
+  double both = 0;
+  // Twice, the first untimed: it loads the kernels' modules (lazy loading).
+  for (int pass = 0; pass < 2; ++pass) {
+    start.record(a);
+    start.wait_on(b);
+    comm.all_reduce_sum(buf.get(), 1024, a);  // 400 us on stream a
+    cuda::hold_stream(400000, b);             // 400 us of "compute" on stream b
+    join.record(b);
+    join.wait_on(a);
+    fork.record(a);
+    fork.synchronize();
+    both = CudaEvent::elapsed_us(start, fork);
+  }
   EXPECT_GE(both, 395.0);
   EXPECT_LT(both, 600.0) << "the emulated collective did not overlap the other stream";
   cudaStreamDestroy(a);
