@@ -34,8 +34,11 @@
 #include <utility>
 #include <vector>
 
+#include "bench/commands/cli_util.hpp"
 #include "bench/micro/gpu_buffer.hpp"
+#include "bench/trace/output_path.hpp"
 #include "comm/cuda_check.hpp"
+#include "comm/error.hpp"
 #include "kernels/attention_mla_sm90.hpp"
 #include "kernels/cuda_kernels.hpp"
 #include "kernels/gemm_cuda.hpp"
@@ -478,35 +481,36 @@ int print_table(const std::vector<Row>& rows, const Ceilings& c, const std::stri
   return mismatches;
 }
 
-// "8:128:128K" -> batch 8, 128 heads, 131072 tokens (K = 1024, M = 1048576).
-bool parse_mla_case(const std::string& t, MlaShape& m) {
-  long long b = 0, h = 0, n = 0;
-  char unit = 0, extra = 0;
-  const int got = std::sscanf(t.c_str(), "%lld:%lld:%lld%c%c", &b, &h, &n, &unit, &extra);
-  if (got < 3 || got > 4 || b < 1 || h < 1 || n < 1) return false;
-  if (got == 4 && unit != 'K' && unit != 'M') return false;
-  m = {b, h, n * (unit == 'K' ? 1024 : unit == 'M' ? 1048576 : 1)};
-  return true;
+// Splits "A:B[:C]" into exactly `n` fields (empty on any other count).
+std::vector<std::string> fields(const std::string& t, size_t n) {
+  std::vector<std::string> v;
+  for (size_t a = 0, b; a <= t.size(); a = b + 1) {
+    b = std::min(t.find(':', a), t.size());
+    v.push_back(t.substr(a, b - a));
+  }
+  return v.size() == n ? v : std::vector<std::string>{};
+}
+
+// "8:128:128K" -> batch 8, 128 heads, 131072 tokens (K = 1024, M = 1048576). Throws UsageError
+// naming --mla-cases (the one integer parser, with limits).
+MlaShape parse_mla_case(const std::string& t) {
+  const std::vector<std::string> f = fields(t, 3);
+  if (f.empty())
+    throw UsageError("--mla-cases: '" + t + "' is not BATCH:HEADS:TOKENS (e.g. 8:128:128K)");
+  return {parse_int(f[0], "--mla-cases", 1, 4096), parse_int(f[1], "--mla-cases", 1, 128),
+          parse_int(f[2], "--mla-cases", 1, kMaxTokens, Suffix::tokens)};
 }
 
 // "4:32" -> EP 4, batch 32.
-bool parse_moe_case(const std::string& t, MoeBenchShape& m) {
-  int ep = 0;
-  long long b = 0;
-  char extra = 0;
-  if (std::sscanf(t.c_str(), "%d:%lld%c", &ep, &b, &extra) != 2) return false;
-  if (ep < 1 || 256 % ep != 0 || b < 1 || b * 8 > 4096) return false;
-  m = {ep, b};
-  return true;
-}
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> v;
-  for (size_t a = 0, b; a <= s.size(); a = b + 1) {
-    b = std::min(s.find(',', a), s.size());
-    if (b > a) v.push_back(s.substr(a, b - a));
-  }
-  return v;
+MoeBenchShape parse_moe_case(const std::string& t) {
+  const std::string rule =
+      "--moe-cases: '" + t + "' is not EP:BATCH (EP dividing 256, BATCH * 8 <= 4096; e.g. 4:32)";
+  const std::vector<std::string> f = fields(t, 2);
+  if (f.empty()) throw UsageError(rule);
+  const int64_t ep = parse_int(f[0], "--moe-cases", 1, 256);
+  const int64_t b = parse_int(f[1], "--moe-cases", 1, 512);
+  if (256 % ep != 0) throw UsageError(rule);
+  return {int(ep), b};
 }
 
 }  // namespace
@@ -519,7 +523,7 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string json_path, only = "attn,moe", mla_cases, moe_cases, ceilings_from;
   std::vector<std::string> tables;
-  app.add_option("--iters", iters, "Timed runs per case (median)")->check(CLI::Range(1, 1000));
+  add_int_option(&app, "--iters", iters, 1, 1000, "Timed runs per case (median)");
   app.add_flag("--quick", quick, "Fewer and shorter shapes (a smoke run)");
   app.add_option("--json", json_path, "Write the rows (and the ceilings) as JSON to this file");
   app.add_option("--kernels", only, "Comma-separated: attn, moe")->capture_default_str();
@@ -537,12 +541,28 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "helix-kernel-bench: error: %s (run with --help for usage)\n", e.what());
+    return 2;
   }
   auto fail_arg = [](const std::string& what) {
-    std::fprintf(stderr, "helix-kernel-bench: %s\n", what.c_str());
+    std::fprintf(stderr, "helix-kernel-bench: error: %s\n", what.c_str());
     return 2;
   };
+  // The output-path policy (a regular file or none, never one of the inputs), before any work.
+  std::vector<PathArg> inputs{{"--ceilings-from", ceilings_from}};
+  for (const std::string& t : tables) inputs.push_back({"--table", t});
+  std::vector<MlaShape> mla_shapes;
+  std::vector<MoeBenchShape> moe_shapes;
+  try {
+    check_output_paths({{"--json", json_path}}, inputs);
+    if (!mla_cases.empty())
+      for (const std::string& t : split_list(mla_cases)) mla_shapes.push_back(parse_mla_case(t));
+    if (!moe_cases.empty())
+      for (const std::string& t : split_list(moe_cases)) moe_shapes.push_back(parse_moe_case(t));
+  } catch (const UsageError& e) {
+    return fail_arg(e.what());
+  }
   auto read_json = [](const std::string& path, nlohmann::json& doc) {
     std::ifstream f(path);
     if (!f) return false;
@@ -576,31 +596,16 @@ int main(int argc, char** argv) {
   }
   for (const std::string& k : split_list(only))
     if (k != "attn" && k != "moe") return fail_arg("--kernels: '" + k + "' is not attn or moe");
-  std::vector<MlaShape> mla_shapes = {{8, 128, 131072}, {8, 128, 262144}, {8, 128, 1048576},
-                                      {8, 32, 131072},  {8, 32, 1048576}, {8, 16, 131072},
-                                      {8, 16, 1048576}, {1, 128, 262144}};
-  if (quick) mla_shapes = {{8, 128, 65536}, {8, 32, 131072}, {8, 16, 131072}};
-  if (!mla_cases.empty()) {
-    mla_shapes.clear();
-    for (const std::string& t : split_list(mla_cases)) {
-      MlaShape m{};
-      if (!parse_mla_case(t, m))
-        return fail_arg("--mla-cases: '" + t + "' is not BATCH:HEADS:TOKENS (e.g. 8:128:128K)");
-      mla_shapes.push_back(m);
-    }
-  }
-  std::vector<MoeBenchShape> moe_shapes = {{1, 1}, {1, 8}, {1, 32}, {4, 1}, {4, 8}, {4, 32}};
-  if (quick) moe_shapes = {{4, 1}, {4, 8}};
-  if (!moe_cases.empty()) {
-    moe_shapes.clear();
-    for (const std::string& t : split_list(moe_cases)) {
-      MoeBenchShape m{};
-      if (!parse_moe_case(t, m))
-        return fail_arg("--moe-cases: '" + t +
-                        "' is not EP:BATCH (EP dividing 256, BATCH * 8 <= 4096; e.g. 4:32)");
-      moe_shapes.push_back(m);
-    }
-  }
+  if (mla_shapes.empty())
+    mla_shapes = quick
+                     ? std::vector<MlaShape>{{8, 128, 65536}, {8, 32, 131072}, {8, 16, 131072}}
+                     : std::vector<MlaShape>{{8, 128, 131072}, {8, 128, 262144}, {8, 128, 1048576},
+                                             {8, 32, 131072},  {8, 32, 1048576}, {8, 16, 131072},
+                                             {8, 16, 1048576}, {1, 128, 262144}};
+  if (moe_shapes.empty())
+    moe_shapes = quick
+                     ? std::vector<MoeBenchShape>{{4, 1}, {4, 8}}
+                     : std::vector<MoeBenchShape>{{1, 1}, {1, 8}, {1, 32}, {4, 1}, {4, 8}, {4, 32}};
   Ceilings c;
   if (!ceilings_from.empty()) {
     nlohmann::json doc;
@@ -648,19 +653,18 @@ int main(int argc, char** argv) {
   if (wants("attn")) mismatches += bench_mla(mla_shapes, c, iters, s, rows);
   if (wants("moe")) mismatches += bench_moe(moe_shapes, c, iters, s, rows);
   print_table(rows, c, p.name);
-  if (!json_path.empty()) {  // written to a temporary file, then renamed: never half-written
+  if (!json_path.empty()) {  // written as PATH.tmp.PID, then renamed: never half-written
     nlohmann::json out = nlohmann::json::array();
     for (const Row& r : rows) out.push_back(row_json(r));
     const nlohmann::json doc = {{"device", p.name},
                                 {"stream_gbps", c.stream_gbps},
                                 {"gemm_tflops", c.gemm_tflops},
                                 {"rows", out}};
-    const std::string tmp = json_path + ".tmp";
-    std::ofstream f(tmp);
+    AtomicOutput ao(json_path);
+    std::ofstream f(ao.tmp());
     f << doc.dump(2) << "\n";
     f.close();
-    if (!f || std::rename(tmp.c_str(), json_path.c_str()) != 0) {
-      std::remove(tmp.c_str());
+    if (!f || !ao.commit()) {
       std::fprintf(stderr, "helix-kernel-bench: cannot write %s\n", json_path.c_str());
       return 2;
     }

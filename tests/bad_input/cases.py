@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "fuzz"))
 
 BENCH, MICRO = "{B}/helix-bench", "{B}/helix-micro"
+KBENCH = "{B}/helix-kernel-bench"  # built with the CUDA toolkit only; its cases skip without it
 INT64_MAX = 2 ** 63 - 1
 
 
@@ -46,6 +47,10 @@ def bench_err(param):
 
 def micro_err(param):
     return err("helix-micro", param)
+
+
+def kbench_err(param):
+    return err("helix-kernel-bench", param)
 
 
 # ----------------------------------------------------------------------------- value families
@@ -341,6 +346,38 @@ def output_cases():
     return c
 
 
+def kernel_bench_cases():
+    """helix-kernel-bench: every case is refused before the GPU is touched (so it runs here)."""
+    c = []
+    for tag, v in int_values(1, 1000, issue=True):
+        c.append(Case(f"kbench--iters={tag}", [KBENCH, "--iters", v], kbench_err("--iters")))
+    for tag, v in [("two_fields", "8:128"), ("word", "8:abc:1M"), ("heads_above", "8:129:1M"),
+                   ("batch_overflow", "99999999999999999999:128:1M"), ("tokens_above", "8:128:65M"),
+                   ("zero_batch", "0:128:1M"), ("unit", "8:128:1T"), ("four_fields", "8:1:1:1")]:
+        c.append(Case(f"kbench--mla-cases={tag}", [KBENCH, "--mla-cases", v],
+                      kbench_err("--mla-cases")))
+    for tag, v in [("ep_not_dividing", "3:8"), ("batch_above", "4:513"), ("word", "x:8"),
+                   ("overflow", "4:99999999999999999999"), ("one_field", "4")]:
+        c.append(Case(f"kbench--moe-cases={tag}", [KBENCH, "--moe-cases", v],
+                      kbench_err("--moe-cases")))
+    c.append(Case("kbench--kernels=unknown", [KBENCH, "--kernels", "attn,gemm"],
+                  kbench_err("--kernels")))
+    for tag, value, root in OUTPUT_TARGETS:
+        c.append(Case(f"kbench--json={tag}", [KBENCH, "--json", value], kbench_err("--json"),
+                      needs_root=root))
+    c.append(Case("kbench--json=the_ceilings_input",
+                  [KBENCH, "--ceilings-from", "{S}/existing.json", "--json", "existing.json"],
+                  kbench_err("--json")))
+    c.append(Case("kbench--json=a_table_input",
+                  [KBENCH, "--table", "{S}/existing.json", "--json", "./adir/../existing.json"],
+                  kbench_err("--json")))
+    c.append(Case("kbench--table=not_json", [KBENCH, "--table", "{S}/existing.h5"],
+                  kbench_err("--table")))
+    c.append(Case("kbench--ceilings-from=missing", [KBENCH, "--ceilings-from", "{S}/none.json"],
+                  kbench_err("--ceilings-from")))
+    return c
+
+
 # ----------------------------------------------------------------------------- input files
 def _edits():
     from trace_mutations import DECODE_EDITS
@@ -561,6 +598,29 @@ def copy_fixture(src, dst):
     return setup
 
 
+# The ten failures of the report the matrix was built from, each as the cases that reproduce it
+# (run_matrix.py --issue-cases runs them and prints one verdict per failure; the interruptions
+# of failure 10 are the kill test's close_rename and xfsz scenarios).
+ISSUE_CASES = {
+    1: ["decode--out=device", "decode--out=link_to_device", "model--out=device"],
+    2: ["kvt--out=proc", "kvt--out=missing_directory"],
+    3: ["disagg--isl=999999999999M", "disagg--isl=2p40"],
+    4: ["compare--min-us=nan", "compare=candidate_zero_iterations",
+        "compare=candidate_all_nan_timings", "compare=trace_n_ranks_string",
+        "compare--json=missing_directory", "report=trace_n_ranks_string",
+        "sweep--out=malformed_trace"],
+    5: ["decode--warmup=int_max", "decode--iters=int_max", "decode--kv-block=int_max",
+        "decode--decode-steps=int_max", "decode--seq=dash"],
+    6: ["decode--seq=reference_beyond_memory"],
+    7: ["decode--model=file_hidden_string", "decode--model=file_layers_2p31"],
+    8: ["decode--out=directory", "model--out=directory", "kvt--out=directory",
+        "micro--out=directory", "validate--out=the_trace"],
+    9: ["sweep--out=locked"],
+    10: ["micro--benchmark_filter=bracket", "model--hardware=missing", "disagg--model=missing",
+         "validate=trace_missing", "validate=trace_n_ranks_2p40"],
+}
+
+
 def all_cases():
     return (option_families() + usage_cases() + size_cases() + output_cases() +
-            input_file_cases() + python_cases())
+            kernel_bench_cases() + input_file_cases() + python_cases())

@@ -109,6 +109,10 @@ class Runner:
         if case.needs_root and os.geteuid() != 0:
             res["skipped"] = "needs root (a device file)"
             return res
+        exe = self.expand(case.argv[0], "")
+        if case.argv[0].startswith("{B}/") and not os.access(exe, os.X_OK):
+            res["skipped"] = f"{os.path.basename(exe)} not built (no CUDA toolkit)"
+            return res
         work = tempfile.mkdtemp(prefix="case-", dir=self.fix.scratch)
         sandbox = os.path.join(work, "sandbox")
         ranks_dir = os.path.join(work, "ranks")
@@ -222,6 +226,9 @@ def main(argv=None) -> int:
                     help="only the cases of helix-bench and helix-micro")
     ap.add_argument("--list", action="store_true", help="list the case ids and exit")
     ap.add_argument("--json", help="write every case's result to this file")
+    ap.add_argument("--issue-cases", action="store_true",
+                    help="only the cases of cases.ISSUE_CASES, with one verdict per failure of "
+                    "the original report (exit 0 when every failure is fixed)")
     ap.add_argument("--verbose", action="store_true", help="print every case")
     ap.add_argument("--no-zygote", action="store_true",
                     help="start a fresh interpreter for every Python case (slower)")
@@ -234,10 +241,18 @@ def main(argv=None) -> int:
     if dup:
         print(f"run_matrix: duplicate case ids {sorted(dup)}", file=sys.stderr)
         return 2
+    if opts.issue_cases:
+        wanted = {i for ids in case_table.ISSUE_CASES.values() for i in ids}
+        missing = wanted - set(ids)
+        if missing:
+            print(f"run_matrix: ISSUE_CASES names unknown cases {sorted(missing)}", file=sys.stderr)
+            return 2
+        table = [c for c in table if c.id in wanted]
     if opts.select:
         table = [c for c in table if re.search(opts.select, c.id)]
     if opts.cpp_only:
-        table = [c for c in table if c.argv[0] in (case_table.BENCH, case_table.MICRO)]
+        table = [c for c in table
+                 if c.argv[0] in (case_table.BENCH, case_table.MICRO, case_table.KBENCH)]
     table = table[::max(1, opts.sample)]
     if opts.list:
         for c in table:
@@ -275,6 +290,16 @@ def main(argv=None) -> int:
           f"parameter {kinds['message']}, files left or changed {files}; slowest case "
           f"{slow['seconds']:.2f} s ({slow['id']}); {time.monotonic() - t0:.0f} s in all"
           if slow else "bad-input matrix: nothing ran")
+    if opts.issue_cases:
+        by_id = {r["id"]: r for r in results}
+        for n, case_ids in sorted(case_table.ISSUE_CASES.items()):
+            bad = [i for i in case_ids if i in by_id and by_id[i]["problems"]]
+            skipped = [i for i in case_ids if i in by_id and "skipped" in by_id[i]]
+            verdict = ("FAILS" if bad else "skipped" if len(skipped) == len(case_ids)
+                       else "fixed")
+            print(f"issue failure {n:2d}: {verdict:7s} ({len(case_ids) - len(bad)} of "
+                  f"{len(case_ids)} cases pass" + (f"; failing: {', '.join(bad)}" if bad else "")
+                  + (f"; skipped: {', '.join(skipped)}" if skipped else "") + ")")
     if opts.json:
         with open(opts.json, "w") as f:
             json.dump(results, f, indent=1)
