@@ -1,5 +1,6 @@
 #include "bench/trace/trace_input.hpp"
 
+#include <fcntl.h>
 #include <hdf5.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -175,6 +176,21 @@ std::vector<TraceRun> open_and_read(const std::string& path, const std::string& 
 
 }  // namespace
 
+std::optional<LayoutParams> layout_of(const TraceRun& run) {
+  const auto kind = parse_layout(run.layout);
+  if (!kind) return std::nullopt;
+  LayoutParams p;
+  p.kind = *kind;
+  p.n = int(run.n_ranks);
+  p.kvp = int(run.kvp);
+  p.tpa = int(run.tpa);
+  p.tpf = int(run.tpf);
+  p.ep = int(run.ep);
+  p.hopb_chunks = int(run.hopb_chunks);
+  p.kv_block = int(run.kv_block);
+  return p;
+}
+
 std::vector<TraceRun> read_decode_trace(const std::string& path, const std::string& option) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // failures are reported as UsageError
   struct stat st;
@@ -190,9 +206,15 @@ std::vector<TraceRun> read_decode_trace(const std::string& path, const std::stri
   std::fflush(nullptr);
   const pid_t pid = fork();
   if (pid == 0) {
-    // A crash ends the child quietly (no handler prints a backtrace); a read that never ends
-    // ends it too.
+    // A crash ends the child quietly (no handler prints a backtrace, and its output, a
+    // sanitizer's report of the library's fault included, goes nowhere: the parent reports the
+    // file); a read that never ends ends it too.
     for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) std::signal(sig, SIG_DFL);
+    const int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      dup2(null, STDOUT_FILENO);
+      dup2(null, STDERR_FILENO);
+    }
     alarm(60);
     try {
       open_and_read(path, option);

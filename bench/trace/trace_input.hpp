@@ -7,8 +7,11 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "layouts/layout.hpp"
 
 namespace helix {
 
@@ -22,6 +25,9 @@ struct TraceRun {
   std::vector<double> phase_us;  // [iters, ranks, kNumPhases], finite and >= 0
   std::vector<double> step_us;   // [iters], finite and >= 0
 };
+
+// The layout a run ran: its kind (nullopt for an unknown name) and widths from its attributes.
+std::optional<LayoutParams> layout_of(const TraceRun& run);
 
 // Reads every /decode/run_* group of the trace at `path`. Throws UsageError("<option>: ...").
 std::vector<TraceRun> read_decode_trace(const std::string& path, const std::string& option);
