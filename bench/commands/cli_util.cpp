@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 
 #include "comm/error.hpp"
 
@@ -127,84 +128,65 @@ std::vector<int64_t> parse_positive_list(const std::string& text, const std::str
   return out;
 }
 
+namespace {
+
+// An option whose value `set` parses (and stores); the UsageError it throws becomes the CLI parse
+// error that names the option.
+CLI::Option* add_checked_option(CLI::App* app, const std::string& name, const std::string& help,
+                                const char* type, std::function<void(const std::string&)> set) {
+  return app
+      ->add_option_function<std::string>(
+          name,
+          [set = std::move(set)](const std::string& s) {
+            try {
+              set(s);
+            } catch (const UsageError& e) {
+              throw_parse_error(e.what());
+            }
+          },
+          help)
+      ->type_name(type);
+}
+
+}  // namespace
+
 CLI::Option* add_int_option(CLI::App* app, const std::string& name, int& target, int64_t lo,
                             int64_t hi, const std::string& help, bool show_default) {
-  CLI::Option* o = app->add_option_function<std::string>(
-      name,
-      [&target, name, lo, hi](const std::string& s) {
-        try {
-          target = int(parse_int(s, name, lo, std::min<int64_t>(hi, INT32_MAX)));
-        } catch (const UsageError& e) {
-          throw_parse_error(e.what());
-        }
-      },
-      help);
-  if (show_default) o->default_str(std::to_string(target));
-  return o->type_name("INT");
+  CLI::Option* o = add_checked_option(app, name, help, "INT", [&target, name, lo, hi](auto& s) {
+    target = int(parse_int(s, name, lo, std::min<int64_t>(hi, INT32_MAX)));
+  });
+  return show_default ? o->default_str(std::to_string(target)) : o;
 }
 
 CLI::Option* add_int_option(CLI::App* app, const std::string& name, uint64_t& target, int64_t lo,
                             int64_t hi, const std::string& help, bool show_default) {
-  CLI::Option* o = app->add_option_function<std::string>(
-      name,
-      [&target, name, lo, hi](const std::string& s) {
-        try {
-          target = uint64_t(parse_int(s, name, std::max<int64_t>(lo, 0), hi));
-        } catch (const UsageError& e) {
-          throw_parse_error(e.what());
-        }
-      },
-      help);
-  if (show_default) o->default_str(std::to_string(target));
-  return o->type_name("INT");
+  CLI::Option* o = add_checked_option(app, name, help, "INT", [&target, name, lo, hi](auto& s) {
+    target = uint64_t(parse_int(s, name, std::max<int64_t>(lo, 0), hi));
+  });
+  return show_default ? o->default_str(std::to_string(target)) : o;
 }
 
 CLI::Option* add_int_option(CLI::App* app, const std::string& name, std::optional<int>& target,
                             int64_t lo, int64_t hi, const std::string& help) {
-  return app
-      ->add_option_function<std::string>(
-          name,
-          [&target, name, lo, hi](const std::string& s) {
-            try {
-              target = int(parse_int(s, name, lo, std::min<int64_t>(hi, INT32_MAX)));
-            } catch (const UsageError& e) {
-              throw_parse_error(e.what());
-            }
-          },
-          help)
-      ->type_name("INT");
+  return add_checked_option(app, name, help, "INT", [&target, name, lo, hi](auto& s) {
+    target = int(parse_int(s, name, lo, std::min<int64_t>(hi, INT32_MAX)));
+  });
 }
 
 CLI::Option* add_real_option(CLI::App* app, const std::string& name, double& target, double lo,
                              double hi, bool lo_open, const std::string& help) {
-  CLI::Option* o = app->add_option_function<std::string>(
-      name,
-      [&target, name, lo, hi, lo_open](const std::string& s) {
-        try {
-          target = parse_real(s, name, lo, hi, lo_open);
-        } catch (const UsageError& e) {
-          throw_parse_error(e.what());
-        }
-      },
-      help);
-  o->default_str(real_text(target));
-  return o->type_name("FLOAT");
+  return add_checked_option(app, name, help, "FLOAT",
+                            [&target, name, lo, hi, lo_open](auto& s) {
+                              target = parse_real(s, name, lo, hi, lo_open);
+                            })
+      ->default_str(real_text(target));
 }
 
 CLI::Option* add_real_option(CLI::App* app, const std::string& name, std::optional<double>& target,
                              double lo, double hi, bool lo_open, const std::string& help) {
-  return app
-      ->add_option_function<std::string>(
-          name,
-          [&target, name, lo, hi, lo_open](const std::string& s) {
-            try {
-              target = parse_real(s, name, lo, hi, lo_open);
-            } catch (const UsageError& e) {
-              throw_parse_error(e.what());
-            }
-          },
-          help)
-      ->type_name("FLOAT");
+  return add_checked_option(app, name, help, "FLOAT", [&target, name, lo, hi, lo_open](auto& s) {
+    target = parse_real(s, name, lo, hi, lo_open);
+  });
 }
 
 double median(std::vector<double> v) {

@@ -183,17 +183,9 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
       throw UsageError(path + ": " + e.what());
     }
     const LayerKind layer = run.layer_kind == "moe" ? LayerKind::moe : LayerKind::dense;
-    const auto kind = parse_layout(run.layout);
-    if (!kind) throw UsageError(path + " has an unknown layout '" + run.layout + "'");
-    LayoutParams p;
-    p.kind = *kind;
-    p.n = int(run.n_ranks);
-    p.kvp = int(run.kvp);
-    p.tpa = int(run.tpa);
-    p.tpf = int(run.tpf);
-    p.ep = int(run.ep);
-    p.hopb_chunks = int(run.hopb_chunks);
-    p.kv_block = int(run.kv_block);
+    const std::optional<LayoutParams> layout = layout_of(run);
+    if (!layout) throw UsageError(path + " has an unknown layout '" + run.layout + "'");
+    const LayoutParams& p = *layout;
     const int batch = int(run.batch);
     const int64_t seq = run.seq_len;
     const std::string err = validate_layout(p, m, layer, batch);

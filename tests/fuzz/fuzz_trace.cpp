@@ -305,18 +305,10 @@ void validate(const std::vector<TraceRun>& runs, const HardwareProfile& hw) {
       continue;
     }
     const LayerKind layer = run.layer_kind == "moe" ? LayerKind::moe : LayerKind::dense;
-    const auto kind = parse_layout(run.layout);
+    const std::optional<LayoutParams> layout = layout_of(run);
     const auto dtype = parse_dtype(run.dtype);
-    if (!kind || !dtype) continue;
-    LayoutParams p;
-    p.kind = *kind;
-    p.n = int(run.n_ranks);
-    p.kvp = int(run.kvp);
-    p.tpa = int(run.tpa);
-    p.tpf = int(run.tpf);
-    p.ep = int(run.ep);
-    p.hopb_chunks = int(run.hopb_chunks);
-    p.kv_block = int(run.kv_block);
+    if (!layout || !dtype) continue;
+    const LayoutParams& p = *layout;
     if (!validate_layout(p, m, layer, int(run.batch)).empty()) continue;
     CostOptions co;
     co.dtype = *dtype;
