@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what helix-bench needs to build and run on a Debian/Ubuntu machine: compilers, CMake,
 # Open MPI, HDF5, GoogleTest, Google Benchmark, CLI11, nlohmann-json (Debian packages), the
-# pinned Python packages of scripts/requirements.txt, and the helixbench package of scripts/
+# pinned Python packages of requirements.txt, and the helixbench package of the repository root
 # (commands helix-report, helix-compare, helix-sweep). Installs only what is missing.
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(build-essential cmake git pkg-config libopenmpi-dev openmpi-bin libhdf5-dev
           libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev python3 python3-pip)
@@ -37,7 +37,7 @@ else
   echo "setup: Debian packages present"
 fi
 
-if python3 - "$here/requirements.txt" <<'PY'
+if python3 - "$root/requirements.txt" <<'PY'
 import sys
 from importlib import metadata
 for line in open(sys.argv[1]):
@@ -54,14 +54,14 @@ PY
 then
   echo "setup: Python packages present"
 else
-  echo "setup: installing Python packages from scripts/requirements.txt"
-  python3 -m pip install -q -r "$here/requirements.txt" 2>&1 | grep -v "Running pip as the 'root' user" || true
+  echo "setup: installing Python packages from requirements.txt"
+  python3 -m pip install -q -r "$root/requirements.txt" 2>&1 | grep -v "Running pip as the 'root' user" || true
   python3 -c "import h5py, numpy, matplotlib" || { echo "setup: Python packages failed to install" >&2; exit 1; }
 fi
 
 # The helixbench package, editable (the commands follow this checkout), without dependencies
 # (pinned above) and without fetching build tools (setuptools comes with pip).
-if python3 - "$here" <<'PY'
+if python3 - "$root" <<'PY'
 import os, sys
 try:
     import helixbench
@@ -74,8 +74,8 @@ then
   echo "setup: helixbench package present"
 else
   echo "setup: installing the helixbench package (helix-report, helix-compare, helix-sweep)"
-  python3 -m pip install -q --no-deps --no-build-isolation -e "$here" 2>&1 \
+  python3 -m pip install -q --no-deps --no-build-isolation -e "$root" 2>&1 \
     | grep -v "Running pip as the 'root' user" || true
   python3 -c "import helixbench" 2>/dev/null \
-    || echo "setup: helixbench did not install; run the tools as PYTHONPATH=scripts python3 -m helixbench.<tool>" >&2
+    || echo "setup: helixbench did not install; run the tools as PYTHONPATH=. python3 -m helixbench.<tool>" >&2
 fi

@@ -11,6 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.dirname(HERE)
 REPO = os.path.dirname(SCRIPTS)
 sys.path.insert(0, SCRIPTS)
+sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
 BINARY = os.path.join(REPO, "build", "bin", "helix-bench")
@@ -28,7 +29,7 @@ def tool_env():
     env = dict(os.environ)
     for k, v in MPI_ENV.items():
         env.setdefault(k, v)
-    env["PYTHONPATH"] = SCRIPTS + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env["MPLBACKEND"] = "Agg"
     return env
 

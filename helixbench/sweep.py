@@ -34,7 +34,7 @@ import h5py
 
 from .trace import TraceError, attrs_dict, open_trace, text
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 DEFAULT_BINARY = os.path.join(REPO, "build", "bin", "helix-bench")
 DEFAULT_LAUNCHER = "mpirun -np {np}"
 LAYOUTS = ("tp", "kvp", "helix", "helix-hopb")

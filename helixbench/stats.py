@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import numpy as np
 
-try:  # scipy is pinned in scripts/requirements.txt; the fallback keeps the tools usable without
+try:  # scipy is pinned in requirements.txt; the fallback keeps the tools usable without
     from scipy.stats import mannwhitneyu as _scipy_mwu
 except ImportError:  # pragma: no cover - exercised by the tests through use_scipy=False
     _scipy_mwu = None
