@@ -120,8 +120,9 @@ class NcclCollectives final : public CollectiveBackend {
     const size_t block = size_t(count * dtype_bytes(t));
     const char* s = static_cast<const char*>(send);
     char* r = static_cast<char*>(recv);
-    HELIX_CUDA_CHECK(cudaMemcpyAsync(r + size_t(rank_) * block, s + size_t(rank_) * block, block,
-                                     cudaMemcpyDeviceToDevice, stream_));
+    if (s != r)  // in place (nccl-tests' in-place timing): the own block stays where it is
+      HELIX_CUDA_CHECK(cudaMemcpyAsync(r + size_t(rank_) * block, s + size_t(rank_) * block, block,
+                                       cudaMemcpyDeviceToDevice, stream_));
     HELIX_MICRO_NCCL_CHECK(ncclGroupStart());
     for (int p = 0; p < size_; ++p) {
       if (p == rank_) continue;
@@ -135,8 +136,9 @@ class NcclCollectives final : public CollectiveBackend {
   void send_recv(const void* send, void* recv, int64_t count, DType t, int send_to,
                  int recv_from) override {
     if (send_to == rank_ && recv_from == rank_) {  // one rank: the ring is a device copy
-      HELIX_CUDA_CHECK(cudaMemcpyAsync(recv, send, size_t(count * dtype_bytes(t)),
-                                       cudaMemcpyDeviceToDevice, stream_));
+      if (send != recv)
+        HELIX_CUDA_CHECK(cudaMemcpyAsync(recv, send, size_t(count * dtype_bytes(t)),
+                                         cudaMemcpyDeviceToDevice, stream_));
       return;
     }
     HELIX_MICRO_NCCL_CHECK(ncclGroupStart());
