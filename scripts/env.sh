@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts: the Python environment of scripts/setup.sh first on PATH (.venv, or
 # HELIX_VENV), and settings for running Open MPI jobs on a workstation or CI machine: root is
 # allowed (containers), more ranks than cores are allowed (oversubscribed ranks yield the CPU
