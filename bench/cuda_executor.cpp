@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "bench/layer_data.hpp"
+#include "bench/nvtx_range.hpp"
 #include "comm/cuda_check.hpp"
 #include "comm/error.hpp"
 #include "kernels/cuda_kernels.hpp"
@@ -493,9 +494,14 @@ void CudaExecutor::run(const std::vector<Step>& schedule, int64_t pos, bool skip
     ev_chunk_.push_back(e);
   }
   combined_valid_ = false;
+  // NVTX: the step, and in it every step of the schedule under its phase's trace name (the
+  // collectives under attn_comm, o_comm, ffn_comm, out_comm); the re-run without collectives
+  // that measures exposed communication is a range of its own.
+  NvtxRange step_range(skip_comm && !emulated_ ? "step_without_collectives" : "step");
   HELIX_CUDA_CHECK(cudaEventRecord(ev_step0_, s_compute_));
   for (size_t i = 0; i < schedule.size(); ++i) {
     const Step& s = schedule[i];
+    NvtxRange phase_range(phase_name(s.phase));
     cudaStream_t st = stream_of(s);
     // A chunk's exchange waits for that chunk's compute (attention, MLA's W_uv: everything
     // enqueued on the compute stream so far) before its timing starts.

@@ -10,9 +10,11 @@
 
 #include "bench/cli_util.hpp"
 #include "bench/decode_backend.hpp"
+#include "bench/gpu_telemetry.hpp"
 #include "bench/h5.hpp"
 #include "bench/layer_data.hpp"
 #include "bench/metadata.hpp"
+#include "bench/nvtx_range.hpp"
 #include "bench/reference.hpp"
 #include "comm/error.hpp"
 #include "layouts/layout.hpp"
@@ -31,7 +33,7 @@ struct RunSpec {
 };
 
 struct RunResult {
-  std::string status = "ok";  // ok | refused
+  std::string status = "ok";  // ok | refused | profiled (--profile-once: nothing measured)
   std::string message;
   bool verified = false;
   bool verify_ran = false;
@@ -46,6 +48,8 @@ struct RunResult {
   int64_t weight_bytes = 0, kv_bytes = 0, needed_bytes = 0, available_bytes = 0;
   double attn_kv_bytes = 0;  // KV bytes rank 0's attention reads per step
   LayerExecutorInfo info;
+  bool has_gpu_telemetry = false;  // cuda backend: clocks, power, throttling before and after
+  GpuTelemetry gpu;
 };
 
 // Median over iterations of rank 0's time in one phase.
@@ -161,6 +165,7 @@ void write_run(hid_t file, int index, const RunSpec& s, const ModelSpec& m, Laye
   h5::write(id, "exposed_comm_us", {it}, r.exposed_us.data(), "us");
   h5::write(id, "rank_step_us", {it, rk}, r.rank_step_us.data(), "us");
   h5::write(id, "rank_exposed_comm_us", {it, rk}, r.rank_exposed_us.data(), "us");
+  if (r.has_gpu_telemetry) write_gpu_telemetry(id, r.gpu);
   if (r.verify_ran)
     h5::write(id, "step_rel_err", {hsize_t(r.step_rel_err.size())}, r.step_rel_err.data(), "");
 }
@@ -240,8 +245,24 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
   ex->set_input(x0.data());
   std::vector<double> phases(size_t(o.iters * kNumPhases)), steps(size_t(o.iters)),
       exposed(size_t(o.iters));
+  const bool cuda = o.backend == "cuda";
+  if (o.profile_once) {  // warm-up, then one step for ncu / nsys inside the capture range
+    for (int i = 0; i < std::max(1, o.warmup); ++i) ex->step(sched, spec.seq, nullptr);
+    world.barrier();
+    ProfilerCapture capture(cuda);
+    ex->step(sched, spec.seq, nullptr);
+    r.status = "profiled";
+    return r;
+  }
+  GpuSample gpu_before, gpu_after;
+  std::string gpu_error;
+  ProfilerCapture capture;  // around the timed iterations
   for (int i = 0; i < o.warmup + o.iters; ++i) {
     world.barrier();
+    if (i == o.warmup) {
+      if (cuda) gpu_before = sample_gpu(&gpu_error);
+      capture.start(cuda);
+    }
     StepTiming t;
     ex->step(sched, spec.seq, &t);
     if (i < o.warmup) continue;
@@ -249,6 +270,12 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
     for (int p = 0; p < kNumPhases; ++p) phases[size_t(k * kNumPhases + p)] = t.phase_us[size_t(p)];
     steps[size_t(k)] = t.step_us;
     exposed[size_t(k)] = t.exposed_comm_us;
+  }
+  capture.stop();
+  if (cuda) {
+    gpu_after = sample_gpu(nullptr);
+    r.gpu = gather_gpu_telemetry(world, gpu_before, gpu_after, gpu_error);
+    r.has_gpu_telemetry = true;
   }
   r.iters = o.iters;
   r.ranks = world.size();
@@ -402,6 +429,10 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
                 "HDF5 trace to write (written as FILE.tmp.PID, renamed when complete)");
   c->add_flag("--no-verify", o.no_verify, "Skip the check against the single-rank reference");
   c->add_flag("--quiet", o.quiet, "No progress lines");
+  c->add_flag("--profile-once", o.profile_once,
+              "For Nsight Compute / Systems: per run, the warm-up iterations, then one decode "
+              "step inside cudaProfilerStart/Stop (NVTX ranges: step, and one per phase named as "
+              "in the trace), then the next run; no verification, timing or trace");
   c->footer(
       "\nExamples:\n"
       "  mpirun -np 4 build/bin/helix-bench decode --model tiny-gqa --seq 1000 --batch 1,8 \\\n"
@@ -419,7 +450,9 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   std::unique_ptr<DecodeBackend> backend = make_decode_backend(o, world);
   const Plan plan = make_plan(o, world.size(), *backend);
   const ModelSpec& m = plan.model;
-  const bool verify = !o.no_verify && backend->can_verify();
+  const bool verify = !o.no_verify && backend->can_verify() && !o.profile_once;
+  if (o.profile_once && !o.out.empty())
+    throw UsageError("--out: --profile-once measures nothing and writes no trace");
 
   // Fail fast on an unwritable output path (every rank exits with code 2). The trace itself is
   // written at the end, under a temporary name renamed when complete, so a job that dies midway
@@ -493,10 +526,18 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
     RunResult r = run_one(spec, m, plan.layer, o, plan.decode_steps, backend->tolerance(), ref,
                           world, *backend);
     if (r.verify_ran && !r.verified) all_verified = false;
+    if (rank == 0 && r.has_gpu_telemetry && !r.gpu.warning().empty())
+      std::fprintf(stderr, "[%d/%zu] %s\n", index + 1, plan.runs.size(), r.gpu.warning().c_str());
     if (rank == 0) done.emplace_back(spec, std::move(r));
     ++index;
   }
 
+  if (o.profile_once) {
+    if (rank == 0)
+      std::printf("profile-once: %zu run(s), one step each inside the profiler capture range\n",
+                  done.size());
+    return 0;
+  }
   if (rank == 0) {
     std::printf("\nmodel %s, %s layer; medians over %d iterations of the max over ranks, in us\n",
                 m.name.c_str(), to_string(plan.layer), o.iters);

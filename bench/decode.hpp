@@ -28,6 +28,7 @@ struct DecodeOptions {
   std::string out;
   bool no_verify = false;
   bool quiet = false;
+  bool profile_once = false;  // per run: warm-up, one step inside the profiler capture, no timing
   // CUDA backend only
   int emulate = 0;
   int emulate_rank = 0;
