@@ -63,69 +63,66 @@ TEST(GpuTelemetry, ThrottledRanks) {
   EXPECT_EQ(t.warning(), "");
 }
 
+// The run group of a trace holding only what write_gpu_telemetry wrote; removed on destruction.
+class WrittenRun {
+ public:
+  explicit WrittenRun(const GpuTelemetry& t)
+      : path_("gpu_telemetry_test_" + std::to_string(getpid()) + ".h5") {
+    {
+      h5::File f(path_);
+      h5::Group g(f.id(), "/decode/run_0000");
+      write_gpu_telemetry(g.id(), t);
+      f.commit();
+    }
+    file_ = H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    group_ = file_ >= 0 ? H5Gopen2(file_, "/decode/run_0000", H5P_DEFAULT) : -1;
+  }
+  ~WrittenRun() {
+    if (group_ >= 0) H5Gclose(group_);
+    if (file_ >= 0) H5Fclose(file_);
+    std::remove(path_.c_str());
+  }
+  hid_t id() const { return group_; }
+
+ private:
+  std::string path_;
+  hid_t file_ = -1, group_ = -1;
+};
+
 TEST(GpuTelemetry, RunAttributes) {
   GpuTelemetry t;
   t.before = {sample(1980, 120, 0, 10, 0), sample(1980, 130, 0, 0, 0)};
   t.after = {sample(1755, 700, kThrottleSwPowerCap, 2010, 0), sample(1980, 650, 0, 0, 0)};
-  const std::string path = "gpu_telemetry_test_" + std::to_string(getpid()) + ".h5";
   {
-    h5::File f(path);
-    h5::Group g(f.id(), "/decode/run_0000");
-    write_gpu_telemetry(g.id(), t);
-    f.commit();
+    const WrittenRun run(t);
+    ASSERT_GE(run.id(), 0);
+    EXPECT_EQ(h5::read_attr_string(run.id(), "gpu_telemetry"), "nvml");
+    EXPECT_EQ(h5::read_attr_int(run.id(), "gpu_throttled"), 1);
+    EXPECT_EQ(h5::read_attr_string(run.id(), "gpu_throttled_ranks"), "0");
+    for (const char* name :
+         {"gpu_sm_clock_mhz_before", "gpu_sm_clock_mhz_after", "gpu_mem_clock_mhz_after",
+          "gpu_power_w_before", "gpu_power_w_after", "gpu_temperature_c_after",
+          "gpu_throttle_reasons_before", "gpu_throttle_reasons_after", "gpu_power_violation_us",
+          "gpu_thermal_violation_us"})
+      EXPECT_TRUE(h5::has_attr(run.id(), name)) << name;
+    hid_t a = H5Aopen(run.id(), "gpu_power_violation_us", H5P_DEFAULT);
+    double v[2] = {};
+    H5Aread(a, H5T_NATIVE_DOUBLE, v);
+    H5Aclose(a);
+    EXPECT_DOUBLE_EQ(v[0], 2000.0);
+    EXPECT_DOUBLE_EQ(v[1], 0.0);
   }
-  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  ASSERT_GE(f, 0);
-  hid_t g = H5Gopen2(f, "/decode/run_0000", H5P_DEFAULT);
-  EXPECT_EQ(h5::read_attr_string(g, "gpu_telemetry"), "nvml");
-  EXPECT_EQ(h5::read_attr_int(g, "gpu_throttled"), 1);
-  EXPECT_EQ(h5::read_attr_string(g, "gpu_throttled_ranks"), "0");
-  for (const char* name :
-       {"gpu_sm_clock_mhz_before", "gpu_sm_clock_mhz_after", "gpu_mem_clock_mhz_after",
-        "gpu_power_w_before", "gpu_power_w_after", "gpu_temperature_c_after",
-        "gpu_throttle_reasons_before", "gpu_throttle_reasons_after", "gpu_power_violation_us",
-        "gpu_thermal_violation_us", "gpu_throttled_ranks"})
-    EXPECT_TRUE(h5::has_attr(g, name)) << name;
-  hid_t a = H5Aopen(g, "gpu_power_violation_us", H5P_DEFAULT);
-  double v[2] = {};
-  H5Aread(a, H5T_NATIVE_DOUBLE, v);
-  H5Aclose(a);
-  EXPECT_DOUBLE_EQ(v[0], 2000.0);
-  EXPECT_DOUBLE_EQ(v[1], 0.0);
-  H5Gclose(g);
-  H5Fclose(f);
-  std::remove(path.c_str());
-
   t.after[0] = sample(1980, 700, 0, 10, 0);  // no throttling: an empty list of ranks
   {
-    h5::File f1(path);
-    h5::Group g1(f1.id(), "/decode/run_0000");
-    write_gpu_telemetry(g1.id(), t);
-    f1.commit();
+    const WrittenRun run(t);
+    EXPECT_EQ(h5::read_attr_int(run.id(), "gpu_throttled"), 0);
+    EXPECT_EQ(h5::read_attr_string(run.id(), "gpu_throttled_ranks"), "");
   }
-  f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  g = H5Gopen2(f, "/decode/run_0000", H5P_DEFAULT);
-  EXPECT_EQ(h5::read_attr_int(g, "gpu_throttled"), 0);
-  EXPECT_EQ(h5::read_attr_string(g, "gpu_throttled_ranks"), "");
-  H5Gclose(g);
-  H5Fclose(f);
-  std::remove(path.c_str());
-
   GpuTelemetry none;
   none.error = "libnvidia-ml.so.1 not found (NVML comes with the NVIDIA driver)";
-  {
-    h5::File f2(path);
-    h5::Group g2(f2.id(), "/decode/run_0000");
-    write_gpu_telemetry(g2.id(), none);
-    f2.commit();
-  }
-  f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  g = H5Gopen2(f, "/decode/run_0000", H5P_DEFAULT);
-  EXPECT_EQ(h5::read_attr_string(g, "gpu_telemetry"), "none: " + none.error);
-  EXPECT_FALSE(h5::has_attr(g, "gpu_sm_clock_mhz_before"));
-  H5Gclose(g);
-  H5Fclose(f);
-  std::remove(path.c_str());
+  const WrittenRun run(none);
+  EXPECT_EQ(h5::read_attr_string(run.id(), "gpu_telemetry"), "none: " + none.error);
+  EXPECT_FALSE(h5::has_attr(run.id(), "gpu_sm_clock_mhz_before"));
 }
 
 TEST(GpuTelemetry, SampleOnThisMachine) {
