@@ -40,12 +40,6 @@ class CpuBackend final : public DecodeBackend {
   LayerExecutorInfo info() const override { return {}; }
   double tolerance() const override { return 1e-5; }
 
-  void reference_outputs(const ModelSpec& m, LayerKind layer, int batch, int64_t seq, int steps,
-                         uint64_t seed, const MpiComm& world,
-                         std::vector<std::vector<float>>* outs) override {
-    compute_reference_outputs(m, layer, batch, seq, steps, seed, world, outs);
-  }
-
  private:
   const MpiComm& world_;
   int local_ranks_;
@@ -60,17 +54,6 @@ int64_t cpu_rank_bytes(const ModelSpec& m, const RankPlan& plan, int batch, int6
            4 * plan.layout.kvp * plan.q_heads.size() * (m.attn_out_dim() + 1) + plan.layout.ep * H);
   return int64_t(sizeof(float)) *
          (shard_elements(m, plan) + cache_elements(m, plan, batch, max_positions) + act);
-}
-
-void compute_reference_outputs(const ModelSpec& m, LayerKind layer, int batch, int64_t seq,
-                               int steps, uint64_t seed, const MpiComm& world,
-                               std::vector<std::vector<float>>* outs) {
-  if (world.rank() == 0) {
-    ReferenceLayer ref(m, layer, batch, seq, seq + steps, seed);
-    for (int t = 0; t < steps; ++t)
-      (*outs)[size_t(t)] = ref.step(make_decode_input(m, batch, t, seed), seq + t);
-  }
-  for (auto& o : *outs) world.bcast(o.data(), o.size(), 0);
 }
 
 std::unique_ptr<DecodeBackend> make_cpu_backend(const MpiComm& world) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -77,6 +79,12 @@ void CpuExecutor::set_input(const float* x) {
 
 void CpuExecutor::get_output(float* out) {
   std::memcpy(out, out_.data(), out_.size() * sizeof(float));
+}
+
+bool CpuExecutor::get_routing(int32_t* experts) {
+  if (plan_.layer != LayerKind::moe || !plan_.in_ffn) return false;
+  std::copy(route_e_.begin(), route_e_.end(), experts);
+  return true;
 }
 
 void CpuExecutor::step(const std::vector<Step>& schedule, int64_t pos, StepTiming* timing) {
@@ -361,6 +369,14 @@ void CpuExecutor::ffn_compute() {
   }
   const int64_t E = m_.moe.routed_experts, K = m_.moe.top_k, cols = plan_.expert_cols.size();
   cpu::gemm(h2_.data(), H, shard_.router.data(), E, logits_.data(), E, B, H, E, false);
+  // Fault injection for the tests of the verification: HELIX_TEST_ROUTER_BIAS=EXPERT:LOGITS adds
+  // to one expert's router logit on every rank, a routing error no rounding explains.
+  if (const char* bias = std::getenv("HELIX_TEST_ROUTER_BIAS")) {
+    int e = -1;
+    float d = 0;
+    if (std::sscanf(bias, "%d:%f", &e, &d) == 2 && e >= 0 && e < E)
+      for (int64_t t = 0; t < B; ++t) logits_[size_t(t * E + e)] += d;
+  }
   cpu::moe_route(logits_.data(), B, E, K, m_.moe.routed_scale, route_e_.data(), route_w_.data());
   // Gather the tokens routed to each held expert, run its column slice, scatter-add the result.
   float* xe = scratch_.data() + 2 * B * cols;

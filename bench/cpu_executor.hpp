@@ -22,6 +22,7 @@ class CpuExecutor final : public LayerExecutor {
   void set_input(const float* x) override;
   void step(const std::vector<Step>& schedule, int64_t pos, StepTiming* timing) override;
   void get_output(float* out) override;
+  bool get_routing(int32_t* experts) override;
   int64_t weight_bytes() const override { return shard_.elements() * int64_t(sizeof(float)); }
   int64_t kv_bytes() const override {
     return int64_t((cache_.k.size() + cache_.v.size()) * sizeof(float));

@@ -147,12 +147,6 @@ class CudaBackend final : public DecodeBackend {
     return {s.gbps_median, s.bytes};
   }
 
-  void reference_outputs(const ModelSpec& m, LayerKind layer, int batch, int64_t seq, int steps,
-                         uint64_t seed, const MpiComm& world,
-                         std::vector<std::vector<float>>* outs) override {
-    compute_reference_outputs(m, layer, batch, seq, steps, seed, world, outs);
-  }
-
   std::string cuda_version() const override { return cuda_versions(); }
   std::string nccl_version() const override { return NcclWorld::version(); }
 

@@ -421,6 +421,13 @@ void CudaExecutor::get_output(float* out) {
   HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
 }
 
+bool CudaExecutor::get_routing(int32_t* experts) {
+  if (plan_.layer != LayerKind::moe || !plan_.in_ffn) return false;
+  // ffn_experts() copied the assignments to the host and waited for them.
+  std::copy(host_route_e_, host_route_e_ + batch_ * m_.moe.top_k, experts);
+  return true;
+}
+
 cudaStream_t CudaExecutor::stream_of(const Step& s) const {
   return s.op == Op::a2a_start && stream_ordered_comm_ ? s_comm_ : s_compute_;
 }

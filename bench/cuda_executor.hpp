@@ -88,6 +88,7 @@ class CudaExecutor final : public LayerExecutor {
   void set_input(const float* x) override;
   void step(const std::vector<Step>& schedule, int64_t pos, StepTiming* timing) override;
   void get_output(float* out) override;
+  bool get_routing(int32_t* experts) override;
   int64_t weight_bytes() const override { return shard_.bytes(); }
   int64_t kv_bytes() const override { return k_cache_.bytes() + v_cache_.bytes(); }
 

@@ -39,6 +39,13 @@ struct RunResult {
   bool verify_ran = false;
   double max_rel_err = NAN;
   std::vector<double> step_rel_err;  // [decode_steps]
+  // MoE layers: the error against the reference's own routing (differs from step_rel_err only at
+  // steps with routing flips), the flips, and whether every rank running a router agreed.
+  std::vector<double> step_rel_err_own_routing;  // [decode_steps]
+  double max_rel_err_own_routing = NAN;
+  std::vector<RoutingFlip> flips;
+  int routing_flips = 0, routing_flips_rejected = 0;
+  bool routing_consistent = true;
   int iters = 0, ranks = 0;
   std::vector<double> phase_us;         // [iters, ranks, phases]
   std::vector<double> rank_step_us;     // [iters, ranks]
@@ -92,10 +99,19 @@ void print_row(const RunSpec& s, const ModelSpec&, const RunResult& r) {
   std::printf("%10.1f |", median(r.step_us));
   for (int p = 0; p < kNumPhases; ++p) std::printf(" %8.1f", phase_median(r, p));
   std::printf(" | %10.1f  ", median(r.exposed_us));
-  if (!r.verify_ran)
+  if (!r.verify_ran) {
     std::printf("skipped\n");
-  else
-    std::printf("%s (%.1e)\n", r.verified ? "yes" : "NO", r.max_rel_err);
+    return;
+  }
+  std::printf("%s (%.1e)", r.verified ? "yes" : "NO", r.max_rel_err);
+  if (r.routing_flips > 0)
+    std::printf(", %d routing flip%s within bf16 rounding", r.routing_flips,
+                r.routing_flips == 1 ? "" : "s");
+  if (r.routing_flips_rejected > 0)
+    std::printf(", %d routing flip%s NOT explained by rounding", r.routing_flips_rejected,
+                r.routing_flips_rejected == 1 ? "" : "s");
+  if (!r.routing_consistent) std::printf(", ranks disagree on routing");
+  std::printf("\n");
 }
 
 void write_run(hid_t file, int index, const RunSpec& s, const ModelSpec& m, LayerKind layer,
@@ -166,8 +182,26 @@ void write_run(hid_t file, int index, const RunSpec& s, const ModelSpec& m, Laye
   h5::write(id, "rank_step_us", {it, rk}, r.rank_step_us.data(), "us");
   h5::write(id, "rank_exposed_comm_us", {it, rk}, r.rank_exposed_us.data(), "us");
   if (r.has_gpu_telemetry) write_gpu_telemetry(id, r.gpu);
-  if (r.verify_ran)
-    h5::write(id, "step_rel_err", {hsize_t(r.step_rel_err.size())}, r.step_rel_err.data(), "");
+  if (!r.verify_ran) return;
+  h5::write(id, "step_rel_err", {hsize_t(r.step_rel_err.size())}, r.step_rel_err.data(), "");
+  h5::attr(id, "routing_flips", r.routing_flips);
+  h5::attr(id, "routing_flips_rejected", r.routing_flips_rejected);
+  h5::attr(id, "routing_consistent", r.routing_consistent);
+  if (layer != LayerKind::moe) return;
+  h5::attr(id, "max_rel_err_own_routing", r.max_rel_err_own_routing);
+  h5::write(id, "step_rel_err_own_routing", {hsize_t(r.step_rel_err_own_routing.size())},
+            r.step_rel_err_own_routing.data(), "");
+  // One row per expert an executor chose that the reference did not.
+  std::vector<double> rows;
+  for (const RoutingFlip& f : r.flips)
+    rows.insert(rows.end(),
+                {double(f.step), double(f.token), double(f.executor_expert),
+                 double(f.reference_expert), f.logit_gap, f.bound, f.accepted ? 1.0 : 0.0});
+  const hid_t fd = h5::dataset(id, "routing_flips", {hsize_t(r.flips.size()), 7}, rows.data(), "");
+  h5::attr(fd, "columns",
+           std::vector<std::string>{"step", "token", "executor_expert", "reference_expert",
+                                    "logit_gap", "bound", "accepted"});
+  H5Dclose(fd);
 }
 
 // Gathers a per-rank [iters, width] array into [iters, ranks, width] on rank 0.
@@ -187,10 +221,68 @@ std::vector<double> gather_iter_major(const MpiComm& world, const std::vector<do
   return out;
 }
 
+// Verification, outside the timed loop: decode_steps consecutive steps with fresh inputs, KV
+// appended at positions seq .. seq + decode_steps - 1 (crossing KV block boundaries). MoE layers:
+// the reference follows the run's expert choice where it is explained by bf16 rounding of the
+// router (ReferenceRun::output_for); every flip is counted, one that is not explained fails the
+// run, as does a disagreement between the ranks that ran a router. `ref`: rank 0 only.
+void verify_run(const RunSpec& spec, const ModelSpec& m, LayerKind layer, int decode_steps,
+                double tolerance, uint64_t seed, ReferenceRun* ref, const MpiComm& world,
+                LayerExecutor& ex, const RankPlan& plan, RunResult* r) {
+  const int rank = world.rank();
+  const int64_t H = m.hidden, K = layer == LayerKind::moe ? m.moe.top_k : 0;
+  std::vector<float> out(size_t(spec.batch * H)), expect(out.size()), own(out.size());
+  // Per rank: a flag (1: ran a router) and its [B, top_k] choice.
+  const int width = int(1 + spec.batch * K);
+  std::vector<int32_t> mine(static_cast<size_t>(width));
+  std::vector<int32_t> all(rank == 0 ? static_cast<size_t>(width) * size_t(world.size()) : 0);
+  r->verify_ran = true;
+  for (int t = 0; t < decode_steps; ++t) {
+    const std::vector<float> x = make_decode_input(m, spec.batch, t, seed);
+    ex.set_input(x.data());
+    ex.step(build_schedule(m, plan, spec.batch, spec.seq + t), spec.seq + t, nullptr);
+    ex.get_output(out.data());
+    const int32_t* chosen = nullptr;
+    if (K > 0) {
+      mine[0] = ex.get_routing(mine.data() + 1) ? 1 : 0;
+      HELIX_MPI_CHECK(
+          MPI_Gather(mine.data(), width, MPI_INT, all.data(), width, MPI_INT, 0, world.raw()));
+      for (int k = 0; rank == 0 && k < world.size(); ++k) {
+        const int32_t* row = all.data() + size_t(k) * size_t(width);
+        if (!row[0]) continue;
+        if (!chosen)
+          chosen = row + 1;
+        else if (!std::equal(row + 1, row + width, chosen))
+          r->routing_consistent = false;
+      }
+    }
+    if (rank == 0) {
+      expect = ref->output_for(t, chosen, &r->flips);
+      own = ref->own_output(t);
+    }
+    world.bcast(expect.data(), expect.size(), 0);
+    world.bcast(own.data(), own.size(), 0);
+    double err[2] = {relative_error(out, expect), relative_error(out, own)};
+    world.all_reduce_max(err, 2);
+    r->step_rel_err.push_back(err[0]);
+    r->step_rel_err_own_routing.push_back(err[1]);
+  }
+  r->max_rel_err = *std::max_element(r->step_rel_err.begin(), r->step_rel_err.end());
+  r->max_rel_err_own_routing =
+      *std::max_element(r->step_rel_err_own_routing.begin(), r->step_rel_err_own_routing.end());
+  int counts[3] = {0, 0, r->routing_consistent ? 1 : 0};
+  for (const RoutingFlip& f : r->flips) ++counts[f.accepted ? 0 : 1];
+  HELIX_MPI_CHECK(MPI_Bcast(counts, 3, MPI_INT, 0, world.raw()));
+  r->routing_flips = counts[0];
+  r->routing_flips_rejected = counts[1];
+  r->routing_consistent = counts[2] != 0;
+  r->verified =
+      r->max_rel_err <= tolerance && r->routing_flips_rejected == 0 && r->routing_consistent;
+}
+
 RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, const DecodeOptions& o,
-                  int decode_steps, double tolerance,
-                  const std::vector<std::vector<float>>* ref_out, const MpiComm& world,
-                  DecodeBackend& backend) {
+                  int decode_steps, double tolerance, bool verify, ReferenceRun* ref,
+                  const MpiComm& world, DecodeBackend& backend) {
   RunResult r;
   const int rank = world.rank();
   const RankPlan plan = plan_rank(m, layer, spec.layout, backend.plan_rank(rank));
@@ -217,24 +309,8 @@ RunResult run_one(const RunSpec& spec, const ModelSpec& m, LayerKind layer, cons
   r.weight_bytes = ex->weight_bytes();
   r.kv_bytes = ex->kv_bytes();
 
-  // Verification, outside the timed loop: decode_steps consecutive steps with fresh inputs, KV
-  // appended at positions seq .. seq + decode_steps - 1 (crossing KV block boundaries).
-  const int64_t H = m.hidden;
-  std::vector<float> out(size_t(spec.batch * H));
-  if (ref_out) {
-    r.verify_ran = true;
-    for (int t = 0; t < decode_steps; ++t) {
-      const std::vector<float> x = make_decode_input(m, spec.batch, t, o.seed);
-      ex->set_input(x.data());
-      ex->step(build_schedule(m, plan, spec.batch, spec.seq + t), spec.seq + t, nullptr);
-      ex->get_output(out.data());
-      double err = relative_error(out, (*ref_out)[size_t(t)]);
-      world.all_reduce_max(&err, 1);
-      r.step_rel_err.push_back(err);
-    }
-    r.max_rel_err = *std::max_element(r.step_rel_err.begin(), r.step_rel_err.end());
-    r.verified = r.max_rel_err <= tolerance;
-  }
+  if (verify)
+    verify_run(spec, m, layer, decode_steps, tolerance, o.seed, ref, world, *ex, plan, &r);
 
   // Timing: every iteration is one decode step at position seq (the same slot is rewritten), so
   // every rank runs the same number of collectives.
@@ -489,7 +565,9 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
     std::fflush(stderr);
   }
   std::vector<std::pair<RunSpec, RunResult>> done;
-  std::map<std::pair<int, int64_t>, std::vector<std::vector<float>>> refs;
+  // Rank 0's reference for the current (B, S): runs are ordered by S, then B, and layout.
+  std::pair<int, int64_t> ref_key{-1, -1};
+  std::unique_ptr<ReferenceRun> ref;
   int index = 0;
   bool all_verified = true;
   // Fault injection for the tests of the abort path: HELIX_BENCH_FAIL_AT=RANK:RUN makes that
@@ -508,23 +586,15 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
                    static_cast<long long>(spec.seq));
       std::fflush(stderr);
     }
-    // Reference outputs for (B, S), computed once on rank 0 and broadcast.
-    const std::vector<std::vector<float>>* ref = nullptr;
-    if (verify) {
-      const auto key = std::make_pair(spec.batch, spec.seq);
-      auto it = refs.find(key);
-      if (it == refs.end()) {
-        refs.clear();  // earlier (B, S) pairs are finished: runs are ordered by S, then B
-        std::vector<std::vector<float>> outs(size_t(plan.decode_steps),
-                                             std::vector<float>(size_t(spec.batch) * m.hidden));
-        backend->reference_outputs(m, plan.layer, spec.batch, spec.seq, plan.decode_steps, o.seed,
-                                   world, &outs);
-        it = refs.emplace(key, std::move(outs)).first;
-      }
-      ref = &it->second;
+    // The reference for (B, S), computed once on rank 0 (fp64) and kept for every layout.
+    if (verify && rank == 0 && ref_key != std::make_pair(spec.batch, spec.seq)) {
+      ref.reset();
+      ref = std::make_unique<ReferenceRun>(m, plan.layer, spec.batch, spec.seq, plan.decode_steps,
+                                           o.seed);
+      ref_key = {spec.batch, spec.seq};
     }
-    RunResult r = run_one(spec, m, plan.layer, o, plan.decode_steps, backend->tolerance(), ref,
-                          world, *backend);
+    RunResult r = run_one(spec, m, plan.layer, o, plan.decode_steps, backend->tolerance(), verify,
+                          ref.get(), world, *backend);
     if (r.verify_ran && !r.verified) all_verified = false;
     if (rank == 0 && r.has_gpu_telemetry && !r.gpu.warning().empty())
       std::fprintf(stderr, "[%d/%zu] %s\n", index + 1, plan.runs.size(), r.gpu.warning().c_str());

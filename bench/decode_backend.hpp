@@ -69,11 +69,6 @@ class DecodeBackend {
   virtual std::string nccl_version() const { return "none"; }
   // Largest accepted ||out - ref|| / ||ref||.
   virtual double tolerance() const = 0;
-  // Reference outputs of `steps` decode steps (inputs make_decode_input(step), positions
-  // seq .. seq + steps - 1), on every rank. Collective.
-  virtual void reference_outputs(const ModelSpec& model, LayerKind layer, int batch, int64_t seq,
-                                 int steps, uint64_t seed, const MpiComm& world,
-                                 std::vector<std::vector<float>>* outs) = 0;
 };
 
 // The backend `opt.backend` names; throws UsageError when unknown or not built.
@@ -89,10 +84,5 @@ std::unique_ptr<DecodeBackend> make_cpu_backend(const MpiComm& world);
 // share on rank 0).
 int64_t cpu_rank_bytes(const ModelSpec& model, const RankPlan& plan, int batch,
                        int64_t max_positions);
-
-// Shared reference implementation: computed on rank 0 in fp64, broadcast to every rank.
-void compute_reference_outputs(const ModelSpec& model, LayerKind layer, int batch, int64_t seq,
-                               int steps, uint64_t seed, const MpiComm& world,
-                               std::vector<std::vector<float>>* outs);
 
 }  // namespace helix

@@ -25,6 +25,9 @@ class LayerExecutor {
   virtual void step(const std::vector<Step>& schedule, int64_t pos, StepTiming* timing) = 0;
   // The layer output of the last step: [batch, H] on the host.
   virtual void get_output(float* out) = 0;
+  // MoE layers: the routed experts this rank's router chose in the last step, [batch, top_k] on
+  // the host; false when this rank ran no router (dense layers, ranks outside the FFN).
+  virtual bool get_routing(int32_t* /*experts*/) { return false; }
   // Bytes of weights and KV cache this rank holds.
   virtual int64_t weight_bytes() const = 0;
   virtual int64_t kv_bytes() const = 0;

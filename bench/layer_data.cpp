@@ -14,10 +14,14 @@ namespace {
 std::vector<float> slice(uint64_t key, int64_t cols, Range rows, Range colr, double fan_in) {
   std::vector<float> out(size_t(rows.size() * colr.size()));
   const float s = float(std::sqrt(3.0 / fan_in));
-  size_t o = 0;
-  for (int64_t i = rows.begin; i < rows.end; ++i)
+  const int64_t width = colr.size();
+  // Threads only pay for large tensors (the real models' reference; test models stay serial).
+#pragma omp parallel for schedule(static) if (rows.size() * width >= (int64_t(1) << 22))
+  for (int64_t i = rows.begin; i < rows.end; ++i) {
+    float* row = out.data() + (i - rows.begin) * width;
     for (int64_t j = colr.begin; j < colr.end; ++j)
-      out[o++] = s * uniform_pm1(key, uint64_t(i * cols + j));
+      row[j - colr.begin] = s * uniform_pm1(key, uint64_t(i * cols + j));
+  }
   return out;
 }
 
@@ -96,13 +100,8 @@ LayerShard make_layer_shard(const ModelSpec& m, const RankPlan& p, uint64_t seed
   } else {
     const int64_t E = m.moe.routed_experts, F = m.moe.expert_ffn;
     s.router = slice(key(TensorId::router), E, all_h, {0, E}, double(H));
-    for (int64_t e = p.experts.begin; e < p.experts.end; ++e) {
-      append(s.e_gate,
-             slice(key(TensorId::exp_gate, uint64_t(e)), F, all_h, p.expert_cols, double(H)));
-      append(s.e_up, slice(key(TensorId::exp_up, uint64_t(e)), F, all_h, p.expert_cols, double(H)));
-      append(s.e_down,
-             slice(key(TensorId::exp_down, uint64_t(e)), H, p.expert_cols, all_h, double(F)));
-    }
+    for (int64_t e = p.experts.begin; e < p.experts.end; ++e)
+      append_expert_weights(m, e, p.expert_cols, seed, &s.e_gate, &s.e_up, &s.e_down);
     const int64_t Fs = int64_t(m.moe.shared_experts) * F;
     if (Fs > 0) {
       s.s_gate = slice(key(TensorId::sh_gate), Fs, all_h, p.shared_cols, double(H));
@@ -111,6 +110,18 @@ LayerShard make_layer_shard(const ModelSpec& m, const RankPlan& p, uint64_t seed
     }
   }
   return s;
+}
+
+void append_expert_weights(const ModelSpec& m, int64_t e, Range cols, uint64_t seed,
+                           std::vector<float>* gate, std::vector<float>* up,
+                           std::vector<float>* down) {
+  const int64_t H = m.hidden, F = m.moe.expert_ffn;
+  const Range all_h{0, H};
+  append(*gate,
+         slice(tensor_key(seed, TensorId::exp_gate, uint64_t(e)), F, all_h, cols, double(H)));
+  append(*up, slice(tensor_key(seed, TensorId::exp_up, uint64_t(e)), F, all_h, cols, double(H)));
+  append(*down,
+         slice(tensor_key(seed, TensorId::exp_down, uint64_t(e)), H, cols, all_h, double(F)));
 }
 
 KvCache make_kv_cache(const ModelSpec& m, const RankPlan& p, int batch, int64_t seq_len,

@@ -41,6 +41,12 @@ struct LayerShard {
 // Weights of the shard `plan` describes, for the layer generated from `seed`.
 LayerShard make_layer_shard(const ModelSpec& model, const RankPlan& plan, uint64_t seed);
 
+// The columns `cols` of routed expert `expert`: gate and up [H, cols], down [cols, H], each
+// appended to the given vectors (the same values make_layer_shard gives the rank holding it).
+void append_expert_weights(const ModelSpec& model, int64_t expert, Range cols, uint64_t seed,
+                           std::vector<float>* gate, std::vector<float>* up,
+                           std::vector<float>* down);
+
 // Element counts of the shard and cache a rank holds (the memory planner; no allocation).
 int64_t shard_elements(const ModelSpec& model, const RankPlan& plan);
 int64_t cache_elements(const ModelSpec& model, const RankPlan& plan, int batch,

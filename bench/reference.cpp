@@ -3,6 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 namespace helix {
 
@@ -10,14 +15,44 @@ namespace {
 
 using Vec = std::vector<double>;
 
-// y = x @ W for one row; W: [k, n] row-major (float), x: [k].
+// Work (multiply-adds) above which a loop of the reference is worth threads: the real models'
+// layers, never the test models'.
+constexpr int64_t kParallelWork = int64_t(1) << 22;
+
+// y = x @ W for one row; W: [k, n] row-major (float), x: [k]. Large products split the columns
+// over threads; every y[j] is still summed in the same order, so the result does not depend on
+// the thread count.
 Vec matvec(const double* x, const float* w, int64_t k, int64_t n) {
   Vec y(static_cast<size_t>(n), 0.0);
-  for (int64_t i = 0; i < k; ++i) {
-    const double a = x[i];
-    const float* row = w + i * n;
-    for (int64_t j = 0; j < n; ++j) y[j] += a * row[j];
+#pragma omp parallel if (k * n >= kParallelWork)
+  {
+    int64_t j0 = 0, j1 = n;
+#if defined(_OPENMP)
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    j0 = n * part / parts;
+    j1 = n * (part + 1) / parts;
+#endif
+    for (int64_t i = 0; i < k; ++i) {
+      const double a = x[i];
+      const float* row = w + i * n;
+      for (int64_t j = j0; j < j1; ++j) y[j] += a * row[j];
+    }
   }
+  return y;
+}
+
+// sqrt(sum_i (x_i W_ij)^2) for every column j: the scale of the rounding error of a
+// low-precision x @ W whose products err independently.
+Vec rss_matvec(const double* x, const float* w, int64_t k, int64_t n) {
+  Vec y(static_cast<size_t>(n), 0.0);
+  for (int64_t i = 0; i < k; ++i) {
+    const float* row = w + i * n;
+    for (int64_t j = 0; j < n; ++j) {
+      const double p = x[i] * double(row[j]);
+      y[j] += p * p;
+    }
+  }
+  for (double& v : y) v = std::sqrt(v);
   return y;
 }
 
@@ -56,13 +91,23 @@ Vec swiglu(const Vec& h, const float* wg, const float* wu, const float* wd, int6
 
 ReferenceLayer::ReferenceLayer(const ModelSpec& model, LayerKind layer, int batch, int64_t seq_len,
                                int64_t max_positions, uint64_t seed)
-    : m_(model), layer_(layer), batch_(batch) {
+    : m_(model), layer_(layer), batch_(batch), seed_(seed) {
   LayoutParams one;
   one.kind = LayoutKind::tp;
   one.n = one.tpa = one.kvp = one.tpf = one.ep = 1;
   plan_ = plan_rank(model, layer, one, 0);
-  w_ = make_layer_shard(model, plan_, seed);
+  RankPlan no_experts = plan_;
+  no_experts.experts = {0, 0};  // routed experts: generated when first routed to (expert())
+  w_ = make_layer_shard(model, no_experts, seed);
   cache_ = make_kv_cache(model, plan_, batch, seq_len, max_positions, seed);
+}
+
+const ReferenceLayer::Expert& ReferenceLayer::expert(int64_t e) {
+  auto it = experts_.find(e);
+  if (it != experts_.end()) return it->second;
+  Expert x;
+  append_expert_weights(m_, e, {0, m_.moe.expert_ffn}, seed_, &x.gate, &x.up, &x.down);
+  return experts_.emplace(e, std::move(x)).first->second;
 }
 
 int64_t ReferenceLayer::bytes_needed(const ModelSpec& m, LayerKind layer, int batch,
@@ -85,9 +130,11 @@ std::vector<double> ReferenceLayer::attention_gqa(const Vec& hn, int64_t b, int6
       cache_.k[o] = float(k[size_t(h * D + d)]);
       cache_.v[o] = float(v[size_t(h * D + d)]);
     }
-  Vec o(size_t(Q * D), 0.0), s(size_t(pos + 1));
+  Vec o(size_t(Q * D), 0.0);
   const double scale = 1.0 / std::sqrt(double(D));
+#pragma omp parallel for schedule(dynamic) if (Q * (pos + 1) * D >= kParallelWork)
   for (int64_t h = 0; h < Q; ++h) {
+    Vec s(size_t(pos + 1));
     const int64_t kvh = h / m_.group();
     const float* kc = &cache_.k[size_t((b * K + kvh) * cap * D)];
     const float* vc = &cache_.v[size_t((b * K + kvh) * cap * D)];
@@ -120,8 +167,10 @@ std::vector<double> ReferenceLayer::attention_mla(const Vec& hn, int64_t b, int6
   const int64_t cap = cache_.capacity;
   for (int64_t d = 0; d < W; ++d) cache_.k[size_t((b * cap + pos) * W + d)] = float(ckv[size_t(d)]);
   const float* kv = &cache_.k[size_t(b * cap * W)];
-  Vec up(size_t(Q * a.v_head), 0.0), s(size_t(pos + 1));
+  Vec up(size_t(Q * a.v_head), 0.0);
+#pragma omp parallel for schedule(dynamic) if (Q * (pos + 1) * W >= kParallelWork)
   for (int64_t h = 0; h < Q; ++h) {
+    Vec s(size_t(pos + 1));
     double* qh = &qf[size_t(h * qk)];
     rope(qh + a.qk_nope, R, pos, m_.rope_theta);
     // Latent query: q_lat[i] = sum_j W_uk[h][i][j] q_nope[j]  (wuk_t[h] is [nope][L]).
@@ -148,39 +197,51 @@ std::vector<double> ReferenceLayer::attention_mla(const Vec& hn, int64_t b, int6
   return matvec(up.data(), w_.wo.data(), Q * a.v_head, H);
 }
 
-std::vector<double> ReferenceLayer::ffn(const Vec& h2) {
+std::vector<double> ReferenceLayer::ffn(const Vec& h2, RouterRecord* rec) {
   const int64_t H = m_.hidden;
   if (layer_ == LayerKind::dense)
     return swiglu(h2, w_.w_gate.data(), w_.w_up.data(), w_.w_down.data(), H, m_.ffn);
   const int64_t E = m_.moe.routed_experts, K = m_.moe.top_k, F = m_.moe.expert_ffn;
-  const Vec logits = matvec(h2.data(), w_.router.data(), H, E);
-  Vec score(static_cast<size_t>(E));
-  for (int64_t e = 0; e < E; ++e) score[e] = 1.0 / (1.0 + std::exp(-logits[e]));
-  std::vector<int64_t> idx(static_cast<size_t>(E));
+  RouterRecord r;
+  r.h2 = h2;
+  r.logits = matvec(h2.data(), w_.router.data(), H, E);
+  r.bound = rss_matvec(h2.data(), w_.router.data(), H, E);
+  for (double& b : r.bound) b *= kRouterBoundUnits * kBf16Roundoff;
+  // Sigmoid scores rank as the logits do; ties go to the lower index, as in the kernels.
+  std::vector<int32_t> idx(static_cast<size_t>(E));
   std::iota(idx.begin(), idx.end(), 0);
   std::stable_sort(idx.begin(), idx.end(),
-                   [&](int64_t x, int64_t y) { return score[x] > score[y]; });
-  double sum = 0;
-  for (int64_t i = 0; i < K; ++i) sum += score[idx[i]];
-  Vec out(static_cast<size_t>(H), 0.0);
-  for (int64_t i = 0; i < K; ++i) {
-    const int64_t e = idx[i];
-    const double wgt = score[e] / sum * m_.moe.routed_scale;
-    const Vec y = swiglu(h2, &w_.e_gate[size_t(e * H * F)], &w_.e_up[size_t(e * H * F)],
-                         &w_.e_down[size_t(e * F * H)], H, F);
-    for (int64_t j = 0; j < H; ++j) out[j] += wgt * y[j];
-  }
+                   [&](int32_t x, int32_t y) { return r.logits[x] > r.logits[y]; });
+  r.topk.assign(idx.begin(), idx.begin() + K);
+  r.base.assign(static_cast<size_t>(H), 0.0);
   const int64_t Fs = int64_t(m_.moe.shared_experts) * F;
-  if (Fs > 0) {
-    const Vec y = swiglu(h2, w_.s_gate.data(), w_.s_up.data(), w_.s_down.data(), H, Fs);
-    for (int64_t j = 0; j < H; ++j) out[j] += y[j];
+  if (Fs > 0) r.base = swiglu(h2, w_.s_gate.data(), w_.s_up.data(), w_.s_down.data(), H, Fs);
+  Vec out = moe_output(r, r.topk.data());
+  if (rec) *rec = std::move(r);
+  return out;
+}
+
+std::vector<double> ReferenceLayer::moe_output(const RouterRecord& r, const int32_t* experts) {
+  const int64_t H = m_.hidden, K = m_.moe.top_k, F = m_.moe.expert_ffn;
+  auto score = [&](int32_t e) { return 1.0 / (1.0 + std::exp(-r.logits[size_t(e)])); };
+  double sum = 0;
+  for (int64_t i = 0; i < K; ++i) sum += score(experts[i]);
+  Vec out = r.base;
+  for (int64_t i = 0; i < K; ++i) {
+    const int32_t e = experts[i];
+    const double wgt = score(e) / sum * m_.moe.routed_scale;
+    const Expert& x = expert(e);
+    const Vec y = swiglu(r.h2, x.gate.data(), x.up.data(), x.down.data(), H, F);
+    for (int64_t j = 0; j < H; ++j) out[j] += wgt * y[j];
   }
   return out;
 }
 
-std::vector<float> ReferenceLayer::step(const std::vector<float>& x, int64_t pos) {
+std::vector<float> ReferenceLayer::step(const std::vector<float>& x, int64_t pos,
+                                        std::vector<RouterRecord>* routers) {
   const int64_t H = m_.hidden;
   std::vector<float> out(size_t(batch_ * H));
+  if (routers) routers->assign(size_t(layer_ == LayerKind::moe ? batch_ : 0), RouterRecord{});
   for (int64_t b = 0; b < batch_; ++b) {
     Vec xb(x.begin() + b * H, x.begin() + (b + 1) * H);
     const Vec hn = rms(xb.data(), w_.attn_norm.data(), H, m_.rms_eps);
@@ -188,8 +249,84 @@ std::vector<float> ReferenceLayer::step(const std::vector<float>& x, int64_t pos
     Vec x1(static_cast<size_t>(H));
     for (int64_t j = 0; j < H; ++j) x1[j] = xb[j] + att[j];
     const Vec h2 = rms(x1.data(), w_.ffn_norm.data(), H, m_.rms_eps);
-    const Vec f = ffn(h2);
+    RouterRecord* rec = routers && layer_ == LayerKind::moe ? &(*routers)[size_t(b)] : nullptr;
+    const Vec f = ffn(h2, rec);
+    if (rec)  // the record's base includes the residual, so moe_output() gives the layer output
+      for (int64_t j = 0; j < H; ++j) rec->base[size_t(j)] += x1[size_t(j)];
     for (int64_t j = 0; j < H; ++j) out[size_t(b * H + j)] = float(x1[j] + f[j]);
+  }
+  return out;
+}
+
+ReferenceRun::ReferenceRun(const ModelSpec& model, LayerKind layer, int batch, int64_t seq,
+                           int steps, uint64_t seed)
+    : m_(model),
+      batch_(batch),
+      layer_(std::make_unique<ReferenceLayer>(model, layer, batch, seq, seq + steps, seed)) {
+  for (int t = 0; t < steps; ++t) {
+    std::vector<RouterRecord> rec;
+    outputs_.push_back(layer_->step(make_decode_input(model, batch, t, seed), seq + t, &rec));
+    if (layer == LayerKind::moe) routers_.push_back(std::move(rec));
+  }
+}
+
+std::vector<float> ReferenceRun::output_for(int step, const int32_t* experts,
+                                            std::vector<RoutingFlip>* flips) {
+  std::vector<float> out = outputs_[size_t(step)];
+  if (!experts || routers_.empty()) return out;
+  const int64_t H = m_.hidden, K = m_.moe.top_k, E = m_.moe.routed_experts;
+  for (int b = 0; b < batch_; ++b) {
+    const RouterRecord& r = routers_[size_t(step)][size_t(b)];
+    const int32_t* mine = experts + b * K;
+    std::vector<int32_t> x(mine, mine + K), ref = r.topk;
+    std::sort(x.begin(), x.end());
+    std::sort(ref.begin(), ref.end());
+    if (x == ref) continue;
+    // Executor experts the reference did not choose (strongest first), and the reverse.
+    const bool valid = std::adjacent_find(x.begin(), x.end()) == x.end() &&
+                       std::all_of(x.begin(), x.end(), [&](int32_t e) { return e >= 0 && e < E; });
+    std::vector<int32_t> added, dropped;
+    if (valid) {
+      std::set_difference(x.begin(), x.end(), ref.begin(), ref.end(), std::back_inserter(added));
+      std::set_difference(ref.begin(), ref.end(), x.begin(), x.end(), std::back_inserter(dropped));
+    } else {
+      added.assign(mine, mine + K);
+    }
+    auto by_logit = [&](int32_t p, int32_t q) { return r.logits[size_t(p)] > r.logits[size_t(q)]; };
+    std::sort(added.begin(), added.end(), by_logit);
+    std::sort(dropped.begin(), dropped.end(), by_logit);
+    // The executor's set is a top-k of some logits within the bounds iff its weakest member,
+    // raised by its bound, still reaches the strongest non-member lowered by its bound.
+    bool accepted = valid;
+    if (valid) {
+      double lo_in = INFINITY, hi_out = -INFINITY;
+      for (int64_t e = 0; e < E; ++e) {
+        const bool in = std::binary_search(x.begin(), x.end(), int32_t(e));
+        const double l = r.logits[size_t(e)], d = r.bound[size_t(e)];
+        if (in)
+          lo_in = std::min(lo_in, l + d);
+        else
+          hi_out = std::max(hi_out, l - d);
+      }
+      accepted = lo_in >= hi_out;
+    }
+    for (size_t i = 0; i < added.size(); ++i) {
+      RoutingFlip f;
+      f.step = step;
+      f.token = b;
+      f.executor_expert = added[i];
+      f.accepted = accepted;
+      if (i < dropped.size() && valid) {
+        const int32_t in = added[i], out_e = dropped[dropped.size() - 1 - i];
+        f.reference_expert = out_e;
+        f.logit_gap = r.logits[size_t(out_e)] - r.logits[size_t(in)];
+        f.bound = r.bound[size_t(out_e)] + r.bound[size_t(in)];
+      }
+      flips->push_back(f);
+    }
+    if (!accepted) continue;
+    const std::vector<double> row = layer_->moe_output(r, mine);
+    for (int64_t j = 0; j < H; ++j) out[size_t(b * H + j)] = float(row[size_t(j)]);
   }
   return out;
 }

@@ -1,10 +1,15 @@
 # Writes version.cpp with the suite version and the git SHA of the source tree; run at every build
-# so that traces name the code that produced them. Only rewrites the file when the text changes.
+# so that traces name the code that produced them (HELIX_GIT_SHA, when set at configure time,
+# names it instead: a copy of the tree without its git history). Only rewrites the file when the
+# text changes.
 execute_process(COMMAND git rev-parse --short=12 HEAD WORKING_DIRECTORY "${SRC}"
                 OUTPUT_VARIABLE sha OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
 execute_process(COMMAND git status --porcelain --untracked-files=no WORKING_DIRECTORY "${SRC}"
                 OUTPUT_VARIABLE dirty OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-if(NOT sha)
+if(GIT_SHA)
+  # Given at configure time (-DHELIX_GIT_SHA=...): a source tree without its git history.
+  set(sha "${GIT_SHA}")
+elseif(NOT sha)
   set(sha "unknown")
 elseif(dirty)
   set(sha "${sha}-dirty")
