@@ -114,8 +114,12 @@ if [[ -z $python ]]; then
     if command -v "$cand" >/dev/null && py_ok "$cand"; then python=$cand; break; fi
   done
 fi
+if [[ -z $python && ${HELIX_SKIP_SYSTEM_PACKAGES:-0} != 1 ]] && command -v dnf >/dev/null; then
+  echo "setup: no Python 3.9 or newer (EL8 ships 3.6): installing python3.11"
+  sudo_cmd dnf install -y -q python3.11 && python=python3.11
+fi
 [[ -n $python ]] && py_ok "$python" \
-  || die "no Python 3.9 or newer found (EL8: dnf install python3.11; or set HELIX_PYTHON)"
+  || die "no Python 3.9 or newer found (install python3.11, or set HELIX_PYTHON)"
 
 if [[ ! -x $venv/bin/python3 ]] || ! py_ok "$venv/bin/python3"; then
   echo "setup: creating the Python environment $venv ($("$python" --version 2>&1))"
