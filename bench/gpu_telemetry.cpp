@@ -229,8 +229,9 @@ void write_gpu_telemetry(hid_t run, const GpuTelemetry& t) {
     for (const GpuSample& s : v) c.push_back(s.*f);
     return c;
   };
-  for (const auto& [when, v] :
-       {std::make_pair("before", &t.before), std::make_pair("after", &t.after)}) {
+  const std::pair<const char*, const std::vector<GpuSample>*> samples[] = {{"before", &t.before},
+                                                                           {"after", &t.after}};
+  for (const auto& [when, v] : samples) {
     const std::string w = when;
     h5::attr(run, "gpu_sm_clock_mhz_" + w, column(*v, &GpuSample::sm_clock_mhz));
     h5::attr(run, "gpu_mem_clock_mhz_" + w, column(*v, &GpuSample::mem_clock_mhz));

@@ -97,7 +97,8 @@ HardwareProfile profile_from_json(const nlohmann::json& j) {
       p.collectives.push_back(
           {text(c, "collective", "collectives[]."), int(number(c, "group_size", "collectives[].")),
            number(c, "latency_us", "collectives[]."), number(c, "busbw_gbps", "collectives[].")});
-  for (const auto& [k, v] : field(j, "sources", "").items()) p.sources[k] = v.get<std::string>();
+  const nlohmann::json sources = field(j, "sources", "");  // a copy: no reference to a temporary
+  for (const auto& [k, v] : sources.items()) p.sources[k] = v.get<std::string>();
   return p;
 }
 

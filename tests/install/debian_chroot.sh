@@ -87,7 +87,8 @@ done
 if ((ci)); then
   log=$work/$suite.ci.log
   start=$SECONDS
-  if in_chroot bash -c "cd /home/helix/helix-bench && git clean -qfdx && bash .ci/run" >"$log" 2>&1; then
+  git clone -q "$repo" "$run/root/helix-bench"  # a fresh clone of root's own, as CI has
+  if in_chroot bash -c "cd /root/helix-bench && bash .ci/run" >"$log" 2>&1; then
     echo "debian_chroot.sh: $suite: .ci/run passed in $((SECONDS - start)) s ($log)"
   else
     echo "debian_chroot.sh: $suite: .ci/run FAILED after $((SECONDS - start)) s ($log)"
