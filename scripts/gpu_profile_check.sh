@@ -91,9 +91,15 @@ if command -v ncu >/dev/null; then
   ((np >= 2)) && emulate=(--emulate "$np")
   for phase in qkv attention combine ffn; do
     csv=$out/ncu_$phase.csv
-    ncu --nvtx --nvtx-include "step/$phase/" --profile-from-start off --print-summary none \
-      --csv --page raw --metrics gpu__time_duration.sum --log-file "$csv" \
-      "$bench" "${decode[@]}" "${emulate[@]}" --profile-once --warmup 1 >/dev/null
+    # the nested form first; the phase's range alone where this ncu does not match nesting
+    for expr in "step/$phase/" "$phase/"; do
+      ncu --nvtx --nvtx-include "$expr" --profile-from-start off --print-summary none \
+        --csv --page raw --metrics gpu__time_duration.sum --log-file "$csv" \
+        "$bench" "${decode[@]}" "${emulate[@]}" --profile-once --warmup 1 >/dev/null
+      grep -q '^"[0-9]' "$csv" 2>/dev/null && break  # a row per profiled kernel
+      echo "gpu_profile_check: ncu --nvtx-include '$expr' selected no kernel"
+    done
+    echo "gpu_profile_check: $phase: ncu --nvtx-include '$expr' -> $csv"
     pairs+=("$phase=$csv")
   done
   check "ncu --nvtx-include by phase" ncu "${pairs[@]}"
