@@ -45,7 +45,7 @@ for m in proc sys dev dev/pts; do
 done
 mount -t tmpfs tmpfs "$run/dev/shm"
 mounts+=("$run/dev/shm")
-cp /etc/resolv.conf "$run/etc/resolv.conf"
+cp /etc/resolv.conf /etc/hosts "$run/etc/"  # the host's network: the chroot shares it
 # This host's network settings for pip, where it has any (a TLS-intercepting proxy's CA bundle
 # named by /etc/pip.conf), as a site would configure its machines.
 if [[ -f /etc/pip.conf ]]; then

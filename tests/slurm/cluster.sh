@@ -7,8 +7,8 @@
 #                                           answers), slurmctld and slurmd, waits for the node
 #        tests/slurm/cluster.sh stop DIR    stops what start started
 # Then: SLURM_CONF=DIR/slurm.conf sbatch ... (the tests set it).
-# The node is declared with this machine's CPUs and memory; no cgroups (proctrack/linuxproc,
-# task/none), so it works in containers. Exit code 77 when Slurm or munge is not installed.
+# The node is declared with this machine's CPUs and memory at 127.0.0.1 (no name lookup needed);
+# no cgroups (proctrack/linuxproc, task/none), so it works in containers. Exit code 77 when Slurm or munge is not installed.
 set -euo pipefail
 cmd=${1:?usage: cluster.sh start|stop DIR}
 dir=$(mkdir -p "${2:?usage: cluster.sh start|stop DIR}" && cd "$2" && pwd)
@@ -58,7 +58,7 @@ fi
 
 cat >"$SLURM_CONF" <<CONF
 ClusterName=helix-test
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=16817
 SlurmdPort=16818
 SlurmUser=root
@@ -83,16 +83,22 @@ JobRequeue=1
 MinJobAge=3600
 KillWait=5
 InactiveLimit=0
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
 
+# Slurm 24.05 and later can run without cgroups at all (containers, chroots without a cgroup
+# file system); older versions autodetect them.
+version=$(sinfo --version | awk '{print $2}')
+if [[ $(printf '%s\n%s\n' "$version" 24.05 | sort -V | head -n 1) == 24.05 ]]; then
+  echo "CgroupPlugin=disabled" >"$dir/cgroup.conf"
+fi
 slurmctld -c -f "$SLURM_CONF" || die "slurmctld did not start (see $dir/slurmctld.log)"
 slurmd -c -f "$SLURM_CONF" || die "slurmd did not start (see $dir/slurmd.log)"
 for _ in $(seq 100); do
-  state=$(sinfo -h -n "$host" -o %T 2>/dev/null || true)
+  state=$(timeout 5 sinfo -h -n "$host" -o %T 2>/dev/null || true)
   [[ $state == idle ]] && break
   sleep 0.2
 done
 [[ $state == idle ]] || die "node $host is '$state', not idle (see $dir/slurmctld.log, $dir/slurmd.log)"
-echo "cluster.sh: Slurm $(sinfo --version | awk '{print $2}') on $host: $cpus CPUs, $mem MB; SLURM_CONF=$SLURM_CONF"
+echo "cluster.sh: Slurm $version on $host: $cpus CPUs, $mem MB; SLURM_CONF=$SLURM_CONF"
