@@ -138,11 +138,13 @@ def test_requeued_sweep_resumes(slurm, tmp_path):
     assert 2 <= len(before) < 8, log.read_text()
     p = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, env=slurm)
     assert p.returncode == 0, p.stderr
-    # A requeued job waits (BeginTime) before it may start again; let it start now.
+    # A requeued job waits (BeginTime, about two minutes) before it may start again; shorten the
+    # wait to a few seconds (starting it at once races with the revocation of the old attempt's
+    # credential: "Job credential revoked").
     deadline = time.time() + 60
     while time.time() < deadline:
         if job_state(slurm, job)[0] == "PENDING":
-            subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"],
+            subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now+3"],
                            capture_output=True, env=slurm)
             break
         time.sleep(0.2)

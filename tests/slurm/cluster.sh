@@ -77,6 +77,7 @@ JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=1
 MpiDefault=none
 ReturnToService=2
 JobRequeue=1
