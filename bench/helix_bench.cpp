@@ -7,11 +7,11 @@
 #include <cstdio>
 #include <exception>
 
-#include "bench/decode.hpp"
-#include "bench/disagg_cmd.hpp"
-#include "bench/kv_transfer.hpp"
-#include "bench/model_cmd.hpp"
-#include "bench/micro/calibrate.hpp"
+#include "bench/commands/calibrate_cmd.hpp"
+#include "bench/commands/decode_cmd.hpp"
+#include "bench/commands/disagg_cmd.hpp"
+#include "bench/commands/kv_transfer_cmd.hpp"
+#include "bench/commands/model_cmd.hpp"
 #include "bench/version.hpp"
 #include "comm/error.hpp"
 #include "comm/mpi_comm.hpp"

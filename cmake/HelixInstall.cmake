@@ -1,10 +1,11 @@
 # `cmake --install build [--prefix DIR]`: the executables (helix-bench, helix-micro) into bin/,
 # and a CMake package for other projects, helix-benchConfig.cmake under lib/cmake/helix-bench/:
 #   find_package(helix-bench 0.1 CONFIG REQUIRED)
-#   target_link_libraries(my_tool PRIVATE helix::layouts)   # model specs, layouts, schedules,
-#                                                           # hardware profiles, the cost model
-#   helix::kernels (CPU reference kernels), helix::comm (MPI communicator, error handling),
-#   helix::helix-bench and helix::helix-micro (imported executables, e.g. for add_test)
+#   target_link_libraries(my_tool PRIVATE helix::analytic)  # hardware profiles, the cost model,
+#                                                           # design space; with helix::layouts
+#   helix::layouts (model specs, layouts, rank shards, schedules), helix::common (element types,
+#   collectives), helix::kernels (CPU reference kernels), helix::comm (MPI communicator, error
+#   handling), helix::helix-bench and helix::helix-micro (imported executables, e.g. for add_test)
 # Headers install under include/helix-bench/ and keep their paths (#include "layouts/layout.hpp").
 # tests/install/consumer is a project built against an installed tree by the test below.
 include(GNUInstallDirs)
@@ -15,20 +16,23 @@ set(HELIX_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/helix-bench)
 
 # The libraries' include directory is the source root in the build tree and the installed
 # include folder for consumers.
-foreach(target helix_layouts helix_kernels helix_comm)
+foreach(target helix_common helix_layouts helix_kernels helix_comm)
   set_target_properties(${target} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES
     "$<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>;$<INSTALL_INTERFACE:${HELIX_INSTALL_INCLUDEDIR}>")
 endforeach()
+set_target_properties(helix_common PROPERTIES EXPORT_NAME common)
 set_target_properties(helix_layouts PROPERTIES EXPORT_NAME layouts)
+set_target_properties(helix_analytic PROPERTIES EXPORT_NAME analytic)
 set_target_properties(helix_kernels PROPERTIES EXPORT_NAME kernels)
 set_target_properties(helix_comm PROPERTIES EXPORT_NAME comm)
 set_target_properties(helix_warnings PROPERTIES EXPORT_NAME warnings)  # link-only, no options
 
 install(TARGETS helix-bench helix-micro EXPORT helix-benchTargets
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(TARGETS helix_layouts helix_kernels helix_comm helix_warnings EXPORT helix-benchTargets
+install(TARGETS helix_common helix_layouts helix_analytic helix_kernels helix_comm helix_warnings
+        EXPORT helix-benchTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
-foreach(dir layouts kernels comm)
+foreach(dir common layouts analytic kernels comm)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/ DESTINATION ${HELIX_INSTALL_INCLUDEDIR}/${dir}
           FILES_MATCHING PATTERN "*.hpp" PATTERN "*.cuh" EXCLUDE)
 endforeach()

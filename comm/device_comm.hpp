@@ -1,8 +1,10 @@
 // Communicators over device memory, used by the CUDA executor: NCCL when every rank owns its GPU,
-// or MPI with host staging when several ranks share one GPU (NCCL refuses duplicate GPUs). Element
-// type fp32; counts and displacements in elements. Operations are ordered on `stream`: NCCL
-// enqueues them there; the staged MPI version synchronizes the stream, copies to the host, runs
-// the MPI collective and copies back (correct, but not representative of link speed).
+// MPI with host staging when several ranks share one GPU (NCCL refuses duplicate GPUs), or the
+// emulated communicator of one rank of a larger layout (emulated_comm.hpp). Element type fp32;
+// counts and displacements in elements. Operations are ordered on `stream`: NCCL and the emulation
+// enqueue them there (stream_ordered()); the staged MPI version synchronizes the stream, copies to
+// the host, runs the MPI collective and copies back (correct, but not representative of link
+// speed).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -21,7 +23,10 @@ class DeviceComm {
   virtual ~DeviceComm() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual std::string kind() const = 0;  // "nccl" or "mpi-host-staged"
+  virtual std::string kind() const = 0;  // "nccl", "mpi-host-staged" or "emulated"
+  // Whether operations only enqueue work on their stream (the host does not wait): then a
+  // collective on a second stream overlaps computation on the first.
+  virtual bool stream_ordered() const = 0;
   virtual void all_to_all_v(const float* send, const std::vector<int64_t>& send_counts,
                             const std::vector<int64_t>& send_displs, float* recv,
                             const std::vector<int64_t>& recv_counts,
@@ -38,25 +43,6 @@ class DeviceComm {
   virtual void bcast(float* buf, int64_t count, int root, cudaStream_t stream) = 0;
   virtual void send(const float* buf, int64_t count, int peer, cudaStream_t stream) = 0;
   virtual void recv(float* buf, int64_t count, int peer, cudaStream_t stream) = 0;
-};
-
-// NCCL communicators of one job: a world communicator made from an MPI-broadcast unique id, and
-// sub-groups made from it with ncclCommSplit. One GPU per rank.
-class NcclWorld {
- public:
-  explicit NcclWorld(const MpiComm& world);
-  ~NcclWorld();
-  NcclWorld(const NcclWorld&) = delete;
-  NcclWorld& operator=(const NcclWorld&) = delete;
-  std::unique_ptr<DeviceComm> world() const;
-  // Collective over the world: every rank passes the world ranks of its own group, in group
-  // order (empty: not a member, gets nullptr).
-  std::unique_ptr<DeviceComm> split(const std::vector<int>& members) const;
-  static std::string version();
-
- private:
-  void* comm_ = nullptr;  // ncclComm_t
-  int rank_ = 0;
 };
 
 // MPI over host memory with staging copies; wraps (and owns) an MPI communicator.

@@ -4,15 +4,11 @@
 
 #include <mpi.h>
 
-#include <stdexcept>
 #include <string>
 
-namespace helix {
+#include "common/usage_error.hpp"
 
-// Thrown for bad user input; the driver prints its message and exits with code 2 on every rank.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+namespace helix {
 
 // World rank of this process (-1 before MPI_Init).
 int world_rank_or_minus1();

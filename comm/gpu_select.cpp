@@ -56,6 +56,12 @@ std::string gpu_sharing_note(const GpuSelection& g) {
          "links)";
 }
 
+std::string describe_gpu(const GpuSelection& g) {
+  cudaDeviceProp prop{};
+  HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, g.device));
+  return "cuda:" + std::to_string(g.device) + " " + prop.name + " bus " + g.bus_id;
+}
+
 std::string cuda_versions() {
   int rt = 0, drv = 0;
   cudaRuntimeGetVersion(&rt);

@@ -31,6 +31,9 @@ GpuSelection select_gpu_by_local_rank(MPI_Comm comm);
 // staging.
 std::string gpu_sharing_note(const GpuSelection& g);
 
+// "cuda:D NAME bus BUS": the device line of a rank (every CUDA backend prints and records it).
+std::string describe_gpu(const GpuSelection& g);
+
 // "runtime X.Y, driver X.Y": the CUDA versions a trace records.
 std::string cuda_versions();
 

@@ -196,4 +196,13 @@ MpiRequest MpiComm::irecv(float* buf, size_t count, int source, int tag) const {
   return MpiRequest(r);
 }
 
+std::vector<int> mpi_counts(const std::vector<int64_t>& v) {
+  std::vector<int> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    HELIX_CHECK(v[i] <= INT32_MAX, "MPI exchange larger than 2^31 elements");
+    out[i] = int(v[i]);
+  }
+  return out;
+}
+
 }  // namespace helix

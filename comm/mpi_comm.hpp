@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace helix {
@@ -88,6 +89,9 @@ class MpiComm {
   int rank_ = -1;
   int size_ = 0;
 };
+
+// Element counts or displacements as MPI's int; fatal when one exceeds 2^31 - 1.
+std::vector<int> mpi_counts(const std::vector<int64_t>& v);
 
 // Waits for every request in the list.
 void wait_all(std::vector<MpiRequest>& reqs);

@@ -38,21 +38,13 @@ int64_t total(const std::vector<int64_t>& counts, const std::vector<int64_t>& di
   return n;
 }
 
-std::vector<int> to_int(const std::vector<int64_t>& v) {
-  std::vector<int> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    HELIX_CHECK(v[i] <= INT32_MAX, "staged MPI exchange larger than 2^31 elements");
-    out[i] = int(v[i]);
-  }
-  return out;
-}
-
 class StagedComm final : public DeviceComm {
  public:
   explicit StagedComm(MpiComm c) : c_(std::move(c)) {}
   int rank() const override { return c_.rank(); }
   int size() const override { return c_.size(); }
   std::string kind() const override { return "mpi-host-staged"; }
+  bool stream_ordered() const override { return false; }
 
   void all_to_all_v(const float* send, const std::vector<int64_t>& sc,
                     const std::vector<int64_t>& sd, float* recv, const std::vector<int64_t>& rc,
@@ -60,7 +52,7 @@ class StagedComm final : public DeviceComm {
     const int64_t ns = total(sc, sd), nr = total(rc, rd);
     float* hs = down(send, ns, stream, a_);
     float* hr = b_.get(nr);
-    c_.all_to_all_v(hs, to_int(sc), to_int(sd), hr, to_int(rc), to_int(rd));
+    c_.all_to_all_v(hs, mpi_counts(sc), mpi_counts(sd), hr, mpi_counts(rc), mpi_counts(rd));
     up(hr, recv, nr);
   }
   void all_reduce_sum(float* buf, int64_t n, cudaStream_t stream) override {

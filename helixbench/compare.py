@@ -3,7 +3,10 @@
 Runs are matched like with like: same model, layer kind, layout, N, KVP x TPA, TPF x EP, HOP-B
 chunks, KV block, batch, sequence length, backend, dtype, emulation and device model (bus ids
 ignored). For every matched run the medians over iterations of the step time, the exposed
-communication and every phase (max over ranks per iteration) are compared. A metric regresses
+communication and every phase (max over ranks per iteration) are compared; exposed
+communication only when both traces define it the same way (run attribute
+exposed_comm_definition; older CUDA and emulated traces defined it differently, and those pairs
+say so instead). A metric regresses
 when the candidate's median is slower than the baseline's by more than --threshold AND the
 slowdown is significant (one-sided Mann-Whitney U-test on the iteration samples, or a bootstrap
 band of the change of medians that excludes zero) AND it exceeds the absolute floor --min-us.
@@ -33,6 +36,7 @@ class Samples:
     """Pooled iteration samples of the runs of one trace sharing a key."""
     runs: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)  # metric name -> 1-D samples (us)
+    exposed_definitions: set = field(default_factory=set)
 
     def add(self, run):
         self.runs.append(run)
@@ -41,6 +45,7 @@ class Samples:
         new = {"step_us": run.step_us}
         if run.exposed_comm_us is not None:
             new["exposed_comm_us"] = run.exposed_comm_us
+            self.exposed_definitions.add(run.exposed_definition)
         per_iter = run.phase_iter_max()
         for i, p in enumerate(run.phases):
             new[f"{p}_us"] = per_iter[:, i]
@@ -154,6 +159,12 @@ def run_compare(args) -> tuple:
                 if m not in c.metrics:
                     continue
                 if not args.phases and m not in ("step_us", "exposed_comm_us"):
+                    continue
+                if m == "exposed_comm_us" and b.exposed_definitions != c.exposed_definitions:
+                    entry["problems"].append(
+                        "exposed_comm_us not compared: defined as "
+                        + "/".join(sorted(b.exposed_definitions)) + " in the baseline, "
+                        + "/".join(sorted(c.exposed_definitions)) + " in the candidate")
                     continue
                 bs, cs = b.metrics[m], c.metrics[m]
                 if max(np.median(bs), np.median(cs)) < args.min_us and m != "step_us":

@@ -19,6 +19,14 @@ MATCH_KEYS = ("model", "layer_kind", "layout", "n_ranks", "kvp", "tpa", "tpf", "
               "emulated_ranks", "emulated_rank", "device")
 
 
+# Definitions of exposed communication (results/README.md). Every backend records
+# "step_minus_compute" now; older CUDA traces measured the step minus a rerun of it without
+# collectives, older emulated ones a modeled pipeline of the priced collectives.
+EXPOSED_STEP_MINUS_COMPUTE = "step_minus_compute"
+LEGACY_EXPOSED_CUDA = "step_minus_collective_free_rerun"
+LEGACY_EXPOSED_EMULATED = "modeled_pipeline"
+
+
 class TraceError(Exception):
     """Bad input: a missing file, a file that is not HDF5 or not a helix-bench trace."""
 
@@ -137,6 +145,19 @@ class DecodeRun:
 
     def key(self, keys=MATCH_KEYS) -> tuple:
         return tuple(self.get(k) for k in keys)
+
+    @property
+    def exposed_definition(self) -> str:
+        """How exposed_comm_us was measured: the run's exposed_comm_definition, or for traces
+        written before that attribute, the definition their backend used then."""
+        d = self.attrs.get("exposed_comm_definition")
+        if d:
+            return text(d)
+        if self.attrs.get("emulated_ranks", 0):
+            return LEGACY_EXPOSED_EMULATED
+        if self.attrs.get("backend") == "cuda":
+            return LEGACY_EXPOSED_CUDA
+        return EXPOSED_STEP_MINUS_COMPUTE
 
     def phase_iter_max(self) -> np.ndarray:
         """[iters, phases]: per iteration, the max over ranks of each phase."""

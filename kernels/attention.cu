@@ -13,6 +13,10 @@
 //     by lse_combine (the same math as the Helix combine of KVP shards).
 // The configurations (heads per CTA, tokens per stage, stages, warps) are template parameters;
 // every one is tested against the CPU reference, and pick_variant() chooses per launch.
+// Why one file of this size: the GQA and MLA kernels share the pipeline, the MMA tiles, the
+// online softmax and the configuration table, all templates instantiated here; split over
+// several translation units they would need a header of device templates and explicit
+// instantiations that must match pick_variant()'s table entry by entry.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>

@@ -10,17 +10,9 @@
 #include <memory>
 #include <string>
 
-namespace helix::cuda {
+#include "kernels/gemm.hpp"
 
-struct GemmShape {
-  int64_t m = 0, k = 0, n = 0;  // y[m, n] = x[m, k] @ w[k, n]
-  int64_t ldx = 0, ldw = 0, ldy = 0;
-  bool y_bf16 = false;
-  bool accumulate = false;  // y += (fp32 output only)
-  // Strided batch: batch `i` uses x + i * stride_x, w + i * stride_w, y + i * stride_y.
-  int batch = 1;
-  int64_t stride_x = 0, stride_w = 0, stride_y = 0;
-};
+namespace helix::cuda {
 
 class Gemm {
  public:

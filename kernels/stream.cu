@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "comm/cuda_check.hpp"
+#include "comm/cuda_timer.hpp"
 #include "kernels/cuda_kernels.hpp"
 
 namespace helix::cuda {
@@ -72,25 +73,19 @@ StreamResult stream_read(int64_t bytes, int iters, cudaStream_t stream) {
   HELIX_CUDA_CHECK(cudaMalloc(&sink, blocks * sizeof(uint32_t)));
   stream_fill_kernel<<<blocks, 256, 0, stream>>>(static_cast<uint4*>(buf), n);
   HELIX_LAUNCH_CHECK();
-  cudaEvent_t a, b;
-  HELIX_CUDA_CHECK(cudaEventCreate(&a));
-  HELIX_CUDA_CHECK(cudaEventCreate(&b));
+  CudaTimer timer;
   std::vector<double> gbps;
   for (int i = 0; i < iters + 2; ++i) {
-    HELIX_CUDA_CHECK(cudaEventRecord(a, stream));
+    timer.start(stream);
     stream_read_kernel<<<blocks, 512, 0, stream>>>(static_cast<const uint4*>(buf), n, sink, blocks);
     HELIX_LAUNCH_CHECK();
-    HELIX_CUDA_CHECK(cudaEventRecord(b, stream));
-    HELIX_CUDA_CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    HELIX_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-    if (i >= 2) gbps.push_back(double(r.bytes) / (double(ms) * 1e6));  // first two: warm-up
+    timer.stop(stream);
+    const double us = timer.elapsed_us();
+    if (i >= 2) gbps.push_back(double(r.bytes) / (us * 1e3));  // first two: warm-up
   }
   std::sort(gbps.begin(), gbps.end());
   r.gbps_median = gbps[gbps.size() / 2];
   r.gbps_max = gbps.back();
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
   HELIX_CUDA_CHECK(cudaFree(sink));
   HELIX_CUDA_CHECK(cudaFree(buf));
   return r;

@@ -18,18 +18,37 @@ const char* to_string(LayoutKind kind) {
       return "helix";
     case LayoutKind::helix_hopb:
       return "helix-hopb";
+    case LayoutKind::ep:
+      return "ep";
   }
   return "?";
 }
 
 std::optional<LayoutKind> parse_layout(const std::string& name) {
-  for (LayoutKind k : {LayoutKind::tp, LayoutKind::kvp, LayoutKind::helix, LayoutKind::helix_hopb})
+  for (LayoutKind k :
+       {LayoutKind::tp, LayoutKind::kvp, LayoutKind::helix, LayoutKind::helix_hopb, LayoutKind::ep})
     if (name == to_string(k)) return k;
   return std::nullopt;
 }
 
+bool runs_on_executors(LayoutKind kind) {
+  return kind != LayoutKind::ep;
+}
+
 std::vector<std::string> layout_names() {
   return {"tp", "kvp", "helix", "helix-hopb"};
+}
+
+bool is_baseline(LayoutKind kind) {
+  return kind == LayoutKind::tp || kind == LayoutKind::ep || kind == LayoutKind::kvp;
+}
+
+const char* family_of(LayoutKind kind) {
+  return is_baseline(kind) ? "baseline" : "helix";
+}
+
+int hopb_chunks_at(int requested, int batch) {
+  return std::min(requested, batch);
 }
 
 LayoutParams make_layout(LayoutKind kind, int n, const ModelSpec& model, LayerKind layer, int batch,
@@ -63,14 +82,18 @@ LayoutParams make_layout(LayoutKind kind, int n, const ModelSpec& model, LayerKi
     p.tpf = req_tpf;
   else
     p.tpf = p.ep > 0 && ffn_ranks % p.ep == 0 ? ffn_ranks / p.ep : 0;
-  // A chunk holds at least one request: more chunks than requests are clamped to the batch.
-  p.hopb_chunks = kind == LayoutKind::helix_hopb ? std::min(req.hopb_chunks.value_or(4), batch) : 1;
+  p.hopb_chunks =
+      kind == LayoutKind::helix_hopb ? hopb_chunks_at(req.hopb_chunks.value_or(4), batch) : 1;
   return p;
 }
 
 std::string validate_layout(const LayoutParams& p, const ModelSpec& m, LayerKind layer, int batch) {
   std::ostringstream e;
   const std::string name = to_string(p.kind);
+  if (!runs_on_executors(p.kind))
+    return "layout " + name +
+           ": priced by the cost model only (helix-bench model); the executors run " +
+           "tp, kvp, helix and helix-hopb";
   if (p.n < 1) return "ranks: the rank count must be at least 1";
   if (p.kv_block < 1) return "--kv-block: the KV block length must be at least 1 token";
   if (layer == LayerKind::moe && !m.has_moe()) {

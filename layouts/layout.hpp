@@ -7,6 +7,9 @@
 //               projection and FFN over all N ranks as TPF x EP
 //   helix-hopb  Helix with HOP-B: attention in batch chunks, each chunk's All-to-All started as
 //               soon as its attention is done, overlapping the next chunk
+//   ep          data-parallel attention (each rank attends for its B / N requests with the whole
+//               attention) and an all-gather of the tokens before the expert-parallel FFN over
+//               all N ranks; priced by the cost model only (no executor runs it)
 #pragma once
 
 #include <optional>
@@ -17,12 +20,23 @@
 
 namespace helix {
 
-enum class LayoutKind { tp, kvp, helix, helix_hopb };
+enum class LayoutKind { tp, kvp, helix, helix_hopb, ep };
 
 const char* to_string(LayoutKind kind);
 // Parses a layout name; std::nullopt when unknown.
 std::optional<LayoutKind> parse_layout(const std::string& name);
+// Whether the executors run this layout (every kind but ep).
+bool runs_on_executors(LayoutKind kind);
+// Names of the layouts the executors run.
 std::vector<std::string> layout_names();
+// The baselines the Helix paper compares against (tp, ep, kvp).
+bool is_baseline(LayoutKind kind);
+// "baseline" or "helix".
+const char* family_of(LayoutKind kind);
+
+// HOP-B batch chunks run for `requested` chunks at `batch` requests: a chunk holds at least one
+// request, so more chunks than requests are clamped to the batch.
+int hopb_chunks_at(int requested, int batch);
 
 struct LayoutParams {
   LayoutKind kind = LayoutKind::helix;
@@ -47,7 +61,7 @@ struct LayoutRequest {
 // Default parameters for `n` ranks (the paper's choices, made to divide evenly):
 //   TPA = gcd(K, N) (= min(K, N) whenever one divides the other), KVP = N / TPA;
 //   EP = gcd(FFN ranks, routed experts) for MoE layers (1 for dense), TPF = FFN ranks / EP;
-//   HOP-B chunks = min(batch, 4); a requested count above the batch is clamped to it.
+//   HOP-B chunks = hopb_chunks_at(requested or 4, batch).
 // Explicit values in `req` override the defaults; the result is not validated. KVP and TPA do not
 // apply to tp (KVP = 1, TPA = N); TPF and EP do not apply to kvp (its FFN group is the TPA group).
 LayoutParams make_layout(LayoutKind kind, int n, const ModelSpec& model, LayerKind layer, int batch,

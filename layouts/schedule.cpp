@@ -22,44 +22,6 @@ std::vector<std::string> phase_names() {
   return v;
 }
 
-const char* group_name(Group g) {
-  switch (g) {
-    case Group::none:
-      return "none";
-    case Group::world:
-      return "world";
-    case Group::kvp:
-      return "kvp";
-    case Group::tpa:
-      return "tpa";
-    case Group::ffn:
-      return "ffn";
-    case Group::tpf:
-      return "tpf";
-    case Group::ep:
-      return "ep";
-  }
-  return "?";
-}
-
-const char* collective_name(Collective c) {
-  switch (c) {
-    case Collective::none:
-      return "none";
-    case Collective::all_to_all:
-      return "all_to_all";
-    case Collective::all_reduce:
-      return "all_reduce";
-    case Collective::all_gather:
-      return "all_gather";
-    case Collective::gather:
-      return "gather";
-    case Collective::broadcast:
-      return "broadcast";
-  }
-  return "?";
-}
-
 const char* op_name(Op op) {
   switch (op) {
     case Op::attn_prologue:
@@ -106,94 +68,20 @@ bool is_weight_gemm(Op op) {
   return reads_attention_weights(op) || op == Op::ffn_compute;
 }
 
-RankPlan plan_rank(const ModelSpec& m, LayerKind layer, const LayoutParams& p, int rank) {
-  RankPlan r;
-  r.rank = rank;
-  r.layout = p;
-  r.layer = layer;
-  const int64_t G = m.group();
-  if (p.kind == LayoutKind::tp) {
-    r.k = 0;
-    r.t = rank;
-    r.q_heads = balanced_range(m.q_heads, p.n, rank);
-    r.kv_heads = {r.q_heads.begin / G, (r.q_heads.end - 1) / G + 1};
-    r.o_heads = r.q_heads;
-    r.placement = {1, p.kv_block};
-  } else {
-    r.k = rank / p.tpa;
-    r.t = rank % p.tpa;
-    r.kv_heads = balanced_range(m.kv_heads, p.tpa, r.t);
-    r.q_heads = {r.kv_heads.begin * G, r.kv_heads.end * G};
-    if (p.kind == LayoutKind::kvp) {
-      r.o_heads = r.k == 0 ? r.q_heads : Range{r.q_heads.begin, r.q_heads.begin};
-    } else {
-      const Range sub = balanced_range(r.q_heads.size(), p.kvp, r.k);
-      r.o_heads = {r.q_heads.begin + sub.begin, r.q_heads.begin + sub.end};
-    }
-    r.placement = {p.kvp, p.kv_block};
-  }
-  r.in_ffn = rank < p.ffn_ranks();
-  if (r.in_ffn) {
-    r.g = rank;  // the FFN group is ranks 0 .. ffn_ranks-1 (kvp: the TPA group of k = 0)
-    r.e = r.g / p.tpf;
-    r.f = r.g % p.tpf;
-    const int ffn_ranks = p.ffn_ranks();
-    if (layer == LayerKind::dense) {
-      r.dense_cols = balanced_range(m.ffn, ffn_ranks, r.g);
-    } else {
-      r.experts = balanced_range(m.moe.routed_experts, p.ep, r.e);
-      r.expert_cols = balanced_range(m.moe.expert_ffn, p.tpf, r.f);
-      r.shared_cols =
-          balanced_range(int64_t(m.moe.shared_experts) * m.moe.expert_ffn, ffn_ranks, r.g);
-    }
-  }
-  return r;
+const char* buffer_name(Buffer b) {
+  static const char* names[kNumBuffers] = {
+      "none",         "x",        "q",         "k_new",         "v_new",
+      "q_latent",     "q_full",   "kv_latent", "part_o",        "part_lse",
+      "part_v",       "send",     "recv",      "combined",      "attn_out",
+      "x1",           "ffn_part", "gathered",  "router_logits", "route_expert",
+      "route_weight", "out"};
+  return names[static_cast<int>(b)];
 }
 
-std::vector<Range> peer_head_ranges(const ModelSpec& m, const RankPlan& plan) {
-  const LayoutParams& L = plan.layout;
-  std::vector<Range> heads;
-  for (int k = 0; k < L.kvp; ++k) {
-    const RankPlan peer = plan_rank(m, plan.layer, L, k * L.tpa + plan.t);
-    heads.push_back(
-        {peer.o_heads.begin - plan.q_heads.begin, peer.o_heads.end - plan.q_heads.begin});
-  }
-  return heads;
-}
-
-std::vector<int> group_members(const LayoutParams& p, Group group, int rank) {
-  std::vector<int> v;
-  const int k = p.kind == LayoutKind::tp ? 0 : rank / p.tpa;
-  const int t = p.kind == LayoutKind::tp ? rank : rank % p.tpa;
-  const int ffn_ranks = p.ffn_ranks();
-  const bool in_ffn = rank < ffn_ranks;
-  switch (group) {
-    case Group::none:
-      v.push_back(rank);
-      break;
-    case Group::world:
-      for (int i = 0; i < p.n; ++i) v.push_back(i);
-      break;
-    case Group::kvp:
-      for (int i = 0; i < p.kvp; ++i) v.push_back(i * p.tpa + t);
-      break;
-    case Group::tpa:
-      for (int i = 0; i < p.tpa; ++i) v.push_back(k * p.tpa + i);
-      break;
-    case Group::ffn:
-      if (in_ffn)
-        for (int i = 0; i < ffn_ranks; ++i) v.push_back(i);
-      break;
-    case Group::tpf:
-      if (in_ffn)
-        for (int i = 0; i < p.tpf; ++i) v.push_back((rank / p.tpf) * p.tpf + i);
-      break;
-    case Group::ep:
-      if (in_ffn)
-        for (int i = 0; i < p.ep; ++i) v.push_back(i * p.tpf + rank % p.tpf);
-      break;
-  }
-  return v;
+int64_t BufferTable::total() const {
+  int64_t n = 0;
+  for (int64_t e : elems) n += e;
+  return n;
 }
 
 std::vector<Range> batch_chunks(int batch, int chunks) {
@@ -203,6 +91,86 @@ std::vector<Range> batch_chunks(int batch, int chunks) {
 }
 
 namespace {
+
+bool exchanges_partials(const LayoutParams& p) {
+  return p.kind != LayoutKind::tp;
+}
+
+// Partial outputs as exchanged and projected: after W_uv for MLA, straight from attention for GQA.
+Buffer partials_buffer(const ModelSpec& m) {
+  return m.is_mla() ? Buffer::part_v : Buffer::part_o;
+}
+
+// Rows of the partials a rank receives: its owned heads (helix), every query head of the TPA
+// group (kvp, on KVP rank 0 only, which combines them).
+int64_t received_heads(const RankShard& r) {
+  if (r.layout.kind == LayoutKind::kvp) return r.kvp_index == 0 ? r.q_heads.size() : 0;
+  return r.o_heads.size();
+}
+
+// HOP-B chunks; one chunk (the batch) for the other layouts.
+std::vector<Range> exchange_chunks(const LayoutParams& p, int batch) {
+  return batch_chunks(batch, p.kind == LayoutKind::helix_hopb ? p.hopb_chunks : 1);
+}
+
+// The helix All-to-All of one chunk: every peer gets its owned heads' block, this rank receives
+// one block of its owned heads from every peer.
+Exchange all_to_all_exchange(const ModelSpec& m, const RankShard& r,
+                             const std::vector<Range>& peer_heads, Range chunk) {
+  Exchange x;
+  x.peer_heads = peer_heads;
+  x.dim = m.attn_value_dim();
+  const int64_t D = x.dim, qh = r.q_heads.size(), oh = r.o_heads.size(), nb = chunk.size();
+  const int kvp = r.layout.kvp;
+  x.send_offset = chunk.begin * qh * (D + 1);
+  x.recv_offset = chunk.begin * kvp * oh * (D + 1);
+  int64_t off = 0;
+  for (int j = 0; j < kvp; ++j) {
+    x.send_counts.push_back(nb * x.peer_heads[size_t(j)].size() * (D + 1));
+    x.send_displs.push_back(off);
+    off += x.send_counts.back();
+    x.recv_counts.push_back(nb * oh * (D + 1));
+    x.recv_displs.push_back(j * nb * oh * (D + 1));
+  }
+  return x;
+}
+
+// The kvp gather: every rank sends all its query heads to KVP rank 0.
+Exchange gather_exchange(const ModelSpec& m, const RankShard& r, int batch) {
+  Exchange x;
+  const int64_t qh = r.q_heads.size();
+  x.peer_heads = {Range{0, qh}};
+  x.dim = m.attn_value_dim();
+  const int64_t n = batch * qh * (x.dim + 1);
+  x.send_counts = {n};
+  x.send_displs = {0};
+  x.root = 0;
+  const bool root = r.kvp_index == 0;  // the others receive nothing
+  for (int j = 0; j < r.layout.kvp; ++j) {
+    x.recv_counts.push_back(root ? n : 0);
+    x.recv_displs.push_back(root ? j * n : 0);
+  }
+  return x;
+}
+
+// The combine's blocks: one per exchange (HOP-B chunk), each read in place in `recv`.
+std::vector<CombineBlock> combine_blocks(const ModelSpec& m, const RankShard& r, int batch) {
+  std::vector<CombineBlock> v;
+  const int64_t D = m.attn_value_dim(), heads = received_heads(r);
+  const int kvp = r.layout.kvp;
+  for (const Range& c : exchange_chunks(r.layout, batch)) {
+    CombineBlock b;
+    b.parts = kvp;
+    b.rows = c.size() * heads;
+    b.dim = D;
+    b.o_offset = c.begin * kvp * heads * (D + 1);
+    b.lse_offset = b.o_offset + b.rows * D;
+    b.part_stride = b.rows * (D + 1);
+    b.out_offset = c.begin * heads * D;
+    v.push_back(b);
+  }
+  return v;
+}
 
 Step compute_step(Op op, Phase phase, Range batch, Work w, int chunk = -1) {
   return Step{op, phase, Group::none, chunk, batch, w};
@@ -219,16 +187,53 @@ Step comm_step(Op op, Phase phase, Group group, Collective coll, int group_size,
 
 }  // namespace
 
-std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batch,
-                                 int64_t seq_len) {
+BufferTable activation_buffers(const ModelSpec& m, const RankShard& r, int batch) {
+  BufferTable t;
+  const int64_t B = batch, H = m.hidden, qh = r.q_heads.size();
+  const int64_t D = m.attn_value_dim();
+  for (Buffer b : {Buffer::x, Buffer::attn_out, Buffer::x1, Buffer::ffn_part, Buffer::out})
+    t[b] = B * H;
+  t[Buffer::q] = B * qh * m.attn_qk_dim();
+  if (m.is_mla()) {
+    t[Buffer::q_latent] = B * m.mla.q_lora;
+    t[Buffer::q_full] = B * qh * (m.mla.qk_nope + m.mla.qk_rope);
+    t[Buffer::kv_latent] = B * (m.mla.kv_lora + m.mla.qk_rope);
+    t[Buffer::part_v] = B * qh * D;
+  } else {
+    t[Buffer::k_new] = t[Buffer::v_new] = B * r.kv_heads.size() * m.head_dim;
+  }
+  t[Buffer::part_o] = B * qh * m.attn_out_dim();
+  t[Buffer::part_lse] = B * qh;
+  if (exchanges_partials(r.layout)) {
+    t[Buffer::send] = B * qh * (D + 1);
+    t[Buffer::recv] = int64_t(r.layout.kvp) * B * received_heads(r) * (D + 1);
+  }
+  // What the output projection reads (tp: the local partials, complete, in the executor's GEMM
+  // input type; the other layouts: the combined partials).
+  const bool projects = r.layout.kind != LayoutKind::kvp || r.kvp_index == 0;
+  if (projects) t[Buffer::combined] = B * r.o_heads.size() * D;
+  if (r.layout.ep > 1) t[Buffer::gathered] = int64_t(r.layout.ep) * B * H;
+  if (r.layer == LayerKind::moe) {
+    t[Buffer::router_logits] = B * m.moe.routed_experts;
+    t[Buffer::route_expert] = t[Buffer::route_weight] = B * m.moe.top_k;
+  }
+  return t;
+}
+
+Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64_t seq_len) {
   const LayoutParams& p = r.layout;
+  Schedule sched;
+  sched.batch = batch;
+  sched.position = seq_len;
+  sched.buffers = activation_buffers(m, r, batch);
+  std::vector<Step>& s = sched.steps;
+  const Buffer partials = partials_buffer(m);
   const double B = batch, H = m.hidden;
   const double qh = double(r.q_heads.size()), kvh = double(r.kv_heads.size());
   const double oh = double(r.o_heads.size());
   const double out_dim = m.attn_out_dim();  // attention kernel output (MLA: latent)
   const double vdim = m.attn_value_dim();   // exchanged, combined, projected (MLA: after W_uv)
   const Range all{0, batch};
-  std::vector<Step> s;
 
   // 1-2. Projections of the new token, and its KV written on the owning KVP rank.
   {
@@ -248,6 +253,7 @@ std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batc
     Work a;
     if (r.owns_position(seq_len)) a.kv_elems = B * kvh * double(m.kv_elems_per_token_per_head());
     s.push_back(compute_step(Op::kv_append, Phase::kv_append, all, a));
+    if (r.owns_position(seq_len)) s.back().append_index = r.placement.local_index(seq_len);
   }
 
   // 3-4. Attention over the local shard (MLA: then W_uv per head, so that the partials are in the
@@ -274,15 +280,19 @@ std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batc
   };
   auto attend = [&](Range b, int chunk) {
     s.push_back(compute_step(Op::attention, Phase::attention, b, attention_work(b), chunk));
+    s.back().kv_tokens = r.local_tokens(seq_len + 1);
     if (m.is_mla()) s.push_back(compute_step(Op::v_up, Phase::o_proj, b, v_up_work(b), chunk));
   };
   const bool helix = p.kind == LayoutKind::helix || p.kind == LayoutKind::helix_hopb;
+  const std::vector<Range> peers = helix ? peer_head_ranges(m, r) : std::vector<Range>{};
   if (p.kind == LayoutKind::helix_hopb) {
     const auto chunks = batch_chunks(batch, p.hopb_chunks);
     for (int c = 0; c < int(chunks.size()); ++c) {
       attend(chunks[c], c);
       s.push_back(comm_step(Op::a2a_start, Phase::attn_comm, Group::kvp, Collective::all_to_all,
                             p.kvp, double(chunks[c].size()) * qh * (vdim + 1), chunks[c], c));
+      s.back().input = partials;
+      s.back().exchange = all_to_all_exchange(m, r, peers, chunks[c]);
     }
     s.push_back(comm_step(Op::a2a_wait, Phase::attn_comm, Group::kvp, Collective::all_to_all, p.kvp,
                           0, all));
@@ -291,28 +301,35 @@ std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batc
     if (helix) {
       s.push_back(comm_step(Op::a2a, Phase::attn_comm, Group::kvp, Collective::all_to_all, p.kvp,
                             B * qh * (vdim + 1), all));
+      s.back().input = partials;
+      s.back().exchange = all_to_all_exchange(m, r, peers, all);
     } else if (p.kind == LayoutKind::kvp) {
       s.push_back(comm_step(Op::gather_partials, Phase::attn_comm, Group::kvp, Collective::gather,
                             p.kvp, p.kvp * B * qh * (vdim + 1), all));
+      s.back().input = partials;
+      s.back().exchange = gather_exchange(m, r, batch);
     }
   }
 
   // 5. Exact combine of the KVP partials (none for tp: its attention is already complete).
-  if (p.kind != LayoutKind::tp && !r.o_heads.empty()) {
+  const bool combines = exchanges_partials(p) && !r.o_heads.empty();
+  if (combines) {
     Work w;
     w.act_elems = p.kvp * B * oh * (vdim + 1) + B * oh * vdim;
     w.flops = 3.0 * p.kvp * B * oh * vdim;
     s.push_back(compute_step(Op::combine, Phase::combine, all, w));
+    s.back().combine_blocks = combine_blocks(m, r, batch);
   }
 
   // 6. Output projection of the owned heads, all-reduce over the attention-output group.
-  const bool projects = p.kind != LayoutKind::kvp || r.k == 0;
+  const bool projects = p.kind != LayoutKind::kvp || r.kvp_index == 0;
   if (projects) {
     Work w;
     w.weight_elems = oh * vdim * H;
     w.flops = 2 * B * w.weight_elems;
     w.act_elems = B * (oh * vdim + H);
     s.push_back(compute_step(Op::o_proj, Phase::o_proj, all, w));
+    s.back().input = combines ? Buffer::combined : partials;
     const Group g = p.kind == LayoutKind::kvp ? Group::tpa : Group::world;
     const int gsize = p.kind == LayoutKind::kvp ? p.tpa : p.n;
     s.push_back(
@@ -346,13 +363,15 @@ std::vector<Step> build_schedule(const ModelSpec& m, const RankPlan& r, int batc
     red.act_elems = (p.ep + 2) * B * H;
     red.flops = (p.ep + 1) * B * H;
     s.push_back(compute_step(Op::ffn_reduce, Phase::ffn, all, red));
+    s.back().input = p.ep > 1 ? Buffer::gathered : Buffer::ffn_part;
+    s.back().parts = p.ep > 1 ? p.ep : 1;
   }
 
   // kvp: the layer output goes back from the FFN group to every KVP rank.
   if (p.kind == LayoutKind::kvp && p.kvp > 1)
     s.push_back(comm_step(Op::out_bcast, Phase::out_comm, Group::kvp, Collective::broadcast, p.kvp,
                           B * H, all));
-  return s;
+  return sched;
 }
 
 }  // namespace helix

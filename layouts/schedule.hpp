@@ -1,15 +1,23 @@
 // One decode layer as a schedule: the ordered steps one rank runs, each a compute op with the work
-// it does or a collective with its group and size. The CPU executor, the CUDA executor and the
-// cost model all read this same schedule.
+// it does or a collective with its group and size, and everything an executor needs to run them:
+// the requests each step covers (HOP-B chunks), the buffers it reads, the layout of the partials
+// exchange (what is packed for each peer, counts, displacements, receive blocks), the blocks the
+// combine reads, and the named activation buffers with their sizes. The CPU executor, the CUDA
+// executor and the cost model all read this same schedule; the executors interpret its steps and
+// never ask which layout they run.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/collective.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/model_spec.hpp"
 #include "layouts/partition.hpp"
+#include "layouts/rank_shard.hpp"
 
 namespace helix {
 
@@ -31,13 +39,6 @@ constexpr int kNumPhases = 10;
 const char* phase_name(Phase p);
 bool phase_is_comm(Phase p);
 std::vector<std::string> phase_names();
-
-// Communicator groups a step runs in (world ranks sharing the group of this rank).
-enum class Group { none, world, kvp, tpa, ffn, tpf, ep };
-const char* group_name(Group g);
-
-enum class Collective { none, all_to_all, all_reduce, all_gather, gather, broadcast };
-const char* collective_name(Collective c);
 
 enum class Op {
   attn_prologue,
@@ -74,60 +75,107 @@ struct Work {
   double kv_elems = 0;
   double act_elems = 0;
   double flops = 0;
-  Collective coll = Collective::none;
+  std::optional<Collective> coll;  // none: a compute step
   int group_size = 1;
   double comm_elems = 0;
 };
 
+// The activation buffers the steps read and write, by name (fp32 elements unless an executor
+// stores one narrower; see activation_buffers for the sizes).
+enum class Buffer : int {
+  none,
+  x,  // [B, H] layer input
+  q,  // [B, q_heads, qk] queries (MLA: absorbed latent + rope part)
+  k_new,
+  v_new,          // GQA: [B, kv_heads, head_dim] the new token's K and V
+  q_latent,       // MLA: [B, q_lora] query down-projection
+  q_full,         // MLA: [B, q_heads, nope + rope] query up-projection
+  kv_latent,      // MLA: [B, kv_lora + rope] the new token's latent and rope key
+  part_o,         // [B, q_heads, out_dim] attention partial outputs (MLA: in the latent space)
+  part_lse,       // [B, q_heads] their LSE
+  part_v,         // MLA: [B, q_heads, v_head] partial outputs after W_uv
+  send,           // the partials packed for the exchange
+  recv,           // the partials received, one block per source rank and chunk
+  combined,       // [B, o_heads, value dim] the output projection's input
+  attn_out,       // [B, H] attention output (after the output projection and its all-reduce)
+  x1,             // [B, H] residual after attention
+  ffn_part,       // [B, H] this rank's FFN partial sum
+  gathered,       // [EP, B, H] the EP group's partial sums (EP > 1)
+  router_logits,  // MoE: [B, routed experts]
+  route_expert,   // MoE: [B, top_k] expert ids (int32)
+  route_weight,   // MoE: [B, top_k] routing weights
+  out,            // [B, H] layer output
+};
+constexpr int kNumBuffers = int(Buffer::out) + 1;
+const char* buffer_name(Buffer b);
+
+// Elements of every named buffer a rank's steps use (0: unused), for `batch` requests. The
+// executors allocate exactly these and the memory planners count exactly these.
+struct BufferTable {
+  std::array<int64_t, kNumBuffers> elems{};
+  int64_t operator[](Buffer b) const { return elems[size_t(b)]; }
+  int64_t& operator[](Buffer b) { return elems[size_t(b)]; }
+  int64_t total() const;
+};
+BufferTable activation_buffers(const ModelSpec& model, const RankShard& shard, int batch);
+
+// The partials exchange of one step (a2a, a2a_start, gather_partials), in elements of `send` and
+// `recv`. Packing: from send_offset, for each destination in group order, the O block
+// [batch, heads, dim] then the LSE block [batch, heads] of its head range (relative to this rank's
+// query heads), read from the step's input buffer and part_lse. The collective then moves
+// send_counts[j] elements from send + send_offset + send_displs[j] to peer j, and receives
+// recv_counts[j] from peer j at recv + recv_offset + recv_displs[j] (gather: every rank sends its
+// whole block to `root`, which receives one block per rank; the others receive nothing).
+struct Exchange {
+  std::vector<Range> peer_heads;
+  int64_t dim = 0;  // values per head (the value width)
+  int64_t send_offset = 0, recv_offset = 0;
+  std::vector<int64_t> send_counts, send_displs, recv_counts, recv_displs;
+  int root = -1;  // gather: the receiving group rank (-1: all-to-all)
+};
+
+// One block of received partials that the combine reads in place: `parts` partials of `rows` rows
+// of `dim` values; part i's rows at recv + o_offset + i * part_stride, its LSE at
+// recv + lse_offset + i * part_stride; the combined rows go to combined + out_offset.
+struct CombineBlock {
+  int parts = 1;
+  int64_t rows = 0, dim = 0;
+  int64_t o_offset = 0, lse_offset = 0, part_stride = 0, out_offset = 0;
+};
+
 struct Step {
-  Op op;
-  Phase phase;
+  Step() = default;
+  Step(Op o, Phase ph, Group g, int c, Range b, Work w)
+      : op(o), phase(ph), group(g), chunk(c), batch(b), work(w) {}
+
+  Op op = Op::attn_prologue;
+  Phase phase = Phase::qkv;
   Group group = Group::none;
   int chunk = -1;  // HOP-B chunk index (-1: whole batch)
   Range batch;     // requests the step covers
   Work work;
+  Buffer input = Buffer::none;  // o_proj, the exchanges and ffn_reduce: the buffer they read
+  int parts = 1;                // ffn_reduce: partial sums added (EP)
+  int64_t kv_tokens = 0;        // attention: tokens of this rank's KV shard it reads
+  int64_t append_index = -1;    // kv_append: cache index of the new token (-1: another rank's)
+  Exchange exchange;            // a2a, a2a_start, gather_partials
+  std::vector<CombineBlock> combine_blocks;  // combine
 };
 
-// What one rank owns in a layout.
-struct RankPlan {
-  int rank = 0;
-  LayoutParams layout;
-  LayerKind layer = LayerKind::dense;
-  // Attention coordinates: rank = k * TPA + t (tp: k = 0, t = rank).
-  int k = 0, t = 0;
-  Range kv_heads;            // KV heads whose cache this rank holds
-  Range q_heads;             // query heads it attends for
-  Range o_heads;             // heads whose combined output it projects (empty: none)
-  BlockPlacement placement;  // token placement over the KVP group (tp: one rank holds all)
-  // FFN coordinates: index g in the FFN group = e * TPF + f.
-  bool in_ffn = false;
-  int g = 0, e = 0, f = 0;
-  Range dense_cols;   // dense FFN columns (dense layers)
-  Range experts;      // routed experts held (MoE layers)
-  Range expert_cols;  // columns of each held expert
-  Range shared_cols;  // columns of the shared experts, concatenated into one FFN
-
-  // Tokens of the first `positions` cached positions that live on this rank.
-  int64_t local_tokens(int64_t positions) const { return placement.count(positions, k); }
-  bool owns_position(int64_t pos) const { return placement.owner(pos) == k; }
+// One rank's schedule of one decode step: the new token of every request is at `position` (its
+// K/V appended there, RoPE at that position; attention reads position + 1 tokens).
+struct Schedule {
+  int batch = 0;
+  int64_t position = 0;
+  std::vector<Step> steps;
+  BufferTable buffers;
 };
-
-RankPlan plan_rank(const ModelSpec& model, LayerKind layer, const LayoutParams& layout, int rank);
-
-// Owned-head (o_heads) ranges of every peer of `plan`'s KVP group, in KVP order, relative to
-// `plan`'s query heads: the head blocks of its attention partials that go to each peer.
-std::vector<Range> peer_head_ranges(const ModelSpec& model, const RankPlan& plan);
-
-// World ranks of `group` as seen from `rank`, in group-rank order; empty when the rank is not in
-// the group (non-FFN ranks of the kvp layout for ffn/tpf/ep).
-std::vector<int> group_members(const LayoutParams& layout, Group group, int rank);
 
 // Batch chunks of HOP-B (balanced contiguous ranges of requests).
 std::vector<Range> batch_chunks(int batch, int chunks);
 
-// The schedule of one decode step of one layer on `plan.rank`, for `batch` requests whose caches
-// hold `seq_len` tokens before the step (attention reads seq_len + 1 tokens).
-std::vector<Step> build_schedule(const ModelSpec& model, const RankPlan& plan, int batch,
-                                 int64_t seq_len);
+// The schedule of one decode step of one layer on `shard.rank`, for `batch` requests whose caches
+// hold `seq_len` tokens before the step (the new token at position seq_len).
+Schedule build_schedule(const ModelSpec& model, const RankShard& shard, int batch, int64_t seq_len);
 
 }  // namespace helix

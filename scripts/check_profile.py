@@ -5,7 +5,7 @@ the GPU telemetry of a CUDA-backend trace.
   check_profile.py nvtx NVTX_SUM.csv TRACE.h5
       `nsys stats --report nvtx_sum --format csv` of a --profile-once run against a decode trace
       of the same runs: every phase with time in the trace has an NVTX range of its name, and
-      every range is a phase, `step` or `step_without_collectives`.
+      every range is a phase or `step`.
   check_profile.py ncu PHASE=NCU.csv [PHASE=NCU.csv ...]
       `ncu --csv` reports, each made with --nvtx-include "step/PHASE/": every report profiled at
       least one kernel, no two phases selected the same set of kernels, and the decode attention
@@ -23,7 +23,7 @@ import sys
 import h5py
 import numpy as np
 
-EXTRA_RANGES = {"step", "step_without_collectives"}
+EXTRA_RANGES = {"step"}
 
 
 def read_csv(path):

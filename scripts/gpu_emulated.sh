@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # On one GPU: emulated traces of one layer of llama-3.1-405b and of deepseek-r1 (a MoE layer) for
 # the four layouts at N = 8, 16, 32 and 64, S = 128K and 1M, B = 1, 8 and 32. Every compute phase
-# runs at the shard shapes of rank 0 of the N-rank layout; communication is priced from the link
-# figures (--link-gbps, --link-latency-us). Each file also holds the read-only stream ceiling
-# measured in the same job. Runs that do not fit are refused by the memory planner and recorded.
+# runs at the shard shapes of rank 0 of the N-rank layout; every collective takes, on the GPU, the
+# time the cost model prices it at from a hardware profile (default gb200-nvl72: 900 GB/s, 3 us;
+# --hardware PROFILE and --link-gbps / --link-latency-us among the extra options change it; the
+# traces of results/emulated were taken at 900 GB/s and 5 us: --link-latency-us 5). Each file
+# also holds the read-only stream ceiling measured in the same job. Runs that do not fit are
+# refused by the memory planner and recorded.
 # Usage: scripts/gpu_emulated.sh OUTDIR [extra decode options]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

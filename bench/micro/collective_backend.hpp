@@ -14,22 +14,22 @@
 #include <string>
 
 #include "bench/micro/micro_backend.hpp"
+#include "common/collective.hpp"
+#include "common/dtype.hpp"
 
 namespace helix::micro {
 
-enum class DType { f32, bf16, i32 };
-const char* dtype_name(DType t);  // "float", "bfloat16", "int32" (the nccl-tests names)
-int64_t dtype_bytes(DType t);
-// Parses "float"/"f32"/"fp32", "bfloat16"/"bf16", "int32"/"i32"; throws UsageError naming option.
-DType parse_dtype(const std::string& text, const std::string& option);
+// Element types of the collectives: fp32, bf16, int32. Parses a name or alias (common/dtype.hpp);
+// throws UsageError naming `option` for any other type.
+DType parse_element_type(const std::string& text, const std::string& option);
+// One of kMeasuredCollectives by name ('-' accepted for '_'); throws UsageError naming `option`.
+Collective parse_measured_collective(const std::string& text, const std::string& option);
+// Bytes of one element of a collective's type.
+inline int64_t elem_bytes(DType t) {
+  return int64_t(dtype_bytes(t));
+}
 
-enum class Coll { all_reduce, all_gather, reduce_scatter, all_to_all, send_recv };
-constexpr int kNumColls = 5;
-const char* coll_name(Coll c);  // "all_reduce", "all_gather", ...
-// Parses a name as coll_name prints it (also with '-' for '_'); throws UsageError naming option.
-Coll parse_coll(const std::string& text, const std::string& option);
-
-class CollectiveBackend {
+class CollectiveBackend : public virtual MemorySpace {
  public:
   virtual ~CollectiveBackend() = default;
 
@@ -41,9 +41,6 @@ class CollectiveBackend {
   virtual bool link_representative() const = 0;
   virtual bool supports(DType t) const = 0;
 
-  virtual std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) = 0;
-  virtual void upload(DeviceBuffer& dst, const void* host, int64_t bytes) = 0;
-  virtual void download(const DeviceBuffer& src, void* host, int64_t bytes) = 0;
   // Host barrier of every rank of the group (never inside a timed region).
   virtual void barrier() = 0;
   // Microseconds one call of `launch` takes, completion included.

@@ -4,67 +4,54 @@
 #include <cmath>
 #include <cstring>
 
-#include "bench/cli_util.hpp"
+#include "bench/commands/cli_util.hpp"
 #include "comm/error.hpp"
 #include "kernels/rng.hpp"
 
 namespace helix::micro {
 
-double busbw_factor(Coll c, int n) {
-  const double nn = n;
-  switch (c) {
-    case Coll::all_reduce:
-      return 2.0 * (nn - 1) / nn;
-    case Coll::all_gather:
-    case Coll::reduce_scatter:
-    case Coll::all_to_all:
-      return (nn - 1) / nn;
-    case Coll::send_recv:
-      return 1.0;
-  }
-  return 1.0;
-}
-
 double algbw_gbps(double size_bytes, double time_us) {
   return time_us > 0 ? size_bytes / (time_us * 1e3) : 0.0;  // bytes / us / 1e3 = GB/s
 }
 
-double busbw_gbps(Coll c, int n, double size_bytes, double time_us) {
+double busbw_gbps(Collective c, int n, double size_bytes, double time_us) {
   return algbw_gbps(size_bytes, time_us) * busbw_factor(c, n);
 }
 
 namespace {
 // Whether S spans every rank's block (S = n * count elements) or one buffer (S = count).
-bool size_is_per_group(Coll c) {
-  return c == Coll::all_gather || c == Coll::reduce_scatter || c == Coll::all_to_all;
+bool size_is_per_group(Collective c) {
+  return c == Collective::all_gather || c == Collective::reduce_scatter ||
+         c == Collective::all_to_all;
 }
 }  // namespace
 
-int64_t op_count_for_size(Coll c, int n, int64_t size_bytes, DType t) {
-  const int64_t elems = size_bytes / dtype_bytes(t);
+int64_t op_count_for_size(Collective c, int n, int64_t size_bytes, DType t) {
+  const int64_t elems = size_bytes / elem_bytes(t);
   if (!size_is_per_group(c)) return elems;
-  const int64_t align = std::max<int64_t>(1, 16 / dtype_bytes(t));  // whole 16-byte blocks
+  const int64_t align = std::max<int64_t>(1, 16 / elem_bytes(t));  // whole 16-byte blocks
   return elems / n / align * align;
 }
 
-int64_t size_for_op_count(Coll c, int n, int64_t op_count, DType t) {
-  return (size_is_per_group(c) ? op_count * n : op_count) * dtype_bytes(t);
+int64_t size_for_op_count(Collective c, int n, int64_t op_count, DType t) {
+  return (size_is_per_group(c) ? op_count * n : op_count) * elem_bytes(t);
 }
 
-int64_t send_elems(Coll c, int n, int64_t op_count) {
-  return c == Coll::reduce_scatter || c == Coll::all_to_all ? op_count * n : op_count;
+int64_t send_elems(Collective c, int n, int64_t op_count) {
+  return c == Collective::reduce_scatter || c == Collective::all_to_all ? op_count * n : op_count;
 }
 
-int64_t recv_elems(Coll c, int n, int64_t op_count) {
-  return c == Coll::all_gather || c == Coll::all_to_all ? op_count * n : op_count;
+int64_t recv_elems(Collective c, int n, int64_t op_count) {
+  return c == Collective::all_gather || c == Collective::all_to_all ? op_count * n : op_count;
 }
 
-bool in_place_checked(Coll c) {
-  return c == Coll::all_reduce || c == Coll::all_gather || c == Coll::reduce_scatter;
+bool in_place_checked(Collective c) {
+  return c == Collective::all_reduce || c == Collective::all_gather ||
+         c == Collective::reduce_scatter;
 }
 
-const char* redop_name(Coll c) {
-  return c == Coll::all_gather || c == Coll::all_to_all ? "none" : "sum";
+const char* redop_name(Collective c) {
+  return c == Collective::all_gather || c == Collective::all_to_all ? "none" : "sum";
 }
 
 std::vector<int64_t> size_sweep(int64_t min_bytes, int64_t max_bytes, int64_t factor) {
@@ -83,10 +70,10 @@ double pattern_value(int rank, int64_t index) {
 
 void encode(DType t, double v, void* host, int64_t i) {
   switch (t) {
-    case DType::f32:
+    case DType::fp32:
       static_cast<float*>(host)[i] = float(v);
       break;
-    case DType::i32:
+    case DType::int32:
       static_cast<int32_t*>(host)[i] = int32_t(v);
       break;
     case DType::bf16: {
@@ -97,14 +84,16 @@ void encode(DType t, double v, void* host, int64_t i) {
       static_cast<uint16_t*>(host)[i] = uint16_t(bits >> 16);
       break;
     }
+    default:
+      fatal(std::string("collective element type ") + to_string(t) + " is not measured");
   }
 }
 
 double decode(DType t, const void* host, int64_t i) {
   switch (t) {
-    case DType::f32:
+    case DType::fp32:
       return static_cast<const float*>(host)[i];
-    case DType::i32:
+    case DType::int32:
       return static_cast<const int32_t*>(host)[i];
     case DType::bf16: {
       const uint32_t bits = uint32_t(static_cast<const uint16_t*>(host)[i]) << 16;
@@ -112,44 +101,49 @@ double decode(DType t, const void* host, int64_t i) {
       std::memcpy(&f, &bits, 4);
       return f;
     }
+    default:
+      break;
   }
   return NAN;
 }
 
 // Every collective sends element j of its send buffer as pattern_value(rank, j); the expected
 // results below follow from each collective's definition.
-void fill_send_pattern(Coll c, DType t, int rank, int n, int64_t op_count, void* host_send) {
+void fill_send_pattern(Collective c, DType t, int rank, int n, int64_t op_count, void* host_send) {
   const int64_t m = send_elems(c, n, op_count);
   for (int64_t j = 0; j < m; ++j) encode(t, pattern_value(rank, j), host_send, j);
 }
 
 namespace {
 
-double expected_value(Coll c, int rank, int n, int64_t count, int64_t i) {
+double expected_value(Collective c, int rank, int n, int64_t count, int64_t i) {
   switch (c) {
-    case Coll::all_reduce: {
+    case Collective::all_reduce: {
       double s = 0;
       for (int r = 0; r < n; ++r) s += pattern_value(r, i);
       return s;
     }
-    case Coll::all_gather:  // block r comes from rank r's element i % count
+    case Collective::all_gather:  // block r comes from rank r's element i % count
       return pattern_value(int(i / count), i % count);
-    case Coll::reduce_scatter: {  // sum over ranks of their block `rank`
+    case Collective::reduce_scatter: {  // sum over ranks of their block `rank`
       double s = 0;
       for (int r = 0; r < n; ++r) s += pattern_value(r, rank * count + i);
       return s;
     }
-    case Coll::all_to_all:  // block p comes from rank p's block `rank`
+    case Collective::all_to_all:  // block p comes from rank p's block `rank`
       return pattern_value(int(i / count), rank * count + i % count);
-    case Coll::send_recv:
+    case Collective::send_recv:
       return pattern_value((rank + n - 1) % n, i);
+    default:  // not one of kMeasuredCollectives
+      break;
   }
   return NAN;
 }
 
 }  // namespace
 
-int64_t count_wrong(Coll c, DType t, int rank, int n, int64_t op_count, const void* host_recv) {
+int64_t count_wrong(Collective c, DType t, int rank, int n, int64_t op_count,
+                    const void* host_recv) {
   int64_t wrong = 0;
   const int64_t m = recv_elems(c, n, op_count);
   for (int64_t i = 0; i < m; ++i)
@@ -159,11 +153,11 @@ int64_t count_wrong(Coll c, DType t, int rank, int n, int64_t op_count, const vo
 
 // ---------------------------------------------------------------------------------------------
 
-PreparedCollective::PreparedCollective(CollectiveBackend& cb, Coll c, DType t, int64_t op_count,
-                                       bool in_place)
+PreparedCollective::PreparedCollective(CollectiveBackend& cb, Collective c, DType t,
+                                       int64_t op_count, bool in_place)
     : cb_(cb), c_(c), t_(t), count_(op_count), in_place_(in_place) {
   const int n = cb.size();
-  const int64_t es = dtype_bytes(t);
+  const int64_t es = elem_bytes(t);
   if (in_place_) {
     a_ = cb.allocate(std::max(send_elems(c, n, op_count), recv_elems(c, n, op_count)) * es);
   } else {
@@ -174,35 +168,37 @@ PreparedCollective::PreparedCollective(CollectiveBackend& cb, Coll c, DType t, i
 
 const void* PreparedCollective::send_ptr() const {
   const char* base = static_cast<const char*>(a_->data());
-  if (in_place_ && c_ == Coll::all_gather) return base + cb_.rank() * count_ * dtype_bytes(t_);
+  if (in_place_ && c_ == Collective::all_gather) return base + cb_.rank() * count_ * elem_bytes(t_);
   return base;
 }
 
 void* PreparedCollective::recv_ptr() {
   if (!in_place_) return b_->data();
   char* base = static_cast<char*>(a_->data());
-  if (c_ == Coll::reduce_scatter) return base + cb_.rank() * count_ * dtype_bytes(t_);
+  if (c_ == Collective::reduce_scatter) return base + cb_.rank() * count_ * elem_bytes(t_);
   return base;
 }
 
 void PreparedCollective::launch() {
   const int n = cb_.size(), r = cb_.rank();
   switch (c_) {
-    case Coll::all_reduce:
+    case Collective::all_reduce:
       cb_.all_reduce(send_ptr(), recv_ptr(), count_, t_);
       break;
-    case Coll::all_gather:
+    case Collective::all_gather:
       cb_.all_gather(send_ptr(), recv_ptr(), count_, t_);
       break;
-    case Coll::reduce_scatter:
+    case Collective::reduce_scatter:
       cb_.reduce_scatter(send_ptr(), recv_ptr(), count_, t_);
       break;
-    case Coll::all_to_all:
+    case Collective::all_to_all:
       cb_.all_to_all(send_ptr(), recv_ptr(), count_, t_);
       break;
-    case Coll::send_recv:
+    case Collective::send_recv:
       cb_.send_recv(send_ptr(), recv_ptr(), count_, t_, (r + 1) % n, (r + n - 1) % n);
       break;
+    default:
+      fatal(std::string("helix-micro does not measure ") + to_string(c_));
   }
 }
 
@@ -213,7 +209,7 @@ double PreparedCollective::time_once_us() {
 int64_t PreparedCollective::check() {
   if (in_place_ && !in_place_checked(c_)) return -1;
   const int n = cb_.size(), r = cb_.rank();
-  const int64_t es = dtype_bytes(t_);
+  const int64_t es = elem_bytes(t_);
   const int64_t ns = send_elems(c_, n, count_), nr = recv_elems(c_, n, count_);
   constexpr double kSentinel = -1000.0;  // never a valid result (|results| <= 8 * ranks)
   std::vector<unsigned char> send(size_t(ns * es)), recv(size_t(nr * es));
@@ -223,7 +219,7 @@ int64_t PreparedCollective::check() {
     const int64_t total = a_->bytes() / es;
     std::vector<unsigned char> init(size_t(total * es));
     for (int64_t j = 0; j < total; ++j) encode(t_, kSentinel, init.data(), j);
-    const int64_t off = c_ == Coll::all_gather ? r * count_ : 0;
+    const int64_t off = c_ == Collective::all_gather ? r * count_ : 0;
     std::memcpy(init.data() + off * es, send.data(), size_t(ns * es));
     cb_.upload(*a_, init.data(), a_->bytes());
   } else {
@@ -235,7 +231,7 @@ int64_t PreparedCollective::check() {
   if (in_place_) {
     std::vector<unsigned char> all(size_t(a_->bytes()));
     cb_.download(*a_, all.data(), a_->bytes());
-    const int64_t off = c_ == Coll::reduce_scatter ? r * count_ : 0;
+    const int64_t off = c_ == Collective::reduce_scatter ? r * count_ : 0;
     std::memcpy(recv.data(), all.data() + off * es, size_t(nr * es));
   } else {
     cb_.download(*b_, recv.data(), nr * es);
@@ -263,7 +259,7 @@ void finish(CollResult& r) {
   r.busbw_gbps = busbw_gbps(r.coll, r.group_size, double(r.size_bytes), r.time_us_median);
 }
 
-CollResult measure_collective(CollectiveBackend& cb, MPI_Comm comm, Coll c, DType t,
+CollResult measure_collective(CollectiveBackend& cb, MPI_Comm comm, Collective c, DType t,
                               int64_t size_bytes, bool in_place, int warmup, int iters) {
   CollResult r;
   r.coll = c;
@@ -293,9 +289,9 @@ std::string nccl_tests_number(double value, int width) {
   return std::string(buf).substr(0, size_t(width));
 }
 
-void print_collective_table(std::FILE* f, Coll c, int n, const std::string& backend,
+void print_collective_table(std::FILE* f, Collective c, int n, const std::string& backend,
                             const std::vector<CollResult>& results) {
-  std::fprintf(f, "# helix-micro collective %s: %d ranks, %s, busbw factor %.4g\n", coll_name(c), n,
+  std::fprintf(f, "# helix-micro collective %s: %d ranks, %s, busbw factor %.4g\n", to_string(c), n,
                backend.c_str(), busbw_factor(c, n));
   // The three header lines of nccl-tests without per-iteration columns or timestamps (their
   // trailing "%*s" prints nothing then, after one space).
@@ -327,7 +323,7 @@ void print_collective_table(std::FILE* f, Coll c, int n, const std::string& back
     for (const CollResult& q : results)
       if (q.coll == c && q.in_place && q.size_bytes == o.size_bytes) ip = &q;
     std::fprintf(f, "%12lld  %12lld  %8s  %6s  %6i", static_cast<long long>(o.size_bytes),
-                 static_cast<long long>(o.count), dtype_name(o.dtype), redop_name(c), -1);
+                 static_cast<long long>(o.count), nccl_tests_name(o.dtype), redop_name(c), -1);
     for (const CollResult* r : {&o, ip}) {
       if (!r) continue;
       body(*r);

@@ -22,28 +22,30 @@
 
 namespace helix::micro {
 
+HostBuffer::HostBuffer(int64_t bytes) : bytes_(bytes) {
+  constexpr int64_t kAlign = 64;
+  const int64_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  ptr_ = std::aligned_alloc(size_t(kAlign), size_t(rounded > 0 ? rounded : kAlign));
+  HELIX_CHECK(ptr_ != nullptr, "cannot allocate " + std::to_string(bytes) + " bytes");
+}
+
+HostBuffer::~HostBuffer() {
+  std::free(ptr_);
+}
+
+std::unique_ptr<Buffer> HostMemory::allocate(int64_t bytes) {
+  return std::make_unique<HostBuffer>(bytes);
+}
+
+void HostMemory::upload(Buffer& dst, const void* host, int64_t bytes) {
+  std::memcpy(dst.data(), host, size_t(bytes));
+}
+
+void HostMemory::download(const Buffer& src, void* host, int64_t bytes) {
+  std::memcpy(host, src.data(), size_t(bytes));
+}
+
 namespace {
-
-constexpr int64_t kAlign = 64;
-
-class HostBuffer final : public DeviceBuffer {
- public:
-  explicit HostBuffer(int64_t bytes) : bytes_(bytes) {
-    const int64_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-    ptr_ = std::aligned_alloc(size_t(kAlign), size_t(rounded > 0 ? rounded : kAlign));
-    HELIX_CHECK(ptr_ != nullptr, "cannot allocate " + std::to_string(bytes) + " bytes");
-  }
-  ~HostBuffer() override { std::free(ptr_); }
-  HostBuffer(const HostBuffer&) = delete;
-  HostBuffer& operator=(const HostBuffer&) = delete;
-  void* data() override { return ptr_; }
-  const void* data() const override { return ptr_; }
-  int64_t bytes() const override { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  int64_t bytes_ = 0;
-};
 
 // Size of the last-level cache from sysfs (index3 = L3 on x86; the highest index present).
 int64_t host_llc_bytes() {
@@ -68,7 +70,7 @@ float* f32(void* p) {
   return static_cast<float*>(p);
 }
 
-class CpuMicroBackend final : public MicroBackend {
+class CpuMicroBackend final : public MicroBackend, public HostMemory {
  public:
   std::string name() const override { return "cpu"; }
   std::string device_description() const override { return "cpu"; }
@@ -79,17 +81,7 @@ class CpuMicroBackend final : public MicroBackend {
   }
   int64_t cache_bytes() const override { return llc_; }
 
-  std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) override {
-    return std::make_unique<HostBuffer>(bytes);
-  }
-  void upload(DeviceBuffer& dst, const void* host, int64_t bytes) override {
-    std::memcpy(dst.data(), host, size_t(bytes));
-  }
-  void download(const DeviceBuffer& src, void* host, int64_t bytes) override {
-    std::memcpy(host, src.data(), size_t(bytes));
-  }
-
-  void fill_random(DeviceBuffer& buf, Elem, uint64_t seed) override {
+  void fill_random(Buffer& buf, Elem, uint64_t seed) override {
     float* p = f32(buf.data());
     const int64_t n = buf.bytes() / 4;
     const uint64_t key = mix64(seed ^ 0x6d6963726f000000ull);
@@ -163,8 +155,8 @@ class CpuMicroBackend final : public MicroBackend {
 
   void gemm(const GemmShape& s, const void* x, const void* w, void* y) override {
     for (int64_t b = 0; b < s.batch; ++b)
-      cpu::gemm(f32(x) + b * s.m * s.k, s.k, f32(w) + b * s.k * s.n, s.n, f32(y) + b * s.m * s.n,
-                s.n, s.m, s.k, s.n, false);
+      cpu::gemm(f32(x) + b * s.stride_x, s.ldx, f32(w) + b * s.stride_w, s.ldw,
+                f32(y) + b * s.stride_y, s.ldy, s.m, s.k, s.n, false);
   }
 
   int64_t moe_scratch_bytes(const MoeShape& s) const override {

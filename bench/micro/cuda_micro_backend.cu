@@ -19,9 +19,10 @@
 #include "bench/micro/gpu_buffer.hpp"
 #include "bench/micro/micro_backend.hpp"
 #include "comm/cuda_check.hpp"
-#include "comm/device_comm.hpp"
+#include "comm/cuda_timer.hpp"
 #include "comm/error.hpp"
 #include "comm/gpu_select.hpp"
+#include "comm/nccl_comm.hpp"
 #include "kernels/copy_segments_cuda.hpp"
 #include "kernels/cuda_kernels.hpp"
 #include "kernels/gemm_cuda.hpp"
@@ -35,10 +36,12 @@ using cuda::bf16;
 
 constexpr int64_t kHoldNs = 50000;  // 50 us: more than the host needs to enqueue one launch
 
+constexpr const char* kWho = "helix-micro (cuda)";
+constexpr const char* kHint =
+    "use fewer ranks per GPU, a smaller --stream-bytes, or --max-kv-bytes / --max-weight-bytes";
+
 std::unique_ptr<GpuBuffer> cuda_buffer(int64_t bytes) {
-  return std::make_unique<GpuBuffer>(bytes, "helix-micro (cuda)",
-                                     "use fewer ranks per GPU, a smaller --stream-bytes, or "
-                                     "--max-kv-bytes / --max-weight-bytes");
+  return std::make_unique<GpuBuffer>(bytes, kWho, kHint);
 }
 
 // Byte offsets of the MoE scratch: gate and up outputs (fp32), the activation (bf16), each
@@ -57,9 +60,9 @@ MoeScratch moe_scratch(const MoeShape& s) {
   return m;
 }
 
-class CudaMicroBackend final : public MicroBackend {
+class CudaMicroBackend final : public MicroBackend, public DeviceMemory {
  public:
-  CudaMicroBackend() {
+  CudaMicroBackend() : DeviceMemory(kWho, kHint) {
     cuda::check_attention_variant_env();
     int init = 0;
     HELIX_MPI_CHECK(MPI_Initialized(&init));
@@ -71,7 +74,7 @@ class CudaMicroBackend final : public MicroBackend {
     HELIX_CUDA_CHECK(cudaFree(nullptr));  // create the context now
     cudaDeviceProp prop{};
     HELIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
-    desc_ = "cuda:" + std::to_string(device_) + " " + prop.name + " bus " + gpu.bus_id;
+    desc_ = describe_gpu(gpu);
     memory_ = int64_t(prop.totalGlobalMem);
     int l2 = 0;
     HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device_));
@@ -82,8 +85,7 @@ class CudaMicroBackend final : public MicroBackend {
                      ? " (GPU shared with other ranks of this node: kernel timings interfere)"
                      : "");
     HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    HELIX_CUDA_CHECK(cudaEventCreate(&start_));
-    HELIX_CUDA_CHECK(cudaEventCreate(&stop_));
+    copy_stream_ = stream_;
     gemm_ = std::make_unique<cuda::Gemm>();
   }
 
@@ -91,8 +93,6 @@ class CudaMicroBackend final : public MicroBackend {
     cudaStreamSynchronize(stream_);
     workspaces_.clear();
     gemm_.reset();
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
     cudaStreamDestroy(stream_);
   }
   CudaMicroBackend(const CudaMicroBackend&) = delete;
@@ -101,28 +101,14 @@ class CudaMicroBackend final : public MicroBackend {
   std::string name() const override { return "cuda"; }
   std::string device_description() const override { return desc_; }
   std::string cuda_version() const override { return cuda_versions(); }
-  std::string nccl_version() const override { return NcclWorld::version(); }
+  std::string nccl_version() const override { return NcclComm::version(); }
   std::string storage_dtype() const override { return "bf16"; }
   int64_t storage_bytes() const override { return 2; }
   int64_t memory_bytes() const override { return memory_; }
   int64_t cache_bytes() const override { return l2_; }
 
-  std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) override { return cuda_buffer(bytes); }
-  void upload(DeviceBuffer& dst, const void* host, int64_t bytes) override {
-    HELIX_CHECK(bytes <= dst.bytes(), "upload larger than the buffer");
-    HELIX_CUDA_CHECK(
-        cudaMemcpyAsync(dst.data(), host, size_t(bytes), cudaMemcpyHostToDevice, stream_));
-    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-  void download(const DeviceBuffer& src, void* host, int64_t bytes) override {
-    HELIX_CHECK(bytes <= src.bytes(), "download larger than the buffer");
-    HELIX_CUDA_CHECK(
-        cudaMemcpyAsync(host, src.data(), size_t(bytes), cudaMemcpyDeviceToHost, stream_));
-    HELIX_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-
   // Counter-based fills of kernels/rng.hpp: uniform in [-1, 1), never zeros.
-  void fill_random(DeviceBuffer& buf, Elem elem, uint64_t seed) override {
+  void fill_random(Buffer& buf, Elem elem, uint64_t seed) override {
     const uint64_t key = mix64(seed ^ 0x6d6963726f000000ull);
     if (elem == Elem::storage) {
       const int64_t n = buf.bytes() / 2;
@@ -140,13 +126,10 @@ class CudaMicroBackend final : public MicroBackend {
   // the host has enqueued the launch (host launch overhead is not counted).
   double time_us(const std::function<void()>& launch) override {
     cuda::hold_stream(kHoldNs, stream_);
-    HELIX_CUDA_CHECK(cudaEventRecord(start_, stream_));
+    timer_.start(stream_);
     launch();
-    HELIX_CUDA_CHECK(cudaEventRecord(stop_, stream_));
-    HELIX_CUDA_CHECK(cudaEventSynchronize(stop_));
-    float ms = 0;
-    HELIX_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
-    return double(ms) * 1e3;
+    timer_.stop(stream_);
+    return timer_.elapsed_us();
   }
 
   void stream_read(const void* buf, int64_t bytes, float* sink) override {
@@ -205,18 +188,8 @@ class CudaMicroBackend final : public MicroBackend {
   }
 
   void gemm(const GemmShape& s, const void* x, const void* w, void* y) override {
-    cuda::GemmShape g;
-    g.m = s.m;
-    g.k = s.k;
-    g.n = s.n;
-    g.ldx = s.k;
-    g.ldw = s.n;
-    g.ldy = s.n;
+    GemmShape g = s;
     g.y_bf16 = true;
-    g.batch = int(s.batch);
-    g.stride_x = s.m * s.k;
-    g.stride_w = s.k * s.n;
-    g.stride_y = s.m * s.n;
     gemm_->run(g, static_cast<const bf16*>(x), static_cast<const bf16*>(w), y, stream_);
   }
 
@@ -237,20 +210,8 @@ class CudaMicroBackend final : public MicroBackend {
     const bf16* wu = static_cast<const bf16*>(w_up);
     const bf16* wd = static_cast<const bf16*>(w_down);
     bf16* yb = static_cast<bf16*>(out);
-    cuda::GemmShape up;
-    up.m = m;
-    up.k = h;
-    up.n = c;
-    up.ldx = h;
-    up.ldw = c;
-    up.ldy = c;
-    cuda::GemmShape down;
-    down.m = m;
-    down.k = c;
-    down.n = h;
-    down.ldx = c;
-    down.ldw = h;
-    down.ldy = h;
+    const GemmShape up = GemmShape::packed(m, h, c);
+    GemmShape down = GemmShape::packed(m, c, h);
     down.y_bf16 = true;
     for (int64_t e = 0; e < s.experts; ++e) {
       const bf16* xe = xb + e * m * h;
@@ -309,7 +270,7 @@ class CudaMicroBackend final : public MicroBackend {
   std::string desc_;
   int64_t memory_ = 0, l2_ = 0;
   cudaStream_t stream_ = nullptr;
-  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+  CudaTimer timer_;
   std::unique_ptr<cuda::Gemm> gemm_;
   std::map<std::tuple<bool, int64_t, int64_t, int64_t, int64_t>, Workspace> workspaces_;
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<GpuBuffer>> pack_tables_;

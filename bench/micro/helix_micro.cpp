@@ -19,14 +19,14 @@
 #include <memory>
 #include <ostream>
 
-#include "bench/cli_util.hpp"
-#include "bench/h5.hpp"
-#include "bench/metadata.hpp"
+#include "bench/commands/cli_util.hpp"
 #include "bench/micro/collectives.hpp"
 #include "bench/micro/kernel_runner.hpp"
 #include "bench/micro/kernel_verify.hpp"
 #include "bench/micro/micro_options.hpp"
 #include "bench/micro/micro_report.hpp"
+#include "bench/trace/h5.hpp"
+#include "bench/trace/metadata.hpp"
 #include "bench/version.hpp"
 #include "comm/error.hpp"
 #include "comm/mpi_comm.hpp"
@@ -59,10 +59,10 @@ struct Context {
   MpiComm* world = nullptr;
   MicroBackend* backend = nullptr;
   CollectiveBackend* comm = nullptr;
-  MicroPlan plan;
+  MicroConfig cfg;
   uint64_t seed = 0;
   double ceiling_gbps = 0;
-  std::vector<KernelCase> cases;
+  std::vector<CasePtr> cases;
   std::vector<KernelResult> kernels;
   std::map<std::string, size_t> kernel_index;
   std::vector<CollResult> colls;
@@ -74,8 +74,8 @@ struct Context {
 // The correctness check of a case (once per verify_key, outside any timed region, every rank on
 // its own device): 1 ok, 0 mismatch on some rank, -1 not checked.
 int verify_once(Context* ctx, const KernelCase& c, uint64_t seed) {
-  if (!ctx->plan.verify || !verifiable(c)) return -1;
-  const std::string key = verify_key(c);
+  if (!ctx->cfg.verify || !verifiable(c)) return -1;
+  const std::string key = c.verify_key();
   auto it = ctx->verified.find(key);
   if (it != ctx->verified.end()) return it->second;
   const VerifyResult v = verify_case(*ctx->backend, c, seed);
@@ -94,19 +94,13 @@ int verify_once(Context* ctx, const KernelCase& c, uint64_t seed) {
 }
 
 void run_kernel(benchmark::State& st, Context* ctx, size_t i) {
-  const KernelCase& c = ctx->cases[i];
+  const KernelCase& c = *ctx->cases[i];
   MicroBackend& b = *ctx->backend;
   const int verified = verify_once(ctx, c, ctx->seed + 104729 + i * 31);
-  const int64_t rotate = c.kind == KernelKind::stream ? 0 : rotate_bytes_for(b);
-  PreparedKernel k(b, c, rotate, ctx->seed + i * 7919);
-  for (int w = 0; w < ctx->plan.warmup; ++w) k.launch();
+  PreparedKernel k(b, c, rotate_bytes_for(c, b), ctx->seed + i * 7919);
+  for (int w = 0; w < ctx->cfg.warmup; ++w) k.launch();
   b.synchronize();
-  KernelResult r;
-  r.name = c.name;
-  r.kernel = kernel_name(c.kind);
-  r.shape = c.shape;
-  r.bytes = case_bytes(c, b.storage_bytes());
-  r.flops = case_flops(c);
+  KernelResult r = kernel_result(c, b);
   r.verified = verified;
   for (auto _ : st) {
     const double us = timed_iteration_us([&] { return k.time_once_us(); }, ctx->world->raw());
@@ -130,19 +124,20 @@ void run_kernel(benchmark::State& st, Context* ctx, size_t i) {
   }
 }
 
-void run_collective(benchmark::State& st, Context* ctx, Coll c, int64_t op_count, bool in_place) {
+void run_collective(benchmark::State& st, Context* ctx, Collective c, int64_t op_count,
+                    bool in_place) {
   CollectiveBackend& cb = *ctx->comm;
   const MPI_Comm comm = ctx->world->raw();
   CollResult r;
   r.coll = c;
-  r.dtype = ctx->plan.dtype;
+  r.dtype = ctx->cfg.dtype;
   r.group_size = cb.size();
   r.in_place = in_place;
   r.size_bytes = size_for_op_count(c, cb.size(), op_count, r.dtype);
   r.count = op_count;
   PreparedCollective pc(cb, c, r.dtype, op_count, in_place);
   r.wrong = checked_wrong(pc, comm);
-  for (int w = 0; w < ctx->plan.warmup; ++w) pc.launch();
+  for (int w = 0; w < ctx->cfg.warmup; ++w) pc.launch();
   for (auto _ : st) {
     const double us = timed_iteration_us([&] { return pc.time_once_us(); }, comm);
     st.SetIterationTime(us * 1e-6);
@@ -156,7 +151,7 @@ void run_collective(benchmark::State& st, Context* ctx, Coll c, int64_t op_count
   st.counters["wrong"] = double(r.wrong);
   if (ctx->world->rank() != 0) return;
   const std::string key =
-      std::string(coll_name(c)) + "/" + std::to_string(r.size_bytes) + (in_place ? "/ip" : "/oop");
+      std::string(to_string(c)) + "/" + std::to_string(r.size_bytes) + (in_place ? "/ip" : "/oop");
   auto it = ctx->coll_index.find(key);
   if (it == ctx->coll_index.end()) {
     ctx->coll_index.emplace(key, ctx->colls.size());
@@ -261,11 +256,11 @@ int run(int argc, char** argv) {
   std::unique_ptr<CollectiveBackend> comm;
   try {
     backend = make_micro_backend(opt.backend);
-    ctx.plan = resolve_micro_options(opt, backend->storage_bytes());
-    ctx.cases = make_kernel_cases(ctx.plan.cases);
+    ctx.cfg = resolve_micro_options(opt, backend->storage_bytes());
+    ctx.cases = make_kernel_cases(ctx.cfg.cases);
     comm = make_collective_backend(opt.backend, world.raw());
-    if (!comm->supports(ctx.plan.dtype))
-      throw UsageError(std::string("--dtype: ") + dtype_name(ctx.plan.dtype) +
+    if (!comm->supports(ctx.cfg.dtype))
+      throw UsageError(std::string("--dtype: ") + nccl_tests_name(ctx.cfg.dtype) +
                        " is not supported by the " + comm->name() + " collectives");
     int ok = 1;
     std::string why;
@@ -294,9 +289,9 @@ int run(int argc, char** argv) {
   env.nccl_version = backend->nccl_version();
 
   // The ceiling first, with every rank reading at once (as every kernel below runs).
-  const KernelCase stream = stream_case(ctx.plan.stream_bytes);
+  const CasePtr stream = stream_case(ctx.cfg.stream_bytes);
   const KernelResult ceiling =
-      measure_kernel(*backend, world.raw(), stream, ctx.plan.warmup, ctx.plan.iters, 0.0, opt.seed);
+      measure_kernel(*backend, world.raw(), *stream, ctx.cfg.warmup, ctx.cfg.iters, 0.0, opt.seed);
   ctx.ceiling_gbps = ceiling.gbps;
   if (root) {
     std::printf("helix-micro: backend %s (%s storage), collectives %s, %d ranks\n",
@@ -305,7 +300,7 @@ int run(int argc, char** argv) {
     std::printf(
         "ceiling: read-only stream over %s per rank, every rank at once: %.2f GB/s "
         "(median of %d)\n",
-        format_bytes(double(ctx.plan.stream_bytes)).c_str(), ctx.ceiling_gbps, ctx.plan.iters);
+        format_bytes(double(ctx.cfg.stream_bytes)).c_str(), ctx.ceiling_gbps, ctx.cfg.iters);
     std::fflush(stdout);
   }
   benchmark::AddCustomContext("helix_backend", backend->name());
@@ -317,29 +312,29 @@ int run(int argc, char** argv) {
 
   ctx.cases.insert(ctx.cases.begin(), stream);
   for (size_t i = 0; i < ctx.cases.size(); ++i)
-    benchmark::RegisterBenchmark(ctx.cases[i].name.c_str(),
+    benchmark::RegisterBenchmark(ctx.cases[i]->name.c_str(),
                                  [&ctx, i](benchmark::State& st) { run_kernel(st, &ctx, i); })
         ->UseManualTime()
-        ->Iterations(ctx.plan.iters)
+        ->Iterations(ctx.cfg.iters)
         ->Unit(benchmark::kMicrosecond);
   const int n = world.size();
-  for (Coll c : ctx.plan.colls)
+  for (Collective c : ctx.cfg.colls)
     for (int in_place = 0; in_place < 2; ++in_place) {
       int64_t last = -1;
-      for (int64_t s : ctx.plan.sizes) {
-        const int64_t count = op_count_for_size(c, n, s, ctx.plan.dtype);
+      for (int64_t s : ctx.cfg.sizes) {
+        const int64_t count = op_count_for_size(c, n, s, ctx.cfg.dtype);
         if (count == 0 || count == last) continue;
         last = count;
-        const int64_t size = size_for_op_count(c, n, count, ctx.plan.dtype);
-        const std::string name = std::string("coll/") + coll_name(c) + "/" +
-                                 dtype_name(ctx.plan.dtype) + (in_place ? "/ip/" : "/oop/") +
+        const int64_t size = size_for_op_count(c, n, count, ctx.cfg.dtype);
+        const std::string name = std::string("coll/") + to_string(c) + "/" +
+                                 nccl_tests_name(ctx.cfg.dtype) + (in_place ? "/ip/" : "/oop/") +
                                  std::to_string(size) + "B";
         benchmark::RegisterBenchmark(name.c_str(),
                                      [&ctx, c, count, in_place](benchmark::State& st) {
                                        run_collective(st, &ctx, c, count, in_place != 0);
                                      })
             ->UseManualTime()
-            ->Iterations(ctx.plan.coll_iters)
+            ->Iterations(ctx.cfg.coll_iters)
             ->Unit(benchmark::kMicrosecond);
       }
     }
@@ -357,7 +352,7 @@ int run(int argc, char** argv) {
 
   int64_t wrong = 0;
   if (root) {
-    for (Coll c : ctx.plan.colls) {
+    for (Collective c : ctx.cfg.colls) {
       const bool any = std::any_of(ctx.colls.begin(), ctx.colls.end(),
                                    [c](const CollResult& r) { return r.coll == c && !r.in_place; });
       if (any) print_collective_table(stdout, c, n, comm->name(), ctx.colls);
@@ -375,10 +370,10 @@ int run(int argc, char** argv) {
       rep.comm_backend = comm->name();
       rep.link_representative = comm->link_representative();
       rep.ceiling_gbps = ctx.ceiling_gbps;
-      rep.stream_bytes = ctx.plan.stream_bytes;
-      rep.kernel_iters = ctx.plan.iters;
-      rep.coll_iters = ctx.plan.coll_iters;
-      rep.warmup = ctx.plan.warmup;
+      rep.stream_bytes = ctx.cfg.stream_bytes;
+      rep.kernel_iters = ctx.cfg.iters;
+      rep.coll_iters = ctx.cfg.coll_iters;
+      rep.warmup = ctx.cfg.warmup;
       rep.kernels = ctx.kernels;
       rep.collectives = ctx.colls;
       write_micro_trace(opt.out, env, rep);
@@ -387,7 +382,7 @@ int run(int argc, char** argv) {
     std::fflush(stdout);
   }
   HELIX_MPI_CHECK(MPI_Bcast(&wrong, 1, MPI_INT64_T, 0, world.raw()));
-  if (root && ctx.plan.verify)
+  if (root && ctx.cfg.verify)
     std::printf("# verification against the CPU reference: %d of %d checked shapes failed%s\n",
                 ctx.verify_failures, int(ctx.verified.size()),
                 ctx.verify_failures ? " (exit code 3)" : "");

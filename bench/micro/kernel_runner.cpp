@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "bench/cli_util.hpp"
+#include "bench/commands/cli_util.hpp"
 #include "bench/micro/collectives.hpp"
 
 namespace helix::micro {
@@ -10,19 +10,19 @@ namespace helix::micro {
 PreparedKernel::PreparedKernel(MicroBackend& backend, const KernelCase& c, int64_t rotate_bytes,
                                uint64_t seed)
     : backend_(backend), case_(c) {
-  const std::vector<Operand> ops = case_operands(c, backend);
+  const std::vector<Operand> ops = c.operands(backend);
   int64_t set_bytes = 0;
   for (const Operand& o : ops) set_bytes += o.bytes;
-  // Enough sets that one cycle touches rotate_bytes (a launch touches case_bytes, which can be
-  // much less than its operands, e.g. a KV append), at most 64 sets and 8 x rotate_bytes.
-  const int64_t touched = std::max<int64_t>(1, int64_t(case_bytes(c, backend.storage_bytes())));
+  // Enough sets that one cycle touches rotate_bytes (a launch touches the case's bytes, which can
+  // be much less than its operands, e.g. a KV append), at most 64 sets and 8 x rotate_bytes.
+  const int64_t touched = std::max<int64_t>(1, int64_t(c.bytes(backend.storage_bytes())));
   int64_t n = 1;
   if (rotate_bytes > 0 && set_bytes > 0) {
     n = std::clamp<int64_t>((rotate_bytes + touched - 1) / touched, 1, 64);
     n = std::max<int64_t>(1, std::min(n, 8 * rotate_bytes / set_bytes));
   }
   for (int64_t s = 0; s < n; ++s) {
-    std::vector<std::unique_ptr<DeviceBuffer>> bufs;
+    std::vector<std::unique_ptr<Buffer>> bufs;
     std::vector<void*> ptrs;
     for (size_t i = 0; i < ops.size(); ++i) {
       bufs.push_back(backend.allocate(ops[i].bytes));
@@ -32,12 +32,12 @@ PreparedKernel::PreparedKernel(MicroBackend& backend, const KernelCase& c, int64
     sets_.push_back(std::move(bufs));
     ptrs_.push_back(std::move(ptrs));
   }
-  launch_case(backend, c, ptrs_[0]);
+  c.launch(backend, ptrs_[0]);
   backend.synchronize();
 }
 
 void PreparedKernel::launch() {
-  launch_case(backend_, case_, ptrs_[next_]);
+  case_.launch(backend_, ptrs_[next_]);
   next_ = (next_ + 1) % ptrs_.size();
 }
 
@@ -56,16 +56,20 @@ void finish(KernelResult& r, double ceiling_gbps) {
   r.fraction_of_ceiling = ceiling_gbps > 0 ? r.gbps / ceiling_gbps : 0;
 }
 
-KernelResult measure_kernel(MicroBackend& backend, MPI_Comm comm, const KernelCase& c, int warmup,
-                            int iters, double ceiling_gbps, uint64_t seed) {
+KernelResult kernel_result(const KernelCase& c, const MicroBackend& backend) {
   KernelResult r;
   r.name = c.name;
-  r.kernel = kernel_name(c.kind);
+  r.kernel = c.kernel();
   r.shape = c.shape;
-  r.bytes = case_bytes(c, backend.storage_bytes());
-  r.flops = case_flops(c);
-  const int64_t rotate = c.kind == KernelKind::stream ? 0 : rotate_bytes_for(backend);
-  PreparedKernel k(backend, c, rotate, seed);
+  r.bytes = c.bytes(backend.storage_bytes());
+  r.flops = c.flops();
+  return r;
+}
+
+KernelResult measure_kernel(MicroBackend& backend, MPI_Comm comm, const KernelCase& c, int warmup,
+                            int iters, double ceiling_gbps, uint64_t seed) {
+  KernelResult r = kernel_result(c, backend);
+  PreparedKernel k(backend, c, rotate_bytes_for(c, backend), seed);
   for (int i = 0; i < warmup; ++i) k.launch();
   backend.synchronize();
   for (int i = 0; i < iters; ++i)
@@ -74,8 +78,8 @@ KernelResult measure_kernel(MicroBackend& backend, MPI_Comm comm, const KernelCa
   return r;
 }
 
-int64_t rotate_bytes_for(const MicroBackend& backend) {
-  return 4 * backend.cache_bytes();
+int64_t rotate_bytes_for(const KernelCase& c, const MicroBackend& backend) {
+  return c.rotates() ? 4 * backend.cache_bytes() : 0;
 }
 
 }  // namespace helix::micro

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/micro/kernel_cases.hpp"
+#include "bench/micro/kernel_case.hpp"
 #include "bench/micro/micro_backend.hpp"
 
 namespace helix::micro {
@@ -32,7 +32,7 @@ class PreparedKernel {
  private:
   MicroBackend& backend_;
   const KernelCase& case_;
-  std::vector<std::vector<std::unique_ptr<DeviceBuffer>>> sets_;
+  std::vector<std::vector<std::unique_ptr<Buffer>>> sets_;
   std::vector<std::vector<void*>> ptrs_;
   size_t next_ = 0;
 };
@@ -47,6 +47,8 @@ struct KernelResult {
                       // checked
 };
 
+// A result with the case's name, kernel, shape, bytes and FLOPs and no times yet.
+KernelResult kernel_result(const KernelCase& c, const MicroBackend& backend);
 // Fills the derived fields from time_us (bandwidth and rates at the median time).
 void finish(KernelResult& r, double ceiling_gbps);
 
@@ -54,7 +56,8 @@ void finish(KernelResult& r, double ceiling_gbps);
 KernelResult measure_kernel(MicroBackend& backend, MPI_Comm comm, const KernelCase& c, int warmup,
                             int iters, double ceiling_gbps, uint64_t seed);
 
-// Operand rotation size for a backend: four last-level caches.
-int64_t rotate_bytes_for(const MicroBackend& backend);
+// Operand rotation size for a case on a backend: four last-level caches (0: the case does not
+// rotate).
+int64_t rotate_bytes_for(const KernelCase& c, const MicroBackend& backend);
 
 }  // namespace helix::micro

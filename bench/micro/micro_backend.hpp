@@ -12,15 +12,51 @@
 #include <memory>
 #include <string>
 
+#include "kernels/gemm.hpp"
+
 namespace helix::micro {
 
-// A block of device memory (host memory on the CPU backend). Freed on destruction.
-class DeviceBuffer {
+// A block of a backend's memory: host memory (the CPU backends, HostBuffer) or device memory (the
+// CUDA backends, gpu_buffer.hpp). Freed on destruction.
+class Buffer {
  public:
-  virtual ~DeviceBuffer() = default;
+  virtual ~Buffer() = default;
   virtual void* data() = 0;
   virtual const void* data() const = 0;
   virtual int64_t bytes() const = 0;
+};
+
+// Where a backend's buffers live: allocation, and the copies to and from the host the checks use
+// (synchronous; never timed). The kernel and collective backends share it.
+class MemorySpace {
+ public:
+  virtual ~MemorySpace() = default;
+  virtual std::unique_ptr<Buffer> allocate(int64_t bytes) = 0;
+  virtual void upload(Buffer& dst, const void* host, int64_t bytes) = 0;
+  virtual void download(const Buffer& src, void* host, int64_t bytes) = 0;
+};
+
+// Host memory, 64-byte aligned (the CPU kernel and MPI collective backends).
+class HostMemory : public virtual MemorySpace {
+ public:
+  std::unique_ptr<Buffer> allocate(int64_t bytes) override;
+  void upload(Buffer& dst, const void* host, int64_t bytes) override;
+  void download(const Buffer& src, void* host, int64_t bytes) override;
+};
+
+class HostBuffer final : public Buffer {
+ public:
+  explicit HostBuffer(int64_t bytes);
+  ~HostBuffer() override;
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  void* data() override { return ptr_; }
+  const void* data() const override { return ptr_; }
+  int64_t bytes() const override { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  int64_t bytes_ = 0;
 };
 
 // Element type of an operand: the backend's storage type (cpu: fp32; cuda: bf16) for KV caches,
@@ -52,12 +88,8 @@ struct CombineShape {
   int64_t parts = 2, rows = 1, dim = 128;
 };
 
-// y[m, n] = x[m, k] @ w[k, n]; x, w, y in storage type, row-major. batch > 1: that many
-// independent GEMMs (MLA's per-head W_uk absorb and W_uv), each with its own x, w and y packed one
-// after another.
-struct GemmShape {
-  int64_t m = 1, k = 1, n = 1, batch = 1;
-};
+// GEMMs take the suite's GemmShape (kernels/gemm.hpp) with packed operands (GemmShape::packed):
+// x, w, y in storage type, batches one after another.
 
 // Expert FFNs (SwiGLU) of one rank: for each of `experts` experts, rows_per_expert tokens:
 //   out_e += (silu(x_e Wg_e) * (x_e Wu_e)) Wd_e
@@ -83,7 +115,7 @@ struct KvPackShape {
   int64_t blocks = 1, block_bytes = 16;
 };
 
-class MicroBackend {
+class MicroBackend : public virtual MemorySpace {
  public:
   virtual ~MicroBackend() = default;
 
@@ -102,12 +134,8 @@ class MicroBackend {
   virtual int64_t memory_bytes() const = 0;
   virtual int64_t cache_bytes() const = 0;
 
-  virtual std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) = 0;
-  // Copies between host memory and a buffer (synchronous; the verification only, never timed).
-  virtual void upload(DeviceBuffer& dst, const void* host, int64_t bytes) = 0;
-  virtual void download(const DeviceBuffer& src, void* host, int64_t bytes) = 0;
   // Uniform values in [-1, 1) (never all zeros), keyed by `seed`, as `elem` elements.
-  virtual void fill_random(DeviceBuffer& buf, Elem elem, uint64_t seed) = 0;
+  virtual void fill_random(Buffer& buf, Elem elem, uint64_t seed) = 0;
   // Waits for every launched kernel.
   virtual void synchronize() = 0;
   // Microseconds one call of `launch` takes on the device (cpu: steady_clock around the call;

@@ -2,7 +2,7 @@
 
 #include <cctype>
 
-#include "bench/cli_util.hpp"
+#include "bench/commands/cli_util.hpp"
 #include "bench/micro/collectives.hpp"
 #include "comm/error.hpp"
 
@@ -89,8 +89,8 @@ void add_micro_options(CLI::App& app, MicroOptions& o) {
   app.add_flag("--no-verify", o.no_verify, "Skip that check (default on cpu)");
 }
 
-MicroPlan resolve_micro_options(const MicroOptions& o, int64_t storage_bytes) {
-  MicroPlan p;
+MicroConfig resolve_micro_options(const MicroOptions& o, int64_t storage_bytes) {
+  MicroConfig p;
   const bool cpu = o.backend == "cpu";
   const bool q = o.quick;
   auto bytes_or = [](const std::string& text, const std::string& opt, int64_t dflt,
@@ -122,8 +122,8 @@ MicroPlan resolve_micro_options(const MicroOptions& o, int64_t storage_bytes) {
     p.cases.pack_blocks = {1024};
   }
   for (const std::string& c : split_list(o.collectives))
-    p.colls.push_back(parse_coll(c, "--collectives"));
-  p.dtype = parse_dtype(o.dtype, "--dtype");
+    p.colls.push_back(parse_measured_collective(c, "--collectives"));
+  p.dtype = parse_element_type(o.dtype, "--dtype");
   const int64_t lo = parse_bytes(o.min_bytes, "--min-bytes");
   const int64_t hi =
       bytes_or(o.max_bytes, "--max-bytes", cpu && q ? int64_t(1) << 20 : int64_t(64) << 20, false);

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "bench/micro/collective_backend.hpp"
-#include "bench/micro/kernel_cases.hpp"
+#include "bench/micro/kernel_case.hpp"
 
 namespace helix::micro {
 
@@ -36,11 +36,11 @@ struct MicroOptions {
 };
 
 // What the options resolve to (defaults filled in, lists parsed, bounds checked).
-struct MicroPlan {
+struct MicroConfig {
   int64_t stream_bytes = 0;
   CaseOptions cases;
-  std::vector<Coll> colls;
-  DType dtype = DType::f32;
+  std::vector<Collective> colls;
+  DType dtype = DType::fp32;
   std::vector<int64_t> sizes;
   int iters = 0, coll_iters = 0, warmup = 0;
   bool verify = false;  // check attention and LSE-combine cases against the CPU reference
@@ -48,7 +48,7 @@ struct MicroPlan {
 
 void add_micro_options(CLI::App& app, MicroOptions& o);
 // Throws UsageError naming the option on bad input.
-MicroPlan resolve_micro_options(const MicroOptions& o, int64_t storage_bytes);
+MicroConfig resolve_micro_options(const MicroOptions& o, int64_t storage_bytes);
 
 // A byte count with an optional binary suffix: 4096, 64K, 16M, 1G (also KiB, MiB, GiB).
 // Throws UsageError naming `option` unless it is a positive integer (or zero when allow_zero).

@@ -1,6 +1,6 @@
 #include "bench/micro/micro_report.hpp"
 
-#include "bench/h5.hpp"
+#include "bench/trace/h5.hpp"
 
 namespace helix::micro {
 
@@ -88,7 +88,7 @@ void write_micro_trace(const std::string& path, const RunEnvironment& env, const
     h5::attr(c.id(), "busbw_factors",
              "all_reduce 2(n-1)/n; all_gather, reduce_scatter, all_to_all (n-1)/n; send_recv 1");
     h5::write(c.id(), "collective",
-              str_column(v, [](const CollResult& x) { return std::string(coll_name(x.coll)); }));
+              str_column(v, [](const CollResult& x) { return std::string(to_string(x.coll)); }));
     h5::write(c.id(), "group_size", int_column(v, [](const CollResult& x) { return x.group_size; }),
               "ranks");
     h5::write(c.id(), "in_place", int_column(v, [](const CollResult& x) { return x.in_place; }),
@@ -97,8 +97,9 @@ void write_micro_trace(const std::string& path, const RunEnvironment& env, const
               "bytes");
     h5::write(c.id(), "count", int_column(v, [](const CollResult& x) { return x.count; }),
               "elements");
-    h5::write(c.id(), "dtype",
-              str_column(v, [](const CollResult& x) { return std::string(dtype_name(x.dtype)); }));
+    h5::write(c.id(), "dtype", str_column(v, [](const CollResult& x) {
+                return std::string(nccl_tests_name(x.dtype));
+              }));
     write_doubles(c.id(), "time_us",
                   column(v, [](const CollResult& x) { return x.time_us_median; }), "us");
     write_doubles(c.id(), "algbw_gbps", column(v, [](const CollResult& x) { return x.algbw_gbps; }),

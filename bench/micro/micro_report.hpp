@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "bench/metadata.hpp"
 #include "bench/micro/collectives.hpp"
 #include "bench/micro/kernel_runner.hpp"
+#include "bench/trace/metadata.hpp"
 
 namespace helix::micro {
 

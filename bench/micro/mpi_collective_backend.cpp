@@ -1,5 +1,5 @@
 // Collectives over MPI on host memory (the CI and laptop transport; not representative of a GPU
-// interconnect). Also the small name tables shared by every collective backend.
+// interconnect). Also the option parsers of the collectives' element types and names.
 #include <chrono>
 #include <cstring>
 #include <vector>
@@ -9,72 +9,25 @@
 
 namespace helix::micro {
 
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::f32:
-      return "float";
-    case DType::bf16:
-      return "bfloat16";
-    case DType::i32:
-      return "int32";
-  }
-  return "?";
-}
-
-int64_t dtype_bytes(DType t) {
-  return t == DType::bf16 ? 2 : 4;
-}
-
-DType parse_dtype(const std::string& s, const std::string& option) {
-  if (s == "float" || s == "f32" || s == "fp32") return DType::f32;
-  if (s == "bfloat16" || s == "bf16") return DType::bf16;
-  if (s == "int32" || s == "i32") return DType::i32;
+DType parse_element_type(const std::string& s, const std::string& option) {
+  const auto t = parse_dtype(s);
+  if (t == DType::fp32 || t == DType::bf16 || t == DType::int32) return *t;
   throw UsageError(option + ": unknown element type '" + s + "' (known: float, bfloat16, int32)");
 }
 
-const char* coll_name(Coll c) {
-  switch (c) {
-    case Coll::all_reduce:
-      return "all_reduce";
-    case Coll::all_gather:
-      return "all_gather";
-    case Coll::reduce_scatter:
-      return "reduce_scatter";
-    case Coll::all_to_all:
-      return "all_to_all";
-    case Coll::send_recv:
-      return "send_recv";
-  }
-  return "?";
-}
-
-Coll parse_coll(const std::string& text, const std::string& option) {
-  std::string s = text;
-  for (char& ch : s)
-    if (ch == '-') ch = '_';
-  for (int i = 0; i < kNumColls; ++i)
-    if (s == coll_name(Coll(i))) return Coll(i);
+Collective parse_measured_collective(const std::string& text, const std::string& option) {
+  const auto c = parse_collective(text);
+  for (Collective m : kMeasuredCollectives)
+    if (c == m) return m;
   throw UsageError(option + ": unknown collective '" + text +
                    "' (known: all_reduce, all_gather, reduce_scatter, all_to_all, send_recv)");
 }
 
 namespace {
 
-class HostBuffer final : public DeviceBuffer {
- public:
-  explicit HostBuffer(int64_t bytes) : v_(size_t(bytes > 0 ? bytes : 1)), bytes_(bytes) {}
-  void* data() override { return v_.data(); }
-  const void* data() const override { return v_.data(); }
-  int64_t bytes() const override { return bytes_; }
-
- private:
-  std::vector<unsigned char> v_;
-  int64_t bytes_;
-};
-
 MPI_Datatype mpi_type(DType t) {
   HELIX_CHECK(t != DType::bf16, "mpi-host collectives have no bfloat16 reduction");
-  return t == DType::f32 ? MPI_FLOAT : MPI_INT32_T;
+  return t == DType::fp32 ? MPI_FLOAT : MPI_INT32_T;
 }
 
 // MPI counts are int: every size of the sweep (<= 2 GiB of one element type) fits.
@@ -83,7 +36,7 @@ int icount(int64_t count) {
   return int(count);
 }
 
-class MpiCollectives final : public CollectiveBackend {
+class MpiCollectives final : public CollectiveBackend, public HostMemory {
  public:
   explicit MpiCollectives(MPI_Comm comm) {
     HELIX_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
@@ -101,15 +54,6 @@ class MpiCollectives final : public CollectiveBackend {
   bool link_representative() const override { return false; }
   bool supports(DType t) const override { return t != DType::bf16; }
 
-  std::unique_ptr<DeviceBuffer> allocate(int64_t bytes) override {
-    return std::make_unique<HostBuffer>(bytes);
-  }
-  void upload(DeviceBuffer& dst, const void* host, int64_t bytes) override {
-    std::memcpy(dst.data(), host, size_t(bytes));
-  }
-  void download(const DeviceBuffer& src, void* host, int64_t bytes) override {
-    std::memcpy(host, src.data(), size_t(bytes));
-  }
   void barrier() override { HELIX_MPI_CHECK(MPI_Barrier(comm_)); }
   double time_us(const std::function<void()>& launch) override {
     const auto t0 = std::chrono::steady_clock::now();
@@ -124,7 +68,7 @@ class MpiCollectives final : public CollectiveBackend {
   }
 
   void all_gather(const void* send, void* recv, int64_t count, DType t) override {
-    const int64_t block = count * dtype_bytes(t);
+    const int64_t block = count * elem_bytes(t);
     const bool in_place = send == static_cast<const char*>(recv) + rank_ * block;
     HELIX_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : send, icount(count), mpi_type(t), recv,
                                   icount(count), mpi_type(t), comm_));
@@ -133,7 +77,7 @@ class MpiCollectives final : public CollectiveBackend {
   // MPI's in-place reduce-scatter leaves the result at the start of the buffer; the NCCL
   // convention (and this interface) puts it at block rank(): moved there afterwards.
   void reduce_scatter(const void* send, void* recv, int64_t count, DType t) override {
-    const int64_t block = count * dtype_bytes(t);
+    const int64_t block = count * elem_bytes(t);
     char* base = static_cast<char*>(const_cast<void*>(send));
     if (recv == base + rank_ * block) {
       HELIX_MPI_CHECK(

@@ -184,3 +184,31 @@ def test_u_test_direction_and_exact_values():
     assert stats.mann_whitney_less(base, slower) == pytest.approx(1.0)
     assert stats.mann_whitney_less(slower, base) == pytest.approx(1 / 20)
     assert np.isnan(stats.mann_whitney_greater([], slower))
+
+
+def test_exposed_communication_compared_only_under_one_definition(tmp_path):
+    # A CUDA trace from before the definition was recorded (step minus a collective-free rerun)
+    # against one that records step_minus_compute: the step and the phases are compared, the
+    # exposed communication is not, and the output says why.
+    gpu = "rank0=cuda:0 NVIDIA H200 bus 0000:18:00.0"
+    base = synth.write_decode(tmp_path / "base.h5", seed=7, ranks=1, backend="cuda",
+                              devices=gpu, dtype="bf16")
+    cand = synth.write_decode(tmp_path / "cand.h5", seed=8, ranks=1, backend="cuda",
+                              devices=gpu, dtype="bf16",
+                              extra_attrs={"exposed_comm_definition": "step_minus_compute"})
+    out = tmp_path / "result.json"
+    p = compare(base, cand, "--json", out)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "exposed_comm_us not compared" in p.stdout
+    assert "step_minus_collective_free_rerun" in p.stdout
+    res = json.loads(out.read_text())
+    assert all("exposed_comm_us" not in e["metrics"] for e in res["runs"])
+    assert all("step_us" in e["metrics"] for e in res["runs"])
+    # A CPU trace without the attribute used the same definition as now: compared.
+    base = synth.write_decode(tmp_path / "cpu_base.h5", seed=9)
+    cand = synth.write_decode(tmp_path / "cpu_cand.h5", seed=10,
+                              extra_attrs={"exposed_comm_definition": "step_minus_compute"})
+    p = compare(base, cand, "--json", out)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads(out.read_text())
+    assert all("exposed_comm_us" in e["metrics"] for e in res["runs"])

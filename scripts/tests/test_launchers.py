@@ -17,7 +17,8 @@ SHELL_SCRIPTS = sorted(glob.glob(os.path.join(SCRIPTS, "slurm", "*.sbatch")) +
                        [os.path.join(SCRIPTS, "slurm", "common.sh")] +
                        glob.glob(os.path.join(SCRIPTS, "launch", "*.sh")) +
                        [os.path.join(SCRIPTS, "gate.sh"),
-                        os.path.join(SCRIPTS, "gpu_kv_transfer.sh")])
+                        os.path.join(SCRIPTS, "gpu_kv_transfer.sh"),
+                        os.path.join(SCRIPTS, "gpu_ab.sh")])
 BASELINE = os.path.join(REPO, "results", "baseline", "cpu-np2.h5")
 
 
@@ -154,3 +155,38 @@ def test_ci_example_uses_the_gate():
     text = open(os.path.join(REPO, ".github", "workflows", "gpu-bench.yml")).read()
     assert "self-hosted" in text and "scripts/gate.sh --backend cuda" in text
     assert "upload-artifact" in text and "\t" not in text
+
+
+def ab_stub(path, slow):
+    """A stand-in helix-bench for gpu_ab.sh: writes a synthetic emulated decode trace to --out,
+    its attention 30% slower when `slow`."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    path.write_text(f"""#!/usr/bin/env bash
+out=""
+while [[ $# -gt 0 ]]; do [[ $1 == --out ]] && out=$2; shift; done
+python3 - "$out" <<'PY'
+import sys
+sys.path.insert(0, {tests!r})
+import synth
+scale = {{(None, "attention"): 1.3}} if {slow!r} else None
+synth.write_decode(sys.argv[1], seed=3 if {slow!r} else 4, noise=0.01, scale=scale,
+                   extra_attrs={{"emulated_ranks": 4, "exposed_comm_definition": "step_minus_compute"}})
+PY
+""")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_gpu_ab_compares_two_builds(tmp_path):
+    base = ab_stub(tmp_path / "base", slow=False)
+    same = ab_stub(tmp_path / "same", slow=False)
+    slow = ab_stub(tmp_path / "slow", slow=True)
+    script = os.path.join(SCRIPTS, "gpu_ab.sh")
+    p = sh(["bash", script, base, same, str(tmp_path / "same_out")])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert os.path.exists(tmp_path / "same_out" / "deepseek-r1_emulated_compare.json")
+    p = sh(["bash", script, base, slow, str(tmp_path / "slow_out")])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "REGRESSION" in p.stdout and "attention_us" in p.stdout
+    p = sh(["bash", script, base])
+    assert p.returncode != 0 and "usage" in p.stderr

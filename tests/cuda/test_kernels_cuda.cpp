@@ -10,103 +10,21 @@
 #include <random>
 #include <vector>
 
-#include "bench/cuda_executor.hpp"
-#include "bench/layer_data.hpp"
 #include "comm/cuda_check.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/combine.hpp"
-#include "kernels/copy_segments.hpp"
-#include "kernels/copy_segments_cuda.hpp"
 #include "kernels/cuda_kernels.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/gemm_cuda.hpp"
 #include "kernels/moe.hpp"
 #include "kernels/norm.hpp"
-#include "kernels/rng.hpp"
 #include "kernels/rope.hpp"
 #include "layouts/model_spec.hpp"
 #include "layouts/schedule.hpp"
+#include "tests/cuda/gpu_test_util.hpp"
 
 namespace helix {
 namespace {
-
-using bf16 = __nv_bfloat16;
-
-class Gpu : public ::testing::Test {
- protected:
-  void SetUp() override {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) GTEST_SKIP() << "no GPU visible";
-    HELIX_CUDA_CHECK(cudaSetDevice(0));
-  }
-};
-
-std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(g);
-  return v;
-}
-
-// Rounds to bf16 in place (so the CPU reference sees the values the GPU stores).
-void round_bf16(std::vector<float>& v) {
-  for (float& x : v) x = __bfloat162float(__float2bfloat16_rn(x));
-}
-
-template <class T>
-DeviceArray<T> upload(const std::vector<T>& h) {
-  DeviceArray<T> d(int64_t(h.size()));
-  HELIX_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return d;
-}
-
-DeviceArray<bf16> upload_bf16(const std::vector<float>& h) {
-  std::vector<bf16> b(h.size());
-  for (size_t i = 0; i < h.size(); ++i) b[i] = __float2bfloat16_rn(h[i]);
-  return upload(b);
-}
-
-template <class T>
-std::vector<T> download(const DeviceArray<T>& d) {
-  HELIX_CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<T> h(size_t(d.size()));
-  HELIX_CUDA_CHECK(cudaMemcpy(h.data(), d.get(), h.size() * sizeof(T), cudaMemcpyDeviceToHost));
-  return h;
-}
-
-std::vector<float> to_float(const std::vector<bf16>& v) {
-  std::vector<float> f(v.size());
-  for (size_t i = 0; i < v.size(); ++i) f[i] = __bfloat162float(v[i]);
-  return f;
-}
-
-// ||a - b|| / ||b|| over finite entries; NaN anywhere in `a` (a poisoned output left unwritten)
-// fails the test.
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::isnan(a[i])) {
-      ADD_FAILURE() << "NaN (unwritten output) at " << i;
-      return INFINITY;
-    }
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-void expect_lse_near(const std::vector<float>& got, const std::vector<float>& want, double tol) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (std::isinf(want[i])) {
-      EXPECT_TRUE(std::isinf(got[i]) && got[i] < 0) << "row " << i;
-    } else {
-      EXPECT_NEAR(got[i], want[i], tol) << "row " << i;
-    }
-  }
-}
 
 // --------------------------------------------------------------------------------------------
 // Decode attention
@@ -145,7 +63,7 @@ void run_gqa(const GqaCase& c, int splits, const char* variant = nullptr) {
   auto dq = upload(q);
   auto dk = upload_bf16(k);
   auto dv = upload_bf16(v);
-  DeviceArray<float> o(int64_t(ref_o.size())), l(int64_t(ref_l.size()));
+  DeviceBuffer<float> o(int64_t(ref_o.size())), l(int64_t(ref_l.size()));
   cuda::poison(o.get(), o.bytes(), nullptr);
   cuda::poison(l.get(), l.bytes(), nullptr);
   cuda::DecodeAttention a;
@@ -166,7 +84,7 @@ void run_gqa(const GqaCase& c, int splits, const char* variant = nullptr) {
   a.splits = splits;
   a.variant = variant;
   const int s = cuda::attention_splits(a);
-  DeviceArray<float> ws(std::max<int64_t>(1, cuda::attention_workspace_floats(a, s)));
+  DeviceBuffer<float> ws(std::max<int64_t>(1, cuda::attention_workspace_floats(a, s)));
   a.workspace = ws.get();
   cuda::attention_decode(a, nullptr);
   EXPECT_LT(rel_err(download(o), ref_o), 1e-2) << "splits " << s;
@@ -210,7 +128,7 @@ void run_mla(int64_t batch, int64_t heads, int64_t tokens, int splits, int64_t c
   round_bf16(kv);
   auto dq = upload(q);
   auto dkv = upload_bf16(kv);
-  DeviceArray<float> o(batch * heads * L), l(batch * heads);
+  DeviceBuffer<float> o(batch * heads * L), l(batch * heads);
   cuda::poison(o.get(), o.bytes(), nullptr);
   cuda::poison(l.get(), l.bytes(), nullptr);
   cuda::DecodeAttention a;
@@ -228,7 +146,7 @@ void run_mla(int64_t batch, int64_t heads, int64_t tokens, int splits, int64_t c
   a.splits = splits;
   a.variant = variant;
   const int s = cuda::attention_splits(a);
-  DeviceArray<float> ws(std::max<int64_t>(1, cuda::attention_workspace_floats(a, s)));
+  DeviceBuffer<float> ws(std::max<int64_t>(1, cuda::attention_workspace_floats(a, s)));
   a.workspace = ws.get();
   cuda::attention_decode(a, nullptr);
   const std::vector<float> go = download(o), gl = download(l);
@@ -324,8 +242,8 @@ TEST_F(Gpu, LseCombineStridedWithEmptyParts) {
         cpu::lse_combine(parts, rows, dim, buf.data(), stride, buf.data() + rows * dim, stride,
                          ref.data(), ref_l.data());
         auto d = upload(buf);
-        DeviceArray<float> o(rows * dim), l(rows);
-        DeviceArray<bf16> ob(rows * dim);
+        DeviceBuffer<float> o(rows * dim), l(rows);
+        DeviceBuffer<bf16> ob(rows * dim);
         cuda::poison(o.get(), o.bytes(), nullptr);
         cuda::poison(ob.get(), ob.bytes(), nullptr);
         cuda::lse_combine(parts, rows, dim, d.get(), stride, d.get() + rows * dim, stride, o.get(),
@@ -352,7 +270,7 @@ void run_gemm(int64_t m, int64_t k, int64_t n, int64_t ldw, bool y_bf16, bool ac
   auto dx = upload_bf16(x);
   auto dw = upload_bf16(w);
   cuda::Gemm gemm;
-  cuda::GemmShape s{m, k, n, k, ldw, n};
+  GemmShape s{m, k, n, k, ldw, n};
   s.y_bf16 = y_bf16;
   s.accumulate = acc;
   s.batch = batch;
@@ -360,7 +278,7 @@ void run_gemm(int64_t m, int64_t k, int64_t n, int64_t ldw, bool y_bf16, bool ac
   s.stride_w = k * ldw;
   s.stride_y = m * n;
   if (y_bf16) {
-    DeviceArray<bf16> y(int64_t(ref.size()));
+    DeviceBuffer<bf16> y(int64_t(ref.size()));
     cuda::poison(y.get(), y.bytes(), nullptr);
     gemm.run(s, dx.get(), dw.get(), y.get(), nullptr);
     EXPECT_LT(rel_err(to_float(download(y)), ref), 1e-2);
@@ -390,8 +308,8 @@ TEST_F(Gpu, RmsNormRopeSilu) {
   cpu::rmsnorm(x.data(), w.data(), rows, dim, 1e-5f, ref.data());
   auto dx = upload(x);
   auto dw = upload(w);
-  DeviceArray<float> y(rows * dim);
-  DeviceArray<bf16> yb(rows * dim);
+  DeviceBuffer<float> y(rows * dim);
+  DeviceBuffer<bf16> yb(rows * dim);
   cuda::poison(y.get(), y.bytes(), nullptr);
   cuda::rmsnorm(dx.get(), dim, dw.get(), rows, dim, 1e-5f, yb.get(), y.get(), nullptr);
   EXPECT_LT(rel_err(download(y), ref), 1e-6);
@@ -422,7 +340,7 @@ TEST_F(Gpu, KvAppendGqaAndMla) {
   std::vector<float> kn = random_vec(size_t(B * heads * D), 17), vn = random_vec(kn.size(), 18);
   auto dk = upload(kn);
   auto dv = upload(vn);
-  DeviceArray<bf16> kc(B * heads * cap * D), vc(B * heads * cap * D);
+  DeviceBuffer<bf16> kc(B * heads * cap * D), vc(B * heads * cap * D);
   cuda::poison(kc.get(), kc.bytes(), nullptr);
   cuda::poison(vc.get(), vc.bytes(), nullptr);
   cuda::kv_append_gqa(dk.get(), dv.get(), B, heads, D, kc.get(), vc.get(), cap, li, nullptr);
@@ -444,7 +362,7 @@ TEST_F(Gpu, KvAppendGqaAndMla) {
   }
   auto dckv = upload(ckv);
   auto dw = upload(w);
-  DeviceArray<bf16> cache(B * cap * Wd);
+  DeviceBuffer<bf16> cache(B * cap * Wd);
   cuda::poison(cache.get(), cache.bytes(), nullptr);
   cuda::kv_append_mla(dckv.get(), dw.get(), B, Lr, R, 1e-6f, 1234, 1e4f, cache.get(), cap, li,
                       nullptr);
@@ -464,8 +382,8 @@ TEST_F(Gpu, MoeRouteGatherScatter) {
   std::vector<float> rw(size_t(T * K));
   cpu::moe_route(logits.data(), T, E, K, 2.5f, re.data(), rw.data());
   auto dl = upload(logits);
-  DeviceArray<int32_t> de(T * K);
-  DeviceArray<float> dw(T * K);
+  DeviceBuffer<int32_t> de(T * K);
+  DeviceBuffer<float> dw(T * K);
   cuda::poison(de.get(), de.bytes(), nullptr);
   cuda::moe_route(dl.get(), T, E, K, 2.5f, de.get(), dw.get(), nullptr);
   EXPECT_EQ(download(de), re);
@@ -477,7 +395,7 @@ TEST_F(Gpu, MoeRouteGatherScatter) {
   std::vector<int32_t> rows = {7, 0, 31, 12};
   auto dx = upload_bf16(x);
   auto drows = upload(rows);
-  DeviceArray<bf16> g(int64_t(rows.size()) * H);
+  DeviceBuffer<bf16> g(int64_t(rows.size()) * H);
   cuda::gather_rows(dx.get(), drows.get(), int64_t(rows.size()), H, g.get(), nullptr);
   const std::vector<float> hg = to_float(download(g));
   for (size_t r = 0; r < rows.size(); ++r)
@@ -492,96 +410,6 @@ TEST_F(Gpu, MoeRouteGatherScatter) {
   auto dy = upload(y);
   cuda::scatter_add_rows(dadd.get(), drows.get(), int64_t(rows.size()), H, dy.get(), nullptr);
   EXPECT_LT(rel_err(download(dy), want), 1e-7);
-}
-
-TEST_F(Gpu, DeviceShardMatchesHostShard) {
-  // The weights generated on the GPU are the host's, rounded to bf16: both test models, a rank
-  // of a 4-way layout.
-  for (const char* name : {"tiny-gqa", "tiny-mla-moe"}) {
-    const ModelSpec m = load_model(name);
-    const LayerKind layer = m.default_layer_kind();
-    LayoutRequest req;
-    const LayoutParams L = make_layout(LayoutKind::helix, 4, m, layer, 4, req);
-    const RankPlan p = plan_rank(m, layer, L, 3);
-    const LayerShard h = make_layer_shard(m, p, 99);
-    const DeviceShard d = make_device_shard(m, p, 99, nullptr);
-    auto same = [&](const DeviceArray<bf16>& a, const std::vector<float>& b, const char* what) {
-      ASSERT_EQ(a.size(), int64_t(b.size())) << name << " " << what;
-      std::vector<float> r = b;
-      round_bf16(r);
-      EXPECT_EQ(to_float(download(a)), r) << name << " " << what;
-    };
-    if (m.is_mla()) {
-      same(d.wdq, h.wdq, "wdq");
-      same(d.wuq, h.wuq, "wuq");
-      same(d.wuk_t, h.wuk_t, "wuk_t");
-      same(d.wuv, h.wuv, "wuv");
-      same(d.e_gate, h.e_gate, "e_gate");
-      same(d.e_down, h.e_down, "e_down");
-      same(d.s_up, h.s_up, "s_up");
-      same(d.router, h.router, "router");
-    } else {
-      same(d.wq, h.wq, "wq");
-      same(d.wk, h.wk, "wk");
-      same(d.w_down, h.w_down, "w_down");
-    }
-    same(d.wo, h.wo, "wo");
-    EXPECT_EQ(download(d.attn_norm), h.attn_norm) << name;
-  }
-}
-
-TEST_F(Gpu, KvFillMatchesHostCache) {
-  const ModelSpec m = load_model("tiny-gqa");
-  LayoutRequest req;
-  req.kv_block = 4;
-  req.kvp = 2;
-  req.tpa = 2;
-  const LayoutParams L = make_layout(LayoutKind::helix, 4, m, LayerKind::dense, 2, req);
-  const RankPlan p = plan_rank(m, LayerKind::dense, L, 3);
-  const KvCache c = make_kv_cache(m, p, 2, 37, 45, 5);
-  const uint64_t key = tensor_key(5, TensorId::k_cache, 1, uint64_t(p.kv_heads.begin + 1));
-  DeviceArray<bf16> d(c.capacity * c.width);
-  cuda::fill_kv_rows(d.get(), key, c.width, p.local_tokens(37), c.capacity, p.placement.kvp,
-                     p.placement.block, p.k, nullptr);
-  const size_t off = size_t(((1 * c.heads + 1) * c.capacity) * c.width);
-  std::vector<float> want(c.k.begin() + long(off), c.k.begin() + long(off + size_t(d.size())));
-  round_bf16(want);
-  EXPECT_EQ(to_float(download(d)), want);
-}
-
-TEST_F(Gpu, CopySegmentsMatchesHost) {
-  // Gathers of 16-byte-aligned blocks (the vector path) and of odd offsets and lengths (the byte
-  // path), into a buffer poisoned with 0xFF: only the segments' bytes change.
-  std::mt19937 g(11);
-  std::vector<unsigned char> src(1 << 20);
-  for (auto& b : src) b = static_cast<unsigned char>(g() & 0xFF);
-  std::vector<cpu::Segment> segs;
-  int64_t at = 0;
-  for (int i = 0; i < 300; ++i) {
-    cpu::Segment s;
-    const bool aligned = i % 3 != 0;
-    s.bytes = aligned ? 16 * int64_t(1 + g() % 128) : int64_t(1 + g() % 999);
-    s.src_offset = aligned ? 16 * int64_t(g() % 60000) : int64_t(g() % 1000000);
-    s.dst_offset = aligned ? (at + 15) / 16 * 16 : at + 3;
-    at = s.dst_offset + s.bytes;
-    segs.push_back(s);
-  }
-  std::vector<unsigned char> want(size_t(at + 64), 0xFF);
-  cpu::copy_segments(src.data(), want.data(), segs.data(), int64_t(segs.size()));
-  void *d_src = nullptr, *d_dst = nullptr, *d_segs = nullptr;
-  const size_t seg_bytes = segs.size() * sizeof(cpu::Segment);
-  HELIX_CUDA_CHECK(cudaMalloc(&d_src, src.size()));
-  HELIX_CUDA_CHECK(cudaMalloc(&d_dst, want.size()));
-  HELIX_CUDA_CHECK(cudaMalloc(&d_segs, seg_bytes));
-  HELIX_CUDA_CHECK(cudaMemcpy(d_src, src.data(), src.size(), cudaMemcpyHostToDevice));
-  HELIX_CUDA_CHECK(cudaMemset(d_dst, 0xFF, want.size()));
-  HELIX_CUDA_CHECK(cudaMemcpy(d_segs, segs.data(), seg_bytes, cudaMemcpyHostToDevice));
-  cuda::copy_segments(d_src, d_dst, static_cast<const cpu::Segment*>(d_segs), int64_t(segs.size()),
-                      nullptr);
-  std::vector<unsigned char> got(want.size());
-  HELIX_CUDA_CHECK(cudaMemcpy(got.data(), d_dst, got.size(), cudaMemcpyDeviceToHost));
-  for (void* p : {d_src, d_dst, d_segs}) HELIX_CUDA_CHECK(cudaFree(p));
-  EXPECT_EQ(got, want);
 }
 
 }  // namespace

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "bench/h5.hpp"
 #include "bench/micro/profile.hpp"
+#include "bench/trace/h5.hpp"
 
 namespace {
 

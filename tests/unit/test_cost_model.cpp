@@ -5,10 +5,11 @@
 #include <cmath>
 #include <cstring>
 
+#include "analytic/cost_model.hpp"
+#include "analytic/design_space.hpp"
+#include "analytic/hardware.hpp"
+#include "analytic/reproductions.hpp"
 #include "comm/error.hpp"
-#include "layouts/cost_model.hpp"
-#include "layouts/design_space.hpp"
-#include "layouts/hardware.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/schedule.hpp"
 
@@ -109,15 +110,17 @@ TEST(CostModel, CollectivesUseTheAlgorithmFactorAndLeaveTheDomain) {
   const HardwareProfile gb = load_hardware("gb200-nvl72");
   const CostModel cm(gb, CostOptions{});
   const double S = 9e8;  // bytes; 1000 us at 900 GB/s
-  EXPECT_NEAR(cm.collective_us(CollKind::all_reduce, 4, S, false), 3.0 + 1000 * 2 * 3 / 4.0, 1e-6);
-  EXPECT_NEAR(cm.collective_us(CollKind::all_to_all, 4, S, false), 3.0 + 1000 * 3 / 4.0, 1e-6);
-  EXPECT_NEAR(cm.collective_us(CollKind::all_gather, 4, S, true), 10.0 + 18000 * 3 / 4.0, 1e-6);
-  EXPECT_DOUBLE_EQ(cm.collective_us(CollKind::all_reduce, 1, S, false), 0.0);
+  EXPECT_NEAR(cm.collective_us(Collective::all_reduce, 4, S, false), 3.0 + 1000 * 2 * 3 / 4.0,
+              1e-6);
+  EXPECT_NEAR(cm.collective_us(Collective::all_to_all, 4, S, false), 3.0 + 1000 * 3 / 4.0, 1e-6);
+  EXPECT_NEAR(cm.collective_us(Collective::all_gather, 4, S, true), 10.0 + 18000 * 3 / 4.0, 1e-6);
+  EXPECT_DOUBLE_EQ(cm.collective_us(Collective::all_reduce, 1, S, false), 0.0);
   // A measured entry replaces latency and bandwidth for its collective.
   HardwareProfile m = gb;
-  m.collectives.push_back({CollKind::all_reduce, 4, 7.0, 450.0});
+  m.collectives.push_back({Collective::all_reduce, 4, 7.0, 450.0});
   const CostModel cmm(m, CostOptions{});
-  EXPECT_NEAR(cmm.collective_us(CollKind::all_reduce, 4, S, false), 7.0 + 2000 * 2 * 3 / 4.0, 1e-6);
+  EXPECT_NEAR(cmm.collective_us(Collective::all_reduce, 4, S, false), 7.0 + 2000 * 2 * 3 / 4.0,
+              1e-6);
   // Groups that span two NVLink domains of 8.
   LayoutParams p;
   p.kind = LayoutKind::helix;
@@ -137,11 +140,11 @@ TEST(CostModel, HopbHidesTheAllToAllOfARealSchedule) {
   LayoutParams p = make_layout(LayoutKind::helix, 64, m, LayerKind::dense, 32, {});
   LayoutParams h = make_layout(LayoutKind::helix_hopb, 64, m, LayerKind::dense, 32, {});
   h.hopb_chunks = 8;
-  const std::array<bool, 7> none{};
+  const std::array<bool, kNumGroups> none{};
   const ScheduleTime a = price_schedule(
-      cm, build_schedule(m, plan_rank(m, LayerKind::dense, p, 0), 32, 1 << 20), none);
+      cm, build_schedule(m, rank_shard(m, LayerKind::dense, p, 0), 32, 1 << 20).steps, none);
   const ScheduleTime b = price_schedule(
-      cm, build_schedule(m, plan_rank(m, LayerKind::dense, h, 0), 32, 1 << 20), none);
+      cm, build_schedule(m, rank_shard(m, LayerKind::dense, h, 0), 32, 1 << 20).steps, none);
   EXPECT_LT(b.total_us, a.total_us);
   EXPECT_GT(b.phase_us[size_t(Phase::attn_comm)], a.phase_us[size_t(Phase::attn_comm)]);
 }
@@ -154,12 +157,12 @@ TEST(CostModel, PricesTheValueSpaceExchangeOfMla) {
   const CostModel cm(hw, CostOptions{});
   const int B = 16;
   const double bytes = B * 128.0 * (128 + 1) * 2;  // BF16
-  const double a2a_us = cm.collective_us(CollKind::all_to_all, 64, bytes, false);
+  const double a2a_us = cm.collective_us(Collective::all_to_all, 64, bytes, false);
   EXPECT_NEAR(a2a_us, 3.0 + bytes * 63 / 64 / 900e3, 1e-9);
-  const std::array<bool, 7> none{};
+  const std::array<bool, kNumGroups> none{};
   for (LayerKind k : {LayerKind::dense, LayerKind::moe}) {
     const LayoutParams p = make_layout(LayoutKind::helix, 64, m, k, B, {});
-    const auto s = build_schedule(m, plan_rank(m, k, p, 0), B, 1 << 20);
+    const auto s = build_schedule(m, rank_shard(m, k, p, 0), B, 1 << 20).steps;
     for (const Step& st : s) {
       if (st.op == Op::a2a) {
         EXPECT_NEAR(cm.step_us(st, false), a2a_us, 1e-9);
@@ -168,7 +171,7 @@ TEST(CostModel, PricesTheValueSpaceExchangeOfMla) {
     EXPECT_NEAR(price_schedule(cm, s, none).phase_us[size_t(Phase::attn_comm)], a2a_us, 1e-9);
   }
   DesignConfig c;
-  c.scheme = Scheme::helix;
+  c.layout = LayoutKind::helix;
   c.n = 64;
   c.kvp = 64;
   c.tpa = 1;
@@ -178,15 +181,15 @@ TEST(CostModel, PricesTheValueSpaceExchangeOfMla) {
   EXPECT_NEAR(pt.phase_us[size_t(Phase::attn_comm)], m.layers * a2a_us, 1e-6);
   // The capacity check counts W_uv of every attended head on every KVP rank.
   const LayoutParams p = make_layout(LayoutKind::helix, 64, m, LayerKind::moe, B, {});
-  const RankPlan r = plan_rank(m, LayerKind::moe, p, 0);
+  const RankShard r = rank_shard(m, LayerKind::moe, p, 0);
   double attn = 0;
-  for (const Step& st : build_schedule(m, r, 1, 0))
+  for (const Step& st : build_schedule(m, r, 1, 0).steps)
     if (reads_attention_weights(st.op)) attn += st.work.weight_elems;
   EXPECT_GE(attn, 128.0 * 512 * 128);
   LayoutParams h = p;
   h.kind = LayoutKind::helix_hopb;
   h.hopb_chunks = 4;  // W_uv is read per chunk but held once
-  EXPECT_DOUBLE_EQ(held_weight_elems(m, plan_rank(m, LayerKind::moe, h, 0)),
+  EXPECT_DOUBLE_EQ(held_weight_elems(m, rank_shard(m, LayerKind::moe, h, 0)),
                    held_weight_elems(m, r));
 }
 
@@ -194,7 +197,7 @@ TEST(CostModel, KvIsDuplicatedOnceTpExceedsTheKvHeads) {
   const ModelSpec m = load_model("llama-3.1-405b");  // 8 KV heads
   auto kv = [&](int n) {
     const LayoutParams p = make_layout(LayoutKind::tp, n, m, LayerKind::dense, 1, {});
-    return held_kv_elems(m, plan_rank(m, LayerKind::dense, p, 0), 1000);
+    return held_kv_elems(m, rank_shard(m, LayerKind::dense, p, 0), 1000);
   };
   EXPECT_DOUBLE_EQ(kv(4), 2 * kv(8));
   EXPECT_DOUBLE_EQ(kv(16), kv(8));  // stops shrinking
@@ -211,7 +214,7 @@ TEST(DesignSpace, CapacityCheckDropsPointsThatDoNotFit) {
   o.cost = co;
   o.seq_len = 1 << 17;
   DesignConfig c;
-  c.scheme = Scheme::tp;
+  c.layout = LayoutKind::tp;
   c.n = 8;
   c.tpa = 8;
   c.tpf = 8;
@@ -254,7 +257,7 @@ TEST(DesignSpace, FullModelTtlCountsDenseAndMoeLayers) {
   const CostModel cm(load_hardware("gb200-nvl72"), CostOptions{});
   SweepOptions o;
   DesignConfig c;
-  c.scheme = Scheme::helix;
+  c.layout = LayoutKind::helix;
   c.n = 8;
   c.kvp = 8;
   c.tpf = 8;
@@ -304,6 +307,19 @@ TEST(Reproduction, HelixPaperTable) {
     if (r.bar.find("20%") != std::string::npos) {
       EXPECT_EQ(r.holds, std::fabs(r.ours / r.paper - 1) <= 0.2);
     }
+  }
+}
+
+TEST(CostModel, CollectivePricingFromEveryProfile) {
+  // The emulation prices collectives from any profile, whatever compute dtypes it rates (h100-sxm
+  // and h200 have no fp4 rate).
+  for (const std::string& name : builtin_hardware_names()) {
+    const HardwareProfile hw = load_hardware(name);
+    const CostModel cm = collective_pricing(hw);
+    const double S = 64.0 * 1024 * 1024;
+    EXPECT_NEAR(cm.collective_us(Collective::all_to_all, 4, S, false),
+                hw.nvlink.latency_us + S * 0.75 / (hw.nvlink.bw_gbps * 1e3), 1e-6)
+        << name;
   }
 }
 

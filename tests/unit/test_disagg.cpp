@@ -4,7 +4,8 @@
 
 #include <cmath>
 
-#include "layouts/disagg.hpp"
+#include "analytic/disagg.hpp"
+#include "analytic/reproductions.hpp"
 
 namespace helix {
 namespace {

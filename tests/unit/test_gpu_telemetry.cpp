@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <string>
 
-#include "bench/gpu_telemetry.hpp"
-#include "bench/h5.hpp"
+#include "bench/trace/gpu_telemetry.hpp"
+#include "bench/trace/h5.hpp"
 
 namespace helix {
 namespace {

@@ -6,18 +6,18 @@
 #include <cmath>
 #include <cstdio>
 
-#include "bench/h5.hpp"
-#include "bench/layer_data.hpp"
+#include "bench/trace/h5.hpp"
+#include "exec/layer_data.hpp"
 #include "kernels/rng.hpp"
 #include "layouts/layout.hpp"
 
 namespace helix {
 namespace {
 
-RankPlan single(const ModelSpec& m) {
+RankShard single(const ModelSpec& m) {
   LayoutParams one;
   one.kind = LayoutKind::tp;
-  return plan_rank(m, m.default_layer_kind(), one, 0);
+  return rank_shard(m, m.default_layer_kind(), one, 0);
 }
 
 TEST(Rng, UniformInMinusOneOneWithUnitMoments) {
@@ -43,16 +43,16 @@ TEST(LayerData, ShardsTileTheSingleRankWeights) {
   for (const char* name : {"tiny-gqa", "tiny-mla-moe"}) {
     const ModelSpec m = load_model(name);
     const LayerKind layer = m.default_layer_kind();
-    const LayerShard full = make_layer_shard(m, single(m), 9);
-    EXPECT_EQ(full.elements(), shard_elements(m, single(m)));
+    const LayerWeights full = make_layer_weights(m, single(m), 9);
+    EXPECT_EQ(full.elements(), weight_elements(m, single(m)));
     for (int n : {2, 3, 4}) {
       const auto p = make_layout(LayoutKind::helix, n, m, layer, 2, {});
       ASSERT_EQ(validate_layout(p, m, layer, 2), "");
       int64_t wo_rows = 0;
       for (int r = 0; r < n; ++r) {
-        const RankPlan rp = plan_rank(m, layer, p, r);
-        const LayerShard s = make_layer_shard(m, rp, 9);
-        EXPECT_EQ(s.elements(), shard_elements(m, rp));
+        const RankShard rp = rank_shard(m, layer, p, r);
+        const LayerWeights s = make_layer_weights(m, rp, 9);
+        EXPECT_EQ(s.elements(), weight_elements(m, rp));
         // Output-projection rows of this rank equal the matching rows of the full matrix.
         const int64_t H = m.hidden, row0 = rp.o_heads.begin * m.head_dim;
         for (size_t i = 0; i < s.wo.size(); ++i)
@@ -72,11 +72,11 @@ TEST(LayerData, CacheShardsHoldTheGlobalPositions) {
   const auto p = make_layout(LayoutKind::helix, 3, m, LayerKind::dense, 2, req);
   const KvCache full = make_kv_cache(m, single(m), 2, 100, 110, 5);
   for (int r = 0; r < 3; ++r) {
-    const RankPlan rp = plan_rank(m, LayerKind::dense, p, r);
+    const RankShard rp = rank_shard(m, LayerKind::dense, p, r);
     const KvCache c = make_kv_cache(m, rp, 2, 100, 110, 5);
     EXPECT_EQ(int64_t(c.k.size() + c.v.size()), cache_elements(m, rp, 2, 110));
     for (int64_t i = 0; i < rp.local_tokens(100); ++i) {
-      const int64_t pos = rp.placement.global_pos(rp.k, i);
+      const int64_t pos = rp.placement.global_pos(rp.kvp_index, i);
       for (int64_t h = 0; h < c.heads; ++h)
         for (int64_t d = 0; d < c.width; ++d)
           ASSERT_EQ(c.k[size_t(((1 * c.heads + h) * c.capacity + i) * c.width + d)],

@@ -1,4 +1,4 @@
-// Model specs, partitions, layout defaults and validation, rank plans and schedules.
+// Model specs, partitions, layout defaults and validation, rank shards and schedules.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -132,6 +132,14 @@ TEST(Layout, DefaultsFollowThePaper) {
   EXPECT_EQ(p.tpf * p.ep, 8);
   p = make_layout(LayoutKind::helix_hopb, 8, l, LayerKind::dense, 2, {});
   EXPECT_EQ(p.hopb_chunks, 2);  // min(B, 4)
+  EXPECT_EQ(hopb_chunks_at(8, 3), 3);
+  EXPECT_EQ(hopb_chunks_at(2, 64), 2);
+  // ep (data-parallel attention) is priced by the cost model only: parsed, never run.
+  EXPECT_EQ(parse_layout("ep"), LayoutKind::ep);
+  EXPECT_FALSE(runs_on_executors(LayoutKind::ep));
+  EXPECT_TRUE(is_baseline(LayoutKind::ep));
+  p = make_layout(LayoutKind::ep, 8, d, LayerKind::moe, 8, {});
+  EXPECT_NE(validate_layout(p, d, LayerKind::moe, 8).find("cost model only"), std::string::npos);
   for (auto k : {LayoutKind::tp, LayoutKind::kvp, LayoutKind::helix, LayoutKind::helix_hopb})
     for (int n : {1, 2, 3, 4, 6, 8})
       for (const char* name : {"tiny-gqa", "tiny-mla-moe"}) {
@@ -178,7 +186,7 @@ TEST(Layout, ValidationNamesTheParameterAndTheRule) {
 }
 
 // Every head, KV head and FFN column is owned exactly once; groups partition the world.
-TEST(RankPlan, OwnershipTilesTheLayer) {
+TEST(RankShard, OwnershipTilesTheLayer) {
   for (const char* name : {"tiny-gqa", "tiny-mla-moe", "llama-3.1-405b"})
     for (auto k : {LayoutKind::tp, LayoutKind::kvp, LayoutKind::helix, LayoutKind::helix_hopb})
       for (int n : {1, 2, 3, 4, 6, 8}) {
@@ -190,7 +198,7 @@ TEST(RankPlan, OwnershipTilesTheLayer) {
         int64_t cols = 0, shared = 0;
         std::map<int64_t, int> expert_cols;
         for (int r = 0; r < n; ++r) {
-          const RankPlan rp = plan_rank(m, layer, p, r);
+          const RankShard rp = rank_shard(m, layer, p, r);
           for (int64_t h = rp.o_heads.begin; h < rp.o_heads.end; ++h) ++o_count[size_t(h)];
           EXPECT_TRUE(rp.q_heads.begin >= 0 && rp.q_heads.end <= m.q_heads);
           // Every attended query head has its KV head in the cache.
@@ -222,7 +230,7 @@ TEST(RankPlan, OwnershipTilesTheLayer) {
 
 // The heads a rank's partials carry to its KVP peers: the peers' owned heads, in KVP order,
 // tiling the rank's query heads (kvp: all to k = 0).
-TEST(RankPlan, PeerHeadRangesTileTheQueryHeads) {
+TEST(RankShard, PeerHeadRangesTileTheQueryHeads) {
   for (const char* name : {"tiny-gqa", "tiny-mla-moe", "llama-3.1-405b"})
     for (auto k : {LayoutKind::tp, LayoutKind::kvp, LayoutKind::helix, LayoutKind::helix_hopb})
       for (int n : {1, 2, 3, 4, 6, 8}) {
@@ -231,13 +239,13 @@ TEST(RankPlan, PeerHeadRangesTileTheQueryHeads) {
         const auto p = make_layout(k, n, m, layer, 4, {});
         ASSERT_EQ(validate_layout(p, m, layer, 4), "");
         for (int r = 0; r < n; ++r) {
-          const RankPlan rp = plan_rank(m, layer, p, r);
+          const RankShard rp = rank_shard(m, layer, p, r);
           const std::vector<Range> heads = peer_head_ranges(m, rp);
           ASSERT_EQ(int(heads.size()), p.kvp);
           const std::vector<int> peers = group_members(p, Group::kvp, r);
           int64_t next = 0;
           for (size_t j = 0; j < heads.size(); ++j) {
-            const RankPlan peer = plan_rank(m, layer, p, peers[j]);
+            const RankShard peer = rank_shard(m, layer, p, peers[j]);
             EXPECT_EQ(heads[j].begin + rp.q_heads.begin, peer.o_heads.begin);
             EXPECT_EQ(heads[j].end + rp.q_heads.begin, peer.o_heads.end);
             if (heads[j].empty()) continue;
@@ -259,7 +267,7 @@ TEST(Schedule, StepsOfEachLayout) {
   const int64_t S = 1 << 20;
   LayoutRequest r;
   const auto tp = make_layout(LayoutKind::tp, 16, m, LayerKind::dense, B, r);
-  auto s = build_schedule(m, plan_rank(m, LayerKind::dense, tp, 0), B, S);
+  auto s = build_schedule(m, rank_shard(m, LayerKind::dense, tp, 0), B, S).steps;
   EXPECT_EQ(count_ops(s, Op::a2a), 0);
   EXPECT_EQ(count_ops(s, Op::combine), 0);
   EXPECT_EQ(count_ops(s, Op::o_allreduce), 1);
@@ -269,7 +277,7 @@ TEST(Schedule, StepsOfEachLayout) {
   EXPECT_DOUBLE_EQ(att.work.kv_elems, double(B) * 1 * (S + 1) * 2 * 128);
 
   const auto hx = make_layout(LayoutKind::helix, 64, m, LayerKind::dense, B, r);
-  s = build_schedule(m, plan_rank(m, LayerKind::dense, hx, 0), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::dense, hx, 0), B, S).steps;
   const auto& a2a =
       *std::find_if(s.begin(), s.end(), [](const Step& x) { return x.op == Op::a2a; });
   // helix.md step 4: the send buffer holds B x (Q/TPA) heads x (Hsz + 1 LSE), independent of S.
@@ -280,17 +288,18 @@ TEST(Schedule, StepsOfEachLayout) {
   EXPECT_NEAR(att2.work.kv_elems, double(B) * 1 * (S / 8.0) * 256, B * 256.0 * 16);
 
   const auto hb = make_layout(LayoutKind::helix_hopb, 64, m, LayerKind::dense, B, r);
-  s = build_schedule(m, plan_rank(m, LayerKind::dense, hb, 0), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::dense, hb, 0), B, S).steps;
   EXPECT_EQ(count_ops(s, Op::attention), 4);
   EXPECT_EQ(count_ops(s, Op::a2a_start), 4);
   EXPECT_EQ(count_ops(s, Op::a2a_wait), 1);
 
   const auto kv = make_layout(LayoutKind::kvp, 64, m, LayerKind::dense, B, r);
-  s = build_schedule(m, plan_rank(m, LayerKind::dense, kv, 9), B, S);  // not in the FFN group
+  s = build_schedule(m, rank_shard(m, LayerKind::dense, kv, 9), B, S)
+          .steps;  // not in the FFN group
   EXPECT_EQ(count_ops(s, Op::gather_partials), 1);
   EXPECT_EQ(count_ops(s, Op::ffn_compute), 0);
   EXPECT_EQ(count_ops(s, Op::out_bcast), 1);
-  s = build_schedule(m, plan_rank(m, LayerKind::dense, kv, 0), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::dense, kv, 0), B, S).steps;
   EXPECT_EQ(count_ops(s, Op::ffn_compute), 1);
   const auto& f =
       *std::find_if(s.begin(), s.end(), [](const Step& x) { return x.op == Op::ffn_compute; });
@@ -319,8 +328,8 @@ TEST(Schedule, MlaExchangesValueSpacePartials) {
   LayoutRequest r;
   const auto hx = make_layout(LayoutKind::helix, 64, m, LayerKind::moe, B, r);
   ASSERT_EQ(hx.kvp, 64);
-  const RankPlan p = plan_rank(m, LayerKind::moe, hx, 5);
-  auto s = build_schedule(m, p, B, S);
+  const RankShard p = rank_shard(m, LayerKind::moe, hx, 5);
+  auto s = build_schedule(m, p, B, S).steps;
   EXPECT_EQ(count_ops(s, Op::v_up), 1);
   EXPECT_LT(index_of(s, Op::attention), index_of(s, Op::v_up));
   EXPECT_LT(index_of(s, Op::v_up), index_of(s, Op::a2a));
@@ -337,7 +346,7 @@ TEST(Schedule, MlaExchangesValueSpacePartials) {
   // HOP-B: one W_uv per chunk, before that chunk's exchange; the chunks add up to the same volume.
   auto hb = make_layout(LayoutKind::helix_hopb, 64, m, LayerKind::moe, B, r);
   hb.hopb_chunks = 4;
-  s = build_schedule(m, plan_rank(m, LayerKind::moe, hb, 0), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::moe, hb, 0), B, S).steps;
   EXPECT_EQ(count_ops(s, Op::v_up), 4);
   double sent = 0;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -352,19 +361,21 @@ TEST(Schedule, MlaExchangesValueSpacePartials) {
 
   // kvp: the gathered output holds KVP blocks of value-space partials.
   const auto kv = make_layout(LayoutKind::kvp, 8, m, LayerKind::moe, B, r);
-  s = build_schedule(m, plan_rank(m, LayerKind::moe, kv, 3), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::moe, kv, 3), B, S).steps;
   EXPECT_DOUBLE_EQ(first_op(s, Op::gather_partials).work.comm_elems, 8.0 * B * 128 * per_head);
 
   // tp: no exchange, W_uv still right after attention, then W_O.
   const auto tp = make_layout(LayoutKind::tp, 8, m, LayerKind::moe, B, r);
-  s = build_schedule(m, plan_rank(m, LayerKind::moe, tp, 0), B, S);
+  s = build_schedule(m, rank_shard(m, LayerKind::moe, tp, 0), B, S).steps;
   EXPECT_EQ(index_of(s, Op::v_up), index_of(s, Op::attention) + 1);
   EXPECT_DOUBLE_EQ(first_op(s, Op::v_up).work.weight_elems, 16.0 * 512 * 128);
 
   // GQA has no up-projection step: its partials are already head_dim wide.
   const ModelSpec g = load_model("llama-3.1-405b");
   const auto gl = make_layout(LayoutKind::helix, 64, g, LayerKind::dense, B, r);
-  EXPECT_EQ(count_ops(build_schedule(g, plan_rank(g, LayerKind::dense, gl, 0), B, S), Op::v_up), 0);
+  EXPECT_EQ(
+      count_ops(build_schedule(g, rank_shard(g, LayerKind::dense, gl, 0), B, S).steps, Op::v_up),
+      0);
 }
 
 TEST(Schedule, HopbChunksCoverTheBatch) {

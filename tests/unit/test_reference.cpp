@@ -7,7 +7,7 @@
 #include <cmath>
 #include <vector>
 
-#include "bench/reference.hpp"
+#include "exec/reference.hpp"
 #include "layouts/model_spec.hpp"
 
 namespace helix {

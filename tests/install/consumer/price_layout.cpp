@@ -1,12 +1,14 @@
-// Uses the installed helix::layouts library: the schedule of rank 0 of a Helix layout and its
-// price on a built-in hardware profile. Usage: price_layout MODEL HARDWARE N
+// Uses the installed helix::analytic and helix::layouts libraries: the schedule of rank 0 of a
+// Helix layout and its price on a built-in hardware profile. Usage: price_layout MODEL HARDWARE N
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 
-#include "layouts/cost_model.hpp"
+#include "analytic/cost_model.hpp"
+#include "analytic/hardware.hpp"
 #include "layouts/layout.hpp"
 #include "layouts/model_spec.hpp"
+#include "layouts/rank_shard.hpp"
 #include "layouts/schedule.hpp"
 
 int main(int argc, char** argv) {
@@ -27,8 +29,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "price_layout: %s\n", err.c_str());
       return 2;
     }
-    const helix::RankPlan plan = helix::plan_rank(model, layer, p, 0);
-    const std::vector<helix::Step> steps = helix::build_schedule(model, plan, batch, seq);
+    const helix::RankShard shard = helix::rank_shard(model, layer, p, 0);
+    const std::vector<helix::Step> steps = helix::build_schedule(model, shard, batch, seq).steps;
     helix::CostOptions opt;
     opt.dtype = helix::DType::bf16;
     const helix::CostModel cm(helix::load_hardware(argv[2]), opt);

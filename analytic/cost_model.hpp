@@ -1,0 +1,76 @@
+// The cost model: prices the schedules the executors run (layouts/schedule.hpp), step by step,
+// from a hardware profile. A compute step takes the longer of its memory time (bytes moved over
+// the achievable memory bandwidth) and its math time (FLOPs over the dtype's dense rate times the
+// GEMM efficiency at its row count). A collective takes latency + bytes x algorithm factor / bus
+// bandwidth, inside the NVLink domain or over the slower network when its group leaves the domain
+// (measured latency and bus bandwidth replace the formula where the profile has them). HOP-B is
+// priced as the pipeline it is: the All-to-All of chunk i runs on a communication stream while
+// the attention of chunk i+1 computes.
+#pragma once
+
+#include <array>
+#include <vector>
+
+#include "analytic/hardware.hpp"
+#include "layouts/model_spec.hpp"
+#include "layouts/schedule.hpp"
+
+namespace helix {
+
+struct CostOptions {
+  DType dtype = DType::fp4;  // weights, KV cache and GEMM / attention arithmetic
+  double act_bytes = 2.0;    // activations and communicated tensors (BF16)
+};
+
+class CostModel {
+ public:
+  CostModel(const HardwareProfile& hw, const CostOptions& opt);
+  const HardwareProfile& hardware() const { return hw_; }
+  const CostOptions& options() const { return opt_; }
+
+  // One compute step (no collective).
+  double compute_us(const Step& s) const;
+  // One collective of `bytes` (the nccl-tests size S) over `group_size` ranks; `network`: the
+  // group leaves the NVLink domain. The one pricing function of collectives: the cost model's
+  // schedules, the emulated communicator and the serving models all call it.
+  double collective_us(Collective c, int group_size, double bytes, bool network) const;
+  // Any step; `network` applies to collectives.
+  double step_us(const Step& s, bool network) const;
+
+ private:
+  const CollectiveMeasurement* measured(Collective c, int group_size, bool network) const;
+  HardwareProfile hw_;
+  CostOptions opt_;
+  double mem_bw_bytes_per_us_ = 0, flops_per_us_ = 0;
+};
+
+// A cost model for pricing collectives (the emulated communicator): a compute dtype the profile
+// rates (bf16 when it does, else its first), which collective_us does not use.
+CostModel collective_pricing(const HardwareProfile& hw);
+
+// Start-to-end time of one rank's schedule given each step's duration: steps run in order, except
+// HOP-B's a2a_start, which runs on a communication stream (starting when both its chunk's
+// attention and the previous chunk's All-to-All are done) while later compute proceeds; a2a_wait
+// waits for that stream. Phase times are summed per phase (overlapped phases add up to more than
+// the total, as in a trace).
+struct ScheduleTime {
+  double total_us = 0;
+  std::array<double, kNumPhases> phase_us{};
+};
+ScheduleTime schedule_time(const std::vector<Step>& steps, const std::vector<double>& step_us);
+
+// Which of a rank's communicator groups leave the NVLink domain (ranks placed on consecutive GPUs,
+// domains of `domain_gpus`), indexed by Group.
+std::array<bool, kNumGroups> groups_leaving_domain(const LayoutParams& layout, int rank,
+                                                   int domain_gpus);
+
+// Prices a schedule with the groups of `crosses` (from groups_leaving_domain).
+ScheduleTime price_schedule(const CostModel& cm, const std::vector<Step>& steps,
+                            const std::array<bool, kNumGroups>& crosses);
+
+// Weights one rank holds for one layer, in elements (capacity check).
+double held_weight_elems(const ModelSpec& m, const RankShard& r);
+// KV cache one rank holds for one request and one layer at `seq_len` cached tokens, in elements.
+double held_kv_elems(const ModelSpec& m, const RankShard& r, int64_t seq_len);
+
+}  // namespace helix

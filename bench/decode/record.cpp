@@ -1,0 +1,31 @@
+#include "bench/decode/record.hpp"
+
+#include <algorithm>
+
+#include "bench/commands/cli_util.hpp"
+
+namespace helix {
+
+double RunRecord::phase_median(int phase) const {
+  std::vector<double> v(static_cast<size_t>(iters));
+  for (int i = 0; i < iters; ++i) {
+    double mx = 0;
+    for (int k = 0; k < ranks; ++k)
+      mx = std::max(mx, phase_us[size_t((i * ranks + k) * kNumPhases + phase)]);
+    v[size_t(i)] = mx;
+  }
+  return median(v);
+}
+
+double RunRecord::rank0_phase_median(int phase) const {
+  std::vector<double> v(static_cast<size_t>(iters));
+  for (int i = 0; i < iters; ++i) v[size_t(i)] = phase_us[size_t(i * ranks * kNumPhases + phase)];
+  return median(v);
+}
+
+double RunRecord::attention_gbps_rank0() const {
+  const double us = rank0_phase_median(static_cast<int>(Phase::attention));
+  return us > 0 ? attn_kv_bytes / (us * 1e3) : 0.0;
+}
+
+}  // namespace helix

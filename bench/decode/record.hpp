@@ -1,0 +1,74 @@
+// What one `helix-bench decode` job measured, self-contained: the job (model, layer, ceiling,
+// environment) and one record per run (its layout, batch and sequence length, how it ran, its
+// verification and every per-rank, per-phase timing). The table printer and the trace writer read
+// only these records.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bench/trace/gpu_telemetry.hpp"
+#include "bench/trace/metadata.hpp"
+#include "exec/decode_backend.hpp"
+#include "exec/reference.hpp"
+#include "layouts/layout.hpp"
+
+namespace helix {
+
+struct RunRecord {
+  // The run.
+  LayoutParams layout;
+  int batch = 1;
+  int64_t seq = 1;
+  // How it ran.
+  std::string backend;  // cpu | cuda
+  LayerExecutorInfo info;
+  int iters = 0, warmup = 0, decode_steps = 0;
+  uint64_t seed = 0;
+  double tolerance = 0;
+  // Outcome.
+  std::string status = "ok";  // ok | refused | profiled (--profile-once: nothing measured)
+  std::string message;
+  bool verified = false;
+  bool verify_ran = false;
+  double max_rel_err = NAN;
+  std::vector<double> step_rel_err;  // [decode_steps]
+  // MoE layers: the error against the reference's own routing (differs from step_rel_err only at
+  // steps with routing flips), the flips, and whether every rank running a router agreed.
+  std::vector<double> step_rel_err_own_routing;  // [decode_steps]
+  double max_rel_err_own_routing = NAN;
+  std::vector<RoutingFlip> flips;
+  int routing_flips = 0, routing_flips_rejected = 0;
+  bool routing_consistent = true;
+  int ranks = 0;                        // ranks timed (rows of the per-rank arrays)
+  std::vector<double> phase_us;         // [iters, ranks, phases]
+  std::vector<double> rank_step_us;     // [iters, ranks]
+  std::vector<double> rank_exposed_us;  // [iters, ranks]
+  std::vector<double> step_us;          // [iters] max over ranks
+  std::vector<double> exposed_us;       // [iters] max over ranks
+  int64_t weight_bytes = 0, kv_bytes = 0, needed_bytes = 0, available_bytes = 0;
+  double attn_kv_bytes = 0;        // KV bytes rank 0's attention reads per step
+  bool has_gpu_telemetry = false;  // cuda backend: clocks, power, throttling before and after
+  GpuTelemetry gpu;
+
+  bool ok() const { return status == "ok"; }
+  // Median over iterations of the max over ranks of one phase, and of rank 0's time in it.
+  double phase_median(int phase) const;
+  double rank0_phase_median(int phase) const;
+  // Rank 0's attention bandwidth (KV bytes read / attention time), decimal GB/s.
+  double attention_gbps_rank0() const;
+};
+
+struct DecodeJobRecord {
+  RunEnvironment environment;  // the root attributes: versions, command line, hosts, devices
+  std::string model, model_source;
+  LayerKind layer = LayerKind::dense;
+  int layout_ranks = 1;
+  std::string backend_description;
+  ReadCeiling stream;  // measured in the same job
+  std::vector<RunRecord> runs;
+};
+
+}  // namespace helix

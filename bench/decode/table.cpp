@@ -1,0 +1,71 @@
+#include "bench/decode/table.hpp"
+
+#include <cstdio>
+
+#include "bench/commands/cli_util.hpp"
+
+namespace helix {
+
+namespace {
+
+void print_header() {
+  std::printf("%-11s %3s %7s %6s %4s %8s %10s |", "layout", "N", "KVPxTPA", "TPFxEP", "B", "S",
+              "step_us");
+  const char* short_names[kNumPhases] = {"qkv",    "kv_app", "attn", "a_comm", "combine",
+                                         "o_proj", "o_comm", "ffn",  "f_comm", "out_comm"};
+  for (const char* n : short_names) std::printf(" %8s", n);
+  std::printf(" | %10s  %s\n", "exposed_us", "verified (max rel err)");
+}
+
+void print_row(const RunRecord& r) {
+  std::printf("%-11s %3d %7s %6s %4d %8lld ", to_string(r.layout.kind), r.layout.n,
+              attn_shape(r.layout).c_str(), ffn_shape(r.layout).c_str(), r.batch,
+              static_cast<long long>(r.seq));
+  if (!r.ok()) {
+    std::printf("%10s | refused: %s\n", "-", r.message.c_str());
+    return;
+  }
+  std::printf("%10.1f |", median(r.step_us));
+  for (int p = 0; p < kNumPhases; ++p) std::printf(" %8.1f", r.phase_median(p));
+  std::printf(" | %10.1f  ", median(r.exposed_us));
+  if (!r.verify_ran) {
+    std::printf("skipped\n");
+    return;
+  }
+  std::printf("%s (%.1e)", r.verified ? "yes" : "NO", r.max_rel_err);
+  if (r.routing_flips > 0)
+    std::printf(", %d routing flip%s within bf16 rounding", r.routing_flips,
+                r.routing_flips == 1 ? "" : "s");
+  if (r.routing_flips_rejected > 0)
+    std::printf(", %d routing flip%s NOT explained by rounding", r.routing_flips_rejected,
+                r.routing_flips_rejected == 1 ? "" : "s");
+  if (!r.routing_consistent) std::printf(", ranks disagree on routing");
+  std::printf("\n");
+}
+
+}  // namespace
+
+void print_decode_table(const DecodeJobRecord& job) {
+  const int iters = job.runs.empty() ? 0 : job.runs.front().iters;
+  std::printf("\nmodel %s, %s layer; medians over %d iterations of the max over ranks, in us\n",
+              job.model.c_str(), to_string(job.layer), iters);
+  print_header();
+  for (const RunRecord& r : job.runs) print_row(r);
+  if (job.stream.gbps <= 0) return;
+  std::printf(
+      "\nattention of rank 0: KV bytes read / attention time, against the read-only stream "
+      "ceiling of %.0f GB/s\n",
+      job.stream.gbps);
+  std::printf("%-11s %3s %4s %8s %12s %10s %9s %9s\n", "layout", "N", "B", "S", "kv_MiB", "attn_us",
+              "GB/s", "fraction");
+  for (const RunRecord& r : job.runs) {
+    if (!r.ok()) continue;
+    const double us = r.rank0_phase_median(static_cast<int>(Phase::attention));
+    const double gbps = r.attention_gbps_rank0();
+    std::printf("%-11s %3d %4d %8lld %12.1f %10.1f %9.0f %9.2f\n", to_string(r.layout.kind),
+                r.layout.n, r.batch, static_cast<long long>(r.seq),
+                r.attn_kv_bytes / double(1 << 20), us, gbps, gbps / job.stream.gbps);
+  }
+}
+
+}  // namespace helix

@@ -1,0 +1,130 @@
+#include "bench/decode/trace_writer.hpp"
+
+#include <cstdio>
+
+#include "bench/commands/cli_util.hpp"
+#include "bench/trace/h5.hpp"
+#include "bench/trace/metadata.hpp"
+#include "exec/executor.hpp"
+
+namespace helix {
+
+namespace {
+
+void write_emulation(hid_t id, const LayerExecutorInfo& e) {
+  h5::attr(id, "link_gbps", e.link_gbps);
+  h5::attr(id, "link_latency_us", e.link_latency_us);
+  h5::attr(id, "emulation_hardware", e.emulation_hardware);
+  h5::attr(id, "emulation_hardware_kind", e.emulation_hardware_kind);
+  h5::attr(id, "network_gbps", e.network_gbps);
+  h5::attr(id, "network_latency_us", e.network_latency_us);
+  h5::attr(id, "nvlink_domain_gpus", e.nvlink_domain_gpus);
+  h5::attr(id, "emulation_measured_collectives", e.measured_collectives);
+  h5::attr(id, "emulation_floor_us", e.emulation_floor_us);
+}
+
+void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecord& r) {
+  char name[32];
+  std::snprintf(name, sizeof name, "/decode/run_%04d", index);
+  h5::Group g(file, name);
+  const hid_t id = g.id();
+  h5::attr(id, "model", job.model);
+  h5::attr(id, "layer_kind", to_string(job.layer));
+  h5::attr(id, "layout", to_string(r.layout.kind));
+  h5::attr(id, "n_ranks", r.layout.n);
+  h5::attr(id, "kvp", r.layout.kvp);
+  h5::attr(id, "tpa", r.layout.tpa);
+  h5::attr(id, "tpf", r.layout.tpf);
+  h5::attr(id, "ep", r.layout.ep);
+  h5::attr(id, "hopb_chunks", r.layout.hopb_chunks);
+  h5::attr(id, "kv_block", r.layout.kv_block);
+  h5::attr(id, "batch", r.batch);
+  h5::attr(id, "seq_len", r.seq);
+  h5::attr(id, "backend", r.backend);
+  h5::attr(id, "dtype", r.info.dtype);
+  h5::attr(id, "comm_backend", r.info.comm_backend);
+  h5::attr(id, "link_representative", r.info.link_representative);
+  h5::attr(id, "emulated_ranks", r.info.emulated_ranks);
+  h5::attr(id, "emulated_rank", r.info.emulated_rank);
+  if (r.info.emulated_ranks > 0) write_emulation(id, r.info);
+  h5::attr(id, "status", r.status);
+  h5::attr(id, "message", r.message);
+  h5::attr(id, "verified", r.verified);
+  h5::attr(id, "verify_ran", r.verify_ran);
+  h5::attr(id, "max_rel_err", r.max_rel_err);
+  h5::attr(id, "tolerance", r.tolerance);
+  h5::attr(id, "decode_steps", r.decode_steps);
+  h5::attr(id, "iters", r.iters);
+  h5::attr(id, "warmup", r.warmup);
+  h5::attr(id, "seed", int64_t(r.seed));
+  h5::attr(id, "weight_bytes_per_rank", r.weight_bytes);
+  h5::attr(id, "kv_bytes_per_rank", r.kv_bytes);
+  h5::attr(id, "needed_bytes_per_rank", r.needed_bytes);
+  h5::attr(id, "available_bytes_per_rank", r.available_bytes);
+  if (!r.ok()) return;
+  h5::attr(id, "step_us_median", median(r.step_us));
+  h5::attr(id, "exposed_comm_us_median", median(r.exposed_us));
+  h5::attr(id, "exposed_comm_definition", kExposedCommDefinition);
+  // Attention bandwidth of rank 0 (KV bytes its attention reads / its attention time), and its
+  // fraction of the read-only stream ceiling measured at the start of the job.
+  const double attn_gbps = r.attention_gbps_rank0();
+  h5::attr(id, "attention_kv_bytes_rank0", r.attn_kv_bytes);
+  h5::attr(id, "attention_us_rank0_median", r.rank0_phase_median(int(Phase::attention)));
+  h5::attr(id, "attention_gbps_rank0", attn_gbps);
+  h5::attr(id, "attention_fraction_of_ceiling",
+           job.stream.gbps > 0 ? attn_gbps / job.stream.gbps : 0.0);
+  const hsize_t it = hsize_t(r.iters), rk = hsize_t(r.ranks), ph = kNumPhases;
+  const hid_t ds = h5::dataset(id, "phase_us", {it, rk, ph}, r.phase_us.data(), "us");
+  h5::attr(ds, "phases", phase_names());
+  std::vector<int64_t> comm;
+  for (int p = 0; p < kNumPhases; ++p) comm.push_back(phase_is_comm(static_cast<Phase>(p)));
+  h5::attr(ds, "phase_is_comm", comm);
+  std::vector<int64_t> modeled(r.info.phase_modeled.begin(), r.info.phase_modeled.end());
+  h5::attr(ds, "modeled", modeled);
+  H5Dclose(ds);
+  h5::write(id, "step_us", {it}, r.step_us.data(), "us");
+  h5::write(id, "exposed_comm_us", {it}, r.exposed_us.data(), "us");
+  h5::write(id, "rank_step_us", {it, rk}, r.rank_step_us.data(), "us");
+  h5::write(id, "rank_exposed_comm_us", {it, rk}, r.rank_exposed_us.data(), "us");
+  if (r.has_gpu_telemetry) write_gpu_telemetry(id, r.gpu);
+  if (!r.verify_ran) return;
+  h5::write(id, "step_rel_err", {hsize_t(r.step_rel_err.size())}, r.step_rel_err.data(), "");
+  h5::attr(id, "routing_flips", r.routing_flips);
+  h5::attr(id, "routing_flips_rejected", r.routing_flips_rejected);
+  h5::attr(id, "routing_consistent", r.routing_consistent);
+  if (job.layer != LayerKind::moe) return;
+  h5::attr(id, "max_rel_err_own_routing", r.max_rel_err_own_routing);
+  h5::write(id, "step_rel_err_own_routing", {hsize_t(r.step_rel_err_own_routing.size())},
+            r.step_rel_err_own_routing.data(), "");
+  // One row per expert an executor chose that the reference did not.
+  std::vector<double> rows;
+  for (const RoutingFlip& f : r.flips)
+    rows.insert(rows.end(),
+                {double(f.step), double(f.token), double(f.executor_expert),
+                 double(f.reference_expert), f.logit_gap, f.bound, f.accepted ? 1.0 : 0.0});
+  const hid_t fd = h5::dataset(id, "routing_flips", {hsize_t(r.flips.size()), 7}, rows.data(), "");
+  h5::attr(fd, "columns",
+           std::vector<std::string>{"step", "token", "executor_expert", "reference_expert",
+                                    "logit_gap", "bound", "accepted"});
+  H5Dclose(fd);
+}
+
+}  // namespace
+
+void write_decode_trace(const std::string& path, const DecodeJobRecord& job) {
+  h5::File file(path);
+  write_root_attributes(file.id(), job.environment, "decode");
+  {
+    h5::Group g(file.id(), "/decode");
+    h5::attr(g.id(), "model", job.model);
+    h5::attr(g.id(), "model_source", job.model_source);
+    h5::attr(g.id(), "layer_kind", to_string(job.layer));
+    h5::attr(g.id(), "phases", phase_names());
+    h5::attr(g.id(), "stream_gbps", job.stream.gbps);
+    h5::attr(g.id(), "stream_bytes", job.stream.bytes);
+  }
+  for (size_t i = 0; i < job.runs.size(); ++i) write_run(file.id(), int(i), job, job.runs[i]);
+  file.commit();
+}
+
+}  // namespace helix

@@ -1,0 +1,209 @@
+#include "exec/cuda_executor.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include "comm/cuda_check.hpp"
+#include "comm/error.hpp"
+#include "exec/nvtx_range.hpp"
+#include "kernels/cuda_kernels.hpp"
+
+namespace helix {
+
+namespace {
+constexpr const char* kHint = "a smaller batch, or fewer ranks per GPU";
+}  // namespace
+
+CudaExecutor::CudaExecutor(const ModelSpec& m, const RankShard& shard,
+                           std::shared_ptr<DeviceGroups> groups, int batch, int64_t seq_len,
+                           int64_t max_positions, uint64_t seed)
+    : m_(m), shard_(shard), groups_(std::move(groups)), batch_(batch) {
+  HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&s_compute_, cudaStreamNonBlocking));
+  HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&s_comm_, cudaStreamNonBlocking));
+  gemm_ = std::make_unique<cuda::Gemm>(size_t(kGemmWorkspaceBytes));
+  qk_dim_ = m.attn_qk_dim();
+  out_dim_ = m.attn_out_dim();
+  val_dim_ = m.attn_value_dim();
+  weights_ = make_device_weights(m, shard, seed, s_compute_);
+  cache_ = make_device_cache(m, shard, batch, seq_len, max_positions, seed, s_compute_);
+  // Every buffer of the schedule and every scratch area, from the tables the planner reads.
+  const BufferTable table = activation_buffers(m, shard, batch);
+  for (int b = 0; b < kNumBuffers; ++b)
+    bufs_[size_t(b)] = DeviceBuffer<unsigned char>(
+        table.elems[size_t(b)] * cuda_elem_bytes(Buffer(b)), buffer_name(Buffer(b)), kHint);
+  const auto scratch = cuda_scratch(m, shard, batch, cache_.capacity);
+  for (int s = 0; s < kNumScratch; ++s)
+    scratch_[size_t(s)] =
+        DeviceBuffer<unsigned char>(scratch[size_t(s)].bytes(), scratch[size_t(s)].name, kHint);
+  const int64_t assignments = table[Buffer::route_expert];
+  if (assignments > 0) {
+    HELIX_CUDA_CHECK(cudaMallocHost(&host_route_e_, size_t(assignments) * sizeof(int32_t) * 2));
+    HELIX_CUDA_CHECK(cudaMallocHost(&host_route_w_, size_t(assignments) * sizeof(float) * 2));
+  }
+  HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
+}
+
+CudaExecutor::~CudaExecutor() {
+  cudaDeviceSynchronize();
+  if (host_route_e_) cudaFreeHost(host_route_e_);
+  if (host_route_w_) cudaFreeHost(host_route_w_);
+  if (s_compute_) cudaStreamDestroy(s_compute_);
+  if (s_comm_) cudaStreamDestroy(s_comm_);
+}
+
+void CudaExecutor::set_input(const float* x) {
+  // Ordered on the compute stream and waited for: a plain cudaMemcpy from pageable memory may
+  // return before its DMA lands, and the non-blocking compute stream would not wait for it.
+  HELIX_CUDA_CHECK(cudaMemcpyAsync(f32(Buffer::x), x, size_t(bufs_[size_t(Buffer::x)].bytes()),
+                                   cudaMemcpyHostToDevice, s_compute_));
+  HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
+}
+
+void CudaExecutor::get_output(float* out) {
+  HELIX_CUDA_CHECK(cudaMemcpyAsync(out, f32(Buffer::out),
+                                   size_t(bufs_[size_t(Buffer::out)].bytes()),
+                                   cudaMemcpyDeviceToHost, s_compute_));
+  HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
+}
+
+bool CudaExecutor::get_routing(int32_t* experts) {
+  if (shard_.layer != LayerKind::moe || !shard_.in_ffn) return false;
+  // ffn_experts() copied the assignments to the host and waited for them.
+  std::copy(host_route_e_, host_route_e_ + batch_ * m_.moe.top_k, experts);
+  return true;
+}
+
+// A non-blocking exchange runs on the communication stream when its communicator only enqueues
+// (NCCL, the emulation); host-staged MPI blocks the host, so it stays in order on the compute
+// stream.
+cudaStream_t CudaExecutor::stream_of(const Step& s) const {
+  return s.op == Op::a2a_start && groups_->get(s.group).stream_ordered() ? s_comm_ : s_compute_;
+}
+
+void CudaExecutor::step(const Schedule& schedule, StepTiming* timing) {
+  run(schedule, timing != nullptr);
+  if (!timing) return;
+  StepTiming t;
+  for (size_t i = 0; i < schedule.steps.size(); ++i)
+    t.phase_us[size_t(schedule.steps[i].phase)] += CudaEvent::elapsed_us(begin_[i], end_[i]);
+  t.step_us = CudaEvent::elapsed_us(step0_, step1_);
+  t.exposed_comm_us = exposed_comm_us(t.phase_us, t.step_us);
+  *timing = t;
+}
+
+void CudaExecutor::run(const Schedule& schedule, bool timed) {
+  HELIX_CHECK(schedule.batch == batch_, "schedule of another batch size");
+  for (int b = 0; b < kNumBuffers; ++b)
+    HELIX_CHECK(
+        schedule.buffers.elems[size_t(b)] * cuda_elem_bytes(Buffer(b)) <= bufs_[size_t(b)].bytes(),
+        std::string("schedule needs a larger buffer ") + buffer_name(Buffer(b)));
+  while (begin_.size() < schedule.steps.size()) {
+    begin_.emplace_back();
+    end_.emplace_back();
+    ready_.emplace_back(false);
+  }
+  // NVTX: the step, and in it every step of the schedule under its phase's trace name (the
+  // collectives under attn_comm, o_comm, ffn_comm, out_comm).
+  NvtxRange step_range("step");
+  step0_.record(s_compute_);
+  for (size_t i = 0; i < schedule.steps.size(); ++i) {
+    const Step& s = schedule.steps[i];
+    NvtxRange phase_range(phase_name(s.phase));
+    const cudaStream_t st = stream_of(s);
+    // A step on the communication stream starts after everything enqueued on the compute stream
+    // so far (its chunk's attention and W_uv), before its timing starts.
+    if (st != s_compute_) {
+      ready_[i].record(s_compute_);
+      ready_[i].wait_on(st);
+    }
+    if (timed) begin_[i].record(st);
+    stream_ = st;
+    run_step(s, schedule);
+    if (timed) end_[i].record(st);
+  }
+  step1_.record(s_compute_);
+  step1_.synchronize();
+}
+
+void CudaExecutor::exchange_wait() {  // the compute stream waits for the other stream's exchanges
+  join_.record(s_comm_);
+  join_.wait_on(s_compute_);
+}
+
+void CudaExecutor::all_reduce(const Step& s, Buffer b) {
+  groups_->get(s.group).all_reduce_sum(f32(b), int64_t(batch_) * m_.hidden, stream_);
+}
+
+void CudaExecutor::all_gather(const Step& s, Buffer from, Buffer to) {
+  groups_->get(s.group).all_gather(f32(from), int64_t(batch_) * m_.hidden, f32(to), stream_);
+}
+
+void CudaExecutor::broadcast(const Step& s, Buffer b) {
+  groups_->get(s.group).bcast(f32(b), int64_t(batch_) * m_.hidden, 0, stream_);
+}
+
+// The step's exchange layout, read from its input buffer and part_lse: from send_offset, for each
+// peer in group order, the O block [chunk, heads of the peer, dim] then the LSE block.
+void CudaExecutor::pack(const Step& s) {
+  cudaStream_t st = stream_;
+  const Exchange& x = s.exchange;
+  const int64_t D = x.dim, qh = shard_.q_heads.size(), nb = s.batch.size();
+  const float* part = f32(s.input);
+  float* dst = f32(Buffer::send) + x.send_offset;
+  for (const Range& hr : x.peer_heads) {
+    const int64_t nh = hr.size();
+    if (nh == 0 || nb == 0) continue;
+    HELIX_CUDA_CHECK(cudaMemcpy2DAsync(
+        dst, size_t(nh * D) * sizeof(float), part + (s.batch.begin * qh + hr.begin) * D,
+        size_t(qh * D) * sizeof(float), size_t(nh * D) * sizeof(float), size_t(nb),
+        cudaMemcpyDeviceToDevice, st));
+    dst += nb * nh * D;
+    HELIX_CUDA_CHECK(cudaMemcpy2DAsync(dst, size_t(nh) * sizeof(float),
+                                       f32(Buffer::part_lse) + s.batch.begin * qh + hr.begin,
+                                       size_t(qh) * sizeof(float), size_t(nh) * sizeof(float),
+                                       size_t(nb), cudaMemcpyDeviceToDevice, st));
+    dst += nb * nh;
+  }
+}
+
+void CudaExecutor::exchange(const Step& s) {
+  const Exchange& x = s.exchange;
+  pack(s);
+  groups_->get(s.group).all_to_all_v(f32(Buffer::send) + x.send_offset, x.send_counts,
+                                     x.send_displs, f32(Buffer::recv) + x.recv_offset,
+                                     x.recv_counts, x.recv_displs, stream_);
+}
+
+void CudaExecutor::gather_partials(const Step& s) {
+  const Exchange& x = s.exchange;
+  pack(s);
+  groups_->get(s.group).gather(f32(Buffer::send) + x.send_offset, x.send_counts[0],
+                               f32(Buffer::recv) + x.recv_offset, x.root, stream_);
+}
+
+// Each block of received partials combined in place into the bf16 projection input (HOP-B: one
+// block per chunk).
+void CudaExecutor::combine(const Step& s) {
+  const float* recv = f32(Buffer::recv);
+  for (const CombineBlock& b : s.combine_blocks)
+    cuda::lse_combine(b.parts, b.rows, b.dim, recv + b.o_offset, b.part_stride, recv + b.lse_offset,
+                      b.part_stride, nullptr, buf<bf16>(Buffer::combined) + b.out_offset, nullptr,
+                      s_compute_);
+}
+
+void CudaExecutor::o_proj(const Step& s) {
+  cudaStream_t st = s_compute_;
+  const int64_t B = batch_, H = m_.hidden, oh = shard_.o_heads.size(), D = val_dim_;
+  float* attn_out = f32(Buffer::attn_out);
+  if (oh == 0) {
+    HELIX_CUDA_CHECK(cudaMemsetAsync(attn_out, 0, size_t(B * H) * sizeof(float), st));
+    return;
+  }
+  // Rows not combined (tp: the local partials are complete) are converted to the GEMM's bf16.
+  bf16* in = buf<bf16>(Buffer::combined);
+  if (s.input != Buffer::combined) cuda::to_bf16(f32(s.input), in, B * oh * D, st);
+  const GemmShape g{B, oh * D, H, oh * D, H, H};
+  gemm_->run(g, in, weights_.wo.get(), attn_out, st);
+}
+
+}  // namespace helix

@@ -1,0 +1,101 @@
+// CUDA executor: interprets a rank's schedule of one decode layer on its GPU with the bf16 kernels
+// of kernels/ and the device communicators of its groups (NCCL, MPI with host staging, or the
+// emulated communicator of one rank of a larger layout: the executor does not know which), timing
+// every step with CUDA events on the stream that runs it. A non-blocking exchange (HOP-B's
+// a2a_start) runs on a second stream when its communicator is stream-ordered, so that it overlaps
+// the next chunk's computation; everything else runs in schedule order on the compute stream.
+// Chunks, exchange layouts, combine blocks and the buffers each step reads all come from the
+// schedule; the buffers and scratch are allocated from the one table of exec/cuda_buffers.hpp.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "comm/cuda_timer.hpp"
+#include "comm/device_buffer.hpp"
+#include "comm/device_comm.hpp"
+#include "exec/comm_groups.hpp"
+#include "exec/cuda_buffers.hpp"
+#include "exec/device_weights.hpp"
+#include "exec/executor.hpp"
+#include "kernels/gemm_cuda.hpp"
+#include "layouts/schedule.hpp"
+
+namespace helix {
+
+using DeviceGroups = GroupComms<DeviceComm>;
+
+class CudaExecutor final : public LayerExecutor, StepInterpreter {
+ public:
+  CudaExecutor(const ModelSpec& model, const RankShard& shard, std::shared_ptr<DeviceGroups> groups,
+               int batch, int64_t seq_len, int64_t max_positions, uint64_t seed);
+  ~CudaExecutor() override;
+
+  void set_input(const float* x) override;
+  void step(const Schedule& schedule, StepTiming* timing) override;
+  void get_output(float* out) override;
+  bool get_routing(int32_t* experts) override;
+  int64_t weight_bytes() const override { return weights_.bytes(); }
+  int64_t kv_bytes() const override { return cache_.bytes(); }
+
+ private:
+  template <class T>
+  T* buf(Buffer b) const {
+    return reinterpret_cast<T*>(bufs_[size_t(b)].get());
+  }
+  float* f32(Buffer b) const { return buf<float>(b); }
+  template <class T>
+  T* scratch(Scratch s) const {
+    return reinterpret_cast<T*>(scratch_[size_t(s)].get());
+  }
+  // Enqueues the schedule once (timed: events around every step) and waits for it.
+  void run(const Schedule& schedule, bool timed);
+  cudaStream_t stream_of(const Step& s) const;
+  void pack(const Step& s);
+  void ffn_experts();
+
+  // StepInterpreter (exec/cuda_layer_ops.cpp: the per-rank compute; exec/cuda_executor.cpp: the
+  // exchange and the collectives, on stream_, the stream of the step being run).
+  void prologue(int64_t pos) override;
+  void kv_append(int64_t index, int64_t pos) override;
+  void attention(const Step& s) override;
+  void v_up(Range batch) override;
+  void exchange(const Step& s) override;
+  void exchange_wait() override;
+  void gather_partials(const Step& s) override;
+  void combine(const Step& s) override;
+  void o_proj(const Step& s) override;
+  void ffn_compute() override;
+  void ffn_reduce(const Step& s) override;
+  void all_reduce(const Step& s, Buffer b) override;
+  void all_gather(const Step& s, Buffer from, Buffer to) override;
+  void broadcast(const Step& s, Buffer b) override;
+
+  const ModelSpec& m_;
+  RankShard shard_;
+  std::shared_ptr<DeviceGroups> groups_;
+  int batch_;
+  int64_t qk_dim_, out_dim_, val_dim_;  // query, attention output, exchanged widths
+
+  cudaStream_t s_compute_ = nullptr, s_comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // the stream of the step being run
+  std::unique_ptr<cuda::Gemm> gemm_;
+  DeviceWeights weights_;
+  DeviceCache cache_;
+  std::array<DeviceBuffer<unsigned char>, kNumBuffers> bufs_;
+  std::array<DeviceBuffer<unsigned char>, kNumScratch> scratch_;
+  int32_t* host_route_e_ = nullptr;  // pinned: the routing copied back, then the held experts' rows
+  float* host_route_w_ = nullptr;
+
+  // Per step of the schedule: begin and end events on the step's stream, and (for a step on the
+  // communication stream) the point of the compute stream it waits for.
+  std::vector<CudaEvent> begin_, end_, ready_;
+  CudaEvent step0_, step1_, join_{false};
+};
+
+}  // namespace helix
