@@ -1,4 +1,5 @@
-# `cmake --install build [--prefix DIR]`: the executables (helix-bench, helix-micro) into bin/,
+# `cmake --install build [--prefix DIR]`: the executables (helix-bench, helix-micro; with CUDA
+# also helix-kernel-bench) into bin/,
 # and a CMake package for other projects, helix-benchConfig.cmake under lib/cmake/helix-bench/:
 #   find_package(helix-bench 0.1 CONFIG REQUIRED)
 #   target_link_libraries(my_tool PRIVATE helix::analytic)  # hardware profiles, the cost model,
@@ -29,6 +30,9 @@ set_target_properties(helix_warnings PROPERTIES EXPORT_NAME warnings)  # link-on
 
 install(TARGETS helix-bench helix-micro EXPORT helix-benchTargets
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(TARGET helix-kernel-bench)  # CUDA builds: the Hopper kernels' benchmark (not exported)
+  install(TARGETS helix-kernel-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 install(TARGETS helix_common helix_layouts helix_analytic helix_kernels helix_comm helix_warnings
         EXPORT helix-benchTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bench/decode/record.hpp"
+#include "bench/decode/roofline.hpp"
 #include "comm/mpi_comm.hpp"
 #include "exec/decode_backend.hpp"
 #include "exec/reference.hpp"
@@ -27,6 +28,7 @@ struct RunSettings {
   int decode_steps = 1;  // verified steps, positions seq .. seq + decode_steps - 1
   uint64_t seed = 1234;
   bool profile_once = false;  // warm-up, then one step inside the profiler capture; no timing
+  ElemBytes elem;             // the backend's element sizes, for the roofline's work
 };
 
 // Collective over `world`. verify: checked against `reference` (rank 0's, bench/decode/verify.hpp).
