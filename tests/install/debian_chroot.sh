@@ -37,7 +37,12 @@ cleanup() {
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2>/dev/null || true; done
 }
 trap cleanup EXIT
-rm -rf "$run"
+# A run that was interrupted leaves its mounts (the host's /proc, /sys, /dev): unmount them before
+# the old copy is removed, and never let rm cross into a mounted file system.
+awk -v run="$run/" 'index($2, run) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+  umount -l "$m"
+done
+rm -rf --one-file-system "$run"
 cp -a "$base" "$run"
 for m in proc sys dev dev/pts; do
   mount --bind "/$m" "$run/$m"
