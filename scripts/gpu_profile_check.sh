@@ -20,7 +20,7 @@
 #    `python3 -m helixbench.nccl_table`, which must find the same columns and, for every size,
 #    the same count, type, redop and root (OUTDIR/all_reduce_perf.log, OUTDIR/helix-micro.log).
 # Environment: NP (default: the GPUs, at most 4), MODEL (default llama-3.1-8b), SEQ (default 16K),
-# BATCH (default 8), MPIRUN (default mpirun), CUDA_ARCH (default 90), NCCL_TESTS.
+# BATCH (default 8), MPIRUN (default mpirun), CUDA_ARCH (default 90a, as the build), NCCL_TESTS.
 # The checks of steps 2-4 need h5py and numpy (scripts/setup.sh's environment); where this machine
 # has no such Python the files stay in OUTDIR and the script prints the check commands to run on
 # a machine that has it. Step 5 needs only the standard library.
@@ -41,7 +41,7 @@ np=${NP:-$((gpus < 4 ? gpus : 4))}
 model=${MODEL:-llama-3.1-8b}
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   cmake -S . -B "$build" -DHELIX_CUDA=ON -DHELIX_WERROR=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" >/dev/null &&
+    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" >/dev/null &&
     cmake --build "$build" -j"$(nproc)" --target helix-bench helix-micro ||
     { echo "gpu_profile_check: the CUDA build failed (see above)"; exit 1; }
 fi
