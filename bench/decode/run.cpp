@@ -92,6 +92,8 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
   ex->set_input(x0.data());
   std::vector<double> phases(size_t(o.iters * kNumPhases)), steps(size_t(o.iters)),
       exposed(size_t(o.iters));
+  const int chunks = exchange_chunks(sched);
+  std::vector<double> chunk_times(size_t(o.iters * chunks * kChunkColumns));
   for (int i = 0; i < o.warmup + o.iters; ++i) {
     world.barrier();
     StepTiming t;
@@ -101,11 +103,18 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
     for (int p = 0; p < kNumPhases; ++p) phases[size_t(k * kNumPhases + p)] = t.phase_us[size_t(p)];
     steps[size_t(k)] = t.step_us;
     exposed[size_t(k)] = t.exposed_comm_us;
+    for (int c = 0; c < chunks && c < int(t.chunk_us.size()); ++c)
+      for (int j = 0; j < kChunkColumns; ++j)
+        chunk_times[size_t((k * chunks + c) * kChunkColumns + j)] =
+            t.chunk_us[size_t(c)][size_t(j)];
   }
   r.ranks = world.size();
   r.phase_us = gather_iter_major(world, phases, o.iters, kNumPhases);
   r.rank_step_us = gather_iter_major(world, steps, o.iters, 1);
   r.rank_exposed_us = gather_iter_major(world, exposed, o.iters, 1);
+  r.chunks = chunks;
+  if (chunks > 0)
+    r.chunk_us = gather_iter_major(world, chunk_times, o.iters, chunks * kChunkColumns);
   if (world.rank() == 0) {
     r.step_us = max_over_ranks(r.rank_step_us, o.iters, r.ranks);
     r.exposed_us = max_over_ranks(r.rank_exposed_us, o.iters, r.ranks);

@@ -23,6 +23,19 @@ void write_emulation(hid_t id, const LayerExecutorInfo& e) {
   h5::attr(id, "emulation_floor_us", e.emulation_floor_us);
 }
 
+// /decode/run_N/chunks: [iters, ranks, chunks, 4] timestamps of each chunk's attention and
+// exchange, us from the start of the rank's step.
+void write_chunks(hid_t run, const RunRecord& r) {
+  if (r.chunks <= 0) return;
+  const hid_t ds =
+      h5::dataset(run, "chunks",
+                  {hsize_t(r.iters), hsize_t(r.ranks), hsize_t(r.chunks), hsize_t(kChunkColumns)},
+                  r.chunk_us.data(), "us");
+  h5::attr(ds, "columns", chunk_column_names());
+  h5::attr(ds, "origin", "start of the rank's step");
+  H5Dclose(ds);
+}
+
 void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecord& r) {
   char name[32];
   std::snprintf(name, sizeof name, "/decode/run_%04d", index);
@@ -37,6 +50,7 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   h5::attr(id, "tpf", r.layout.tpf);
   h5::attr(id, "ep", r.layout.ep);
   h5::attr(id, "hopb_chunks", r.layout.hopb_chunks);
+  h5::attr(id, "hopb_comm_sms", r.layout.hopb_comm_sms);
   h5::attr(id, "kv_block", r.layout.kv_block);
   h5::attr(id, "batch", r.batch);
   h5::attr(id, "seq_len", r.seq);
@@ -86,6 +100,7 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   h5::write(id, "exposed_comm_us", {it}, r.exposed_us.data(), "us");
   h5::write(id, "rank_step_us", {it, rk}, r.rank_step_us.data(), "us");
   h5::write(id, "rank_exposed_comm_us", {it, rk}, r.rank_exposed_us.data(), "us");
+  write_chunks(id, r);
   if (!r.verify_ran) return;
   h5::write(id, "step_rel_err", {hsize_t(r.step_rel_err.size())}, r.step_rel_err.data(), "");
   h5::attr(id, "routing_flips", r.routing_flips);
