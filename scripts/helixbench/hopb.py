@@ -6,7 +6,10 @@
            overlaps the next chunk's attention on every rank
   linkfit  the latency and bus bandwidth of an all-to-all measured by helix-micro (least squares
            of time = latency + S (n-1)/n / busbw over the sizes the exchanges move), written as
-           JSON and as a hardware profile at those link figures for `helix-bench model`
+           JSON and as a hardware profile at those link figures for `helix-bench model`; with
+           --nccl-tests, an nccl-tests alltoall_perf log's bus bandwidth recorded beside it
+  linkset  the same JSON and profile from link figures given on the command line (the study on
+           one GPU, where the slowed paths cannot be measured)
   summary  the study's table: per NCCL path, model, N, S and B, Helix against HOP-B at each chunk
            count (step, exposed All-to-All apart from the other collectives, the share of the
            exchanges hidden), the emulated and modeled steps at the path's link figures, and the
@@ -27,6 +30,7 @@ import glob
 import json
 import math
 import os
+import re
 import sys
 
 import h5py
@@ -43,15 +47,16 @@ TOL_US = 0.5  # CUDA events resolve about 0.5 us
 
 
 def path_label(root: dict, run) -> str:
-    """The communication path a run took: the emulated link figures, the CPU's MPI, or the NCCL
-    variables of the job (NCCL_NVLS_ENABLE, set everywhere, left out; none: the default path)."""
+    """The communication path a run took: the emulated link figures, or the NCCL variables of the
+    job (NCCL_NVLS_ENABLE, set everywhere, left out; none: the default path); on the CPU backend
+    MPI over host memory (NCCL variables, unused there, still named to tell jobs apart)."""
     if run.get("emulated_ranks"):
         return (f"emulated {float(run.get('link_gbps', 0)):g} GB/s, "
                 f"{float(run.get('link_latency_us', 0)):g} us")
-    if run.get("backend") == "cpu":
-        return "cpu (MPI over host memory)"
     env = [v for v in str(root.get("nccl_env", "")).replace(";", " ").split()
            if v and not v.startswith("NCCL_NVLS_ENABLE=")]
+    if run.get("backend") == "cpu":
+        return "cpu MPI" + (f" ({' '.join(sorted(env))}, unused)" if env else "")
     return " ".join(sorted(env)) if env else "default NCCL path"
 
 
@@ -238,35 +243,88 @@ def fit_link(micro_path: str, ranks: int, lo: float, hi: float) -> dict:
                        for s, v, b in zip(size, t, bus)]}
 
 
-def linkfit_main(args) -> int:
-    link = fit_link(args.micro, args.ranks, args.fit_min_bytes, args.fit_max_bytes)
+def parse_nccl_tests(path: str) -> dict:
+    """The all-to-all of an nccl-tests alltoall_perf log: out-of-place bus bandwidth at the
+    largest size of its table, and its "Avg bus bandwidth" line."""
+    try:
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+    except OSError as e:
+        raise TraceError(f"--nccl-tests: cannot read {path} ({e})") from None
+    rows, avg = [], None
+    for line in lines:
+        if line.startswith("#"):
+            m = re.search(r"Avg bus bandwidth\s*:\s*([0-9.eE+-]+)", line)
+            if m:
+                avg = float(m.group(1))
+            continue
+        tok = line.split()
+        # size count type [redop] [root] | time algbw busbw #wrong (out of place) | time algbw
+        # busbw #wrong (in place): counted from the end, as redop is blank for an all-to-all in
+        # some versions and root is missing in older ones.
+        if len(tok) >= 11 and tok[0].isdigit():
+            try:
+                rows.append((int(tok[0]), float(tok[-8]), float(tok[-6])))
+            except ValueError:
+                continue
+    if not rows:
+        raise TraceError(f"--nccl-tests: {path} holds no nccl-tests result table")
+    size, time_us, busbw = max(rows)
+    return {"nccl_tests_busbw_gbps": busbw, "nccl_tests_bytes": float(size),
+            "nccl_tests_time_us": time_us,
+            "nccl_tests_avg_busbw_gbps": avg if avg is not None else busbw}
+
+
+def write_link(link: dict, args, source: str) -> int:
+    """Writes the link JSON and the profile of args.base at the link's figures."""
     link["path"] = args.name
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     prof = builtin_profile(repo, args.base)
     prof["name"] = f"{prof.get('name', 'profile')}-{args.name}-n{args.ranks}"
-    prof["description"] = (f"{prof.get('description', '')}; links at the all-to-all measured over "
-                           f"{args.name} ({args.ranks} ranks)")
+    prof["description"] = (f"{prof.get('description', '')}; links at the all-to-all of "
+                           f"{args.ranks} ranks over {args.name}")
     nv = dict(prof.get("nvlink", {}))
     nv["bw_gbps"] = round(link["fit_gbps"], 3)
     nv["latency_us"] = round(link["fit_latency_us"], 3)
     nv["domain_gpus"] = max(int(nv.get("domain_gpus", 1)), args.ranks)
     prof["nvlink"] = nv
-    prof.pop("collectives", None)  # the fitted figures price every collective
+    prof.pop("collectives", None)  # the link figures price every collective
     src = dict(prof.get("sources", {}))
     for k in ("nvlink.bw_gbps", "nvlink.latency_us"):
-        src[k] = (f"fitted to helix-micro's all-to-all of {args.ranks} ranks over {args.name}, "
-                  f"{int(args.fit_min_bytes)}-{int(args.fit_max_bytes)} bytes")
+        src[k] = source
     prof["sources"] = src
+    link["source"] = source
     for path, obj in ((args.out_json, link), (args.out_profile, prof)):
         tmp = f"{path}.tmp.{os.getpid()}"
         with open(tmp, "w") as fh:
             json.dump(obj, fh, indent=1)
         os.replace(tmp, path)
-    print(f"{args.name}, {args.ranks} ranks: all-to-all {link['fit_gbps']:.1f} GB/s busbw, "
-          f"{link['fit_latency_us']:.1f} us latency (fit over {int(args.fit_min_bytes)}-"
-          f"{int(args.fit_max_bytes)} bytes); busbw {link['busbw_gbps_at_largest']:.1f} GB/s at "
-          f"{link['largest_bytes'] / 2**20:g} MiB")
+    line = (f"{args.name}, {args.ranks} ranks: all-to-all {link['fit_gbps']:.1f} GB/s busbw, "
+            f"{link['fit_latency_us']:.1f} us latency ({source})")
+    if "busbw_gbps_at_largest" in link:
+        line += (f"; helix-micro busbw {link['busbw_gbps_at_largest']:.1f} GB/s at "
+                 f"{link['largest_bytes'] / 2**20:g} MiB")
+    if "nccl_tests_busbw_gbps" in link:
+        line += (f"; nccl-tests busbw {link['nccl_tests_busbw_gbps']:.1f} GB/s at "
+                 f"{link['nccl_tests_bytes'] / 2**20:g} MiB")
+    print(line)
     return 0
+
+
+def linkfit_main(args) -> int:
+    link = fit_link(args.micro, args.ranks, args.fit_min_bytes, args.fit_max_bytes)
+    if args.nccl_tests:
+        link.update(parse_nccl_tests(args.nccl_tests))
+    return write_link(link, args, f"fitted to helix-micro's all-to-all of {args.ranks} ranks over "
+                      f"{args.name}, {int(args.fit_min_bytes)}-{int(args.fit_max_bytes)} bytes")
+
+
+def linkset_main(args) -> int:
+    if not (args.gbps > 0 and args.latency_us >= 0):
+        raise TraceError("--gbps must be > 0 and --latency-us >= 0")
+    link = {"ranks": args.ranks, "fit_gbps": float(args.gbps),
+            "fit_latency_us": float(args.latency_us)}
+    return write_link(link, args, args.source)
 
 
 # ----------------------------------------------------------------------------- study summary
@@ -304,7 +362,8 @@ def _validate_steps(path: str) -> dict:
 
 
 def load_study(study: str) -> tuple:
-    """(meta, rows): one row per (path, model, N, S, B, chunk count) of the real runs."""
+    """(meta, rows): one row per (path, model, N, S, B, chunk count) of the real runs (of the
+    emulated ones where a path has no real run: the study on one GPU)."""
     meta_path = os.path.join(study, "study.json")
     if not os.path.exists(meta_path):
         raise TraceError(f"{study}: no study.json (not a HOP-B study folder)")
@@ -318,13 +377,19 @@ def load_study(study: str) -> tuple:
             with open(lf) as fh:
                 link = json.load(fh)
             links[int(link["ranks"])] = link
-        for real in sorted(glob.glob(os.path.join(pdir, "real_*.h5"))):
-            stem = os.path.basename(real)[len("real_"):-len(".h5")]
+        # The real runs; on one GPU (no real_*.h5) the emulated ones stand in their place.
+        measured = sorted(glob.glob(os.path.join(pdir, "real_*.h5")))
+        source = "real"
+        if not measured:
+            measured = sorted(glob.glob(os.path.join(pdir, "emulated_*.h5")))
+            source = "emulated"
+        for real in measured:
+            stem = os.path.basename(real)[len(source) + 1:-len(".h5")]
             with open_trace(real) as f:
                 runs = [r for r in load_decode_runs(f) if r.ok]
             emulated = {}
             emu = os.path.join(pdir, f"emulated_{stem}.h5")
-            if os.path.exists(emu):
+            if source == "real" and os.path.exists(emu):
                 with open_trace(emu) as f:
                     for r in load_decode_runs(f):
                         if r.ok:
@@ -335,13 +400,15 @@ def load_study(study: str) -> tuple:
                 k = _key(r)
                 h = helix.get(k)
                 link = links.get(k[1], {})
-                row = {"path": p["name"], "path_env": p.get("env", ""), "model": k[0], "n": k[1],
+                row = {"path": p["name"], "path_env": p.get("env", ""), "source": source,
+                       "model": k[0], "n": k[1],
                        "seq": k[2], "batch": k[3], "layout": r.get("layout"),
                        "chunks": _chunks(r), "comm_sms": int(r.get("hopb_comm_sms", 0) or 0),
                        "a2a_gbps": link.get("fit_gbps", float("nan")),
                        "a2a_latency_us": link.get("fit_latency_us", float("nan")),
                        "a2a_busbw_largest_gbps": link.get("busbw_gbps_at_largest",
                                                           float("nan")),
+                       "nccl_tests_busbw_gbps": link.get("nccl_tests_busbw_gbps", float("nan")),
                        "step_us": r.step_median(),
                        "attention_us": float(np.median(
                            r.phase_iter_max()[:, r.phases.index("attention")])),
@@ -392,7 +459,7 @@ def summary_main(args) -> int:
         raise TraceError(f"{args.study}: no real runs (real_*.h5) in any path folder")
     paths = [p["name"] for p in meta.get("paths", [])]
     reference = paths[0] if paths else ""
-    head = ["path", "model", "N", "S", "B", "C", "a2a GB/s", "step us", "vs helix",
+    head = ["path", "run", "model", "N", "S", "B", "C", "a2a GB/s", "step us", "vs helix",
             "exp. A2A us", "of helix's", "bound", "other coll. us", "hidden", "emulated us",
             "model us", "model err"]
     table = []
@@ -404,7 +471,7 @@ def summary_main(args) -> int:
               if hopb and r.get("helix_exposed_a2a_us", 0) > 0 else None)
         err = (r["model_step_us"] / r["step_us"] - 1 if math.isfinite(r["model_step_us"])
                else None)
-        table.append([r["path"], r["model"], r["n"], r["seq"], r["batch"],
+        table.append([r["path"], r["source"], r["model"], r["n"], r["seq"], r["batch"],
                       r["chunks"] if hopb else "helix", _f(r["a2a_gbps"], "{:.1f}"),
                       _f(r["step_us"]), f"{rel:+.1%}" if rel is not None else "",
                       _f(r["exposed_a2a_us"]), f"{of:.2f}" if of is not None else "",
@@ -424,22 +491,29 @@ def summary_main(args) -> int:
           "collectives); `other coll.`: o_comm + ffn_comm + out_comm; `hidden`: share of the "
           "exchanges' time that ran beside a later chunk's attention; `a2a GB/s`: the path's "
           "all-to-all bus bandwidth fitted in the same job (emulation and model at it).\n",
-          "| path | NCCL variables | all-to-all busbw (fit) | latency (fit) | busbw at largest |",
-          "| --- | --- | --- | --- | --- |"]
+          "| path | NCCL variables | all-to-all busbw (fit) | latency (fit) | busbw at largest "
+          "| nccl-tests busbw | source |",
+          "| --- | --- | --- | --- | --- | --- | --- |"]
     for p in meta.get("paths", []):
         for lf in sorted(glob.glob(os.path.join(args.study, p["name"], "link_n*.json"))):
             with open(lf) as fh:
                 link = json.load(fh)
+            largest = (f"{link['busbw_gbps_at_largest']:.1f} GB/s at "
+                       f"{link['largest_bytes'] / 2**20:g} MiB"
+                       if "busbw_gbps_at_largest" in link else "-")
+            nccl = (f"{link['nccl_tests_busbw_gbps']:.1f} GB/s at "
+                    f"{link['nccl_tests_bytes'] / 2**20:g} MiB"
+                    if "nccl_tests_busbw_gbps" in link else "-")
             md.append(f"| {p['name']} ({link['ranks']} ranks) | `{p.get('env') or 'default'}` | "
                       f"{link['fit_gbps']:.1f} GB/s | {link['fit_latency_us']:.1f} us | "
-                      f"{link['busbw_gbps_at_largest']:.1f} GB/s at "
-                      f"{link['largest_bytes'] / 2**20:g} MiB |")
+                      f"{largest} | {nccl} | {link.get('source', '')} |")
     md += ["", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     md += ["| " + " | ".join(str(c) for c in row) + " |" for row in table]
-    md += ["", "## Bars", "", "| path | model | N | S | B | C | bar | holds | figure |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    md += ["", "## Bars", "", "| path | run | model | N | S | B | C | bar | holds | figure |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r, bar, ok, detail in verdicts:
-        md.append(f"| {r['path']} | {r['model']} | {r['n']} | {r['seq']} | {r['batch']} | "
+        md.append(f"| {r['path']} | {r['source']} | {r['model']} | {r['n']} | {r['seq']} | "
+                  f"{r['batch']} | "
                   f"{r['chunks']} | {bar} | {'yes' if ok else 'NO'} | {detail} |")
     with open(os.path.join(args.study, "summary.md"), "w") as fh:
         fh.write("\n".join(md) + "\n")
@@ -465,26 +539,38 @@ def main(argv=None) -> int:
     c.add_argument("traces", nargs="+", metavar="TRACE.h5")
     c.add_argument("--expect-overlap", action="store_true",
                    help="every HOP-B chunk's exchange must overlap the next chunk's attention")
+    def link_args(sp):
+        sp.add_argument("--ranks", type=int, required=True, help="group size of the all-to-all")
+        sp.add_argument("--name", required=True, help="name of the communication path")
+        sp.add_argument("--base", default="h200",
+                        help="profile the link figures go into: a built-in name or a .json file")
+        sp.add_argument("--out-json", required=True, metavar="FILE.json")
+        sp.add_argument("--out-profile", required=True, metavar="PROFILE.json")
+
     lf = sub.add_parser("linkfit", help="all-to-all link figures from a helix-micro trace")
     lf.add_argument("micro", metavar="MICRO.h5")
-    lf.add_argument("--ranks", type=int, required=True, help="group size of the all-to-all")
-    lf.add_argument("--name", required=True, help="name of the communication path")
-    lf.add_argument("--base", default="h200",
-                    help="profile the link figures go into: a built-in name or a .json file")
+    link_args(lf)
     lf.add_argument("--fit-min-bytes", type=float, default=64 * 1024)
     lf.add_argument("--fit-max-bytes", type=float, default=16 * 2**20)
-    lf.add_argument("--out-json", required=True, metavar="FILE.json")
-    lf.add_argument("--out-profile", required=True, metavar="PROFILE.json")
+    lf.add_argument("--nccl-tests", metavar="LOG",
+                    help="an nccl-tests alltoall_perf log of the same path and ranks: its bus "
+                         "bandwidth is recorded beside the fit")
+    ls = sub.add_parser("linkset", help="link figures given on the command line (no measurement "
+                                        "here), written as linkfit writes them")
+    link_args(ls)
+    ls.add_argument("--gbps", type=float, required=True, help="all-to-all bus bandwidth, GB/s")
+    ls.add_argument("--latency-us", type=float, required=True, help="latency per collective, us")
+    ls.add_argument("--source", required=True, help="where the figures come from")
     s = sub.add_parser("summary", help="the study's table and bars")
     s.add_argument("study", metavar="DIR")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "check":
             return check_main(args)
-        if args.cmd == "linkfit":
+        if args.cmd in ("linkfit", "linkset"):
             if args.ranks < 2:
                 raise TraceError("--ranks: an all-to-all needs at least 2 ranks")
-            return linkfit_main(args)
+            return linkfit_main(args) if args.cmd == "linkfit" else linkset_main(args)
         return summary_main(args)
     except TraceError as e:
         print(f"hopb {args.cmd}: error: {e}", file=sys.stderr)
