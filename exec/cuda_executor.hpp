@@ -15,7 +15,9 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "comm/cuda_timer.hpp"
@@ -26,6 +28,7 @@
 #include "exec/device_weights.hpp"
 #include "exec/executor.hpp"
 #include "kernels/gemm_cuda.hpp"
+#include "kernels/moe_cuda.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix {
@@ -42,6 +45,13 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   void step(const Schedule& schedule, StepTiming* timing) override;
   void get_output(float* out) override;
   bool get_routing(int32_t* experts) override;
+  bool graph_replay() const override { return graph_replayed_; }
+  // --cuda-graph: each distinct schedule (position, timed or not) is captured once as a CUDA
+  // graph and replayed, where capturable(); elsewhere the steps are enqueued one by one.
+  void use_graphs(bool on) { graphs_ = on; }
+  // Whether a step only enqueues work: every group's communicator is stream-ordered (NCCL, the
+  // emulation; not host-staged MPI) and the MoE FFN has no host round trip (the grouped launch).
+  bool capturable() const;
   int64_t weight_bytes() const override { return weights_.bytes(); }
   int64_t kv_bytes() const override { return cache_.bytes(); }
 
@@ -55,13 +65,16 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   T* scratch(Scratch s) const {
     return reinterpret_cast<T*>(scratch_[size_t(s)].get());
   }
-  // Enqueues the schedule once (timed: events around every step) and waits for it.
+  // Enqueues the schedule once (timed: events around every step) and waits for it; with graphs,
+  // replays its captured graph (captured at the first call for this schedule).
   void run(const Schedule& schedule, bool timed);
   // MLA under HOP-B: keeps W_uv in L2 through a step (a persisting access window on the compute
   // stream), so that the chunks after the first find it there instead of reading it again.
   void keep_wuv_in_l2();
+  void enqueue(const Schedule& schedule, bool timed, bool in_graph);
   cudaStream_t stream_of(const Step& s) const;
   void ffn_experts();
+  void ffn_grouped();
 
   // StepInterpreter (exec/cuda_layer_ops.cpp: the per-rank compute; exec/cuda_executor.cpp: the
   // exchange and the collectives, on stream_, the stream of the step being run).
@@ -94,14 +107,19 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   DeviceCache cache_;
   std::array<DeviceBuffer<unsigned char>, kNumBuffers> bufs_;
   std::array<DeviceBuffer<unsigned char>, kNumScratch> scratch_;
-  int64_t l2_wuv_bytes_ = 0;         // bytes of W_uv under the persisting window (0: none)
-  int32_t* host_route_e_ = nullptr;  // pinned: the routing copied back, then the held experts' rows
+  int64_t l2_wuv_bytes_ = 0;  // bytes of W_uv under the persisting window (0: none)
+  // MoE: the grouped launch (grouped_moe_shape), or else the per-expert path's pinned buffers:
+  // the routing copied back, then the held experts' rows.
+  std::unique_ptr<cuda::MoeFfn> moe_;
+  int32_t* host_route_e_ = nullptr;
   float* host_route_w_ = nullptr;
 
   // Per step of the schedule: begin and end events on the step's stream, and (for a step on the
   // communication stream) the point of the compute stream it waits for.
   std::vector<CudaEvent> begin_, end_, ready_;
   CudaEvent step0_, step1_, join_{false};
+  bool graphs_ = false, graph_replayed_ = false;
+  std::map<std::tuple<int64_t, bool, size_t>, cudaGraphExec_t> graph_cache_;
 };
 
 }  // namespace helix

@@ -217,6 +217,17 @@ BufferTable activation_buffers(const ModelSpec& m, const RankShard& r, int batch
   return t;
 }
 
+Work moe_ffn_work(const ModelSpec& m, const RankShard& r, int batch, double touched,
+                  double assignments) {
+  const double B = batch, H = m.hidden, E = m.moe.routed_experts;
+  const double cols = double(r.expert_cols.size()), shared = double(r.shared_cols.size());
+  Work w;
+  w.weight_elems = H * E + 3 * H * shared + touched * 3 * H * cols + H;
+  w.flops = 2 * B * (H * E + 3 * H * shared) + 2 * assignments * 3 * H * cols;
+  w.act_elems = 4 * B * H;
+  return w;
+}
+
 Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64_t seq_len) {
   const LayoutParams& p = r.layout;
   Schedule sched;
@@ -363,15 +374,13 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
     if (r.layer == LayerKind::dense) {
       w.weight_elems = 3 * H * double(r.dense_cols.size()) + H;
       w.flops = 2 * B * w.weight_elems;
+      w.act_elems = 4 * B * H;
     } else {
       const double E = m.moe.routed_experts, k = m.moe.top_k, El = double(r.experts.size());
-      const double cols = double(r.expert_cols.size()), shared = double(r.shared_cols.size());
       const double touched = El * (1.0 - std::pow(1.0 - k / E, B));  // expected distinct experts
       const double assignments = B * k * El / E;                     // expected (token, expert)
-      w.weight_elems = H * E + 3 * H * shared + touched * 3 * H * cols + H;
-      w.flops = 2 * B * (H * E + 3 * H * shared) + 2 * assignments * 3 * H * cols;
+      w = moe_ffn_work(m, r, batch, touched, assignments);
     }
-    w.act_elems = 4 * B * H;
     s.push_back(compute_step(Op::ffn_compute, Phase::ffn, all, w));
     if (p.tpf > 1)
       s.push_back(comm_step(Op::ffn_allreduce, Phase::ffn_comm, Group::tpf, Collective::all_reduce,

@@ -108,6 +108,32 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
         chunk_times[size_t((k * chunks + c) * kChunkColumns + j)] =
             t.chunk_us[size_t(c)][size_t(j)];
   }
+  // The roofline's work on this rank: its schedule's compute steps, a MoE FFN at the routing of
+  // the timed step (read back after timing), gathered as [ranks, phases] on rank 0.
+  MoeActivity moe;
+  bool routed = false;
+  if (layer == LayerKind::moe) {
+    std::vector<int32_t> ids(size_t(spec.batch * m.moe.top_k));
+    routed = ex->get_routing(ids.data());
+    if (routed) moe = moe_activity(shard, ids.data(), int64_t(ids.size()));
+  }
+  const PhaseWork work = phase_work(m, shard, sched, o.elem, routed ? &moe : nullptr);
+  r.work_bytes = gather_iter_major(world, std::vector<double>(work.bytes.begin(), work.bytes.end()),
+                                   1, kNumPhases);
+  r.work_flops = gather_iter_major(world, std::vector<double>(work.flops.begin(), work.flops.end()),
+                                   1, kNumPhases);
+  if (layer == LayerKind::moe) {
+    const std::vector<double> counts = gather_iter_major(
+        world, {routed ? double(moe.touched) : -1.0, routed ? double(moe.assignments) : -1.0}, 1,
+        2);
+    for (size_t k = 0; k < counts.size(); k += 2) {
+      r.moe_touched_experts.push_back(int64_t(counts[k]));
+      r.moe_assignments.push_back(int64_t(counts[k + 1]));
+    }
+  }
+  double eager[1] = {ex->graph_replay() ? 0.0 : 1.0};
+  world.all_reduce_max(eager, 1);
+  r.cuda_graph = eager[0] == 0.0;
   r.ranks = world.size();
   r.phase_us = gather_iter_major(world, phases, o.iters, kNumPhases);
   r.rank_step_us = gather_iter_major(world, steps, o.iters, 1);

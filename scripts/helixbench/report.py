@@ -3,9 +3,10 @@ below).
 
 Reads what the trace holds and skips what it lacks:
   /decode   TTL per layout broken down by phase (stacked bars), TTL against sequence length and
-            against batch, exposed communication with and without HOP-B, a table of every run;
-            with helix-hopb runs of several chunk counts, exposed communication against the
-            chunk count
+            against batch, exposed communication with and without HOP-B, rank 0's compute
+            phases against their roofline (traces that hold it), a table of every run; with
+            helix-hopb runs of several chunk counts, exposed communication against the chunk
+            count
   /micro    kernel bandwidth against the measured ceiling; collective bus bandwidth against size
   /model    Pareto frontier of the cost model's points (tokens/s per user vs tokens/s per GPU)
   /disagg   Pareto frontier of disaggregated vs colocated serving
@@ -209,6 +210,8 @@ def make_report(path, out_dir: str) -> tuple:
     with open_trace(path) as f:
         root = root_attrs(f)
         runs = load_decode_runs(f)
+        dec = f["decode"].attrs if "decode" in f else {}
+        ceilings = (float(dec.get("stream_gbps", 0.0)), float(dec.get("gemm_tflops", 0.0)))
         kernels = load_columns(f, "micro/kernels")
         ceiling = f["micro"].attrs.get("ceiling_gbps") if "micro" in f else None
         collectives = load_columns(f, "micro/collectives")
@@ -227,7 +230,7 @@ def make_report(path, out_dir: str) -> tuple:
     md.append("\nTimes are microseconds per decode step of one layer (TTL); medians over "
               "iterations of the max over ranks.\n")
     if runs:
-        md += decode_section(runs, out_dir, figures)
+        md += decode_section(runs, out_dir, figures, ceilings)
     if runs or others:
         md += hopb_section([(root, runs)] + others, out_dir, figures)
     if kernels:

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 
 from . import hopb  # noqa: E402
 from .report_common import MAX_PANELS, fmt_tokens, fmt_us, md_table, save, slug  # noqa: E402
+from .report_decode import panel_legend  # noqa: E402
 
 
 def points(traces) -> list:
@@ -74,11 +75,7 @@ def plot_group(pts, model, n, out_dir, figures):
         ax.set_xlabel("HOP-B chunks (1: helix)", fontsize=8)
         ax.set_ylabel("exposed communication (us)", fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(cells):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(4, len(labels) or 1),
-               bbox_to_anchor=(0.5, -0.02))
+    panel_legend(fig, axes, len(cells))
     fig.suptitle(f"{model}, N={n}: exposed All-to-All (solid; dashed: emulated) and other "
                  "collectives (dotted)\nagainst the HOP-B chunk count, per communication path",
                  fontsize=10)

@@ -138,6 +138,11 @@ class DecodeRun:
     # [iters, ranks, chunks, columns] (absent for tp and in traces written before it existed).
     chunk_us: np.ndarray | None = None
     chunk_columns: list = field(default_factory=list)
+    # The roofline (traces since it was added): per rank and phase, and per rank for the step.
+    roofline_us: np.ndarray | None = None  # [ranks, phases]
+    roofline_fraction: np.ndarray | None = None  # [ranks, phases]
+    roofline_step_us: np.ndarray | None = None  # [ranks]
+    compute_us_median: np.ndarray | None = None  # [ranks]
 
     @property
     def ok(self) -> bool:
@@ -184,6 +189,17 @@ class DecodeRun:
         if self.exposed_comm_us is None:
             return float("nan")
         return float(np.median(self.exposed_comm_us))
+
+    @property
+    def has_roofline(self) -> bool:
+        return self.roofline_us is not None and self.compute_us_median is not None
+
+    def rank_phase_medians(self, rank: int = 0) -> dict:
+        """One rank's median over iterations of each phase."""
+        if self.phase_us is None:
+            return {p: float("nan") for p in self.phases}
+        med = np.median(self.phase_us[:, rank, :], axis=0)
+        return {p: float(v) for p, v in zip(self.phases, med)}
 
     def comm_phase_names(self) -> list:
         if self.phase_is_comm is None:
@@ -250,6 +266,10 @@ def load_decode_runs(f: h5py.File) -> list:
         run.chunk_us = _dataset(g, "chunks")
         if run.chunk_us is not None:
             run.chunk_columns = [text(c) for c in g["chunks"].attrs.get("columns", [])]
+        run.roofline_us = _dataset(g, "roofline_us")
+        run.roofline_fraction = _dataset(g, "roofline_fraction")
+        run.roofline_step_us = _dataset(g, "roofline_step_us")
+        run.compute_us_median = _dataset(g, "compute_us_median")
         runs.append(run)
     return runs
 
