@@ -572,10 +572,7 @@ def main(argv=None) -> int:
                 raise TraceError("--ranks: an all-to-all needs at least 2 ranks")
             return linkfit_main(args) if args.cmd == "linkfit" else linkset_main(args)
         return summary_main(args)
-    except TraceError as e:
-        print(f"hopb {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
+    except (TraceError, OSError) as e:
         print(f"hopb {args.cmd}: error: {e}", file=sys.stderr)
         return 2
 

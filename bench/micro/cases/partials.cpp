@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "bench/micro/cases/case_util.hpp"
+#include "bench/micro/cases/combine_case.hpp"
 #include "bench/micro/kernel_case.hpp"
 
 namespace helix::micro {
@@ -14,7 +15,6 @@ namespace helix::micro {
 namespace {
 
 constexpr int64_t kVerifyPackBatch = 4;
-constexpr int64_t kVerifyCombineRows = 64;
 
 struct PackCase final : KernelCase {
   PackShape s;
@@ -46,34 +46,18 @@ struct PackCase final : KernelCase {
   }
 };
 
-struct CombineRowsCase final : KernelCase {
-  CombineShape s;
+struct CombineRowsCase final : CombineCaseBase<CombineRowsCase> {
   const char* kernel() const override { return "lse_combine_rows"; }
   std::vector<Operand> operands(const MicroBackend&) const override {
     return {{s.parts * s.rows * (s.dim + 1) * 4, Elem::fp32},
             {s.rows * s.dim * 4, Elem::fp32},
             {s.rows * 4, Elem::fp32}};
   }
-  double bytes(int64_t) const override {
-    return 4.0 * double(s.parts + 1) * double(s.rows) * double(s.dim + 1);
-  }
-  double flops() const override { return 3.0 * double(s.parts * s.rows * s.dim); }
   void launch(MicroBackend& b, const std::vector<void*>& p) const override {
     b.lse_combine_rows(s, static_cast<float*>(p[0]), static_cast<float*>(p[1]),
                        static_cast<float*>(p[2]));
   }
-  std::unique_ptr<KernelCase> small() const override {
-    auto c = std::make_unique<CombineRowsCase>(*this);
-    c->s.rows = std::min(s.rows, kVerifyCombineRows);
-    return c;
-  }
-  CheckSpec check_spec(int64_t) const override {
-    return {{1, 2},
-            1e-3,
-            1e-3,
-            "parts=" + std::to_string(s.parts) + " rows=" + std::to_string(s.rows) +
-                " dim=" + std::to_string(s.dim)};
-  }
+  CheckSpec check_spec(int64_t) const override { return combine_check({1, 2}); }
 };
 
 void generate(const ModelSpec* m, const CaseOptions& o, CaseSet& set) {
