@@ -1,15 +1,23 @@
-"""helix-report: PNG plots and a Markdown summary of one helix-bench trace.
+"""helix-report: PNG plots and a Markdown summary of one helix-bench trace (or of several: see
+below).
 
 Reads what the trace holds and skips what it lacks:
   /decode   TTL per layout broken down by phase (stacked bars), TTL against sequence length and
             against batch, exposed communication with and without HOP-B, rank 0's compute
-            phases against their roofline (traces that hold it), a table of every run
+            phases against their roofline (traces that hold it), a table of every run; with
+            helix-hopb runs of several chunk counts, exposed communication against the chunk
+            count
   /micro    kernel bandwidth against the measured ceiling; collective bus bandwidth against size
   /model    Pareto frontier of the cost model's points (tokens/s per user vs tokens/s per GPU)
   /disagg   Pareto frontier of disaggregated vs colocated serving
 TTL is the time of one decode step of one layer: the median over iterations of the max over
 ranks. Phase bars are medians of the per-iteration max over ranks; in helix-hopb phases overlap,
 so the bars add up to more than the measured step (the black marker).
+
+Several traces (e.g. the runs of scripts/gpu_hopb_study.sh over several NCCL paths, real and
+emulated): the first trace's full report, then exposed communication against the HOP-B chunk
+count with one line per communication path (the traces' NCCL variables, or the emulated link
+figures), the exposed All-to-All apart from the other collectives.
 
 Writes DIR/summary.md and DIR/*.png. Exit codes: 0 done; 2 bad input (missing file, not a
 trace, or nothing to report).
@@ -30,6 +38,7 @@ import numpy as np  # noqa: E402
 from .report_common import (LAYOUT_COLORS, LAYOUT_ORDER, fmt_us,  # noqa: E402
                             layout_color, md_table, save)
 from .report_decode import decode_section  # noqa: E402
+from .report_hopb import hopb_section  # noqa: E402
 from .trace import (TraceError, load_columns, load_decode_runs, open_trace,  # noqa: E402
                     root_attrs, device_label)
 
@@ -188,7 +197,15 @@ ROOT_SHOWN = ("kind", "schema_version", "suite_version", "git_sha", "utc_time", 
               "nccl_version", "slurm_job_id", "nccl_env", "sweep_command", "command_line")
 
 
-def make_report(path: str, out_dir: str) -> tuple:
+def make_report(path, out_dir: str) -> tuple:
+    """path: one trace, or a list of traces (the first reported in full, all in the HOP-B
+    section)."""
+    paths = [path] if isinstance(path, str) else list(path)
+    path = paths[0]
+    others = []
+    for extra in paths[1:]:
+        with open_trace(extra) as f:
+            others.append((root_attrs(f), load_decode_runs(f)))
     figures = []
     with open_trace(path) as f:
         root = root_attrs(f)
@@ -214,6 +231,8 @@ def make_report(path: str, out_dir: str) -> tuple:
               "iterations of the max over ranks.\n")
     if runs:
         md += decode_section(runs, out_dir, figures, ceilings)
+    if runs or others:
+        md += hopb_section([(root, runs)] + others, out_dir, figures)
     if kernels:
         md += micro_section(kernels, float(ceiling) if ceiling is not None else float("nan"),
                             out_dir, figures)
@@ -251,13 +270,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="helix-report", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Example:\n  helix-report results/quickstart.h5 --out results/quickstart-report")
-    ap.add_argument("trace", metavar="TRACE.h5", help="helix-bench HDF5 trace")
+        epilog="Examples:\n  helix-report results/quickstart.h5 --out results/quickstart-report\n"
+               "  helix-report results/hopb/*/real_*.h5 results/hopb/*/emulated_*.h5 "
+               "--out results/hopb/report")
+    ap.add_argument("trace", metavar="TRACE.h5", nargs="+",
+                    help="helix-bench HDF5 trace(s); with several, the first is reported in "
+                         "full and all of them in the HOP-B section")
     ap.add_argument("--out", metavar="DIR",
                     help="output folder for summary.md and the PNG plots (default: "
                          "TRACE-report beside the trace)")
     args = ap.parse_args(argv)
-    out_dir = args.out or default_out_dir(args.trace)
+    out_dir = args.out or default_out_dir(args.trace[0])
     try:
         summary, figures = make_report(args.trace, out_dir)
     except TraceError as e:

@@ -50,6 +50,10 @@ struct RunRecord {
   std::vector<double> rank_exposed_us;  // [iters, ranks]
   std::vector<double> step_us;          // [iters] max over ranks
   std::vector<double> exposed_us;       // [iters] max over ranks
+  // Per-chunk timestamps of the partials exchange (exec/executor.hpp, ChunkColumn), us from the
+  // start of each rank's step: [iters, ranks, chunks, kChunkColumns]; chunks = 0 (tp): none.
+  int chunks = 0;
+  std::vector<double> chunk_us;
   int64_t weight_bytes = 0, kv_bytes = 0, needed_bytes = 0, available_bytes = 0;
   double attn_kv_bytes = 0;        // KV bytes rank 0's attention reads per step
   bool has_gpu_telemetry = false;  // cuda backend: clocks, power, throttling before and after

@@ -105,6 +105,8 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
   GpuSample gpu_before, gpu_after;
   std::string gpu_error;
   ProfilerCapture capture;  // around the timed iterations
+  const int chunks = exchange_chunks(sched);
+  std::vector<double> chunk_times(size_t(o.iters * chunks * kChunkColumns));
   for (int i = 0; i < o.warmup + o.iters; ++i) {
     world.barrier();
     if (i == o.warmup) {
@@ -118,6 +120,10 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
     for (int p = 0; p < kNumPhases; ++p) phases[size_t(k * kNumPhases + p)] = t.phase_us[size_t(p)];
     steps[size_t(k)] = t.step_us;
     exposed[size_t(k)] = t.exposed_comm_us;
+    for (int c = 0; c < chunks && c < int(t.chunk_us.size()); ++c)
+      for (int j = 0; j < kChunkColumns; ++j)
+        chunk_times[size_t((k * chunks + c) * kChunkColumns + j)] =
+            t.chunk_us[size_t(c)][size_t(j)];
   }
   capture.stop();
   if (cuda) {
@@ -155,6 +161,9 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
   r.phase_us = gather_iter_major(world, phases, o.iters, kNumPhases);
   r.rank_step_us = gather_iter_major(world, steps, o.iters, 1);
   r.rank_exposed_us = gather_iter_major(world, exposed, o.iters, 1);
+  r.chunks = chunks;
+  if (chunks > 0)
+    r.chunk_us = gather_iter_major(world, chunk_times, o.iters, chunks * kChunkColumns);
   if (world.rank() == 0) {
     r.step_us = max_over_ranks(r.rank_step_us, o.iters, r.ranks);
     r.exposed_us = max_over_ranks(r.rank_exposed_us, o.iters, r.ranks);
