@@ -39,7 +39,8 @@
 # (/decode/run_N/chunks) checked; OUTDIR/summary.md and summary.csv: the table (printed last),
 # the exposed All-to-All apart from the other collectives, and the bars; OUTDIR/report/ the
 # helix-report plots (exposed communication against the chunk count per path).
-# Environment: HELIX_BENCH, HELIX_MICRO (default build-gpu/bin/..., build/bin/... for cpu),
+# Environment: BUILD_DIR (default build-gpu, build for cpu), HELIX_BENCH, HELIX_MICRO (default
+# BUILD_DIR/bin/...),
 # HOPB_STUDY_PROFILE (base hardware profile of the model: built-in name or .json; default h200,
 # tests/data/cpu-test-profile.json for cpu), MPIRUN (default mpirun), NCCL_TESTS.
 # Exit codes: 0 done (the bars are in the summary, not in the exit code); 2 bad input; other: a
@@ -102,10 +103,10 @@ done
 
 source "$root/scripts/env.sh"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
-build=$root/build-gpu
+build=${BUILD_DIR:-$root/build-gpu}
 profile=${HOPB_STUDY_PROFILE:-h200}
 if [[ $backend == cpu ]]; then
-  build=$root/build
+  build=${BUILD_DIR:-$root/build}
   profile=${HOPB_STUDY_PROFILE:-$root/tests/data/cpu-test-profile.json}
 fi
 bench=${HELIX_BENCH:-$build/bin/helix-bench}
