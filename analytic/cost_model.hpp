@@ -4,8 +4,11 @@
 // GEMM efficiency at its row count). A collective takes latency + bytes x algorithm factor / bus
 // bandwidth, inside the NVLink domain or over the slower network when its group leaves the domain
 // (measured latency and bus bandwidth replace the formula where the profile has them). HOP-B is
-// priced as the pipeline it is: the All-to-All of chunk i runs on a communication stream while
-// the attention of chunk i+1 computes.
+// priced as the pipeline the executors run: per chunk its attention (MLA: and W_uv, whose weights
+// only the first chunk reads from memory) and the pack of its rows on the compute stream, then its
+// All-to-All on a communication stream while the next chunk computes; the combine and everything
+// after it once. The chunked attention's arithmetic runs on the SMs it leaves to the exchanges
+// (Step::reserved_sms, when the profile gives its SM count).
 #pragma once
 
 #include <array>
@@ -20,6 +23,9 @@ namespace helix {
 struct CostOptions {
   DType dtype = DType::fp4;  // weights, KV cache and GEMM / attention arithmetic
   double act_bytes = 2.0;    // activations and communicated tensors (BF16)
+  // Bytes per element the collectives move, when it differs from act_bytes (0: act_bytes). The
+  // executors' collectives move fp32 (4): --validate prices a trace's collectives at that width.
+  double comm_bytes = 0.0;
 };
 
 class CostModel {
@@ -49,10 +55,11 @@ class CostModel {
 CostModel collective_pricing(const HardwareProfile& hw);
 
 // Start-to-end time of one rank's schedule given each step's duration: steps run in order, except
-// HOP-B's a2a_start, which runs on a communication stream (starting when both its chunk's
-// attention and the previous chunk's All-to-All are done) while later compute proceeds; a2a_wait
-// waits for that stream. Phase times are summed per phase (overlapped phases add up to more than
-// the total, as in a trace).
+// HOP-B's a2a_start, which runs on a communication stream (starting when both its chunk's pack
+// and the previous chunk's All-to-All are done) while later compute proceeds; a2a_wait waits for
+// that stream (its duration is 0 in the priced schedules, and the executors time no phase for it).
+// Phase times are summed per phase (overlapped phases add up to more than the total, as in a
+// trace).
 struct ScheduleTime {
   double total_us = 0;
   std::array<double, kNumPhases> phase_us{};

@@ -79,8 +79,9 @@ void NcclComm::all_to_all(const void* send, void* recv, int64_t n, DType t, cuda
   const size_t block = bytes_of(n, t);
   const char* src = static_cast<const char*>(send);
   char* dst = static_cast<char*>(recv);
-  HELIX_CUDA_CHECK(cudaMemcpyAsync(dst + size_t(rank_) * block, src + size_t(rank_) * block, block,
-                                   cudaMemcpyDeviceToDevice, s));
+  if (src != dst)  // in place (helix-micro, as nccl-tests): the own block stays where it is
+    HELIX_CUDA_CHECK(cudaMemcpyAsync(dst + size_t(rank_) * block, src + size_t(rank_) * block,
+                                     block, cudaMemcpyDeviceToDevice, s));
   HELIX_NCCL_CHECK(ncclGroupStart());
   for (int p = 0; p < size_; ++p) {
     if (p == rank_) continue;
@@ -93,7 +94,8 @@ void NcclComm::all_to_all(const void* send, void* recv, int64_t n, DType t, cuda
 void NcclComm::send_recv(const void* send, int send_to, void* recv, int recv_from, int64_t n,
                          DType t, cudaStream_t s) {
   if (send_to == rank_ && recv_from == rank_) {  // one rank: the ring is a device copy
-    HELIX_CUDA_CHECK(cudaMemcpyAsync(recv, send, bytes_of(n, t), cudaMemcpyDeviceToDevice, s));
+    if (send != recv)
+      HELIX_CUDA_CHECK(cudaMemcpyAsync(recv, send, bytes_of(n, t), cudaMemcpyDeviceToDevice, s));
     return;
   }
   HELIX_NCCL_CHECK(ncclGroupStart());
@@ -160,14 +162,19 @@ void NcclComm::recv(float* buf, int64_t n, int peer, cudaStream_t stream) {
   HELIX_NCCL_CHECK(ncclRecv(buf, size_t(n), ncclFloat32, peer, raw(c_), stream));
 }
 
-std::unique_ptr<NcclComm> NcclComm::split(const std::vector<int>& members) const {
+std::unique_ptr<NcclComm> NcclComm::split(const std::vector<int>& members, int max_ctas) const {
   int color = NCCL_SPLIT_NOCOLOR, key = 0;
   for (size_t i = 0; i < members.size(); ++i) {
     if (members[i] == rank_) key = int(i);
     if (i == 0 || members[i] < color) color = members[i];
   }
   ncclComm_t c = nullptr;
-  HELIX_NCCL_CHECK(ncclCommSplit(raw(c_), color, key, &c, nullptr));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  if (max_ctas > 0) {
+    config.minCTAs = 1;
+    config.maxCTAs = max_ctas;
+  }
+  HELIX_NCCL_CHECK(ncclCommSplit(raw(c_), color, key, &c, max_ctas > 0 ? &config : nullptr));
   if (members.empty()) return nullptr;
   return std::make_unique<NcclComm>(c);
 }

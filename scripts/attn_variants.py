@@ -8,8 +8,9 @@ import sys
 
 import h5py
 
-from helixbench.safeio import (MALFORMED, ToolParser, check_input, check_output, guarded,
-                               write_text)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # helixbench/
+from helixbench.safeio import (MALFORMED, ToolParser, check_input,  # noqa: E402
+                               check_output, guarded, write_text)
 
 
 def load(path):

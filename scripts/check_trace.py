@@ -4,12 +4,14 @@ results/README.md, and every run was verified; with --roofline, every run also h
 and the roofline's arithmetic holds (roofline_us = max(bytes / stream_gbps, FLOPs / gemm_tflops)
 per compute phase, the fractions against the medians of phase_us, the step as their sum). Prints
 one line per run; exits 1 otherwise."""
+import os
 import sys
 
 import h5py
 import numpy as np
 
-from helixbench.safeio import MALFORMED, BadInput, ToolParser, check_input, guarded
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # helixbench/
+from helixbench.safeio import MALFORMED, BadInput, ToolParser, check_input, guarded  # noqa: E402
 
 RUN_ATTRS = ["model", "layout", "n_ranks", "kvp", "tpa", "tpf", "ep", "batch", "seq_len",
              "backend", "verified", "max_rel_err"]

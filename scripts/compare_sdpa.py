@@ -21,11 +21,13 @@ shape helix-micro did not measure (unless --allow-missing); 2 bad input.
 """
 import argparse
 import json
+import os
 import re
 import sys
 
-from helixbench.safeio import (MALFORMED, BadInput, ToolParser, check_input, check_output,
-                               guarded, write_text)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # helixbench/
+from helixbench.safeio import (MALFORMED, BadInput, ToolParser, check_input,  # noqa: E402
+                               check_output, guarded, write_text)
 
 NAME_RE = re.compile(
     r"^attn_gqa/(?P<source>[^/]+)/B(?P<b>\d+)_q(?P<q>\d+)_kv(?P<kv>\d+)_d(?P<d>\d+)/T(?P<t>\d+)$")

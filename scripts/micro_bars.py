@@ -18,10 +18,12 @@ is missed (or a row failed verification), 2 on bad input.
 """
 import argparse
 import json
+import os
 import re
 import sys
 
-from helixbench.safeio import MALFORMED, BadInput, ToolParser, check_input, guarded
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # helixbench/
+from helixbench.safeio import MALFORMED, BadInput, ToolParser, check_input, guarded  # noqa: E402
 
 MIB = 1 << 20
 

@@ -5,6 +5,7 @@ tokens/s/user (right).
 
     scripts/plot_disagg.py results/disagg_deepseek_16k_2k.h5 -o results/disagg_deepseek_16k_2k.png
 """
+import os
 import sys
 
 import h5py
@@ -13,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # helixbench/
 from helixbench.safeio import (MALFORMED, BadInput, ToolParser, atomic_output,  # noqa: E402
                                check_input, check_output, guarded)
 

@@ -5,6 +5,7 @@ per model under /reproduce/helix-paper/<model>/points). One PNG panel per table.
 
     scripts/plot_frontiers.py results/helix_paper.h5 -o results/helix_paper_frontiers.png
 """
+import os
 import sys
 
 import h5py
@@ -13,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # helixbench/
 from helixbench.safeio import (MALFORMED, BadInput, ToolParser, atomic_output,  # noqa: E402
                                check_input, check_output, guarded)
 import numpy as np  # noqa: E402

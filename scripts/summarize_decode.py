@@ -5,6 +5,7 @@ bandwidth as a fraction of the read-only stream ceiling measured in the same job
 
 usage: scripts/summarize_decode.py TRACE.h5 [TRACE.h5 ...] [--seq S]
 """
+import os
 import sys
 
 try:
@@ -14,6 +15,7 @@ except ImportError:  # pragma: no cover
 
 # Layers per model (the model files of layouts/models): the TTL estimate multiplies one measured
 # layer by the model's layer count (DeepSeek-R1: its MoE layer stands for all 61 layers).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # helixbench/
 from helixbench.safeio import MALFORMED, BadInput, ToolParser, check_input, guarded  # noqa: E402
 
 LAYERS = {"llama-3.1-8b": 32, "llama-3.1-70b": 80, "llama-3.1-405b": 126, "deepseek-r1": 61}

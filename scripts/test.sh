@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up what is missing, builds, and runs every test: C++ unit tests, multi-rank exactness tests
-# through mpiexec, command-line tests (CTest), the Python script tests (pytest), the bad-input
-# matrix, the kill test, the CPU tests under AddressSanitizer and UndefinedBehaviorSanitizer, and
-# a bounded run of the fuzzers. Prints the time of every step.
+# through mpiexec, command-line tests, the install and Slurm tests (CTest), the Python tests
+# (pytest, in the environment of scripts/setup.sh), the bad-input matrix, the kill test, the CPU
+# tests under AddressSanitizer and UndefinedBehaviorSanitizer, and a bounded run of the fuzzers.
+# Prints the time of every step.
 #   HELIX_FUZZ_SECONDS=N  seconds per fuzz target (default 20)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

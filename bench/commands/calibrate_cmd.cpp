@@ -59,10 +59,7 @@ CollFigures measure_link(const std::string& backend, MPI_Comm comm,
                   std::string(to_string(c)) + " returned wrong elements during calibration");
     }
     if (rows.empty()) continue;
-    if (print) {
-      print_collective_header(stdout, c, n, cb->name());
-      for (const CollResult& r : rows) print_collective_row(stdout, r, nullptr);
-    }
+    if (print) print_collective_table(stdout, c, n, cb->name(), rows);
     CollectiveFigure fig;
     fig.collective = to_string(c);
     fig.group_size = n;

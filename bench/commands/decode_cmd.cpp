@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "bench/commands/cli_util.hpp"
 #include "bench/decode/record.hpp"
@@ -74,14 +76,13 @@ RunGrid make_run_grid(const DecodeOptions& o, int world_size, const DecodeBacken
   req.tpa = o.tpa;
   req.tpf = o.tpf;
   req.ep = o.ep;
-  req.hopb_chunks = o.hopb_chunks;
+  req.hopb_comm_sms = o.hopb_comm_sms;
   req.kv_block = o.kv_block;
-  for (const char* name : {"--kvp", "--tpa", "--tpf", "--ep", "--hopb-chunks"}) {
+  for (const char* name : {"--kvp", "--tpa", "--tpf", "--ep"}) {
     const std::optional<int>* v = name == std::string("--kvp")   ? &o.kvp
                                   : name == std::string("--tpa") ? &o.tpa
                                   : name == std::string("--tpf") ? &o.tpf
-                                  : name == std::string("--ep")  ? &o.ep
-                                                                 : &o.hopb_chunks;
+                                                                 : &o.ep;
     if (*v && **v < 1) throw UsageError(std::string(name) + ": must be a positive integer");
   }
   // Sizes no machine holds are bad input (and keep the planners' byte counts within int64).
@@ -94,16 +95,32 @@ RunGrid make_run_grid(const DecodeOptions& o, int world_size, const DecodeBacken
                          " needs " + format_bytes(kv) + " of KV cache for one layer (at most " +
                          format_bytes(kMaxLayerKvBytes) + ")");
     }
+  // HOP-B chunk counts: one helix-hopb run per count (clamped to the batch, each count once).
+  std::vector<std::optional<int>> chunk_counts = {std::nullopt};
+  if (o.hopb_chunks) {
+    chunk_counts.clear();
+    for (int64_t c : parse_positive_list(*o.hopb_chunks, "--hopb-chunks", kMaxBatch))
+      chunk_counts.push_back(int(c));
+  }
   for (int64_t s : p.seqs)
     for (int64_t b : p.batches)
       for (LayoutKind k : p.layouts) {
-        RunSpec r;
-        r.layout = make_layout(k, n, p.model, p.layer, int(b), req);
-        r.batch = int(b);
-        r.seq = s;
-        const std::string err = validate_layout(r.layout, p.model, p.layer, int(b));
-        if (!err.empty()) throw UsageError(err);
-        p.runs.push_back(r);
+        std::vector<int> done;  // chunk counts already run at this (S, B)
+        for (const auto& chunks : k == LayoutKind::helix_hopb
+                                      ? chunk_counts
+                                      : std::vector<std::optional<int>>{std::nullopt}) {
+          LayoutRequest rq = req;
+          rq.hopb_chunks = chunks;
+          RunSpec r;
+          r.layout = make_layout(k, n, p.model, p.layer, int(b), rq);
+          r.batch = int(b);
+          r.seq = s;
+          const std::string err = validate_layout(r.layout, p.model, p.layer, int(b));
+          if (!err.empty()) throw UsageError(err);
+          if (std::find(done.begin(), done.end(), r.layout.hopb_chunks) != done.end()) continue;
+          done.push_back(r.layout.hopb_chunks);
+          p.runs.push_back(r);
+        }
       }
   return p;
 }
@@ -167,8 +184,13 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
   add_int_option(c, "--ep", o.ep, 1, kMaxRanks,
                  "Expert-parallel width, for the layouts whose FFN spans all N ranks (default: "
                  "gcd(N, experts); 1 for dense)");
-  add_int_option(c, "--hopb-chunks", o.hopb_chunks, 1, kMaxBatch,
-                 "HOP-B batch chunks (default: min(B, 4))");
+  c->add_option("--hopb-chunks", o.hopb_chunks,
+                "HOP-B batch chunks, a comma list: one helix-hopb run per count, clamped to the "
+                "batch (default: min(B, 4))");
+  add_int_option(c, "--hopb-comm-sms", o.hopb_comm_sms, 0, kMaxHopbCommSms,
+                 "HOP-B: SMs each chunk's attention leaves free for the chunk exchanges running "
+                 "beside it; the KVP communicator runs at most this many CTAs (default: " +
+                     std::to_string(kDefaultHopbCommSms) + "; 0: none)");
   add_int_option(c, "--kv-block", o.kv_block, 1, kMaxKvBlock,
                  "Tokens per round-robin KV block across KVP ranks");
   add_int_option(c, "--decode-steps", o.decode_steps, 0, kMaxDecodeSteps,
@@ -206,6 +228,10 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
                 "HDF5 trace to write (written as FILE.tmp.PID, renamed when complete)");
   c->add_flag("--no-verify", o.no_verify, "Skip the check against the single-rank reference");
   c->add_flag("--quiet", o.quiet, "No progress lines");
+  c->add_flag("--profile-once", o.profile_once,
+              "For Nsight Compute / Systems: per run, the warm-up iterations, then one decode "
+              "step inside cudaProfilerStart/Stop (NVTX ranges: step, and one per phase named as "
+              "in the trace), then the next run; no verification, timing or trace");
   c->footer(
       "\nExamples:\n"
       "  mpirun -np 4 build/bin/helix-bench decode --model tiny-gqa --seq 1000 --batch 1,8 \\\n"
@@ -220,12 +246,14 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
 
 int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** argv) {
   const int rank = world.rank();
+  if (o.profile_once && !o.out.empty())
+    throw UsageError("--out: --profile-once measures nothing and writes no trace");
   check_output_paths(world, {{"--out", o.out}},
                      {{"--model", o.model}, {"--hardware", o.exec.hardware}});
   std::unique_ptr<DecodeBackend> backend = make_decode_backend(o.exec, world);
   const RunGrid grid = make_run_grid(o, world.size(), *backend);
   const ModelSpec& m = grid.model;
-  const bool verify = !o.no_verify && backend->can_verify();
+  const bool verify = !o.no_verify && backend->can_verify() && !o.profile_once;
   if (verify) check_reference_fits(grid, world);
 
   DecodeJobRecord job;
@@ -266,6 +294,7 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   settings.warmup = o.warmup;
   settings.decode_steps = grid.decode_steps;
   settings.seed = o.seed;
+  settings.profile_once = o.profile_once;
   settings.elem = job.elem;
   // Rank 0's reference for the current (B, S): runs are ordered by S, then B, and layout.
   std::pair<int, int64_t> ref_key{-1, -1};
@@ -298,7 +327,16 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
     RunRecord r =
         run_decode_point(spec, m, grid.layer, settings, verify, ref.get(), world, *backend);
     if (r.verify_ran && !r.verified) all_verified = false;
+    if (rank == 0 && r.has_gpu_telemetry && !r.gpu.warning().empty())
+      std::fprintf(stderr, "[%zu/%zu] %s\n", index + 1, grid.runs.size(), r.gpu.warning().c_str());
     if (rank == 0) job.runs.push_back(std::move(r));
+  }
+
+  if (o.profile_once) {
+    if (rank == 0)
+      std::printf("profile-once: %zu run(s), one step each inside the profiler capture range\n",
+                  job.runs.size());
+    return 0;
   }
 
   if (rank == 0) {

@@ -19,7 +19,8 @@ struct DecodeOptions {
   std::string seq = "1000";
   std::string batch = "1,8";
   std::string layer;  // dense | moe (default: the model's representative layer)
-  std::optional<int> kvp, tpa, tpf, ep, hopb_chunks;
+  std::optional<int> kvp, tpa, tpf, ep, hopb_comm_sms;
+  std::optional<std::string> hopb_chunks;  // comma list; not given: the default
   int kv_block = 16;
   int decode_steps = 0;  // 0: kv_block + 1 (crosses at least one block boundary)
   int iters = 20;
@@ -29,6 +30,7 @@ struct DecodeOptions {
   std::string out;
   bool no_verify = false;
   bool quiet = false;
+  bool profile_once = false;  // per run: warm-up, one step inside the profiler capture, no timing
 };
 
 CLI::App* add_decode_command(CLI::App& app, DecodeOptions& opt);

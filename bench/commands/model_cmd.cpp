@@ -196,6 +196,7 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
     CostOptions co;
     co.dtype = *dtype;
     co.act_bytes = dtype_bytes(co.dtype);
+    co.comm_bytes = 4.0;  // the executors' collectives move fp32 on every backend
     if (hw.flops_tflops.find(co.dtype) == hw.flops_tflops.end())
       throw UsageError("--hardware: " + hw.name + " gives no " + run.dtype + " FLOP rate, which " +
                        name + " of the trace ran in (flops_tflops." + run.dtype + ")");

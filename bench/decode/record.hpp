@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench/decode/roofline.hpp"
+#include "bench/trace/gpu_telemetry.hpp"
 #include "bench/trace/metadata.hpp"
 #include "exec/decode_backend.hpp"
 #include "exec/reference.hpp"
@@ -30,7 +31,7 @@ struct RunRecord {
   uint64_t seed = 0;
   double tolerance = 0;
   // Outcome.
-  std::string status = "ok";  // ok | refused
+  std::string status = "ok";  // ok | refused | profiled (--profile-once: nothing measured)
   std::string message;
   bool verified = false;
   bool verify_ran = false;
@@ -49,8 +50,14 @@ struct RunRecord {
   std::vector<double> rank_exposed_us;  // [iters, ranks]
   std::vector<double> step_us;          // [iters] max over ranks
   std::vector<double> exposed_us;       // [iters] max over ranks
+  // Per-chunk timestamps of the partials exchange (exec/executor.hpp, ChunkColumn), us from the
+  // start of each rank's step: [iters, ranks, chunks, kChunkColumns]; chunks = 0 (tp): none.
+  int chunks = 0;
+  std::vector<double> chunk_us;
   int64_t weight_bytes = 0, kv_bytes = 0, needed_bytes = 0, available_bytes = 0;
-  double attn_kv_bytes = 0;  // KV bytes rank 0's attention reads per step
+  double attn_kv_bytes = 0;        // KV bytes rank 0's attention reads per step
+  bool has_gpu_telemetry = false;  // cuda backend: clocks, power, throttling before and after
+  GpuTelemetry gpu;
   // The roofline's work (bench/decode/roofline.hpp), per rank and phase ([ranks, phases]): bytes
   // and FLOPs of the compute steps; MoE layers: per rank, the held experts that received tokens
   // in the timed step and their (token, expert) assignments (-1: the rank ran no router).

@@ -8,6 +8,7 @@
 #include "bench/decode/verify.hpp"
 #include "comm/error.hpp"
 #include "exec/layer_data.hpp"
+#include "exec/nvtx_range.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix {
@@ -92,8 +93,26 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
   ex->set_input(x0.data());
   std::vector<double> phases(size_t(o.iters * kNumPhases)), steps(size_t(o.iters)),
       exposed(size_t(o.iters));
+  const bool cuda = o.backend == "cuda";
+  if (o.profile_once) {  // warm-up, then one step for ncu / nsys inside the capture range
+    for (int i = 0; i < std::max(1, o.warmup); ++i) ex->step(sched, nullptr);
+    world.barrier();
+    ProfilerCapture capture(cuda);
+    ex->step(sched, nullptr);
+    r.status = "profiled";
+    return r;
+  }
+  GpuSample gpu_before, gpu_after;
+  std::string gpu_error;
+  ProfilerCapture capture;  // around the timed iterations
+  const int chunks = exchange_chunks(sched);
+  std::vector<double> chunk_times(size_t(o.iters * chunks * kChunkColumns));
   for (int i = 0; i < o.warmup + o.iters; ++i) {
     world.barrier();
+    if (i == o.warmup) {
+      if (cuda) gpu_before = sample_gpu(&gpu_error);
+      capture.start(cuda);
+    }
     StepTiming t;
     ex->step(sched, &t);
     if (i < o.warmup) continue;
@@ -101,6 +120,16 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
     for (int p = 0; p < kNumPhases; ++p) phases[size_t(k * kNumPhases + p)] = t.phase_us[size_t(p)];
     steps[size_t(k)] = t.step_us;
     exposed[size_t(k)] = t.exposed_comm_us;
+    for (int c = 0; c < chunks && c < int(t.chunk_us.size()); ++c)
+      for (int j = 0; j < kChunkColumns; ++j)
+        chunk_times[size_t((k * chunks + c) * kChunkColumns + j)] =
+            t.chunk_us[size_t(c)][size_t(j)];
+  }
+  capture.stop();
+  if (cuda) {
+    gpu_after = sample_gpu(nullptr);
+    r.gpu = gather_gpu_telemetry(world, gpu_before, gpu_after, gpu_error);
+    r.has_gpu_telemetry = true;
   }
   // The roofline's work on this rank: its schedule's compute steps, a MoE FFN at the routing of
   // the timed step (read back after timing), gathered as [ranks, phases] on rank 0.
@@ -132,6 +161,9 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
   r.phase_us = gather_iter_major(world, phases, o.iters, kNumPhases);
   r.rank_step_us = gather_iter_major(world, steps, o.iters, 1);
   r.rank_exposed_us = gather_iter_major(world, exposed, o.iters, 1);
+  r.chunks = chunks;
+  if (chunks > 0)
+    r.chunk_us = gather_iter_major(world, chunk_times, o.iters, chunks * kChunkColumns);
   if (world.rank() == 0) {
     r.step_us = max_over_ranks(r.rank_step_us, o.iters, r.ranks);
     r.exposed_us = max_over_ranks(r.rank_exposed_us, o.iters, r.ranks);

@@ -44,7 +44,7 @@ nlohmann::json to_json(const HardwareProfile& p) {
 
 namespace {
 
-const nlohmann::json& field(const nlohmann::json& j, const char* key, const std::string& where) {
+const nlohmann::json& field(const nlohmann::json& j, const char* key, std::string where) {
   if (!j.is_object() || !j.contains(key))
     throw std::invalid_argument("hardware profile: missing field '" + where + key + "'");
   return j.at(key);
@@ -68,14 +68,14 @@ std::string text(const nlohmann::json& j, const char* key, const std::string& wh
 
 namespace {
 
-const nlohmann::json& array(const nlohmann::json& j, const char* key, const std::string& where) {
+const nlohmann::json& array(const nlohmann::json& j, const char* key, std::string where) {
   const auto& v = field(j, key, where);
   if (!v.is_array())
     throw std::invalid_argument("hardware profile: field '" + where + key + "' must be an array");
   return v;
 }
 
-const nlohmann::json& object(const nlohmann::json& j, const char* key, const std::string& where) {
+const nlohmann::json& object(const nlohmann::json& j, const char* key, std::string where) {
   const auto& v = field(j, key, where);
   if (!v.is_object())
     throw std::invalid_argument("hardware profile: field '" + where + key + "' must be an object");

@@ -187,6 +187,7 @@ std::optional<LayoutParams> layout_of(const TraceRun& run) {
   p.tpf = int(run.tpf);
   p.ep = int(run.ep);
   p.hopb_chunks = int(run.hopb_chunks);
+  p.hopb_comm_sms = int(run.hopb_comm_sms);
   p.kv_block = int(run.kv_block);
   return p;
 }
@@ -280,6 +281,9 @@ std::vector<TraceRun> read_decode_trace(hid_t file, const std::string& path,
     t.tpf = r.int_attr(g.id(), where, "tpf", 1, kMaxRanks);
     t.ep = r.int_attr(g.id(), where, "ep", 1, kMaxRanks);
     t.hopb_chunks = r.int_attr(g.id(), where, "hopb_chunks", 0, kMaxBatch);
+    // Traces written before the attribute existed reserved no SMs for HOP-B's exchanges.
+    if (H5Aexists(g.id(), "hopb_comm_sms") > 0)
+      t.hopb_comm_sms = r.int_attr(g.id(), where, "hopb_comm_sms", 0, kMaxHopbCommSms);
     t.kv_block = r.int_attr(g.id(), where, "kv_block", 1, kMaxKvBlock);
     t.batch = r.int_attr(g.id(), where, "batch", 1, kMaxBatch);
     t.seq_len = r.int_attr(g.id(), where, "seq_len", 1, kMaxTokens);

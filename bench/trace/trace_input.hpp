@@ -20,6 +20,7 @@ struct TraceRun {
   std::string status;  // "ok" or "refused"; the fields below are read for "ok" runs only
   std::string model, layer_kind, layout, dtype;
   int64_t n_ranks = 0, kvp = 0, tpa = 0, tpf = 0, ep = 0, hopb_chunks = 0, kv_block = 0;
+  int64_t hopb_comm_sms = 0;  // 0 in traces written before the attribute existed
   int64_t batch = 0, seq_len = 0;
   int64_t iters = 0, ranks = 0;
   std::vector<double> phase_us;  // [iters, ranks, kNumPhases], finite and >= 0

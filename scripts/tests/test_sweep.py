@@ -159,3 +159,27 @@ def test_real_decode_sweep_through_mpirun(tmp_path):
         assert all(r["job_devices"] == "rank0=cpu;rank1=cpu" for r in runs)
     p = run_tool("sweep", *args)
     assert p.returncode == 0 and "4 already in" in p.stdout
+
+
+def test_layouts_of_a_point_run_as_one_job_step(tmp_path):
+    p = call_main(sweep_main, "--np", "2", "--models", "tiny-gqa", "--layouts", "tp,kvp,helix",
+                  "--seq", "64,128", "--batch", "1", "--out", tmp_path / "x.h5", "--dry-run",
+                  "--launcher", "srun -n {np}", "--binary", "helix-bench")
+    assert p.returncode == 0, p.stderr
+    assert "6 to run in 2 job steps" in p.stdout
+    lines = [l for l in p.stdout.splitlines() if l.startswith("srun")]
+    assert [l.split("--layouts ")[1].split()[0] for l in lines] == ["tp,kvp,helix"] * 2
+    assert "--seq 64 " in lines[0] and "--seq 128 " in lines[1]
+
+
+def test_job_with_a_failing_layout_is_retried_layout_by_layout(tmp_path):
+    out = tmp_path / "sweep.h5"
+    os.environ["FAKE_FAIL_LAYOUT"] = "tp"
+    try:
+        p = call_main(sweep_main, *FAKE_GRID, "--out", out, "--seq", "64")
+    finally:
+        del os.environ["FAKE_FAIL_LAYOUT"]
+    assert p.returncode == 1
+    assert "the job of 2 layouts exited with code 2 and no trace; running them one by one" \
+        in p.stdout
+    assert [s.split(";")[2] for s in sweep_points(out)] == ["layout=helix"]

@@ -95,6 +95,7 @@ INT_OPTIONS = [  # (family, base argv, error, option, lo, hi)
     ("decode", DECODE_BASE, bench_err, "--tpf", 1, 4096),
     ("decode", DECODE_BASE, bench_err, "--ep", 1, 4096),
     ("decode", DECODE_BASE, bench_err, "--hopb-chunks", 1, 65536),
+    ("decode", DECODE_BASE, bench_err, "--hopb-comm-sms", 0, 64),
     ("decode", DECODE_BASE, bench_err, "--emulate", 0, 4096),
     ("decode", DECODE_BASE, bench_err, "--emulate-rank", 0, 4095),
     ("decode", DECODE_BASE, bench_err, "--seed", 0, INT64_MAX),
@@ -187,6 +188,11 @@ def usage_cases():
     add(Case("decode--layouts=unknown", DECODE_BASE + ["--layouts", "tp,ring"],
              bench_err("--layouts")))
     add(Case("decode--layouts=empty", DECODE_BASE + ["--layouts", ""], bench_err("--layouts")))
+    for tag, v in (("empty_item", "1,,2"), ("dash", "-"), ("one_bad_item", "2,x")):
+        add(Case(f"decode--hopb-chunks={tag}", DECODE_BASE + ["--hopb-chunks", v],
+                 bench_err("--hopb-chunks")))
+    add(Case("decode--profile-once=with_out", DECODE_BASE + ["--profile-once", "--out", "p.h5"],
+             bench_err("--out"), ranks=2))
     add(Case("decode--layer=unknown", DECODE_BASE + ["--layer", "sparse"], bench_err("--layer")))
     add(Case("decode--backend=unknown", DECODE_BASE + ["--backend", "tpu"],
              bench_err("--backend")))
@@ -548,6 +554,7 @@ def python_cases():
                   sw_err("--spec")))
     c.append(Case("sweep--spec=missing", sweep + ["--spec", "{F}/no-such.json", "--out", "s.h5"],
                   sw_err("--spec")))
+    c += package_tool_cases(good)
     # The scripts that read traces.
     scripts = [
         ("check_trace", ["{SCRIPTS}/check_trace.py"], ["{F}/bad/phase_us_group.h5"]),
@@ -574,6 +581,70 @@ def python_cases():
         seen[name] = seen.get(name, 0) + 1
         c.append(Case(f"script_{name}={seen[name]}", ["{PY}"] + prog + args,
                       r"^[a-z_]+(\.py)?: error: "))
+    return c
+
+
+def package_tool_cases(good):
+    """helix-export, helixbench.hopb and helixbench.nccl_table."""
+    c = []
+    export = ["{PY}", "-m", "helixbench.export"]
+    hopb = ["{PY}", "-m", "helixbench.hopb"]
+    nccl = ["{PY}", "-m", "helixbench.nccl_table"]
+    ex_err = lambda p: err("helix-export", p)  # noqa: E731
+    for tag, value, root in OUTPUT_TARGETS:
+        c.append(Case(f"export--csv={tag}", export + [good, "--csv", value], ex_err("--csv"),
+                      needs_root=root))
+    c.append(Case("export--csv=the_trace", export + ["{S}/existing.h5", "--csv", "existing.h5",
+                                                     "--force"], ex_err("--csv")))
+    c.append(Case("export--csv=existing_without_force", export + [good, "--csv", "file"],
+                  ex_err("--csv")))
+    c.append(Case("export--parquet=directory", export + [good, "--parquet", "adir"],
+                  ex_err("--parquet")))
+    c.append(Case("export--kind=unknown_group", export + [good, "--kind", "micro/none", "--csv",
+                                                          "t.csv"], r"^helix-export: error: "))
+    c.append(Case("export=no_output", export + [good], ex_err("") + r".*(--csv|--parquet)"))
+    for tag, path in (("not_hdf5", "{F}/bad/not_hdf5.h5"), ("missing", "{F}/no-such.h5"),
+                      ("directory", "{F}/dir.h5"), ("fifo", "{F}/fifo.h5"),
+                      ("phase_us_2d", "{F}/bad/phase_us_2d.h5"),
+                      ("n_ranks_string", "{F}/bad/n_ranks_string.h5")):
+        c.append(Case(f"export=trace_{tag}", export + [path, "--csv", "t.csv"],
+                      r"^helix-export: error: .*" + path.split("/")[-1].replace(".", r"\.")))
+    # argparse names the program as run (python3 -m helixbench.hopb), the tool itself "hopb"
+    hb_err = lambda sub, p: err(r"(python3 \-m helixbench\.)?hopb " + sub, p)  # noqa: E731
+    for tag, path in (("not_hdf5", "{F}/bad/not_hdf5.h5"), ("fifo", "{F}/fifo.h5"),
+                      ("phase_us_2d", "{F}/bad/phase_us_2d.h5")):
+        c.append(Case(f"hopb_check=trace_{tag}", hopb + ["check", path],
+                      r"^hopb check: error: .*" + path.split("/")[-1].replace(".", r"\.")))
+    link = hopb + ["linkset", "--ranks", "2", "--name", "x", "--gbps", "2.4", "--latency-us",
+                   "10", "--source", "s", "--out-json", "l.json", "--out-profile", "p.json"]
+    for opt, vals in (("--gbps", [("nan", "nan"), ("inf", "inf"), ("zero", "0"),
+                                  ("word", "x")]),
+                      ("--latency-us", [("nan", "nan"), ("negative", "-1")]),
+                      ("--ranks", [("one", "1"), ("above", "5000"), ("word", "x")]),
+                      ("--base", [("missing", "no-such-profile"), ("fifo", "fifo")])):
+        for tag, v in vals:
+            c.append(Case(f"hopb_linkset{opt}={tag}", link + [opt, v],
+                          hb_err("linkset", opt)))
+    for tag, value, root in OUTPUT_TARGETS:
+        c.append(Case(f"hopb_linkset--out-json={tag}", link + ["--out-json", value],
+                      hb_err("linkset", "--out-json"), needs_root=root))
+    c.append(Case("hopb_linkset--out-profile=same_as_out_json",
+                  link + ["--out-profile", "l.json"], hb_err("linkset", "--out-profile")))
+    c.append(Case("hopb_linkfit=micro_without_all_to_all",
+                  hopb + ["linkfit", "{F}/micro.h5", "--ranks", "2", "--name", "x",
+                          "--out-json", "l.json", "--out-profile", "p.json"],
+                  r"^hopb linkfit: error: .*micro\.h5"))
+    c.append(Case("hopb_linkfit--fit-max-bytes=below_min",
+                  hopb + ["linkfit", "{F}/micro.h5", "--ranks", "2", "--name", "x",
+                          "--out-json", "l.json", "--out-profile", "p.json",
+                          "--fit-min-bytes", "1000", "--fit-max-bytes", "10"],
+                  hb_err("linkfit", "--fit-max-bytes")))
+    c.append(Case("hopb_summary=not_a_study", hopb + ["summary", "adir"],
+                  r"^hopb summary: error: "))
+    c.append(Case("hopb_summary=a_file", hopb + ["summary", "file"], hb_err("summary", "DIR")))
+    for tag, path in (("missing", "{F}/no-such.log"), ("fifo", "{F}/fifo.h5"),
+                      ("no_table", "{F}/bad/not_hdf5.h5"), ("directory", "{F}/dir.h5")):
+        c.append(Case(f"nccl_table=log_{tag}", nccl + [path], r"^nccl_table: error: "))
     return c
 
 

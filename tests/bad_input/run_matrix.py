@@ -82,7 +82,7 @@ class Runner:
             "OMPI_MCA_hwloc_base_binding_policy": "none", "OMPI_MCA_ess_singleton_isolated": "1",
             "OMPI_MCA_btl_vader_single_copy_mechanism": "none", "MPLBACKEND": "Agg",
             "OMPI_MCA_btl": "self,vader", "OMPI_MCA_pml": "ob1",
-            "PYTHONPATH": opts.scripts + os.pathsep + self.env.get("PYTHONPATH", ""),
+            "PYTHONPATH": os.pathsep.join([REPO, opts.scripts, self.env.get("PYTHONPATH", "")]),
             "PYTHONDONTWRITEBYTECODE": "1",
         })
         self.fixtures_lock = threading.Lock()
@@ -214,7 +214,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bin", default=os.path.join(REPO, "build", "bin"),
                     help="folder of helix-bench and helix-micro (default build/bin)")
     ap.add_argument("--scripts", default=os.path.join(REPO, "scripts"),
-                    help="folder holding the helixbench package and the scripts")
+                    help="folder holding the scripts (the helixbench package is imported from "
+                         "the repository root)")
     ap.add_argument("--mpirun", default=os.environ.get("MPIEXEC", shutil.which("mpirun") or
                                                        "mpirun"))
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)

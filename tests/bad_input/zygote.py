@@ -32,6 +32,9 @@ except ImportError:
 
 
 def preload(scripts):
+    # The helixbench package from the repository root, the scripts' folder first (a script run
+    # takes sys.path[0] as its own folder).
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     sys.path.insert(0, scripts)
     for mod in ("helixbench.compare", "helixbench.report", "helixbench.sweep",
                 "helixbench.trace"):

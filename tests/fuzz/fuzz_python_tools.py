@@ -103,6 +103,7 @@ def main(argv=None):
                          "this folder ('' to skip)")
     opts = ap.parse_args(argv)
     sys.path.insert(0, opts.scripts)
+    sys.path.insert(0, REPO)  # the helixbench package
     sys.path.insert(0, HERE)
     import trace_mutations as tm
     from helixbench import compare, report, sweep

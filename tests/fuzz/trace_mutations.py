@@ -119,7 +119,7 @@ def all_timings(value):
             r = g[name]
             if not isinstance(r, h5py.Group):
                 continue
-            for ds in ("step_us", "exposed_comm_us", "phase_us"):
+            for ds in ("step_us", "exposed_comm_us", "phase_us", "rank_exposed_comm_us"):
                 if ds not in r:
                     continue
                 shape = r[ds].shape
@@ -205,13 +205,15 @@ def random_edit(rng: random.Random):
         shape = tuple(rng.randrange(0, 5) for _ in range(rng.randrange(0, 4)))
         data = np.array([rng.choice([1.0, 0.0, -1.0, NAN, INF, 1e308])
                          for _ in range(int(np.prod(shape)) if shape else 1)]).reshape(shape)
-        return replace_dataset(run + "/" + rng.choice(["phase_us", "step_us", "exposed_comm_us"]),
+        return replace_dataset(run + "/" + rng.choice(["phase_us", "step_us", "exposed_comm_us",
+                                                       "rank_exposed_comm_us", "chunks"]),
                                data)
     if k == 3:
         return scale_value(run + "/" + rng.choice(["phase_us", "step_us"]), rng.randrange(50),
                            rng.choice([NAN, INF, -5.0, 0.0, 1e300]))
     if k == 4:
-        return delete(run + rng.choice(["", "/phase_us", "/step_us", "/exposed_comm_us"]))
+        return delete(run + rng.choice(["", "/phase_us", "/step_us", "/exposed_comm_us",
+                                            "/rank_exposed_comm_us", "/chunks"]))
     if k == 5:
         return rng.choice([soft_link(run, "/nowhere"), external_link(run), group_instead(
             run + "/step_us"), replace_dataset(run, np.ones(2))])

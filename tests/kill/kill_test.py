@@ -167,7 +167,7 @@ class Runner:
                         OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_mpi_yield_when_idle="1",
                         OMPI_MCA_hwloc_base_binding_policy="none",
                         OMPI_MCA_ess_singleton_isolated="1", MPLBACKEND="Agg",
-                        PYTHONPATH=opts.scripts)
+                        PYTHONPATH=REPO + os.pathsep + opts.scripts)
         self.lock = threading.Lock()
 
     def start(self, sc, work, extra_env=None, limit=None, previous=False):

@@ -157,6 +157,11 @@ class DecodeRun:
     phase_us: np.ndarray | None = None  # [iters, ranks, phases]
     step_us: np.ndarray | None = None  # [iters]
     exposed_comm_us: np.ndarray | None = None  # [iters]
+    rank_exposed_comm_us: np.ndarray | None = None  # [iters, ranks]
+    # Per-chunk timestamps of the partials exchange, us from each rank's step start:
+    # [iters, ranks, chunks, columns] (absent for tp and in traces written before it existed).
+    chunk_us: np.ndarray | None = None
+    chunk_columns: list = field(default_factory=list)
     # The roofline (traces since it was added): per rank and phase, and per rank for the step.
     roofline_us: np.ndarray | None = None  # [ranks, phases]
     roofline_fraction: np.ndarray | None = None  # [ranks, phases]
@@ -352,6 +357,10 @@ def load_decode_runs(f: h5py.File) -> list:
             run.phases = group_phases
         run.step_us = _dataset(g, "step_us")
         run.exposed_comm_us = _dataset(g, "exposed_comm_us")
+        run.rank_exposed_comm_us = _dataset(g, "rank_exposed_comm_us", ndim=2)
+        run.chunk_us = _dataset(g, "chunks", ndim=4)  # [iters, ranks, chunks, columns]
+        if run.chunk_us is not None:
+            run.chunk_columns = [text(c) for c in g["chunks"].attrs.get("columns", [])]
         run.roofline_us = _dataset(g, "roofline_us", ndim=2)  # [ranks, phases]
         run.roofline_fraction = _dataset(g, "roofline_fraction", ndim=2)
         run.roofline_step_us = _dataset(g, "roofline_step_us")
@@ -363,6 +372,9 @@ def load_decode_runs(f: h5py.File) -> list:
         if len(iters) > 1:
             raise TraceError(f"{where}: step_us, exposed_comm_us and phase_us disagree on the "
                              f"number of iterations {sorted(iters)}")
+        if (run.rank_exposed_comm_us is not None and run.phase_us is not None
+                and run.rank_exposed_comm_us.shape != run.phase_us.shape[:2]):
+            raise TraceError(f"{where}: rank_exposed_comm_us is not [iters, ranks] as phase_us")
         if run.roofline_us is not None:
             ranks, nph = run.roofline_us.shape
             per_rank = (run.roofline_step_us, run.compute_us_median)

@@ -1,15 +1,23 @@
-"""helix-report: PNG plots and a Markdown summary of one helix-bench trace.
+"""helix-report: PNG plots and a Markdown summary of one helix-bench trace (or of several: see
+below).
 
 Reads what the trace holds and skips what it lacks:
   /decode   TTL per layout broken down by phase (stacked bars), TTL against sequence length and
             against batch, exposed communication with and without HOP-B, rank 0's compute
-            phases against their roofline (traces that hold it), a table of every run
+            phases against their roofline (traces that hold it), a table of every run; with
+            helix-hopb runs of several chunk counts, exposed communication against the chunk
+            count
   /micro    kernel bandwidth against the measured ceiling; collective bus bandwidth against size
   /model    Pareto frontier of the cost model's points (tokens/s per user vs tokens/s per GPU)
   /disagg   Pareto frontier of disaggregated vs colocated serving
 TTL is the time of one decode step of one layer: the median over iterations of the max over
 ranks. Phase bars are medians of the per-iteration max over ranks; in helix-hopb phases overlap,
 so the bars add up to more than the measured step (the black marker).
+
+Several traces (e.g. the runs of scripts/gpu_hopb_study.sh over several NCCL paths, real and
+emulated): the first trace's full report, then exposed communication against the HOP-B chunk
+count with one line per communication path (the traces' NCCL variables, or the emulated link
+figures), the exposed All-to-All apart from the other collectives.
 
 Writes DIR/summary.md and DIR/*.png: drawn into a temporary folder beside DIR and moved into
 DIR when every file is complete, so a failed or interrupted report changes nothing. Exit codes:
@@ -33,6 +41,7 @@ import numpy as np  # noqa: E402
 from .report_common import (LAYOUT_COLORS, LAYOUT_ORDER, fmt_us,  # noqa: E402
                             layout_color, md_table, save)
 from .report_decode import decode_section  # noqa: E402
+from .report_hopb import hopb_section  # noqa: E402
 from .safeio import (BadInput, ToolParser, check_output_dir, guarded,  # noqa: E402
                      pause_before_rename, register, unregister)
 from .trace import (TraceError, load_columns, load_decode_runs, open_trace,  # noqa: E402
@@ -193,7 +202,15 @@ ROOT_SHOWN = ("kind", "schema_version", "suite_version", "git_sha", "utc_time", 
               "nccl_version", "slurm_job_id", "nccl_env", "sweep_command", "command_line")
 
 
-def make_report(path: str, out_dir: str) -> tuple:
+def make_report(path, out_dir: str) -> tuple:
+    """path: one trace, or a list of traces (the first reported in full, all in the HOP-B
+    section)."""
+    paths = [path] if isinstance(path, str) else list(path)
+    path = paths[0]
+    others = []
+    for extra in paths[1:]:
+        with open_trace(extra) as f:
+            others.append((root_attrs(f), load_decode_runs(f)))
     figures = []
     with open_trace(path) as f:
         root = root_attrs(f)
@@ -221,8 +238,8 @@ def make_report(path: str, out_dir: str) -> tuple:
     done = False
     try:
         os.makedirs(out_dir)
-        summary = render(path, root, runs, ceilings, kernels, ceiling, collectives, model, disagg,
-                         out_dir, figures)
+        summary = render(path, root, runs, others, ceilings, kernels, ceiling, collectives, model,
+                         disagg, out_dir, figures)
         pause_before_rename(out_dir)
         os.makedirs(final_dir, exist_ok=True)
         for name in [os.path.basename(summary)] + figures:
@@ -243,8 +260,8 @@ def micro_ceiling(f):
     return None if v is None else float(np.ravel(v)[0])
 
 
-def render(path, root, runs, ceilings, kernels, ceiling, collectives, model, disagg, out_dir,
-           figures):
+def render(path, root, runs, others, ceilings, kernels, ceiling, collectives, model, disagg,
+           out_dir, figures):
     md = [f"# helix-bench report: {os.path.basename(path)}\n"]
     rows = [[k, f"`{root[k]}`" if k in ("command_line", "sweep_command") else root[k]]
             for k in ROOT_SHOWN if k in root and str(root[k]) != ""]
@@ -255,6 +272,8 @@ def render(path, root, runs, ceilings, kernels, ceiling, collectives, model, dis
               "iterations of the max over ranks.\n")
     if runs:
         md += decode_section(runs, out_dir, figures, ceilings)
+    if runs or others:
+        md += hopb_section([(root, runs)] + others, out_dir, figures)
     if kernels:
         md += micro_section(kernels, float(ceiling) if ceiling is not None else float("nan"),
                             out_dir, figures)
@@ -292,16 +311,20 @@ def main(argv=None) -> int:
     ap = ToolParser(
         prog="helix-report", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Example:\n  helix-report results/quickstart.h5 --out results/quickstart-report")
-    ap.add_argument("trace", metavar="TRACE.h5", help="helix-bench HDF5 trace")
+        epilog="Examples:\n  helix-report results/quickstart.h5 --out results/quickstart-report\n"
+               "  helix-report results/hopb/*/real_*.h5 results/hopb/*/emulated_*.h5 "
+               "--out results/hopb/report")
+    ap.add_argument("trace", metavar="TRACE.h5", nargs="+",
+                    help="helix-bench HDF5 trace(s); with several, the first is reported in "
+                         "full and all of them in the HOP-B section")
     ap.add_argument("--out", metavar="DIR",
                     help="output folder for summary.md and the PNG plots (default: "
                          "TRACE-report beside the trace)")
     args = ap.parse_args(argv)
-    out_dir = args.out or default_out_dir(args.trace)
+    out_dir = args.out or default_out_dir(args.trace[0])
 
     def work():
-        check_output_dir(out_dir, "--out", [("TRACE", args.trace)])
+        check_output_dir(out_dir, "--out", [("TRACE", t) for t in args.trace])
         try:
             summary, figures = make_report(args.trace, out_dir)
         except OSError as e:
