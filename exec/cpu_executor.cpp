@@ -71,15 +71,26 @@ bool CpuExecutor::get_routing(int32_t* experts) {
 
 void CpuExecutor::step(const Schedule& schedule, StepTiming* timing) {
   StepTiming t;
+  const int slow_step = timing ? delay_.last_step(schedule.steps) : -1;
+  const double delay_us = delay_.next_us();
   const auto t_step = Clock::now();
-  for (const Step& s : schedule.steps) {
+  for (size_t i = 0; i < schedule.steps.size(); ++i) {
+    const Step& s = schedule.steps[i];
     const auto t0 = Clock::now();
     run_step(s, schedule);
-    t.phase_us[static_cast<int>(s.phase)] += us_since(t0);
+    if (int(i) == slow_step && delay_us > 0) {
+      const double until = us_since(t0) + delay_us;
+      while (us_since(t0) < until) {
+      }
+    }
+    const double us = us_since(t0);
+    t.phase_us[static_cast<int>(s.phase)] += us;
+    t.steps_us.push_back(us);
   }
   HELIX_CHECK(pending_.empty(), "schedule left a non-blocking exchange pending");
   t.step_us = us_since(t_step);
   t.exposed_comm_us = exposed_comm_us(t.phase_us, t.step_us);
+  if (slow_step >= 0) delay_.observe(schedule.steps, t.steps_us, delay_us);
   if (timing) *timing = t;
 }
 

@@ -12,6 +12,7 @@
 #include "exec/comm_groups.hpp"
 #include "exec/executor.hpp"
 #include "exec/layer_data.hpp"
+#include "exec/slow_phase.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix {
@@ -72,6 +73,7 @@ class CpuExecutor final : public LayerExecutor, StepInterpreter {
   std::vector<int32_t> route_expert_;
   std::vector<float> normed_, ffn_in_, ffn_work_;
   std::vector<MpiRequest> pending_;
+  PhaseDelay delay_{slow_phase_from_env()};  // test-only (exec/slow_phase.hpp)
 };
 
 }  // namespace helix

@@ -40,6 +40,7 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankShard& shard,
     HELIX_CUDA_CHECK(cudaMallocHost(&host_route_w_, size_t(assignments) * sizeof(float) * 2));
   }
   HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
+  if (delay_.on()) delay_clock_ = std::make_unique<EmulationClock>();
 }
 
 CudaExecutor::~CudaExecutor() {
@@ -83,10 +84,14 @@ void CudaExecutor::step(const Schedule& schedule, StepTiming* timing) {
   run(schedule, timing != nullptr);
   if (!timing) return;
   StepTiming t;
-  for (size_t i = 0; i < schedule.steps.size(); ++i)
-    t.phase_us[size_t(schedule.steps[i].phase)] += CudaEvent::elapsed_us(begin_[i], end_[i]);
+  for (size_t i = 0; i < schedule.steps.size(); ++i) {
+    const double us = CudaEvent::elapsed_us(begin_[i], end_[i]);
+    t.phase_us[size_t(schedule.steps[i].phase)] += us;
+    t.steps_us.push_back(us);
+  }
   t.step_us = CudaEvent::elapsed_us(step0_, step1_);
   t.exposed_comm_us = exposed_comm_us(t.phase_us, t.step_us);
+  delay_.observe(schedule.steps, t.steps_us, delay_applied_us_);
   *timing = t;
 }
 
@@ -101,6 +106,9 @@ void CudaExecutor::run(const Schedule& schedule, bool timed) {
     end_.emplace_back();
     ready_.emplace_back(false);
   }
+  const int slow_step = timed ? delay_.last_step(schedule.steps) : -1;
+  const double delay_us = delay_.next_us();
+  delay_applied_us_ = 0;
   step0_.record(s_compute_);
   for (size_t i = 0; i < schedule.steps.size(); ++i) {
     const Step& s = schedule.steps[i];
@@ -114,6 +122,10 @@ void CudaExecutor::run(const Schedule& schedule, bool timed) {
     if (timed) begin_[i].record(st);
     stream_ = st;
     run_step(s, schedule);
+    if (int(i) == slow_step && delay_us > 0) {  // test-only: inside the step's timing
+      delay_clock_->end(delay_clock_->begin(st), delay_us, st);
+      delay_applied_us_ = std::max(delay_us, delay_clock_->floor_us());
+    }
     if (timed) end_[i].record(st);
   }
   step1_.record(s_compute_);

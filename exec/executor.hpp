@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 #include "layouts/schedule.hpp"
 
@@ -13,6 +14,9 @@ struct StepTiming {
   std::array<double, kNumPhases> phase_us{};  // time spent in each phase's steps
   double step_us = 0;                         // wall time of the whole step on this rank
   double exposed_comm_us = 0;                 // exposed_comm_us(phase_us, step_us)
+  // Each step of the schedule, in order, as timed where it runs (a collective: from the moment
+  // its stream reaches it to its completion on this rank, waits for peers included).
+  std::vector<double> steps_us;
 };
 
 // Exposed communication, one definition for every backend (CPU, CUDA over NCCL or host staging,

@@ -1,10 +1,12 @@
 #include "bench/decode/run.hpp"
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <sstream>
 
 #include "bench/commands/cli_util.hpp"
+#include "bench/decode/accounting.hpp"
 #include "bench/decode/verify.hpp"
 #include "comm/error.hpp"
 #include "exec/layer_data.hpp"
@@ -42,6 +44,140 @@ std::vector<double> max_over_ranks(const std::vector<double>& v, int iters, int 
   return out;
 }
 
+// The routed load of `shard` in the executor's last step: (token, expert) assignments to its
+// experts and the experts with at least one; {-1, -1} when it ran no router.
+std::array<double, 2> routed_load(LayerExecutor& ex, const ModelSpec& m, const RankShard& shard,
+                                  int batch) {
+  if (shard.layer != LayerKind::moe) return {-1, -1};
+  std::vector<int32_t> experts(size_t(batch) * size_t(m.moe.top_k));
+  if (!ex.get_routing(experts.data())) return {0, 0};
+  std::vector<char> used(size_t(std::max<int64_t>(0, shard.experts.size())), 0);
+  double rows = 0;
+  for (int32_t e : experts)
+    if (shard.experts.contains(e)) {
+      ++rows;
+      used[size_t(e - shard.experts.begin)] = 1;
+    }
+  return {rows, double(std::count(used.begin(), used.end(), 1))};
+}
+
+// What one executor measured over the timed iterations.
+struct Timed {
+  std::vector<double> phases, steps, exposed, steps_us;  // [iters, phases], [iters] x2, [iters, S]
+  std::array<double, 2> load{-1, -1};
+};
+
+Timed time_executor(LayerExecutor& ex, const Schedule& sched, const RunSettings& o, int max_steps,
+                    const ModelSpec& m, const RankShard& shard, int batch, const MpiComm& world) {
+  Timed t;
+  t.phases.assign(size_t(o.iters * kNumPhases), 0.0);
+  t.steps.assign(size_t(o.iters), 0.0);
+  t.exposed.assign(size_t(o.iters), 0.0);
+  t.steps_us.assign(size_t(o.iters) * size_t(max_steps), 0.0);
+  for (int i = 0; i < o.warmup + o.iters; ++i) {
+    world.barrier();
+    StepTiming st;
+    ex.step(sched, &st);
+    if (i < o.warmup) continue;
+    const size_t k = size_t(i - o.warmup);
+    for (int p = 0; p < kNumPhases; ++p)
+      t.phases[k * kNumPhases + size_t(p)] = st.phase_us[size_t(p)];
+    t.steps[k] = st.step_us;
+    t.exposed[k] = st.exposed_comm_us;
+    for (size_t j = 0; j < st.steps_us.size() && j < size_t(max_steps); ++j)
+      t.steps_us[k * size_t(max_steps) + j] = st.steps_us[j];
+  }
+  t.load = routed_load(ex, m, shard, batch);
+  return t;
+}
+
+// What a rank's compute depends on: its schedule's steps and, for MoE layers, its experts (they
+// see other tokens); ranks with equal keys run the same work.
+std::vector<double> work_key(const RankShard& shard, const Schedule& sched) {
+  std::vector<double> k = {double(shard.experts.begin), double(shard.experts.end)};
+  for (const Step& s : sched.steps) {
+    const Work& w = s.work;
+    k.insert(k.end(),
+             {double(s.op), double(s.phase), double(s.group), double(s.batch.begin),
+              double(s.batch.end), w.weight_elems, w.kv_elems, w.act_elems, w.flops, w.comm_elems,
+              double(w.group_size), double(s.kv_tokens), double(s.append_index >= 0)});
+    for (int64_t c : s.exchange.send_counts) k.push_back(double(c));
+    for (int64_t c : s.exchange.recv_counts) k.push_back(double(c));
+  }
+  return k;
+}
+
+// One GPU emulating every rank of the layout: the compute of each distinct rank runs in turn at
+// its shard shapes (its collectives priced), then the ranks' timelines are simulated together.
+void run_every_rank(const RunSpec& spec, const ModelSpec& m, LayerKind layer, const RunSettings& o,
+                    int64_t max_positions, const MpiComm& world, DecodeBackend& backend,
+                    RunRecord& r) {
+  const int n = spec.layout.n;
+  std::vector<RankShard> shards;
+  std::vector<Schedule> scheds;
+  std::vector<int> rep(static_cast<size_t>(n));
+  std::vector<std::vector<double>> keys;
+  size_t max_steps = 0;
+  for (int k = 0; k < n; ++k) {
+    shards.push_back(rank_shard(m, layer, spec.layout, k));
+    scheds.push_back(build_schedule(m, shards.back(), spec.batch, spec.seq));
+    max_steps = std::max(max_steps, scheds.back().steps.size());
+    keys.push_back(work_key(shards.back(), scheds.back()));
+    rep[size_t(k)] = k;
+    for (int j = 0; j < k; ++j)
+      if (keys[size_t(j)] == keys.back()) {
+        rep[size_t(k)] = j;
+        break;
+      }
+  }
+  std::vector<Timed> timed(static_cast<size_t>(n));
+  for (int k = 0; k < n; ++k) {
+    if (rep[size_t(k)] != k) continue;
+    const MemoryCheck mem = backend.check_memory(m, shards[size_t(k)], spec.batch, max_positions);
+    if (!mem.fits) {
+      r.status = "refused";
+      r.message = "rank " + std::to_string(k) + " needs " + format_bytes(double(mem.needed_bytes)) +
+                  ", " + format_bytes(double(mem.available_bytes)) + " free";
+      return;
+    }
+    std::unique_ptr<LayerExecutor> ex =
+        backend.make_executor(m, shards[size_t(k)], spec.batch, spec.seq, max_positions, o.seed);
+    if (k == 0) {
+      r.weight_bytes = ex->weight_bytes();
+      r.kv_bytes = ex->kv_bytes();
+    }
+    const std::vector<float> x0 = make_decode_input(m, spec.batch, 0, o.seed);
+    ex->set_input(x0.data());
+    timed[size_t(k)] = time_executor(*ex, scheds[size_t(k)], o, int(max_steps), m,
+                                     shards[size_t(k)], spec.batch, world);
+  }
+  r.ranks = n;
+  const size_t I = size_t(o.iters), P = kNumPhases, S = max_steps, N = size_t(n);
+  r.phase_us.assign(I * N * P, 0.0);
+  r.rank_step_us.assign(I * N, 0.0);
+  r.rank_exposed_us.assign(I * N, 0.0);
+  TimedSteps ts;
+  ts.max_steps = int(S);
+  ts.steps_us.assign(I * N * S, 0.0);
+  for (size_t k = 0; k < N; ++k) {
+    const Timed& t = timed[size_t(rep[k])];
+    r.row_rank.push_back(int(k));
+    r.row_measured_as.push_back(rep[k]);
+    ts.row_rank.push_back(int(k));
+    ts.schedules.push_back(scheds[k].steps);
+    if (layer == LayerKind::moe) {
+      r.routed_rows.push_back(t.load[0]);
+      r.routed_experts.push_back(t.load[1]);
+    }
+    for (size_t i = 0; i < I; ++i) {
+      for (size_t p = 0; p < P; ++p) r.phase_us[(i * N + k) * P + p] = t.phases[i * P + p];
+      r.rank_step_us[i * N + k] = t.steps[i];
+      for (size_t j = 0; j < S; ++j) ts.steps_us[(i * N + k) * S + j] = t.steps_us[i * S + j];
+    }
+  }
+  account_decode_run(spec.layout, ts, Accounting::simulated, r);
+}
+
 }  // namespace
 
 RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind layer,
@@ -76,6 +212,13 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
     return r;
   }
 
+  const Schedule sched = build_schedule(m, shard, spec.batch, spec.seq);
+  for (const Step& st : sched.steps)
+    if (st.op == Op::attention) r.attn_kv_bytes += st.work.kv_elems * backend.kv_elem_bytes();
+  if (backend.emulates_every_rank()) {
+    run_every_rank(spec, m, layer, o, max_positions, world, backend, r);
+    return r;
+  }
   std::unique_ptr<LayerExecutor> ex =
       backend.make_executor(m, shard, spec.batch, spec.seq, max_positions, o.seed);
   r.weight_bytes = ex->weight_bytes();
@@ -85,31 +228,38 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
 
   // Timing: every iteration is one decode step at position seq (the same slot is rewritten), so
   // every rank runs the same number of collectives.
-  const Schedule sched = build_schedule(m, shard, spec.batch, spec.seq);
-  for (const Step& st : sched.steps)
-    if (st.op == Op::attention) r.attn_kv_bytes += st.work.kv_elems * backend.kv_elem_bytes();
   const std::vector<float> x0 = make_decode_input(m, spec.batch, 0, o.seed);
   ex->set_input(x0.data());
-  std::vector<double> phases(size_t(o.iters * kNumPhases)), steps(size_t(o.iters)),
-      exposed(size_t(o.iters));
-  for (int i = 0; i < o.warmup + o.iters; ++i) {
-    world.barrier();
-    StepTiming t;
-    ex->step(sched, &t);
-    if (i < o.warmup) continue;
-    const int k = i - o.warmup;
-    for (int p = 0; p < kNumPhases; ++p) phases[size_t(k * kNumPhases + p)] = t.phase_us[size_t(p)];
-    steps[size_t(k)] = t.step_us;
-    exposed[size_t(k)] = t.exposed_comm_us;
-  }
+  double most_steps = double(sched.steps.size());
+  world.all_reduce_max(&most_steps, 1);
+  const int max_steps = int(most_steps);
+  const Timed t = time_executor(*ex, sched, o, max_steps, m, shard, spec.batch, world);
   r.ranks = world.size();
-  r.phase_us = gather_iter_major(world, phases, o.iters, kNumPhases);
-  r.rank_step_us = gather_iter_major(world, steps, o.iters, 1);
-  r.rank_exposed_us = gather_iter_major(world, exposed, o.iters, 1);
-  if (world.rank() == 0) {
-    r.step_us = max_over_ranks(r.rank_step_us, o.iters, r.ranks);
-    r.exposed_us = max_over_ranks(r.rank_exposed_us, o.iters, r.ranks);
+  r.phase_us = gather_iter_major(world, t.phases, o.iters, kNumPhases);
+  r.rank_step_us = gather_iter_major(world, t.steps, o.iters, 1);
+  r.rank_exposed_us = gather_iter_major(world, t.exposed, o.iters, 1);
+  TimedSteps ts;
+  ts.max_steps = max_steps;
+  ts.steps_us = gather_iter_major(world, t.steps_us, o.iters, max_steps);
+  const std::vector<double> load =
+      gather_iter_major(world, std::vector<double>(t.load.begin(), t.load.end()), 1, 2);
+  if (world.rank() != 0) return r;
+  r.step_us = max_over_ranks(r.rank_step_us, o.iters, r.ranks);
+  r.exposed_us = max_over_ranks(r.rank_exposed_us, o.iters, r.ranks);
+  const bool alone = r.ranks == 1 && spec.layout.n > 1;  // one emulated rank of a larger layout
+  for (int k = 0; k < r.ranks; ++k) {
+    const int rank = alone ? backend.layout_rank(0) : k;
+    r.row_rank.push_back(rank);
+    r.row_measured_as.push_back(rank);
+    ts.row_rank.push_back(rank);
+    ts.schedules.push_back(
+        build_schedule(m, rank_shard(m, layer, spec.layout, rank), spec.batch, spec.seq).steps);
+    if (layer == LayerKind::moe) {
+      r.routed_rows.push_back(load[size_t(2 * k)]);
+      r.routed_experts.push_back(load[size_t(2 * k + 1)]);
+    }
   }
+  account_decode_run(spec.layout, ts, alone ? Accounting::single_rank : Accounting::measured, r);
   return r;
 }
 
