@@ -174,7 +174,9 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
   if (!h5::exists(f, "/decode"))
     throw UsageError("--validate: '" + o.validate + "' has no /decode group (not a decode trace)");
   std::vector<std::string> run_col, layout_col, phase_col;
-  std::vector<int64_t> n_col, b_col, s_col, prank_col, mrank_col;
+  std::vector<int64_t> n_col, b_col, s_col, prank_col, mrank_col, kvp_col, tpa_col, tpf_col, ep_col,
+      hopb_col;
+  std::vector<std::string> model_col;
   std::vector<double> pred_col, meas_col, err_col;
   std::printf("%-9s %-10s %3s %5s %8s %-10s %12s %12s %8s\n", "run", "layout", "N", "B", "S",
               "phase", "predicted", "measured", "error");
@@ -294,6 +296,12 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
       meas_col.push_back(me);
       prank_col.push_back(pred_rank);
       mrank_col.push_back(meas_rank);
+      model_col.push_back(m.name);
+      kvp_col.push_back(p.kvp);
+      tpa_col.push_back(p.tpa);
+      tpf_col.push_back(p.tpf);
+      ep_col.push_back(p.ep);
+      hopb_col.push_back(p.hopb_chunks);
       const double e = me > 0 ? pred / me - 1.0 : NAN;
       err_col.push_back(e);
       std::printf("%-9s %-10s %3d %5d %8lld %-10s %12.2f %12.2f %+7.0f%%\n", name.c_str(),
@@ -345,6 +353,12 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
     h5::write(g.id(), "rel_error", {n}, err_col.data(), "predicted / measured - 1");
     h5::write(g.id(), "predicted_rank", prank_col, "");
     h5::write(g.id(), "measured_rank", mrank_col, "");
+    h5::write(g.id(), "model", model_col);
+    h5::write(g.id(), "kvp", kvp_col, "");
+    h5::write(g.id(), "tpa", tpa_col, "");
+    h5::write(g.id(), "tpf", tpf_col, "");
+    h5::write(g.id(), "ep", ep_col, "");
+    h5::write(g.id(), "hopb_chunks", hopb_col, "");
     out.commit();
     std::printf("written: %s\n", o.out.c_str());
   }

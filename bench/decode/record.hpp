@@ -64,6 +64,7 @@ struct RunRecord {
   std::string comm_dtype = "fp32";  // the precision the executors send (every buffer is fp32)
   int64_t weight_bytes = 0, kv_bytes = 0, needed_bytes = 0, available_bytes = 0;
   double attn_kv_bytes = 0;  // KV bytes rank 0's attention reads per step
+  double attn_flops = 0;     // FLOPs of rank 0's attention per step
 
   bool ok() const { return status == "ok"; }
   // Median over iterations of the max over ranks of one phase, and of rank 0's time in it.

@@ -214,7 +214,10 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
 
   const Schedule sched = build_schedule(m, shard, spec.batch, spec.seq);
   for (const Step& st : sched.steps)
-    if (st.op == Op::attention) r.attn_kv_bytes += st.work.kv_elems * backend.kv_elem_bytes();
+    if (st.op == Op::attention) {
+      r.attn_kv_bytes += st.work.kv_elems * backend.kv_elem_bytes();
+      r.attn_flops += st.work.flops;
+    }
   if (backend.emulates_every_rank()) {
     run_every_rank(spec, m, layer, o, max_positions, world, backend, r);
     return r;

@@ -100,6 +100,7 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   // fraction of the read-only stream ceiling measured at the start of the job.
   const double attn_gbps = r.attention_gbps_rank0();
   h5::attr(id, "attention_kv_bytes_rank0", r.attn_kv_bytes);
+  h5::attr(id, "attention_flops_rank0", r.attn_flops);
   h5::attr(id, "attention_us_rank0_median", r.rank0_phase_median(int(Phase::attention)));
   h5::attr(id, "attention_gbps_rank0", attn_gbps);
   h5::attr(id, "attention_fraction_of_ceiling",

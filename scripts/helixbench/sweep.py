@@ -7,6 +7,10 @@ at any moment (a scheduler's time limit, Ctrl-C) leaves a whole trace holding ev
 point. Run the same command again: points already in the trace are skipped (each run records its
 point in the attribute `sweep_point`), so nothing is measured twice and nothing is lost.
 
+--repeat R runs every point R times, as separate jobs, all points once before any is repeated (so
+the repeats also see drift over the sweep); each run records its repeat in `sweep_repeat`. The
+job-to-job spread of such a trace is what helix-compare's noise band reads.
+
 The merged trace follows results/README.md. Its root attributes are those of the first point's
 job plus `sweep_command`; each run also records the job it came from (`job_command_line`,
 `job_utc_time`, `job_hosts`, `job_devices`, `job_slurm_job_id`, `job_git_sha`, `job_nccl_env`),
@@ -107,18 +111,20 @@ def build_grid(spec: dict) -> list:
 
 
 def done_points(path: str) -> set:
-    """The sweep_point attributes of the runs already in the output trace."""
+    """(sweep_point, sweep_repeat) of the runs already in the output trace (repeat 0 for runs
+    written without repeats)."""
     if not os.path.exists(path):
         return set()
     with open_trace(path) as f:
         g = f.get("decode")
         if not isinstance(g, h5py.Group):
             return set()
-        return {text(g[r].attrs["sweep_point"]) for r in g
-                if isinstance(g[r], h5py.Group) and "sweep_point" in g[r].attrs}
+        return {(text(g[r].attrs["sweep_point"]), int(g[r].attrs.get("sweep_repeat", 0)))
+                for r in g if isinstance(g[r], h5py.Group) and "sweep_point" in g[r].attrs}
 
 
-def merge_point(out: str, point_trace: str, point: dict, sweep_command: str) -> list:
+def merge_point(out: str, point_trace: str, point: dict, sweep_command: str,
+                repeat: int = 0) -> list:
     """Adds the runs of one point's trace to `out` atomically (copy, append, rename). Returns
     the attributes of the added runs."""
     tmp = f"{out}.tmp.{os.getpid()}"
@@ -150,6 +156,7 @@ def merge_point(out: str, point_trace: str, point: dict, sweep_command: str) -> 
                 for k, v in job.items():
                     dg[new].attrs[f"job_{k}"] = v
                 dg[new].attrs["sweep_point"] = point_key(point)
+                dg[new].attrs["sweep_repeat"] = repeat
                 added.append(attrs_dict(dg[new]))
                 index += 1
         fd = os.open(tmp, os.O_RDONLY)
@@ -211,11 +218,13 @@ def run_sweep(opts) -> int:
     if not os.path.isdir(out_dir):
         raise UsageError(f"--out: directory {out_dir} does not exist")
     done = done_points(out)  # raises TraceError for a file that is not a trace
-    todo = [p for p in points if point_key(p) not in done]
-    print(f"helix-sweep: {len(points)} points, {len(points) - len(todo)} already in {out}, "
-          f"{len(todo)} to run", flush=True)
+    jobs = [(p, r) for r in range(opts.repeat) for p in points]
+    todo = [(p, r) for p, r in jobs if (point_key(p), r) not in done]
+    rep_txt = f" x {opts.repeat} repeats" if opts.repeat > 1 else ""
+    print(f"helix-sweep: {len(points)} points{rep_txt}, {len(jobs) - len(todo)} jobs already in "
+          f"{out}, {len(todo)} to run", flush=True)
     if opts.dry_run:
-        for p in todo:
+        for p, _ in todo:
             print(shlex.join(decode_command(p, opts.launcher, opts.binary, "POINT.h5",
                                             opts.ranks_per_node)))
         return EXIT_OK
@@ -232,9 +241,10 @@ def run_sweep(opts) -> int:
     os.makedirs(work, exist_ok=True)
     try:
         k = 0
-        for i, p in enumerate(points, 1):
-            tag = f"[{i}/{len(points)}] {describe(p)}"
-            if point_key(p) in done:
+        for i, (p, repeat) in enumerate(jobs, 1):
+            tag = f"[{i}/{len(jobs)}] {describe(p)}" + (f" #{repeat + 1}" if opts.repeat > 1
+                                                       else "")
+            if (point_key(p), repeat) in done:
                 print(f"{tag}: skipped (already in the trace)", flush=True)
                 continue
             k += 1
@@ -262,9 +272,9 @@ def run_sweep(opts) -> int:
                 if opts.stop_on_error:
                     break
                 continue
-            added = merge_point(out, trace, p, sweep_command)
+            added = merge_point(out, trace, p, sweep_command, repeat)
             os.remove(trace)
-            done.add(point_key(p))
+            done.add((point_key(p), repeat))
             parts = []
             for a in added:
                 if a.get("status", "ok") != "ok":
@@ -283,7 +293,7 @@ def run_sweep(opts) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     total = len(done_points(out)) if os.path.exists(out) else 0
-    print(f"helix-sweep: {out}: {total} of {len(points)} points done, {failures} failed",
+    print(f"helix-sweep: {out}: {total} of {len(jobs)} jobs done, {failures} failed",
           flush=True)
     return EXIT_FAILED if failures else EXIT_OK
 
@@ -329,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 0: no limit)")
     ap.add_argument("--stop-on-error", action="store_true",
                     help="stop at the first failed point (default: go on with the others)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every point this many times as separate jobs (for the job-to-job "
+                         "noise band of helix-compare; default 1)")
     ap.add_argument("--dry-run", action="store_true",
                     help="print the commands of the points still to run, run nothing")
     ap.add_argument("--verbose", action="store_true", help="print each job's output")
@@ -369,6 +382,8 @@ def main(argv=None) -> int:
         for k in ("models", "seq", "batch"):
             if not split_list(spec[k]):
                 raise UsageError(f"--{k}: required (on the command line or in --spec)")
+        if opts.repeat < 1:
+            raise UsageError("--repeat: must be at least 1")
         if opts.ranks_per_node < 0:
             raise UsageError("--ranks-per-node: must be 0 or more")
         if "{np}" not in opts.launcher:

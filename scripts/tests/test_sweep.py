@@ -43,6 +43,23 @@ def test_fake_grid_merges_every_point(tmp_path):
     assert p.returncode == 0 and len(sweep_points(out)) == 12
 
 
+def test_repeated_jobs_of_every_point(tmp_path):
+    """--repeat: every point once, then again; each run records its repeat; resuming a sweep
+    with more repeats adds only the missing jobs."""
+    out = tmp_path / "rep.h5"
+    p = call_main(sweep_main, *FAKE_GRID, "--out", out, "--repeat", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "[7/12] np=2 tiny-gqa tp S=64 B=1 #2" in p.stdout
+    with h5py.File(out, "r") as f:
+        g = f["decode"]
+        reps = [(g[n].attrs["sweep_point"], int(g[n].attrs["sweep_repeat"])) for n in sorted(g)]
+    assert len(reps) == 12 and len(set(reps)) == 12
+    assert [r for _, r in reps] == [0] * 6 + [1] * 6
+    p = call_main(sweep_main, *FAKE_GRID, "--out", out, "--repeat", "3")
+    assert p.returncode == 0 and "12 jobs already in" in p.stdout and len(sweep_points(out)) == 18
+    assert call_main(sweep_main, *FAKE_GRID, "--out", out, "--repeat", "0").returncode == 2
+
+
 def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path):
     out = tmp_path / "sweep.h5"
     env = tool_env()
@@ -139,7 +156,7 @@ def test_real_decode_sweep_through_mpirun(tmp_path):
             "--iters", "2", "--warmup", "1", "--decode-steps", "2"]
     p = run_tool("sweep", *args)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "4 of 4 points done, 0 failed" in p.stdout
+    assert "4 of 4 jobs done, 0 failed" in p.stdout
     check = subprocess.run([sys.executable, os.path.join(SCRIPTS, "check_trace.py"), str(out)],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -149,4 +166,4 @@ def test_real_decode_sweep_through_mpirun(tmp_path):
             ("tp", 1), ("helix-hopb", 1), ("tp", 3), ("helix-hopb", 3)]
         assert all(r["job_devices"] == "rank0=cpu;rank1=cpu" for r in runs)
     p = run_tool("sweep", *args)
-    assert p.returncode == 0 and "4 already in" in p.stdout
+    assert p.returncode == 0 and "4 jobs already in" in p.stdout
