@@ -257,6 +257,13 @@ def run_errors(args) -> tuple:
     return (EXIT_OK if result["runs"] else EXIT_BAD), result
 
 
+def print_unmatched(result, out):
+    for k in result["unmatched_baseline"]:
+        print(f"helix-compare: baseline run without a candidate: {k}", file=out)
+    for k in result["unmatched_candidate"]:
+        print(f"helix-compare: candidate run without a baseline: {k}", file=out)
+
+
 def print_errors(result, out):
     print(f"helix-compare --error: baseline {result['baseline']}, candidate "
           f"{result['candidate']}; error = candidate / baseline - 1 (medians; phases of the "
@@ -274,10 +281,7 @@ def print_errors(result, out):
             label = ""
         print(f"{'':<{width}}  critical rank: baseline {e['base_critical_rank']}, candidate "
               f"{e['cand_critical_rank']}", file=out)
-    for k in result["unmatched_baseline"]:
-        print(f"helix-compare: baseline run without a candidate: {k}", file=out)
-    for k in result["unmatched_candidate"]:
-        print(f"helix-compare: candidate run without a baseline: {k}", file=out)
+    print_unmatched(result, out)
     n = len(result["runs"])
     print(f"summary: {n} runs matched; step within 10%: {result['steps_within_10pct']} of {n}; "
           f"largest step error {fmt_pct(result['max_abs_step_error'])}%", file=out)
@@ -319,10 +323,7 @@ def print_table(result, args, out):
         for p in e["problems"]:
             print(f"{label:<{width}}  {p}", file=out)
             label = ""
-    for k in result["unmatched_baseline"]:
-        print(f"helix-compare: baseline run without a candidate: {k}", file=out)
-    for k in result["unmatched_candidate"]:
-        print(f"helix-compare: candidate run without a baseline: {k}", file=out)
+    print_unmatched(result, out)
     n = len(result["runs"])
     print(f"summary: {n} runs matched, {result['regressions']} regressions, "
           f"{result['improvements']} improvements; {len(result['unmatched_baseline'])} baseline "

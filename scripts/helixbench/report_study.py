@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .report_common import (LAYOUT_ORDER, MAX_PANELS, fmt_tokens, fmt_us,  # noqa: E402
-                            layout_color, md_table, save)
+                            layout_color, md_table, panel_grid, save)
 from .trace import BREAKDOWN_PARTS  # noqa: E402
 
 SOURCE_COLORS = {"real": "tab:blue", "emulated": "tab:orange", "model": "tab:green"}
@@ -49,10 +49,7 @@ def three_way(runs, tables, out_dir, figures) -> list:
         return []
     points.sort(key=lambda p: (p[0], -p[2], -p[9], p[8], LAYOUT_ORDER.get(p[1], 9)))
     shown = points[:MAX_PANELS]
-    ncols = min(4, len(shown))
-    nrows = math.ceil(len(shown) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows + 0.8),
-                             squeeze=False)
+    fig, axes = panel_grid(len(shown), 4.6, 3.4)
     rows = []
     for ax, p in zip(axes.flat, shown):
         r = real[p]
@@ -111,10 +108,7 @@ def ttl_vs_n(runs, out_dir, figures) -> list:
         return []
     cells = sorted({(r.get("model"), r.get("seq_len"), r.get("batch")) for r in real})
     cells = cells[:MAX_PANELS]
-    ncols = min(4, len(cells))
-    nrows = math.ceil(len(cells) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.4 * nrows + 0.6),
-                             squeeze=False)
+    fig, axes = panel_grid(len(cells), 4.4, 3.4, 0.6)
     for ax, (model, s, b) in zip(axes.flat, cells):
         pts = [r for r in real if (r.get("model"), r.get("seq_len"), r.get("batch")) ==
                (model, s, b)]
@@ -156,10 +150,7 @@ def rank_breakdown(runs, out_dir, figures) -> list:
     have.sort(key=lambda r: (-r.get("n_ranks"), -r.get("seq_len"), r.get("batch"),
                              r.source != "real", LAYOUT_ORDER.get(r.get("layout"), 9)))
     shown = have[:8]
-    ncols = min(4, len(shown))
-    nrows = math.ceil(len(shown) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows + 0.8),
-                             squeeze=False)
+    fig, axes = panel_grid(len(shown), 4.2, 3.4)
     rows = []
     for ax, r in zip(axes.flat, shown):
         br = r.rank_breakdown()

@@ -23,11 +23,10 @@ import math
 import os
 import sys
 
-import h5py
 import numpy as np
 
-from .report_common import fmt_tokens, md_table
-from .trace import (BREAKDOWN_PARTS, POINT_KEYS, TraceError, attrs_dict, load_columns,
+from .report_common import LAYOUT_ORDER, fmt_tokens, md_table
+from .trace import (POINT_KEYS, TraceError, attrs_dict, load_columns,
                     load_decode_runs, open_trace, text)
 
 EMULATED_BAR, EMULATED_PHASE_BAR, MODEL_BAR, MODEL_PHASE_BAR = 0.10, 0.15, 0.10, 0.20
@@ -122,7 +121,11 @@ def pct(x) -> str:
 def build(study: Study, min_us: float) -> dict:
     """Per model: rows of the side-by-side table and the bar counts."""
     models = {}
-    for point, r in sorted(study.real.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    # By model, N, S, B, then layout and split (POINT_KEYS order: model, layout, n_ranks, kvp,
+    # tpa, tpf, ep, hopb_chunks, batch, seq_len).
+    for point, r in sorted(study.real.items(),
+                           key=lambda kv: (kv[0][0], kv[0][2], kv[0][9], kv[0][8],
+                                           LAYOUT_ORDER.get(kv[0][1], 9), kv[0][3])):
         em = study.emulated.get(point)
         mod = study.model.get(point, {})
         real_m = metrics_of(r)

@@ -35,6 +35,17 @@ HardwareProfile measured_profile() {
   return h;
 }
 
+CollectiveMeasurement curve(Collective c, int n, double latency_us, double busbw_gbps,
+                            std::vector<CollectivePoint> points) {
+  CollectiveMeasurement m;
+  m.collective = c;
+  m.group_size = n;
+  m.latency_us = latency_us;
+  m.busbw_gbps = busbw_gbps;
+  m.points = std::move(points);
+  return m;
+}
+
 CostModel bf16_model(const HardwareProfile& h) {
   CostOptions o;
   o.dtype = DType::bf16;
@@ -94,13 +105,7 @@ TEST(CalibratedModel, AttentionFromTheMeasuredEfficiencyCurve) {
 
 TEST(CalibratedModel, CollectivesFromTheMeasuredCurve) {
   HardwareProfile h = measured_profile();
-  CollectiveMeasurement c;
-  c.collective = Collective::all_reduce;
-  c.group_size = 4;
-  c.latency_us = 10;
-  c.busbw_gbps = 100;
-  c.points = {{1e3, 10.0}, {1e6, 30.0}};
-  h.collectives = {c};
+  h.collectives = {curve(Collective::all_reduce, 4, 10, 100, {{1e3, 10.0}, {1e6, 30.0}})};
   const CostModel cm = bf16_model(h);
   EXPECT_NEAR(cm.collective_us(Collective::all_reduce, 4, 1e3, false), 10.0, 1e-9);
   EXPECT_NEAR(cm.collective_us(Collective::all_reduce, 4, std::sqrt(1e9), false), std::sqrt(300.0),
@@ -157,13 +162,7 @@ TEST(CalibratedModel, RoutedExpertsPerRankAndTheWaitForTheSlowest) {
 
 TEST(CalibratedModel, ProfileRoundTripWithCurvesAndOneRankFallbacks) {
   HardwareProfile h = measured_profile();
-  CollectiveMeasurement c;
-  c.collective = Collective::all_to_all;
-  c.group_size = 2;
-  c.latency_us = 17.5;
-  c.busbw_gbps = 250;
-  c.points = {{1024, 17.5}, {67108864, 300.25}};
-  h.collectives = {c};
+  h.collectives = {curve(Collective::all_to_all, 2, 17.5, 250, {{1024, 17.5}, {67108864, 300.25}})};
   h.decode_attention = {{false, 16, 8, 1, 2.5e8, 0.875}};
   const std::string path = "profile_roundtrip_" + std::to_string(getpid()) + ".json";
   write_hardware_profile(path, h);
