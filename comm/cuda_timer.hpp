@@ -33,6 +33,11 @@ class CudaEvent {
   }
 
   void record(cudaStream_t stream) { HELIX_CUDA_CHECK(cudaEventRecord(e_, stream)); }
+  // As record(); while `stream` is being captured into a CUDA graph, the record becomes a node of
+  // the graph (each replay records the event, so it times the replay) instead of a dependency.
+  void record_in_graph(cudaStream_t stream) {
+    HELIX_CUDA_CHECK(cudaEventRecordWithFlags(e_, stream, cudaEventRecordExternal));
+  }
   // Makes `stream` wait for the work recorded before this event.
   void wait_on(cudaStream_t stream) const { HELIX_CUDA_CHECK(cudaStreamWaitEvent(stream, e_, 0)); }
   void synchronize() const { HELIX_CUDA_CHECK(cudaEventSynchronize(e_)); }

@@ -7,6 +7,7 @@
 #include "exec/decode_backend.hpp"
 #include "exec/layer_data.hpp"
 #include "exec/reference.hpp"
+#include "kernels/ceilings.hpp"
 
 namespace helix {
 
@@ -38,6 +39,16 @@ class CpuBackend final : public DecodeBackend {
 
   LayerExecutorInfo info() const override { return {}; }
   double tolerance() const override { return 1e-5; }
+  // One thread per rank, as the executor: 64 MiB of floats (beyond most last-level caches) and
+  // cpu::gemm at 256 x 256 x 256 (in cache: the reference GEMM's best rate), medians of 3.
+  ReadCeiling read_ceiling() override {
+    const int64_t bytes = int64_t(64) << 20;
+    return {cpu::stream_read_gbps(bytes, 3), bytes};
+  }
+  GemmCeiling gemm_ceiling() override {
+    return {cpu::gemm_rate_tflops(256, 3),
+            "fp32 256 x 256 x 256, cpu::gemm on one thread, median of 3"};
+  }
 
  private:
   const MpiComm& world_;
@@ -68,6 +79,7 @@ std::unique_ptr<DecodeBackend> make_decode_backend(const BackendOptions& o, cons
   if (o.backend != "cpu")
     throw UsageError("--backend: must be 'cpu' or 'cuda', got '" + o.backend + "'");
   if (o.emulate != 0) throw UsageError("--emulate: needs --backend cuda");
+  if (o.cuda_graph) throw UsageError("--cuda-graph: needs --backend cuda");
   return make_cpu_backend(world);
 }
 

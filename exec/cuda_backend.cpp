@@ -23,6 +23,7 @@
 #include "exec/cuda_executor.hpp"
 #include "exec/decode_backend.hpp"
 #include "kernels/cuda_kernels.hpp"
+#include "kernels/gemm_cuda.hpp"
 
 namespace helix {
 
@@ -68,6 +69,7 @@ class CudaBackend final : public DecodeBackend {
     check_options(o, world);
     emulate_ = o.emulate;
     emulate_rank_ = o.emulate_rank;
+    cuda_graph_ = o.cuda_graph;
     if (emulate_ > 0) {
       hw_ = emulation_profile(o);
       pricing_ = std::make_unique<CostModel>(collective_pricing(hw_));
@@ -121,8 +123,10 @@ class CudaBackend final : public DecodeBackend {
   std::unique_ptr<LayerExecutor> make_executor(const ModelSpec& m, const RankShard& shard,
                                                int batch, int64_t seq_len, int64_t max_positions,
                                                uint64_t seed) override {
-    return std::make_unique<CudaExecutor>(m, shard, groups(shard), batch, seq_len, max_positions,
-                                          seed);
+    auto ex = std::make_unique<CudaExecutor>(m, shard, groups(shard), batch, seq_len, max_positions,
+                                             seed);
+    ex->use_graphs(cuda_graph_);
+    return ex;
   }
 
   LayerExecutorInfo info() const override {
@@ -149,6 +153,7 @@ class CudaBackend final : public DecodeBackend {
   }
   double tolerance() const override { return 2e-2; }
   int kv_elem_bytes() const override { return 2; }
+  int weight_elem_bytes() const override { return 2; }
   ReadCeiling read_ceiling() override {
     size_t free_b = 0, total_b = 0;
     HELIX_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -158,6 +163,19 @@ class CudaBackend final : public DecodeBackend {
       bytes /= 2;
     const cuda::StreamResult s = cuda::stream_read(bytes, 20, nullptr);
     return {s.gbps_median, s.bytes};
+  }
+
+  // bf16 8192^3 (384 MiB of operands) when it fits next to the other ranks on this GPU.
+  GemmCeiling gemm_ceiling() override {
+    size_t free_b = 0, total_b = 0;
+    HELIX_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    int64_t n = 8192;
+    while (n > 1024 && 3 * n * n * 2 > int64_t(free_b) / (2 * ranks_per_gpu_)) n /= 2;
+    const int iters = 10;
+    const cuda::GemmRate g = cuda::gemm_rate(n, iters, nullptr);
+    const std::string d = std::to_string(n);
+    return {g.tflops_median,
+            "bf16 " + d + " x " + d + " x " + d + ", cuBLASLt, median of " + std::to_string(iters)};
   }
 
   std::string cuda_version() const override { return cuda_versions(); }
@@ -203,6 +221,7 @@ class CudaBackend final : public DecodeBackend {
 
   const MpiComm& world_;
   int emulate_ = 0, emulate_rank_ = 0;
+  bool cuda_graph_ = false;
   HardwareProfile hw_;                  // emulation: the profile pricing the collectives
   std::unique_ptr<CostModel> pricing_;  // emulation
   std::shared_ptr<EmulationClock> clock_;

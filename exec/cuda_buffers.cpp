@@ -26,13 +26,31 @@ int cuda_elem_bytes(Buffer b) {
   return b == Buffer::combined ? 2 : 4;
 }
 
+std::optional<cuda::MoeFfnShape> grouped_moe_shape(const ModelSpec& m, const RankShard& s,
+                                                   int batch) {
+  if (s.layer != LayerKind::moe || !s.in_ffn || !cuda::MoeFfn::enabled()) return std::nullopt;
+  cuda::MoeFfnShape g;
+  g.hidden = m.hidden;
+  g.experts = m.moe.routed_experts;
+  g.top_k = m.moe.top_k;
+  g.expert_begin = s.experts.begin;
+  g.expert_end = s.experts.end;
+  g.cols = s.expert_cols.size();
+  g.shared_cols = s.shared_cols.size();
+  g.routed_scale = m.moe.routed_scale;
+  g.max_tokens = batch;
+  if (!cuda::MoeFfn::unsupported(g).empty()) return std::nullopt;
+  return g;
+}
+
 std::array<ScratchEntry, kNumScratch> cuda_scratch(const ModelSpec& m, const RankShard& s,
                                                    int batch, int64_t capacity) {
   const int64_t B = batch, H = m.hidden, qh = s.q_heads.size();
   const int64_t widest =
       std::max<int64_t>({s.dense_cols.size(), s.expert_cols.size(), s.shared_cols.size(), 1});
-  const int64_t assignments = s.layer == LayerKind::moe ? B * m.moe.top_k : 0;
-  const int64_t rows = std::max(B, assignments);
+  const std::optional<cuda::MoeFfnShape> grouped = grouped_moe_shape(m, s, batch);
+  const int64_t assignments = s.layer == LayerKind::moe && !grouped ? B * m.moe.top_k : 0;
+  const int64_t rows = grouped ? 0 : std::max(B, assignments);
   std::array<ScratchEntry, kNumScratch> t{};
   auto set = [&](Scratch k, const char* name, int64_t elems, int bytes) {
     t[size_t(k)] = {name, elems, bytes};
@@ -52,6 +70,7 @@ std::array<ScratchEntry, kNumScratch> cuda_scratch(const ModelSpec& m, const Ran
   set(Scratch::expert_in, "expert_in", assignments * H, 2);
   set(Scratch::expert_out, "expert_out", assignments * H, 4);
   set(Scratch::attn_split, "attn_split", attention_workspace_max(m, s, B, capacity), 4);
+  if (grouped) set(Scratch::moe_work, "moe_work", cuda::MoeFfn::workspace_bytes(*grouped), 1);
   return t;
 }
 

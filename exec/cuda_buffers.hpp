@@ -7,8 +7,10 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 
 #include "kernels/cuda_kernels.hpp"
+#include "kernels/moe_cuda.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix {
@@ -17,7 +19,18 @@ namespace helix {
 // GEMM's input type), the routed expert ids int32, everything else fp32.
 int cuda_elem_bytes(Buffer b);
 
-// The CUDA executor's scratch beyond the schedule's buffers.
+// The MoE FFN step as one grouped launch (kernels/moe_cuda.hpp: router GEMM, routing and grouping
+// on the GPU, every held expert that received tokens and the shared expert's slice in one
+// persistent kernel; no host round trip): its shape for this rank, or none where the executor
+// runs the experts one by one after copying the routing to the host (dense layers, ranks outside
+// the FFN, GPUs other than compute capability 9.0 or builds without sm_90 code,
+// HELIX_MOE_GROUPED=0, and shapes the kernel refuses: a hidden size or column slice that is not a
+// multiple of 8, more than 4096 (token, expert) assignments).
+std::optional<cuda::MoeFfnShape> grouped_moe_shape(const ModelSpec& model, const RankShard& shard,
+                                                   int batch);
+
+// The CUDA executor's scratch beyond the schedule's buffers (the per-expert MoE path's entries are
+// empty when the grouped launch runs, and its workspace empty otherwise).
 enum class Scratch : int {
   normed_bf,    // [B, H] bf16 RMSNorm of the layer input
   q_latent_bf,  // MLA: [B, q_lora] bf16
@@ -25,15 +38,17 @@ enum class Scratch : int {
   latent_bf,    // MLA: [B, q_heads, kv_lora] bf16 latent partials (W_uv's input)
   ffn_in_bf,    // [B, H] bf16 RMSNorm of the residual
   gate,
-  up,           // [rows, widest FFN slice] fp32 SwiGLU halves (rows: max(B, assignments))
+  up,           // [rows, widest FFN slice] fp32 SwiGLU halves (rows: max(B, assignments); MoE
+                // with the grouped launch: none)
   act_bf,       // [rows, widest FFN slice] bf16 SwiGLU output
   expert_rows,  // MoE: [assignments] int32 token of each (token, expert) assignment
   expert_wts,   // MoE: [assignments] fp32 routing weight of each
   expert_in,    // MoE: [assignments, H] bf16 gathered tokens
   expert_out,   // MoE: [assignments, H] fp32 expert outputs
   attn_split,   // fp32 split-KV workspace of the decode attention (any chunk of the batch)
+  moe_work,     // MoE, grouped launch: its plan, partial sums and activations (bytes)
 };
-constexpr int kNumScratch = int(Scratch::attn_split) + 1;
+constexpr int kNumScratch = int(Scratch::moe_work) + 1;
 struct ScratchEntry {
   const char* name = "";
   int64_t elems = 0;

@@ -1,6 +1,7 @@
 #include "exec/cuda_executor.hpp"
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
 #include "comm/cuda_check.hpp"
@@ -34,8 +35,21 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankShard& shard,
   for (int s = 0; s < kNumScratch; ++s)
     scratch_[size_t(s)] =
         DeviceBuffer<unsigned char>(scratch[size_t(s)].bytes(), scratch[size_t(s)].name, kHint);
+  if (const auto shape = grouped_moe_shape(m, shard, batch)) {
+    cuda::MoeFfnWeights w;
+    w.router = weights_.router.get();
+    w.gate = weights_.e_gate.get();
+    w.up = weights_.e_up.get();
+    w.down = weights_.e_down.get();
+    if (shape->shared_cols > 0) {
+      w.s_gate = weights_.s_gate.get();
+      w.s_up = weights_.s_up.get();
+      w.s_down = weights_.s_down.get();
+    }
+    moe_ = std::make_unique<cuda::MoeFfn>(*shape, w);
+  }
   const int64_t assignments = table[Buffer::route_expert];
-  if (assignments > 0) {
+  if (assignments > 0 && !moe_) {
     HELIX_CUDA_CHECK(cudaMallocHost(&host_route_e_, size_t(assignments) * sizeof(int32_t) * 2));
     HELIX_CUDA_CHECK(cudaMallocHost(&host_route_w_, size_t(assignments) * sizeof(float) * 2));
   }
@@ -45,6 +59,7 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankShard& shard,
 
 CudaExecutor::~CudaExecutor() {
   cudaDeviceSynchronize();
+  for (auto& g : graph_cache_) cudaGraphExecDestroy(g.second);
   if (host_route_e_) cudaFreeHost(host_route_e_);
   if (host_route_w_) cudaFreeHost(host_route_w_);
   if (s_compute_) cudaStreamDestroy(s_compute_);
@@ -66,10 +81,13 @@ void CudaExecutor::get_output(float* out) {
   HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
 }
 
+// The routing of the last step, copied from the device when asked (never on the timed path).
 bool CudaExecutor::get_routing(int32_t* experts) {
   if (shard_.layer != LayerKind::moe || !shard_.in_ffn) return false;
-  // ffn_experts() copied the assignments to the host and waited for them.
-  std::copy(host_route_e_, host_route_e_ + batch_ * m_.moe.top_k, experts);
+  HELIX_CUDA_CHECK(cudaMemcpyAsync(experts, buf<int32_t>(Buffer::route_expert),
+                                   size_t(batch_ * m_.moe.top_k) * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, s_compute_));
+  HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
   return true;
 }
 
@@ -95,6 +113,12 @@ void CudaExecutor::step(const Schedule& schedule, StepTiming* timing) {
   *timing = t;
 }
 
+bool CudaExecutor::capturable() const {
+  for (Group g : {Group::world, Group::kvp, Group::tpa, Group::ffn, Group::tpf, Group::ep})
+    if (const DeviceComm* c = groups_->find(g); c && !c->stream_ordered()) return false;
+  return !(shard_.layer == LayerKind::moe && shard_.in_ffn && !moe_);
+}
+
 void CudaExecutor::run(const Schedule& schedule, bool timed) {
   HELIX_CHECK(schedule.batch == batch_, "schedule of another batch size");
   for (int b = 0; b < kNumBuffers; ++b)
@@ -106,10 +130,47 @@ void CudaExecutor::run(const Schedule& schedule, bool timed) {
     end_.emplace_back();
     ready_.emplace_back(false);
   }
-  const int slow_step = timed ? delay_.last_step(schedule.steps) : -1;
-  const double delay_us = delay_.next_us();
   delay_applied_us_ = 0;
-  step0_.record(s_compute_);
+  // The test-only delay differs from step to step: a step that carries it is never replayed.
+  graph_replayed_ = graphs_ && capturable() && !delay_.on();
+  if (!graph_replayed_) {
+    enqueue(schedule, timed, false);
+    step1_.synchronize();
+    return;
+  }
+  // The events' records are nodes of the graph: every replay records them again, so they time
+  // the replay. The schedule of a timed run is the same every iteration (one capture).
+  const auto key = std::make_tuple(schedule.position, timed, schedule.steps.size());
+  auto it = graph_cache_.find(key);
+  if (it == graph_cache_.end()) {
+    cudaGraph_t graph = nullptr;
+    HELIX_CUDA_CHECK(cudaStreamBeginCapture(s_compute_, cudaStreamCaptureModeRelaxed));
+    enqueue(schedule, timed, true);
+    const cudaError_t rc = cudaStreamEndCapture(s_compute_, &graph);
+    if (rc != cudaSuccess)
+      fatal(std::string("--cuda-graph: capturing the decode step failed (") +
+            cudaGetErrorString(rc) + "); run without --cuda-graph");
+    cudaGraphExec_t exec = nullptr;
+    HELIX_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    HELIX_CUDA_CHECK(cudaGraphDestroy(graph));
+    it = graph_cache_.emplace(key, exec).first;
+  }
+  HELIX_CUDA_CHECK(cudaGraphLaunch(it->second, s_compute_));
+  HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
+}
+
+// The schedule's steps on their streams; in_graph: while s_compute_ is being captured (the
+// communication stream joins the capture through the events that order it).
+void CudaExecutor::enqueue(const Schedule& schedule, bool timed, bool in_graph) {
+  auto mark = [in_graph](CudaEvent& e, cudaStream_t st) {
+    if (in_graph)
+      e.record_in_graph(st);
+    else
+      e.record(st);
+  };
+  const int slow_step = timed && !in_graph ? delay_.last_step(schedule.steps) : -1;
+  const double delay_us = slow_step >= 0 ? delay_.next_us() : 0.0;
+  mark(step0_, s_compute_);
   for (size_t i = 0; i < schedule.steps.size(); ++i) {
     const Step& s = schedule.steps[i];
     const cudaStream_t st = stream_of(s);
@@ -119,17 +180,16 @@ void CudaExecutor::run(const Schedule& schedule, bool timed) {
       ready_[i].record(s_compute_);
       ready_[i].wait_on(st);
     }
-    if (timed) begin_[i].record(st);
+    if (timed) mark(begin_[i], st);
     stream_ = st;
     run_step(s, schedule);
     if (int(i) == slow_step && delay_us > 0) {  // test-only: inside the step's timing
       delay_clock_->end(delay_clock_->begin(st), delay_us, st);
       delay_applied_us_ = std::max(delay_us, delay_clock_->floor_us());
     }
-    if (timed) end_[i].record(st);
+    if (timed) mark(end_[i], st);
   }
-  step1_.record(s_compute_);
-  step1_.synchronize();
+  mark(step1_, s_compute_);
 }
 
 void CudaExecutor::exchange_wait() {  // the compute stream waits for the other stream's exchanges

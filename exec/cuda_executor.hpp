@@ -13,7 +13,9 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "comm/cuda_timer.hpp"
@@ -26,6 +28,7 @@
 #include "exec/executor.hpp"
 #include "exec/slow_phase.hpp"
 #include "kernels/gemm_cuda.hpp"
+#include "kernels/moe_cuda.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix {
@@ -42,6 +45,13 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   void step(const Schedule& schedule, StepTiming* timing) override;
   void get_output(float* out) override;
   bool get_routing(int32_t* experts) override;
+  bool graph_replay() const override { return graph_replayed_; }
+  // --cuda-graph: each distinct schedule (position, timed or not) is captured once as a CUDA
+  // graph and replayed, where capturable(); elsewhere the steps are enqueued one by one.
+  void use_graphs(bool on) { graphs_ = on; }
+  // Whether a step only enqueues work: every group's communicator is stream-ordered (NCCL, the
+  // emulation; not host-staged MPI) and the MoE FFN has no host round trip (the grouped launch).
+  bool capturable() const;
   int64_t weight_bytes() const override { return weights_.bytes(); }
   int64_t kv_bytes() const override { return cache_.bytes(); }
 
@@ -55,11 +65,14 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   T* scratch(Scratch s) const {
     return reinterpret_cast<T*>(scratch_[size_t(s)].get());
   }
-  // Enqueues the schedule once (timed: events around every step) and waits for it.
+  // Enqueues the schedule once (timed: events around every step) and waits for it; with graphs,
+  // replays its captured graph (captured at the first call for this schedule).
   void run(const Schedule& schedule, bool timed);
+  void enqueue(const Schedule& schedule, bool timed, bool in_graph);
   cudaStream_t stream_of(const Step& s) const;
   void pack(const Step& s);
   void ffn_experts();
+  void ffn_grouped();
 
   // StepInterpreter (exec/cuda_layer_ops.cpp: the per-rank compute; exec/cuda_executor.cpp: the
   // exchange and the collectives, on stream_, the stream of the step being run).
@@ -91,7 +104,10 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   DeviceCache cache_;
   std::array<DeviceBuffer<unsigned char>, kNumBuffers> bufs_;
   std::array<DeviceBuffer<unsigned char>, kNumScratch> scratch_;
-  int32_t* host_route_e_ = nullptr;  // pinned: the routing copied back, then the held experts' rows
+  // MoE: the grouped launch (grouped_moe_shape), or else the per-expert path's pinned buffers:
+  // the routing copied back, then the held experts' rows.
+  std::unique_ptr<cuda::MoeFfn> moe_;
+  int32_t* host_route_e_ = nullptr;
   float* host_route_w_ = nullptr;
 
   // Per step of the schedule: begin and end events on the step's stream, and (for a step on the
@@ -103,6 +119,8 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   PhaseDelay delay_{slow_phase_from_env()};
   std::unique_ptr<EmulationClock> delay_clock_;
   double delay_applied_us_ = 0;
+  bool graphs_ = false, graph_replayed_ = false;
+  std::map<std::tuple<int64_t, bool, size_t>, cudaGraphExec_t> graph_cache_;
 };
 
 }  // namespace helix

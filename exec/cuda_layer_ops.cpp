@@ -113,6 +113,10 @@ void CudaExecutor::ffn_compute() {
   bf16* h2 = scratch<bf16>(Scratch::ffn_in_bf);
   cuda::add(f32(Buffer::x), f32(Buffer::attn_out), x1, B * H, st);
   cuda::rmsnorm(x1, H, weights_.ffn_norm.get(), B, H, m_.rms_eps, h2, nullptr, st);
+  if (moe_) {
+    ffn_grouped();  // writes every row of ffn_part, the shared expert included
+    return;
+  }
   HELIX_CUDA_CHECK(cudaMemsetAsync(part, 0, size_t(B * H) * sizeof(float), st));
   auto swiglu = [&](const bf16* x, int64_t rows, int64_t cols, const bf16* wg, const bf16* wu,
                     const bf16* wd) {
@@ -137,8 +141,19 @@ void CudaExecutor::ffn_compute() {
            weights_.s_down.get());
 }
 
-// Routed experts: the router runs on the GPU; the (token, expert) assignments come back to the
-// host (a few hundred bytes), which launches the GEMMs of the held experts that received tokens.
+// The MoE FFN in two launches after the router GEMM (kernels/moe_cuda.hpp): the plan (top-k,
+// weights, the held experts' assignments grouped) and one persistent kernel over every held
+// expert that received tokens and the shared slice; ffn_part = the routed experts' weighted sum +
+// the shared expert. The routing stays on the device (get_routing copies it when asked).
+void CudaExecutor::ffn_grouped() {
+  const cuda::MoeRouting routing{buf<int32_t>(Buffer::route_expert), f32(Buffer::route_weight)};
+  moe_->run(*gemm_, scratch<bf16>(Scratch::ffn_in_bf), batch_, f32(Buffer::router_logits),
+            scratch<void>(Scratch::moe_work), f32(Buffer::ffn_part), routing, s_compute_);
+}
+
+// Routed experts one by one (GPUs and shapes without the grouped launch, HELIX_MOE_GROUPED=0): the
+// router runs on the GPU; the (token, expert) assignments come back to the host (a few hundred
+// bytes), which launches the GEMMs of the held experts that received tokens.
 void CudaExecutor::ffn_experts() {
   cudaStream_t st = s_compute_;
   const int64_t B = batch_, H = m_.hidden, E = m_.moe.routed_experts, K = m_.moe.top_k;

@@ -26,6 +26,9 @@ struct BackendOptions {
   // measured collective curves).
   std::string hardware;
   std::optional<double> link_gbps, link_latency_us;
+  // CUDA: capture each decode step as a CUDA graph once and replay it (executors whose every
+  // operation only enqueues work on its streams; the others run as before).
+  bool cuda_graph = false;
 };
 
 // --emulate-rank all: the compute of every distinct rank runs in turn on the one GPU.
@@ -35,6 +38,13 @@ constexpr int kEmulateEveryRank = -1;
 struct ReadCeiling {
   double gbps = 0;
   int64_t bytes = 0;
+};
+
+// Dense GEMM rate of the device (TFLOP/s, 10^12 FLOP per second; the compute ceiling of the
+// roofline) and what was measured; 0 when not measured.
+struct GemmCeiling {
+  double tflops = 0;
+  std::string what;  // e.g. "bf16 8192 x 8192 x 8192, cuBLASLt, median of 10"
 };
 
 struct MemoryCheck {
@@ -83,10 +93,15 @@ class DecodeBackend {
   // Whether outputs can be checked against the single-rank reference (not in emulation, where
   // received data stands in for the peers' results).
   virtual bool can_verify() const { return true; }
-  // Bytes per cached KV element.
+  // Bytes per cached KV element, per weight element and per activation element (the element
+  // sizes at which the roofline prices a schedule's Work).
   virtual int kv_elem_bytes() const { return 4; }
+  virtual int weight_elem_bytes() const { return 4; }
+  virtual int act_elem_bytes() const { return 4; }
   // Measures the read-only stream ceiling (collective-free; called once per job).
   virtual ReadCeiling read_ceiling() { return {}; }
+  // Measures the dense GEMM rate (collective-free; called once per job).
+  virtual GemmCeiling gemm_ceiling() { return {}; }
   // CUDA runtime and NCCL versions ("none" when not used).
   virtual std::string cuda_version() const { return "none"; }
   virtual std::string nccl_version() const { return "none"; }

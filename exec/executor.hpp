@@ -48,6 +48,8 @@ class LayerExecutor {
   // MoE layers: the routed experts this rank's router chose in the last step, [batch, top_k] on
   // the host; false when this rank ran no router (dense layers, ranks outside the FFN).
   virtual bool get_routing(int32_t* /*experts*/) { return false; }
+  // Whether the last step ran as a replayed CUDA graph (--cuda-graph).
+  virtual bool graph_replay() const { return false; }
   // Bytes of weights and KV cache this rank holds.
   virtual int64_t weight_bytes() const = 0;
   virtual int64_t kv_bytes() const = 0;

@@ -28,8 +28,10 @@
 #include <vector>
 
 #include "comm/cuda_check.hpp"
+#include "kernels/attention_mla_sm90.hpp"
 #include "kernels/cuda_kernels.hpp"
 #include "kernels/launch_order.cuh"
+#include "kernels/mma.cuh"
 
 namespace helix::cuda {
 
@@ -39,9 +41,7 @@ constexpr int kPad = 8;  // bf16 elements of padding per shared row (no bank con
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+using mma::smem_addr;
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
   // src-size 0 zero-fills the 16 bytes (rows past the slice end are never read from memory).
@@ -56,30 +56,10 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-// d += a * b, m16n8k16, bf16 inputs, fp32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
+using mma::ldmatrix_x4;
+using mma::ldmatrix_x4_trans;
+using mma::mma_bf16;
+using mma::pack_bf16;
 
 // A kernel configuration: query heads per CTA (16 x kHG, one MMA row tile per head group), tokens
 // per pipeline stage, stages, warps. The warps split into kHG head groups; within a head group
@@ -401,18 +381,37 @@ struct Variant {
   bool mla;
   int head_tile, tile, threads;
   size_t smem;
-  void (*kernel)(Params);
+  void (*kernel)(Params);  // nullptr for the Hopper MLA kernel (kernels/attention_mla_sm90.cu)
+  const void* func;        // the kernel, for attributes and occupancy
+  bool sm90;               // needs sm_90a code and a GPU of compute capability 9.0
 };
 
 template <class C, bool kMla>
 Variant variant(const char* name) {
+  auto k = &decode_attention_kernel<C, kMla>;
   return Variant{name,
                  kMla,
                  C::kHeadTile,
                  C::kTile,
                  C::kThreads,
                  C::kBytes,
-                 &decode_attention_kernel<C, kMla>};
+                 k,
+                 reinterpret_cast<const void*>(k),
+                 false};
+}
+
+// The warpgroup-MMA + TMA kernel for MLA on Hopper: 64 heads per CTA, 64-token stages, 3 stages,
+// 12 warps (three warpgroups).
+Variant sm90_mla_variant() {
+  return Variant{"mla-wgmma-h64-t64-s3-w12",
+                 true,
+                 detail::kMlaSm90HeadTile,
+                 detail::kMlaSm90Tokens,
+                 detail::kMlaSm90Threads,
+                 detail::mla_sm90_smem_bytes(),
+                 nullptr,
+                 detail::mla_sm90_kernel(),
+                 true};
 }
 
 const std::vector<Variant>& variants() {
@@ -428,13 +427,25 @@ const std::vector<Variant>& variants() {
       variant<MlaH32T32S4W8, true>("mla-h32-t32-s4-w8"),
       variant<MlaH64T32S3W8, true>("mla-h64-t32-s3-w8"),
       variant<MlaH64T32S2W8, true>("mla-h64-t32-s2-w8"),
+      sm90_mla_variant(),
   };
   return all;
 }
 
+// A configuration this build and the current GPU can run.
+bool usable(const Variant& v) {
+  return !v.sm90 || detail::mla_sm90_available();
+}
+
 const Variant& find_variant(const char* name) {
   for (const Variant& v : variants())
-    if (std::strcmp(name, v.name) == 0) return v;
+    if (std::strcmp(name, v.name) == 0) {
+      if (!usable(v))
+        throw UsageError(std::string("attention variant '") + name +
+                         "' needs a GPU of compute capability 9.0 and a build for sm_90a "
+                         "(CMAKE_CUDA_ARCHITECTURES=90a)");
+      return v;
+    }
   std::string known;
   for (const Variant& v : variants()) known += std::string(known.empty() ? "" : ", ") + v.name;
   throw UsageError(std::string("attention variant '") + name +
@@ -476,6 +487,8 @@ const Variant& pick_variant(const DecodeAttention& a) {
     const int64_t streams = a.batch * a.kv_heads * ((heads_per_kv(a) + 15) / 16);
     return find_variant(streams < 8 ? "gqa-h16-t64-s3-w4" : "gqa-h16-t64-s2-w4");
   }
+  // MLA on Hopper: the warpgroup-MMA kernel for every head count (64-head tiles).
+  if (detail::mla_sm90_available()) return find_variant("mla-wgmma-h64-t64-s3-w12");
   if (a.heads <= 16) return find_variant("mla-h16-t32-s2-w4");
   return find_variant(a.heads <= 32 ? "mla-h32-t32-s4-w8" : "mla-h64-t32-s3-w8");
 }
@@ -498,14 +511,14 @@ Geometry geometry(const DecodeAttention& a) {
 
 int blocks_per_sm(const Variant& v) {
   static std::map<const void*, int> cached;
-  const auto hit = cached.find(reinterpret_cast<const void*>(v.kernel));
+  const auto hit = cached.find(v.func);
   if (hit != cached.end()) return hit->second;
   HELIX_CUDA_CHECK(
-      cudaFuncSetAttribute(v.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(v.smem)));
+      cudaFuncSetAttribute(v.func, cudaFuncAttributeMaxDynamicSharedMemorySize, int(v.smem)));
   int n = 0;
-  HELIX_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, v.kernel, v.threads, v.smem));
+  HELIX_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, v.func, v.threads, v.smem));
   n = std::max(n, 1);
-  cached.emplace(reinterpret_cast<const void*>(v.kernel), n);
+  cached.emplace(v.func, n);
   return n;
 }
 
@@ -555,6 +568,32 @@ int choose_splits(const DecodeAttention& a, const Geometry& g) {
   return int(best);
 }
 
+void launch_decode(const DecodeAttention& a, const Geometry& g, int splits, float* out, float* lse,
+                   cudaStream_t stream) {
+  Params p{};
+  p.heads = a.heads;
+  p.q_begin = a.q_begin;
+  p.kv_begin = a.kv_begin;
+  p.kv_heads = g.kv_heads;
+  p.group = a.group;
+  p.tokens = a.tokens;
+  p.capacity = a.capacity;
+  p.chunk = chunk_for(a.tokens, splits, g.v->tile);
+  p.head_tiles = g.head_tiles;
+  p.splits = splits;
+  p.scale_log2 = a.scale * kLog2e;
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.batch = a.batch;
+  p.out = out;
+  p.lse = lse;
+  const dim3 grid(unsigned(g.head_tiles), unsigned(splits), unsigned(a.batch * g.kv_heads));
+  blocks_per_sm(*g.v);  // sets the kernel's shared-memory limit once
+  g.v->kernel<<<grid, unsigned(g.v->threads), g.v->smem, stream>>>(p);
+  HELIX_LAUNCH_CHECK();
+}
+
 }  // namespace
 
 int attention_splits(const DecodeAttention& a) {
@@ -572,14 +611,7 @@ int attention_splits(const DecodeAttention& a) {
     }
   };
   static std::map<Key, int> memo;
-  const Key key{reinterpret_cast<const void*>(g.v->kernel),
-                a.batch,
-                a.heads,
-                a.q_begin,
-                a.kv_begin,
-                a.kv_heads,
-                a.group,
-                a.tokens};
+  const Key key{g.v->func, a.batch, a.heads, a.q_begin, a.kv_begin, a.kv_heads, a.group, a.tokens};
   const auto hit = memo.find(key);
   if (hit != memo.end()) return hit->second;
   const int splits = choose_splits(a, g);
@@ -600,7 +632,7 @@ void check_attention_variant_env() {
 std::vector<std::string> attention_variant_names(bool mla) {
   std::vector<std::string> names;
   for (const Variant& v : variants())
-    if (v.mla == mla) names.push_back(v.name);
+    if (v.mla == mla && usable(v)) names.push_back(v.name);
   return names;
 }
 
@@ -613,37 +645,34 @@ void attention_decode(const DecodeAttention& a, cudaStream_t stream) {
   if (a.batch == 0 || a.heads == 0) return;
   const Geometry g = geometry(a);
   const int splits = attention_splits(a);
-  Params p{};
-  p.heads = a.heads;
-  p.q_begin = a.q_begin;
-  p.kv_begin = a.kv_begin;
-  p.kv_heads = g.kv_heads;
-  p.group = a.group;
-  p.tokens = a.tokens;
-  p.capacity = a.capacity;
-  p.chunk = chunk_for(a.tokens, splits, g.v->tile);
-  p.head_tiles = g.head_tiles;
-  p.splits = splits;
-  p.scale_log2 = a.scale * kLog2e;
-  p.q = a.q;
-  p.k = a.k;
-  p.v = a.v;
-  p.batch = a.batch;
-  if (splits == 1) {
-    p.out = a.out;
-    p.lse = a.lse;
-  } else {
+  float* part_out = a.out;
+  float* part_lse = a.lse;
+  if (splits > 1) {
     HELIX_CHECK(a.workspace != nullptr, "attention_decode: split workspace missing");
-    p.out = a.workspace;
-    p.lse = a.workspace + int64_t(splits) * a.batch * a.heads * g.dv;
+    part_out = a.workspace;
+    part_lse = a.workspace + int64_t(splits) * a.batch * a.heads * g.dv;
   }
-  const dim3 grid(unsigned(g.head_tiles), unsigned(splits), unsigned(a.batch * g.kv_heads));
-  blocks_per_sm(*g.v);  // sets the kernel's shared-memory limit once
-  g.v->kernel<<<grid, unsigned(g.v->threads), g.v->smem, stream>>>(p);
-  HELIX_LAUNCH_CHECK();
+  if (g.v->sm90) {
+    detail::MlaSm90Launch m;
+    m.batch = a.batch;
+    m.heads = a.heads;
+    m.tokens = a.tokens;
+    m.capacity = a.capacity;
+    m.chunk = chunk_for(a.tokens, splits, g.v->tile);
+    m.splits = splits;
+    m.scale_log2 = a.scale * kLog2e;
+    m.q = a.q;
+    m.kv = a.k;
+    m.out = part_out;
+    m.lse = part_lse;
+    detail::mla_sm90_launch(m, stream);
+  } else {
+    launch_decode(a, g, splits, part_out, part_lse, stream);
+  }
   if (splits > 1) {
     const int64_t rows = a.batch * a.heads;
-    lse_combine(splits, rows, g.dv, p.out, rows * g.dv, p.lse, rows, a.out, nullptr, a.lse, stream);
+    lse_combine(splits, rows, g.dv, part_out, rows * g.dv, part_lse, rows, a.out, nullptr, a.lse,
+                stream);
   }
 }
 

@@ -2,9 +2,13 @@
 
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <sstream>
+#include <vector>
 
 #include "comm/cuda_check.hpp"
+#include "comm/cuda_timer.hpp"
+#include "kernels/cuda_kernels.hpp"
 
 #define HELIX_CUBLAS_CHECK(call)                                                          \
   do {                                                                                    \
@@ -100,6 +104,37 @@ void Gemm::run(const GemmShape& s, const __nv_bfloat16* x, const __nv_bfloat16* 
   const float alpha = 1.0f, beta = s.accumulate ? 1.0f : 0.0f;
   HELIX_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p.op, &alpha, w, p.a, x,
                                     p.b, &beta, y, p.c, y, p.c, &p.algo, ws_, ws_bytes_, stream));
+}
+
+GemmRate gemm_rate(int64_t n, int iters, cudaStream_t stream) {
+  HELIX_CHECK(n > 0 && iters > 0, "gemm_rate: needs n > 0 and iters > 0");
+  GemmRate r;
+  r.n = n;
+  const size_t bytes = size_t(n * n) * sizeof(__nv_bfloat16);
+  __nv_bfloat16* buf[3] = {nullptr, nullptr, nullptr};  // x, w, y
+  for (auto*& b : buf) HELIX_CUDA_CHECK(cudaMalloc(&b, bytes));
+  fill_slice(buf[0], 0x6d61747269785fULL, n * n, 0, 1, 0, n * n, 1.0f, stream);
+  fill_slice(buf[1], 0x776569676874ULL, n * n, 0, 1, 0, n * n, 1.0f, stream);
+  {
+    Gemm gemm;
+    GemmShape g = GemmShape::packed(n, n, n);
+    g.y_bf16 = true;
+    CudaTimer timer;
+    std::vector<double> tflops;
+    for (int i = 0; i < iters + 2; ++i) {
+      hold_stream(50000, stream);  // the events fire after the host has enqueued the GEMM
+      timer.start(stream);
+      gemm.run(g, buf[0], buf[1], buf[2], stream);
+      timer.stop(stream);
+      const double us = timer.elapsed_us();
+      if (i >= 2) tflops.push_back(2.0 * double(n) * double(n) * double(n) / (us * 1e6));
+    }
+    std::sort(tflops.begin(), tflops.end());
+    r.tflops_median = tflops[tflops.size() / 2];
+    r.tflops_max = tflops.back();
+  }
+  for (auto* b : buf) HELIX_CUDA_CHECK(cudaFree(b));
+  return r;
 }
 
 }  // namespace helix::cuda

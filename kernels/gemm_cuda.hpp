@@ -35,4 +35,14 @@ class Gemm {
   std::map<std::string, std::unique_ptr<Plan>> plans_;
 };
 
+// The dense bf16 GEMM rate of this GPU, the compute ceiling of the decode roofline: y = x w with
+// n x n operands through cuBLASLt (bf16 inputs holding random values, fp32 accumulation, bf16
+// output), `iters` timed runs after two warm-ups, each timed with events that start after the
+// host has enqueued it. TFLOP/s (10^12 FLOP per second, 2 n^3 FLOPs per run).
+struct GemmRate {
+  int64_t n = 0;
+  double tflops_median = 0, tflops_max = 0;
+};
+GemmRate gemm_rate(int64_t n, int iters, cudaStream_t stream);
+
 }  // namespace helix::cuda

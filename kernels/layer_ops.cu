@@ -6,6 +6,7 @@
 
 #include "comm/cuda_check.hpp"
 #include "kernels/cuda_kernels.hpp"
+#include "kernels/moe_route.cuh"
 #include "kernels/rng.hpp"
 
 namespace helix::cuda {
@@ -169,26 +170,9 @@ __global__ void moe_route_kernel(const float* logits, int64_t tokens, int64_t ex
   int32_t prev_e = -1;
   float prev_s = INFINITY;
   for (int64_t k = 0; k < top_k; ++k) {
-    // The best expert strictly after (prev_s, prev_e) in (score desc, index asc) order.
-    float best = -1.0f;
-    int32_t best_e = INT32_MAX;
-    for (int64_t e = lane; e < experts; e += 32) {
-      const float s = 1.0f / (1.0f + expf(-lg[e]));
-      const bool after = s < prev_s || (s == prev_s && int32_t(e) > prev_e);
-      if (!after) continue;
-      if (s > best || (s == best && int32_t(e) < best_e)) {
-        best = s;
-        best_e = int32_t(e);
-      }
-    }
-    for (int o = 16; o > 0; o /= 2) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      const int32_t oe = __shfl_xor_sync(0xffffffffu, best_e, o);
-      if (ob > best || (ob == best && oe < best_e)) {
-        best = ob;
-        best_e = oe;
-      }
-    }
+    float best;
+    int32_t best_e;
+    moe_next_best(lg, experts, lane, prev_s, prev_e, best, best_e);
     if (lane == 0) {
       expert[t * top_k + k] = best_e;
       weight[t * top_k + k] = best;

@@ -228,6 +228,17 @@ BufferTable activation_buffers(const ModelSpec& m, const RankShard& r, int batch
   return t;
 }
 
+Work moe_ffn_work(const ModelSpec& m, const RankShard& r, int batch, double touched,
+                  double assignments) {
+  const double B = batch, H = m.hidden, E = m.moe.routed_experts;
+  const double cols = double(r.expert_cols.size()), shared = double(r.shared_cols.size());
+  Work w;
+  w.weight_elems = H * E + 3 * H * shared + touched * 3 * H * cols + H;
+  w.flops = 2 * B * (H * E + 3 * H * shared) + 2 * assignments * 3 * H * cols;
+  w.act_elems = 4 * B * H;
+  return w;
+}
+
 Work ffn_compute_work(const ModelSpec& m, const RankShard& r, int batch, const ExpertLoad* load) {
   Work w;
   const double B = batch, H = m.hidden;
@@ -238,11 +249,10 @@ Work ffn_compute_work(const ModelSpec& m, const RankShard& r, int batch, const E
     w.kernel_launches = 4;  // residual add, RMSNorm, zeroing the partial sum, SiLU x up
   } else {
     const double E = m.moe.routed_experts, k = m.moe.top_k, El = double(r.experts.size());
-    const double cols = double(r.expert_cols.size()), shared = double(r.shared_cols.size());
+    const double shared = double(r.shared_cols.size());
     const double touched = load ? load->experts : El * (1.0 - std::pow(1.0 - k / E, B));
     const double assignments = load ? load->rows : B * k * El / E;
-    w.weight_elems = H * E + 3 * H * shared + touched * 3 * H * cols + H;
-    w.flops = 2 * B * (H * E + 3 * H * shared) + 2 * assignments * 3 * H * cols;
+    w = moe_ffn_work(m, r, batch, touched, assignments);
     // Router GEMM; per expert with tokens three GEMMs and gather, SiLU, scatter-add; the shared
     // experts' three GEMMs and SiLU; residual add, RMSNorm, zeroing, routing, and the copies of
     // the routing to the host and of the held experts' rows back.

@@ -194,6 +194,14 @@ Work ffn_compute_work(const ModelSpec& model, const RankShard& shard, int batch,
 // Batch chunks of HOP-B (balanced contiguous ranges of requests).
 std::vector<Range> batch_chunks(int batch, int chunks);
 
+// The work of a rank's MoE FFN compute step for `batch` requests when `touched` of its held
+// experts receive tokens in `assignments` (token, held expert) pairs: the router over every
+// routed expert, the shared expert's slice, each touched expert's gate/up/down slices read once,
+// and 2 x 3 x H x cols FLOPs per assignment. build_schedule uses the expected counts under
+// uniform routing; the roofline of a run the counts of the executor's actual routing.
+Work moe_ffn_work(const ModelSpec& model, const RankShard& shard, int batch, double touched,
+                  double assignments);
+
 // The schedule of one decode step of one layer on `shard.rank`, for `batch` requests whose caches
 // hold `seq_len` tokens before the step (the new token at position seq_len).
 Schedule build_schedule(const ModelSpec& model, const RankShard& shard, int batch, int64_t seq_len);

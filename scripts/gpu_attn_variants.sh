@@ -20,13 +20,13 @@ mkdir -p "$out" || { echo "gpu_attn_variants: cannot create $out"; exit 1; }
 nvidia-smi -L || { echo "gpu_attn_variants: no usable NVIDIA GPU"; exit 1; }
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   cmake -S . -B "$build" -DHELIX_CUDA=ON -DHELIX_WERROR=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" >/dev/null &&
+    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" >/dev/null &&
     cmake --build "$build" -j"$(nproc)" --target helix-micro ||
     { echo "gpu_attn_variants: the CUDA build failed (see above)"; exit 1; }
 fi
 micro=$build/bin/helix-micro
 # The configurations, as kernels/attention.cu names them.
-names() { grep -oE "\"$1-h[0-9]+-t[0-9]+-s[0-9]+-w[0-9]+\"" kernels/attention.cu | tr -d '"' | sort -u; }
+names() { grep -oE "\"$1-(wgmma-)?h[0-9]+-t[0-9]+-s[0-9]+-w[0-9]+\"" kernels/attention.cu | tr -d '"' | sort -u; }
 variants_gqa=$(names gqa)
 variants_mla=$(names mla)
 [[ -n $variants_gqa && -n $variants_mla ]] || { echo "gpu_attn_variants: no variants found"; exit 1; }

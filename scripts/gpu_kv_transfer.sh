@@ -15,7 +15,7 @@
 # falls back to MPI with host staging (comm_backend mpi-host-staged: correct, but not a link
 # measurement).
 # Environment: RANKS (default "2 4"), TOKENS (default "16K 128K"), LAYERS (default 4), ITERS
-# (default 10), MPIRUN (default mpirun), CUDA_ARCH (default 90).
+# (default 10), MPIRUN (default mpirun), CUDA_ARCH (default 90a).
 # Exit code: 0 when every run finished and verified, 1 otherwise (each failure is named).
 set -uo pipefail
 out=${1:?usage: scripts/gpu_kv_transfer.sh OUTDIR}
@@ -33,7 +33,7 @@ failed=()
 nvidia-smi -L || { echo "gpu_kv_transfer: nvidia-smi failed: no usable NVIDIA GPU"; exit 1; }
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   cmake -S . -B "$build" -DHELIX_CUDA=ON -DHELIX_WERROR=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" >/dev/null &&
+    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" >/dev/null &&
     cmake --build "$build" -j"$(nproc)" --target helix-bench ||
     { echo "gpu_kv_transfer: the CUDA build failed (see above)"; exit 1; }
 fi

@@ -13,7 +13,7 @@
 # 4. helix-bench calibrate --backend cuda: OUTDIR/profile.json;
 # 5. prints the bar table last (scripts/micro_bars.py).
 # Environment: NP (ranks, default 1: the kernel bars are per GPU; more ranks add the collectives),
-# MPIRUN (default mpirun), CUDA_ARCH (default 90), PYTHON (default python3), ITERS (default 20).
+# MPIRUN (default mpirun), CUDA_ARCH (default 90a), PYTHON (default python3), ITERS (default 20).
 # Exit code: 0 when every step ran and every bar was met, 1 otherwise (each failure is named).
 set -uo pipefail
 out=${1:?usage: scripts/gpu_micro.sh OUTDIR}
@@ -30,7 +30,7 @@ failed=()
 nvidia-smi -L || { echo "gpu_micro: nvidia-smi failed: no usable NVIDIA GPU"; exit 1; }
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   cmake -S . -B "$build" -DHELIX_CUDA=ON -DHELIX_WERROR=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" >/dev/null &&
+    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" >/dev/null &&
     cmake --build "$build" -j"$(nproc)" --target helix-micro helix-bench ||
     { echo "gpu_micro: the CUDA build failed (see above)"; exit 1; }
 fi

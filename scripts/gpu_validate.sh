@@ -6,12 +6,12 @@
 # GPUs are visible); the KV transfer from a TP prefill layout to a Helix decode layout at 2 and 4
 # ranks, every block checked). Usage: scripts/gpu_validate.sh [extra ctest args], e.g.
 # scripts/gpu_validate.sh -R gpu_kv_transfer for the KV transfer alone.
-# Environment: BUILD_DIR (default build-gpu), CUDA_ARCH (default 90, Hopper).
+# Environment: BUILD_DIR (default build-gpu), CUDA_ARCH (default 90a: Hopper with wgmma).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 build=${BUILD_DIR:-build-gpu}
 nvidia-smi -L
 cmake -S . -B "$build" -DHELIX_CUDA=ON -DHELIX_WERROR=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" >/dev/null
+  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" >/dev/null
 cmake --build "$build" -j"$(nproc)" --target helix-bench helix_cuda_tests
 ctest --test-dir "$build" -L gpu --output-on-failure "$@"

@@ -179,6 +179,11 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
   c->add_option("--link-latency-us", o.exec.link_latency_us,
                 "cuda --emulate: override the profile's NVLink latency of one collective, us "
                 "(also sets aside the profile's measured collectives)");
+  c->add_flag("--cuda-graph", o.exec.cuda_graph,
+              "cuda: capture each decode step once as a CUDA graph and replay it, so launch gaps "
+              "leave the timings; runs whose communicators or MoE path need the host (MPI host "
+              "staging, the per-expert MoE path) run step by step as before (run attribute "
+              "cuda_graph)");
   c->add_option("--out", o.out,
                 "HDF5 trace to write (written as FILE.tmp.PID, renamed when complete)");
   c->add_flag("--no-verify", o.no_verify, "Skip the check against the single-rank reference");
@@ -237,11 +242,19 @@ int run_decode(const DecodeOptions& opt, const MpiComm& world, int argc, char** 
     std::fflush(stdout);
   }
 
-  // The read-bandwidth ceiling of this device, measured in the same job as the runs.
+  // The ceilings of this device (read-only stream, dense GEMM), measured in the same job as the
+  // runs, and the element sizes at which the roofline prices each rank's work.
   job.stream = backend->read_ceiling();
+  job.gemm = backend->gemm_ceiling();
+  job.elem = {backend->weight_elem_bytes(), backend->kv_elem_bytes(), backend->act_elem_bytes()};
   if (rank == 0 && job.stream.gbps > 0 && !o.quiet) {
     std::fprintf(stderr, "read-only stream ceiling: %.0f GB/s (%.2f GiB buffer, median)\n",
                  job.stream.gbps, double(job.stream.bytes) / double(int64_t(1) << 30));
+    std::fflush(stderr);
+  }
+  if (rank == 0 && job.gemm.tflops > 0 && !o.quiet) {
+    std::fprintf(stderr, "dense GEMM ceiling: %.3g TFLOP/s (%s)\n", job.gemm.tflops,
+                 job.gemm.what.c_str());
     std::fflush(stderr);
   }
   RunSettings settings;
@@ -250,6 +263,7 @@ int run_decode(const DecodeOptions& opt, const MpiComm& world, int argc, char** 
   settings.warmup = o.warmup;
   settings.decode_steps = grid.decode_steps;
   settings.seed = o.seed;
+  settings.elem = job.elem;
   // Rank 0's reference for the current (B, S): runs are ordered by S, then B, and layout.
   std::pair<int, int64_t> ref_key{-1, -1};
   std::unique_ptr<ReferenceRun> ref;

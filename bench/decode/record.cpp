@@ -41,8 +41,22 @@ int RunRecord::usual_critical_rank() const {
 }
 
 double RunRecord::rank0_phase_median(int phase) const {
+  return rank_phase_median(0, phase);
+}
+
+double RunRecord::rank_phase_median(int rank, int phase) const {
   std::vector<double> v(static_cast<size_t>(iters));
-  for (int i = 0; i < iters; ++i) v[size_t(i)] = phase_us[size_t(i * ranks * kNumPhases + phase)];
+  for (int i = 0; i < iters; ++i)
+    v[size_t(i)] = phase_us[size_t((i * ranks + rank) * kNumPhases + phase)];
+  return median(v);
+}
+
+double RunRecord::rank_compute_median(int rank) const {
+  std::vector<double> v(static_cast<size_t>(iters), 0.0);
+  for (int i = 0; i < iters; ++i)
+    for (int p = 0; p < kNumPhases; ++p)
+      if (!phase_is_comm(static_cast<Phase>(p)))
+        v[size_t(i)] += phase_us[size_t((i * ranks + rank) * kNumPhases + p)];
   return median(v);
 }
 

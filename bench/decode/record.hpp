@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/decode/roofline.hpp"
 #include "bench/trace/metadata.hpp"
 #include "exec/decode_backend.hpp"
 #include "exec/reference.hpp"
@@ -25,6 +26,7 @@ struct RunRecord {
   std::string backend;  // cpu | cuda
   LayerExecutorInfo info;
   int iters = 0, warmup = 0, decode_steps = 0;
+  bool cuda_graph = false;  // every rank replayed its steps as CUDA graphs (--cuda-graph)
   uint64_t seed = 0;
   double tolerance = 0;
   // Outcome.
@@ -65,6 +67,11 @@ struct RunRecord {
   int64_t weight_bytes = 0, kv_bytes = 0, needed_bytes = 0, available_bytes = 0;
   double attn_kv_bytes = 0;  // KV bytes rank 0's attention reads per step
   double attn_flops = 0;     // FLOPs of rank 0's attention per step
+  // The roofline's work (bench/decode/roofline.hpp), per rank and phase ([ranks, phases]): bytes
+  // and FLOPs of the compute steps; MoE layers: per rank, the held experts that received tokens
+  // in the timed step and their (token, expert) assignments (-1: the rank ran no router).
+  std::vector<double> work_bytes, work_flops;
+  std::vector<int64_t> moe_touched_experts, moe_assignments;
 
   bool ok() const { return status == "ok"; }
   // Median over iterations of the max over ranks of one phase, and of rank 0's time in it.
@@ -78,6 +85,9 @@ struct RunRecord {
   double rank0_phase_median(int phase) const;
   // Rank 0's attention bandwidth (KV bytes read / attention time), decimal GB/s.
   double attention_gbps_rank0() const;
+  // Median over iterations of one rank's time in a phase, and in its compute phases together.
+  double rank_phase_median(int rank, int phase) const;
+  double rank_compute_median(int rank) const;
 };
 
 struct DecodeJobRecord {
@@ -87,8 +97,11 @@ struct DecodeJobRecord {
   int layout_ranks = 1;
   std::string backend_description;
   ReadCeiling stream;           // measured in the same job
+  GemmCeiling gemm;             // measured in the same job
+  ElemBytes elem;               // the element sizes the roofline prices the work at
   std::string test_slow_phase;  // HELIX_TEST_SLOW_PHASE when set (exec/slow_phase.hpp)
   std::vector<RunRecord> runs;
+  Ceilings ceilings() const { return {stream.gbps, gemm.tflops}; }
 };
 
 }  // namespace helix

@@ -7,6 +7,7 @@
 
 #include "bench/commands/cli_util.hpp"
 #include "bench/decode/accounting.hpp"
+#include "bench/decode/roofline.hpp"
 #include "bench/decode/verify.hpp"
 #include "comm/error.hpp"
 #include "exec/layer_data.hpp"
@@ -44,27 +45,13 @@ std::vector<double> max_over_ranks(const std::vector<double>& v, int iters, int 
   return out;
 }
 
-// The routed load of `shard` in the executor's last step: (token, expert) assignments to its
-// experts and the experts with at least one; {-1, -1} when it ran no router.
-std::array<double, 2> routed_load(LayerExecutor& ex, const ModelSpec& m, const RankShard& shard,
-                                  int batch) {
-  if (shard.layer != LayerKind::moe) return {-1, -1};
-  std::vector<int32_t> experts(size_t(batch) * size_t(m.moe.top_k));
-  if (!ex.get_routing(experts.data())) return {0, 0};
-  std::vector<char> used(size_t(std::max<int64_t>(0, shard.experts.size())), 0);
-  double rows = 0;
-  for (int32_t e : experts)
-    if (shard.experts.contains(e)) {
-      ++rows;
-      used[size_t(e - shard.experts.begin)] = 1;
-    }
-  return {rows, double(std::count(used.begin(), used.end(), 1))};
-}
-
-// What one executor measured over the timed iterations.
+// What one executor measured over the timed iterations, and what its router did in the last
+// timed step (MoE layers; routed false when it ran no router).
 struct Timed {
   std::vector<double> phases, steps, exposed, steps_us;  // [iters, phases], [iters] x2, [iters, S]
-  std::array<double, 2> load{-1, -1};
+  bool routed = false;
+  MoeActivity moe;
+  bool graph_replay = false;
 };
 
 Timed time_executor(LayerExecutor& ex, const Schedule& sched, const RunSettings& o, int max_steps,
@@ -87,8 +74,39 @@ Timed time_executor(LayerExecutor& ex, const Schedule& sched, const RunSettings&
     for (size_t j = 0; j < st.steps_us.size() && j < size_t(max_steps); ++j)
       t.steps_us[k * size_t(max_steps) + j] = st.steps_us[j];
   }
-  t.load = routed_load(ex, m, shard, batch);
+  if (shard.layer == LayerKind::moe) {
+    std::vector<int32_t> ids(size_t(batch) * size_t(m.moe.top_k));
+    t.routed = ex.get_routing(ids.data());
+    if (t.routed) t.moe = moe_activity(shard, ids.data(), int64_t(ids.size()));
+  }
+  t.graph_replay = ex.graph_replay();
   return t;
+}
+
+// One rank's row for the roofline and the MoE load: its schedule's work per phase (bytes, then
+// FLOPs, with a MoE FFN at the routing of the last timed step) and its router's counts (touched
+// experts, assignments; -1 when it ran no router).
+constexpr int kWorkWidth = 2 * kNumPhases + 2;
+std::vector<double> rank_work(const ModelSpec& m, const RankShard& shard, const Schedule& sched,
+                              const RunSettings& o, const Timed& t) {
+  const PhaseWork work = phase_work(m, shard, sched, o.elem, t.routed ? &t.moe : nullptr);
+  std::vector<double> v(work.bytes.begin(), work.bytes.end());
+  v.insert(v.end(), work.flops.begin(), work.flops.end());
+  v.push_back(t.routed ? double(t.moe.touched) : -1.0);
+  v.push_back(t.routed ? double(t.moe.assignments) : -1.0);
+  return v;
+}
+
+// Appends one rank_work row to the run: the roofline's work and, for MoE layers, the load.
+void add_work_row(const double* w, LayerKind layer, RunRecord& r) {
+  r.work_bytes.insert(r.work_bytes.end(), w, w + kNumPhases);
+  r.work_flops.insert(r.work_flops.end(), w + kNumPhases, w + 2 * kNumPhases);
+  if (layer != LayerKind::moe) return;
+  const double touched = w[2 * kNumPhases], assignments = w[2 * kNumPhases + 1];
+  r.moe_touched_experts.push_back(int64_t(touched));
+  r.moe_assignments.push_back(int64_t(assignments));
+  r.routed_rows.push_back(std::max(0.0, assignments));
+  r.routed_experts.push_back(std::max(0.0, touched));
 }
 
 // What a rank's compute depends on: its schedule's steps and, for MoE layers, its experts (they
@@ -159,16 +177,15 @@ void run_every_rank(const RunSpec& spec, const ModelSpec& m, LayerKind layer, co
   TimedSteps ts;
   ts.max_steps = int(S);
   ts.steps_us.assign(I * N * S, 0.0);
+  r.cuda_graph = true;
   for (size_t k = 0; k < N; ++k) {
     const Timed& t = timed[size_t(rep[k])];
     r.row_rank.push_back(int(k));
     r.row_measured_as.push_back(rep[k]);
     ts.row_rank.push_back(int(k));
     ts.schedules.push_back(scheds[k].steps);
-    if (layer == LayerKind::moe) {
-      r.routed_rows.push_back(t.load[0]);
-      r.routed_experts.push_back(t.load[1]);
-    }
+    add_work_row(rank_work(m, shards[k], scheds[k], o, t).data(), layer, r);
+    r.cuda_graph = r.cuda_graph && t.graph_replay;
     for (size_t i = 0; i < I; ++i) {
       for (size_t p = 0; p < P; ++p) r.phase_us[(i * N + k) * P + p] = t.phases[i * P + p];
       r.rank_step_us[i * N + k] = t.steps[i];
@@ -237,6 +254,13 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
   world.all_reduce_max(&most_steps, 1);
   const int max_steps = int(most_steps);
   const Timed t = time_executor(*ex, sched, o, max_steps, m, shard, spec.batch, world);
+  // The roofline's work and the router's counts of this rank (after timing), gathered as
+  // [ranks, kWorkWidth] on rank 0.
+  const std::vector<double> work =
+      gather_iter_major(world, rank_work(m, shard, sched, o, t), 1, kWorkWidth);
+  double eager[1] = {t.graph_replay ? 0.0 : 1.0};
+  world.all_reduce_max(eager, 1);
+  r.cuda_graph = eager[0] == 0.0;
   r.ranks = world.size();
   r.phase_us = gather_iter_major(world, t.phases, o.iters, kNumPhases);
   r.rank_step_us = gather_iter_major(world, t.steps, o.iters, 1);
@@ -244,8 +268,6 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
   TimedSteps ts;
   ts.max_steps = max_steps;
   ts.steps_us = gather_iter_major(world, t.steps_us, o.iters, max_steps);
-  const std::vector<double> load =
-      gather_iter_major(world, std::vector<double>(t.load.begin(), t.load.end()), 1, 2);
   if (world.rank() != 0) return r;
   r.step_us = max_over_ranks(r.rank_step_us, o.iters, r.ranks);
   r.exposed_us = max_over_ranks(r.rank_exposed_us, o.iters, r.ranks);
@@ -257,10 +279,7 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
     ts.row_rank.push_back(rank);
     ts.schedules.push_back(
         build_schedule(m, rank_shard(m, layer, spec.layout, rank), spec.batch, spec.seq).steps);
-    if (layer == LayerKind::moe) {
-      r.routed_rows.push_back(load[size_t(2 * k)]);
-      r.routed_experts.push_back(load[size_t(2 * k + 1)]);
-    }
+    add_work_row(work.data() + size_t(k) * kWorkWidth, layer, r);
   }
   account_decode_run(spec.layout, ts, alone ? Accounting::single_rank : Accounting::measured, r);
   return r;

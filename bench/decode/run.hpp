@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bench/decode/record.hpp"
+#include "bench/decode/roofline.hpp"
 #include "comm/mpi_comm.hpp"
 #include "exec/decode_backend.hpp"
 #include "exec/reference.hpp"
@@ -26,6 +27,7 @@ struct RunSettings {
   int iters = 20, warmup = 3;
   int decode_steps = 1;  // verified steps, positions seq .. seq + decode_steps - 1
   uint64_t seed = 1234;
+  ElemBytes elem;  // the backend's element sizes, for the roofline's work
 };
 
 // Collective over `world`. verify: checked against `reference` (rank 0's, bench/decode/verify.hpp).

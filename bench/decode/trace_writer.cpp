@@ -1,8 +1,10 @@
 #include "bench/decode/trace_writer.hpp"
 
 #include <cstdio>
+#include <vector>
 
 #include "bench/commands/cli_util.hpp"
+#include "bench/decode/roofline.hpp"
 #include "bench/trace/h5.hpp"
 #include "bench/trace/metadata.hpp"
 #include "exec/executor.hpp"
@@ -54,6 +56,42 @@ void write_accounting(hid_t id, const RunRecord& r) {
     h5::attr(id, std::string("critical_") + parts[k] + "_us_median", r.breakdown_median(k));
 }
 
+// Every rank against its roofline (bench/decode/roofline.hpp): per rank and phase the work, the
+// roofline time and the fraction; per rank the compute step; rank 0's summary as attributes.
+void write_roofline(hid_t id, const DecodeJobRecord& job, const RunRecord& r) {
+  if (r.work_bytes.empty()) return;
+  const Ceilings c = job.ceilings();
+  const hsize_t rk = hsize_t(r.ranks), ph = kNumPhases;
+  std::vector<double> roof, frac, step_roof, step_meas, step_frac;
+  std::vector<RankRoofline> ranks;
+  for (int k = 0; k < r.ranks; ++k) {
+    ranks.push_back(rank_roofline(r, k, c));
+    for (const PhaseRoofline& p : ranks.back().phase) {
+      roof.push_back(p.roofline_us);
+      frac.push_back(p.fraction);
+    }
+    step_roof.push_back(ranks.back().step_roofline_us);
+    step_meas.push_back(ranks.back().step_measured_us);
+    step_frac.push_back(ranks.back().step_fraction);
+  }
+  h5::write(id, "roofline_bytes", {rk, ph}, r.work_bytes.data(), "bytes");
+  h5::write(id, "roofline_flops", {rk, ph}, r.work_flops.data(), "FLOP");
+  h5::write(id, "roofline_us", {rk, ph}, roof.data(), "us");
+  h5::write(id, "roofline_fraction", {rk, ph}, frac.data(), "");
+  h5::write(id, "compute_us_median", {rk}, step_meas.data(), "us");
+  h5::write(id, "roofline_step_us", {rk}, step_roof.data(), "us");
+  h5::write(id, "roofline_step_fraction", {rk}, step_frac.data(), "");
+  const RankRoofline& r0 = ranks.front();
+  h5::attr(id, "roofline_step_us_rank0", r0.step_roofline_us);
+  h5::attr(id, "compute_us_rank0_median", r0.step_measured_us);
+  h5::attr(id, "roofline_fraction_rank0", r0.step_fraction);
+  h5::attr(id, "roofline_limiter_rank0",
+           r0.limiter >= 0 ? phase_name(static_cast<Phase>(r0.limiter)) : "");
+  if (r.moe_touched_experts.empty()) return;
+  h5::write(id, "moe_touched_experts", r.moe_touched_experts, "experts");
+  h5::write(id, "moe_assignments", r.moe_assignments, "assignments");
+}
+
 void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecord& r) {
   char name[32];
   std::snprintf(name, sizeof name, "/decode/run_%04d", index);
@@ -77,6 +115,7 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   h5::attr(id, "link_representative", r.info.link_representative);
   h5::attr(id, "emulated_ranks", r.info.emulated_ranks);
   h5::attr(id, "emulated_rank", r.info.emulated_rank);
+  h5::attr(id, "cuda_graph", r.cuda_graph);
   if (r.info.emulated_ranks > 0) write_emulation(id, r.info);
   h5::attr(id, "status", r.status);
   h5::attr(id, "message", r.message);
@@ -121,6 +160,7 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   h5::attr(id, "comm_dtype", r.comm_dtype);
   h5::attr(id, "test_slow_phase", job.test_slow_phase);
   write_accounting(id, r);
+  write_roofline(id, job, r);
   if (!r.verify_ran) return;
   h5::write(id, "step_rel_err", {hsize_t(r.step_rel_err.size())}, r.step_rel_err.data(), "");
   h5::attr(id, "routing_flips", r.routing_flips);
@@ -156,6 +196,11 @@ void write_decode_trace(const std::string& path, const DecodeJobRecord& job) {
     h5::attr(g.id(), "phases", phase_names());
     h5::attr(g.id(), "stream_gbps", job.stream.gbps);
     h5::attr(g.id(), "stream_bytes", job.stream.bytes);
+    h5::attr(g.id(), "gemm_tflops", job.gemm.tflops);
+    h5::attr(g.id(), "gemm_ceiling", job.gemm.what);
+    h5::attr(g.id(), "weight_elem_bytes", job.elem.weight);
+    h5::attr(g.id(), "kv_elem_bytes", job.elem.kv);
+    h5::attr(g.id(), "act_elem_bytes", job.elem.act);
   }
   for (size_t i = 0; i < job.runs.size(); ++i) write_run(file.id(), int(i), job, job.runs[i]);
   file.commit();

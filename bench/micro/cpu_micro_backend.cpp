@@ -14,6 +14,7 @@
 #include "bench/micro/micro_backend.hpp"
 #include "comm/error.hpp"
 #include "kernels/attention.hpp"
+#include "kernels/ceilings.hpp"
 #include "kernels/combine.hpp"
 #include "kernels/copy_segments.hpp"
 #include "kernels/gemm.hpp"
@@ -97,19 +98,8 @@ class CpuMicroBackend final : public MicroBackend, public HostMemory {
     return std::chrono::duration<double, std::micro>(t1 - t0).count();
   }
 
-  // 16 independent partial sums: the adds do not form one dependency chain, and the compiler
-  // can keep them in vector registers.
   void stream_read(const void* buf, int64_t bytes, float* sink) override {
-    const float* p = f32(buf);
-    const int64_t n = bytes / 4;
-    float acc[16] = {};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-      for (int j = 0; j < 16; ++j) acc[j] += p[i + j];
-    for (; i < n; ++i) acc[0] += p[i];
-    float s = 0;
-    for (float a : acc) s += a;
-    *sink = s;
+    *sink = cpu::read_sum(f32(buf), bytes / 4);
   }
 
   void attention_gqa(const GqaDecodeShape& s, const void* q, const void* k, const void* v,

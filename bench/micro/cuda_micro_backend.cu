@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "bench/micro/gpu_buffer.hpp"
 #include "bench/micro/micro_backend.hpp"
@@ -26,6 +27,7 @@
 #include "kernels/copy_segments_cuda.hpp"
 #include "kernels/cuda_kernels.hpp"
 #include "kernels/gemm_cuda.hpp"
+#include "kernels/moe_cuda.hpp"
 #include "kernels/rng.hpp"
 
 namespace helix::micro {
@@ -92,6 +94,7 @@ class CudaMicroBackend final : public MicroBackend, public DeviceMemory {
   ~CudaMicroBackend() override {
     cudaStreamSynchronize(stream_);
     workspaces_.clear();
+    grouped_.clear();
     gemm_.reset();
     cudaStreamDestroy(stream_);
   }
@@ -195,10 +198,18 @@ class CudaMicroBackend final : public MicroBackend, public DeviceMemory {
 
   int64_t moe_scratch_bytes(const MoeShape& s) const override { return moe_scratch(s).total; }
 
-  // As the CUDA executor's experts: per expert, gate and up GEMMs (fp32 out), SiLU x up (bf16),
-  // down GEMM (bf16 out into the expert's rows of `out`).
+  // On Hopper, up to 32 rows per expert, the grouped kernel of kernels/moe_cuda.hpp (every token
+  // routed to its own expert, top-1, weight 1; output to bf16; more rows would stream each
+  // expert's weights once per 32); HELIX_MOE_GROUPED=0, or otherwise, as the CUDA executor's
+  // experts: per expert, gate and up GEMMs (fp32 out), SiLU x up (bf16), down GEMM (bf16 out into
+  // the expert's rows of `out`).
   void moe_experts(const MoeShape& s, const void* x, const void* w_gate, const void* w_up,
                    const void* w_down, void* out, void* scratch) override {
+    if (cuda::MoeFfn::enabled() && s.rows_per_expert <= 32 &&
+        cuda::MoeFfn::unsupported(grouped_shape(s)).empty()) {
+      grouped_moe(s, x, w_gate, w_up, w_down, out);
+      return;
+    }
     const int64_t m = s.rows_per_expert, h = s.hidden, c = s.cols;
     const MoeScratch z = moe_scratch(s);
     char* base = static_cast<char*>(scratch);
@@ -244,6 +255,48 @@ class CudaMicroBackend final : public MicroBackend, public DeviceMemory {
   }
 
  private:
+  struct GroupedMoe {
+    std::unique_ptr<GpuBuffer> logits, work, out, expert, weight, margin;
+  };
+
+  // A moe_experts case as the grouped kernel's shape: every expert held, top-1, no shared expert.
+  static cuda::MoeFfnShape grouped_shape(const MoeShape& s) {
+    return {s.hidden, s.experts, 1, 0, s.experts, s.cols, 0, 1.0f, s.experts * s.rows_per_expert};
+  }
+
+  // The grouped launch for a moe_experts case; its routing (token e * rows + r to expert e), plan
+  // workspace and fp32 output are kept per shape, made at the first (untimed) launch.
+  void grouped_moe(const MoeShape& s, const void* x, const void* w_gate, const void* w_up,
+                   const void* w_down, void* out) {
+    const int64_t T = s.experts * s.rows_per_expert;
+    const cuda::MoeFfnShape sh = grouped_shape(s);
+    cuda::MoeFfnWeights w;
+    w.gate = static_cast<const bf16*>(w_gate);
+    w.up = static_cast<const bf16*>(w_up);
+    w.down = static_cast<const bf16*>(w_down);
+    const cuda::MoeFfn moe(sh, w);  // tensor maps of this operand set (host work, not timed)
+    GroupedMoe& g = grouped_[{s.experts, s.rows_per_expert, s.hidden, s.cols}];
+    if (!g.logits) {
+      std::vector<float> logits(size_t(T * s.experts), -8.0f);
+      for (int64_t t = 0; t < T; ++t) logits[size_t(t * s.experts + t / s.rows_per_expert)] = 8.0f;
+      g.logits = cuda_buffer(int64_t(logits.size()) * 4);
+      HELIX_CUDA_CHECK(
+          cudaMemcpy(g.logits->data(), logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
+      g.work = cuda_buffer(moe.workspace_bytes());
+      g.out = cuda_buffer(T * s.hidden * 4);
+      g.expert = cuda_buffer(T * 4);
+      g.weight = cuda_buffer(T * 4);
+      g.margin = cuda_buffer(T * 4);
+    }
+    const cuda::MoeRouting routing{static_cast<int32_t*>(g.expert->data()),
+                                   static_cast<float*>(g.weight->data()),
+                                   static_cast<float*>(g.margin->data())};
+    moe.run_from_logits(static_cast<const bf16*>(x), static_cast<const float*>(g.logits->data()), T,
+                        g.work->data(), static_cast<float*>(g.out->data()), routing, stream_);
+    cuda::to_bf16(static_cast<const float*>(g.out->data()), static_cast<bf16*>(out), T * s.hidden,
+                  stream_);
+  }
+
   // The split workspace of one attention shape, allocated at its first launch (the harness makes
   // one untimed launch of every case before timing it) and kept.
   void run_attention(cuda::DecodeAttention& a) {
@@ -274,6 +327,7 @@ class CudaMicroBackend final : public MicroBackend, public DeviceMemory {
   std::unique_ptr<cuda::Gemm> gemm_;
   std::map<std::tuple<bool, int64_t, int64_t, int64_t, int64_t>, Workspace> workspaces_;
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<GpuBuffer>> pack_tables_;
+  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, GroupedMoe> grouped_;
 };
 
 }  // namespace

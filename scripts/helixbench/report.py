@@ -2,7 +2,8 @@
 
 Reads what the traces hold and skips what they lack:
   /decode   TTL per layout broken down by phase (stacked bars), TTL against sequence length and
-            against batch, exposed communication with and without HOP-B, a table of every run
+            against batch, exposed communication with and without HOP-B, rank 0's compute
+            phases against their roofline (traces that hold it), a table of every run
   /micro    kernel bandwidth against the measured ceiling; collective bus bandwidth against size
   /model    Pareto frontier of the cost model's points (tokens/s per user vs tokens/s per GPU)
   /disagg   Pareto frontier of disaggregated vs colocated serving
@@ -212,7 +213,7 @@ def make_report(paths, out_dir: str) -> tuple:
     figures = []
     runs, validate, profiles = [], [], []
     root = {}
-    kernels = collectives = model = disagg = ceiling = None
+    kernels = collectives = model = disagg = ceiling = ceilings = None
     for path in paths:
         if path.endswith(".json"):
             profiles.append(read_profile(path))
@@ -220,6 +221,9 @@ def make_report(paths, out_dir: str) -> tuple:
         with open_trace(path) as f:
             root = root or root_attrs(f)
             runs += load_decode_runs(f)
+            if ceilings is None and "decode" in f:
+                dec = f["decode"].attrs
+                ceilings = (float(dec.get("stream_gbps", 0.0)), float(dec.get("gemm_tflops", 0.0)))
             kernels = kernels or load_columns(f, "micro/kernels")
             if ceiling is None and "micro" in f:
                 ceiling = f["micro"].attrs.get("ceiling_gbps")
@@ -243,7 +247,7 @@ def make_report(paths, out_dir: str) -> tuple:
     md.append("\nTimes are microseconds per decode step of one layer (TTL); medians over "
               "iterations of the max over ranks.\n")
     if runs:
-        md += decode_section(runs, out_dir, figures)
+        md += decode_section(runs, out_dir, figures, ceilings or (0.0, 0.0))
     if len(paths) > 1 or validate or profiles:
         md += study_sections(runs, validate, profiles, out_dir, figures)
     if kernels:

@@ -1,5 +1,6 @@
 """The /decode section of helix-report: TTL per layout broken down by phase, TTL against sequence
-length and batch, exposed communication with and without HOP-B, and a table of every run."""
+length and batch, exposed communication with and without HOP-B, rank 0's compute phases against
+their roofline, and a table of every run."""
 from __future__ import annotations
 
 import math
@@ -44,6 +45,21 @@ def group_title(k) -> str:
     return s
 
 
+def panel_legend(fig, axes, used, rename=lambda lab: lab):
+    """Blanks the panels past the first `used` and draws one legend below them all, each label
+    once (renamed by `rename`)."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    handles, lbls = [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in lbls:
+                handles.append(h)
+                lbls.append(lab)
+    fig.legend(handles, [rename(lab) for lab in lbls], loc="lower center",
+               ncol=min(6, len(lbls)), fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.02))
+
+
 def plot_phases(runs, title, out_dir, name, figures):
     ok = [r for r in runs if r.ok]
     if not ok:
@@ -83,17 +99,7 @@ def plot_phases(runs, title, out_dir, name, figures):
         ax.set_ylabel("time per layer step (us)", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(cells):]:
-        ax.axis("off")
-    handles, lbls = [], []
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in lbls:
-                handles.append(h)
-                lbls.append(lab)
-    fig.legend(handles, [f"{lab} (comm)" if lab in comm else lab for lab in lbls],
-               loc="lower center", ncol=min(6, len(lbls)), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, -0.02))
+    panel_legend(fig, axes, len(cells), lambda lab: f"{lab} (comm)" if lab in comm else lab)
     fig.suptitle(f"TTL by phase per layout: {title}\nthe critical rank's phases (median over "
                  "iterations); hatched = communication", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
@@ -184,7 +190,72 @@ def plot_exposed(runs, title, out_dir, name, figures):
     return save(fig, out_dir, name, figures)
 
 
-def decode_section(runs, out_dir, figures) -> list:
+def plot_roofline(runs, title, ceilings, out_dir, name, figures):
+    """Per configuration, for each layout, rank 0's compute phases as measured (solid) beside the
+    roofline of the same phases (hatched), with the step's fraction above."""
+    ok = [r for r in runs if r.ok and r.has_roofline]
+    if not ok:
+        return None
+    cells = sorted({(r.get("seq_len"), r.get("batch")) for r in ok})[-MAX_PANELS:]
+    comm = set(ok[0].comm_phase_names())
+    phases = [p for p in ok[0].phases if p not in comm]
+    colors = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(ok[0].phases)}
+    ncols = min(4, len(cells))
+    nrows = math.ceil(len(cells) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.8 * nrows + 0.8),
+                             squeeze=False)
+    for ax, (s, b) in zip(axes.flat, cells):
+        cell = sorted([r for r in ok if r.get("seq_len") == s and r.get("batch") == b],
+                      key=lambda r: variant_order(variant(r)))
+        x = np.arange(len(cell))
+        for offset, measured in ((-0.2, True), (0.2, False)):
+            bottom = np.zeros(len(cell))
+            for p in phases:
+                i = ok[0].phases.index(p)
+                vals = np.array([r.rank_phase_medians(0)[p] if measured
+                                 else np.nan_to_num(r.roofline_us[0, i]) for r in cell])
+                if not np.any(vals > 0):
+                    continue
+                ax.bar(x + offset, vals, bottom=bottom, width=0.38, color=colors[p],
+                       alpha=1.0 if measured else 0.45, hatch=None if measured else "//",
+                       edgecolor="white", linewidth=0.3, label=p if measured else None)
+                bottom += vals
+        for xi, r in zip(x, cell):
+            frac = r.roofline_step_us[0] / r.compute_us_median[0] \
+                if r.compute_us_median[0] > 0 else float("nan")
+            ax.annotate(f"{frac:.2f}", (xi, r.compute_us_median[0]), ha="center",
+                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(x, [variant(r).replace(" ", "\n", 1) for r in cell], fontsize=7)
+        ax.set_title(f"S={fmt_tokens(s)} tokens, B={b}", fontsize=9)
+        ax.set_ylabel("rank 0 compute per layer step (us)", fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    panel_legend(fig, axes, len(cells))
+    stream, gemm = ceilings
+    fig.suptitle(f"Compute phases against their roofline: {title}\nleft: measured (rank 0, "
+                 f"median); right, hatched: max(bytes / {stream:,.0f} GB/s, FLOPs / "
+                 f"{gemm:.3g} TFLOP/s); number: roofline / measured of the step", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return save(fig, out_dir, name, figures)
+
+
+def roofline_rows(runs) -> list:
+    """Rank 0 of every run with a roofline: its compute step and each compute phase's fraction."""
+    rows = []
+    for r in sorted([r for r in runs if r.ok and r.has_roofline],
+                    key=lambda r: (r.get("seq_len"), r.get("batch"), variant_order(variant(r)))):
+        comm = set(r.comm_phase_names())
+        fr = [f"{r.roofline_fraction[0, i]:.2f}" if np.isfinite(r.roofline_fraction[0, i])
+              else "-" for i, p in enumerate(r.phases) if p not in comm]
+        step = r.compute_us_median[0]
+        frac = r.roofline_step_us[0] / step if step > 0 else float("nan")
+        rows.append([variant(r), r.get("batch"), fmt_tokens(r.get("seq_len")), fmt_us(step),
+                     fmt_us(r.roofline_step_us[0]), f"{frac:.2f}",
+                     r.get("roofline_limiter_rank0") or "-"] + fr)
+    return rows
+
+
+def decode_section(runs, out_dir, figures, ceilings=(0.0, 0.0)) -> list:
     md = []
     groups = decode_groups(runs)
     many = len(groups) > 1
@@ -200,7 +271,9 @@ def decode_section(runs, out_dir, figures) -> list:
                                  out_dir, f"ttl_vs_seq{suffix}.png", figures),
                      plot_ttl_vs(grp, "batch", "seq_len", "batch (requests)", title, out_dir,
                                  f"ttl_vs_batch{suffix}.png", figures),
-                     plot_exposed(grp, title, out_dir, f"exposed_comm{suffix}.png", figures)):
+                     plot_exposed(grp, title, out_dir, f"exposed_comm{suffix}.png", figures),
+                     plot_roofline(grp, title, ceilings, out_dir, f"roofline{suffix}.png",
+                                   figures)):
             if name:
                 md.append(f"![{name}]({name})\n")
         rows = []
@@ -243,6 +316,16 @@ def decode_section(runs, out_dir, figures) -> list:
             md.append("Fastest layout per configuration (speed-up over the fastest tp run):\n")
             md.append(md_table(["seq_len (tokens)", "batch", "fastest", "TTL (us)",
                                 "speed-up vs tp"], best_rows))
+            md.append("")
+        roof = roofline_rows(grp)
+        if roof:
+            comm = set(ok[0].comm_phase_names())
+            md.append("Rank 0 against its roofline (max(bytes / stream, FLOPs / GEMM rate) per "
+                      "compute phase, the ceilings measured in the same job; fraction = roofline "
+                      "/ measured; limiter = the phase with the most time above its roofline):\n")
+            md.append(md_table(["layout", "batch", "seq_len (tokens)", "compute (us)",
+                                "roofline (us)", "fraction", "limiter"] +
+                               [f"{p} fraction" for p in ok[0].phases if p not in comm], roof))
             md.append("")
         if hopb_rows:
             md.append("HOP-B: exposed communication of helix without and with batch-chunk "

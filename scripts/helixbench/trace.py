@@ -153,6 +153,11 @@ class DecodeRun:
     breakdown_us: np.ndarray | None = None  # [iters, 4]: compute, wait, transfer, other
     rank_of_row: np.ndarray | None = None  # [ranks] layout rank of each row
     routed_rows: np.ndarray | None = None  # [ranks] MoE: (token, expert) assignments
+    # The roofline (traces since it was added): per rank and phase, and per rank for the step.
+    roofline_us: np.ndarray | None = None  # [ranks, phases]
+    roofline_fraction: np.ndarray | None = None  # [ranks, phases]
+    roofline_step_us: np.ndarray | None = None  # [ranks]
+    compute_us_median: np.ndarray | None = None  # [ranks]
 
     @property
     def ok(self) -> bool:
@@ -261,6 +266,17 @@ class DecodeRun:
             return float("nan")
         return float(np.median(self.exposed_comm_us))
 
+    @property
+    def has_roofline(self) -> bool:
+        return self.roofline_us is not None and self.compute_us_median is not None
+
+    def rank_phase_medians(self, rank: int = 0) -> dict:
+        """One rank's median over iterations of each phase."""
+        if self.phase_us is None:
+            return {p: float("nan") for p in self.phases}
+        med = np.median(self.phase_us[:, rank, :], axis=0)
+        return {p: float(v) for p, v in zip(self.phases, med)}
+
     def comm_phase_names(self) -> list:
         if self.phase_is_comm is None:
             return []
@@ -337,6 +353,10 @@ def load_decode_runs(f: h5py.File) -> list:
         run.breakdown_us = _dataset(g, "step_breakdown_us")
         run.rank_of_row = _dataset(g, "rank_of_row")
         run.routed_rows = _dataset(g, "routed_rows")
+        run.roofline_us = _dataset(g, "roofline_us")
+        run.roofline_fraction = _dataset(g, "roofline_fraction")
+        run.roofline_step_us = _dataset(g, "roofline_step_us")
+        run.compute_us_median = _dataset(g, "compute_us_median")
         runs.append(run)
     return runs
 

@@ -1,6 +1,6 @@
 """Launch scripts: syntax (bash -n, shellcheck when installed), the mpirun launcher's command and
-exports, the Slurm batch scripts run outside Slurm with a stand-in srun, and the CI gate against
-the committed CPU baseline."""
+exports, the Slurm batch scripts run outside Slurm with a stand-in srun, the CI gate against
+the committed CPU baseline, and the GPU scripts' logic with stand-ins for the GPU."""
 import glob
 import json
 import os
@@ -17,7 +17,9 @@ SHELL_SCRIPTS = sorted(glob.glob(os.path.join(SCRIPTS, "slurm", "*.sbatch")) +
                        glob.glob(os.path.join(SCRIPTS, "launch", "*.sh")) +
                        [os.path.join(SCRIPTS, "gate.sh"),
                         os.path.join(SCRIPTS, "gpu_kv_transfer.sh"),
-                        os.path.join(SCRIPTS, "gpu_ab.sh")])
+                        os.path.join(SCRIPTS, "gpu_ab.sh"),
+                        os.path.join(SCRIPTS, "gpu_layers.sh"),
+                        os.path.join(SCRIPTS, "gpu_kernels.sh")])
 BASELINE = os.path.join(REPO, "results", "baseline", "cpu-np2.h5")
 
 
@@ -182,3 +184,40 @@ def test_gpu_ab_compares_two_builds(tmp_path):
     assert "REGRESSION" in p.stdout and "attention_us" in p.stdout
     p = sh(["bash", script, base])
     assert p.returncode != 0 and "usage" in p.stderr
+
+
+def test_gpu_layers_prints_every_roofline(tmp_path):
+    """scripts/gpu_layers.sh with a stand-in nvidia-smi (two GPUs) and a helix-bench that runs the
+    real binary on the CPU backend: every model at N = 1 and N = 2, each trace's roofline
+    checked, the roofline tables printed last."""
+    need_binary()
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    smi = fake / "nvidia-smi"
+    smi.write_text("#!/usr/bin/env bash\necho 'GPU 0: stand-in'\necho 'GPU 1: stand-in'\n")
+    smi.chmod(0o755)
+    (tmp_path / "build" / "bin").mkdir(parents=True)
+    wrapper = tmp_path / "build" / "bin" / "helix-bench"
+    wrapper.write_text("#!/usr/bin/env bash\nargs=()\nfor a in \"$@\"; do "
+                       "[[ $a == cuda ]] && a=cpu; args+=(\"$a\"); done\n"
+                       f"exec {os.path.join(REPO, 'build', 'bin', 'helix-bench')} "
+                       "\"${args[@]}\"\n")
+    wrapper.chmod(0o755)
+    env = tool_env()
+    env.update({"PATH": f"{fake}{os.pathsep}{env['PATH']}", "SKIP_BUILD": "1",
+                "BUILD_DIR": str(tmp_path / "build"), "MODELS": "tiny-mla-moe tiny-gqa",
+                "SEQ": "100", "BATCH": "1,4", "ITERS": "2", "NP": "2"})
+    out = tmp_path / "out"
+    p = sh(["bash", os.path.join(SCRIPTS, "gpu_layers.sh"), str(out)], env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for name in ("tiny-mla-moe_np1", "tiny-mla-moe_np2", "tiny-gqa_np1", "tiny-gqa_np2"):
+        assert (out / f"{name}.h5").exists(), name
+        assert f"== {name.replace('_np', ', N = ')} ==" in p.stdout
+    assert p.stdout.count("roofline of rank 0") == 4
+    assert p.stdout.count("dense GEMM ceiling") == 4
+    # A job that fails is reported and fails the script.
+    env["MODELS"] = "no-such-model"
+    env["NP"] = "1"
+    p = sh(["bash", os.path.join(SCRIPTS, "gpu_layers.sh"), str(tmp_path / "bad")], env=env)
+    assert p.returncode == 1
+    assert "gpu_layers: FAILED: no-such-model N=1 exited 2" in p.stdout

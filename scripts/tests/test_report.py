@@ -27,11 +27,12 @@ def test_report_of_cpu_trace(cpu_trace, tmp_path):
     out = tmp_path / "rep"
     p = run_tool("report", cpu_trace, "--out", out)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert pngs(out) == ["decode_phases.png", "exposed_comm.png", "ttl_vs_batch.png",
-                         "ttl_vs_seq.png"]
+    assert pngs(out) == ["decode_phases.png", "exposed_comm.png", "roofline.png",
+                         "ttl_vs_batch.png", "ttl_vs_seq.png"]
     md = (out / "summary.md").read_text()
     for text in ("## Decode: tiny-gqa", "| helix-hopb |", "TTL median (us)", "Fastest layout",
-                 "HOP-B", "link_representative", "![decode_phases.png](decode_phases.png)"):
+                 "HOP-B", "link_representative", "![decode_phases.png](decode_phases.png)",
+                 "Rank 0 against its roofline", "![roofline.png](roofline.png)"):
         assert text in md, text
     assert md.count("| yes |") == 16
 

@@ -1,14 +1,18 @@
 // Shared by the GPU tests: a fixture that skips without a GPU, random data, bf16 rounding,
-// uploads and downloads through the suite's DeviceBuffer, error measures.
+// uploads and downloads through the suite's DeviceBuffer, error measures (global and row by row).
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "comm/cuda_check.hpp"
@@ -95,6 +99,51 @@ inline void expect_lse_near(const std::vector<float>& got, const std::vector<flo
       EXPECT_NEAR(got[i], want[i], tol) << "row " << i;
     }
   }
+}
+
+// Row-wise comparison with diagnostics: every row's relative error ||got - want|| / ||want|| must
+// stay below `tol` (a wrong head cannot hide in a global norm). On failure: the number of bad
+// rows, the worst ones by name, and the first element of each that differs by more than
+// tol * max|want| of its row.
+inline void expect_rows_near(const std::vector<float>& got, const std::vector<float>& want,
+                             int64_t width, double tol,
+                             const std::function<std::string(int64_t)>& row_name) {
+  ASSERT_EQ(got.size(), want.size());
+  const int64_t rows = int64_t(want.size()) / width;
+  std::vector<std::pair<double, int64_t>> bad;
+  for (int64_t r = 0; r < rows; ++r) {
+    double num = 0, den = 0;
+    bool nan = false;
+    for (int64_t c = 0; c < width; ++c) {
+      const double g = got[size_t(r * width + c)], w = want[size_t(r * width + c)];
+      nan = nan || std::isnan(g);
+      num += (g - w) * (g - w);
+      den += w * w;
+    }
+    const double err = nan ? INFINITY : std::sqrt(num / std::max(den, 1e-30));
+    if (!(err < tol)) bad.emplace_back(err, r);
+  }
+  if (bad.empty()) return;
+  std::sort(bad.begin(), bad.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string msg = std::to_string(bad.size()) + " of " + std::to_string(rows) +
+                    " rows with relative error >= " + std::to_string(tol) + "; worst:";
+  for (size_t k = 0; k < std::min<size_t>(bad.size(), 6); ++k) {
+    const int64_t r = bad[k].second;
+    double scale = 0;
+    for (int64_t c = 0; c < width; ++c)
+      scale = std::max(scale, std::fabs(double(want[size_t(r * width + c)])));
+    int64_t first = -1;
+    for (int64_t c = 0; c < width && first < 0; ++c) {
+      const double g = got[size_t(r * width + c)], w = want[size_t(r * width + c)];
+      if (!(std::fabs(g - w) <= tol * scale)) first = c;
+    }
+    msg += "\n  " + row_name(r) + ": rel err " + std::to_string(bad[k].first);
+    if (first >= 0)
+      msg += ", first bad column " + std::to_string(first) + " got " +
+             std::to_string(got[size_t(r * width + first)]) + " want " +
+             std::to_string(want[size_t(r * width + first)]);
+  }
+  ADD_FAILURE() << msg;
 }
 
 }  // namespace

@@ -4,10 +4,16 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
+#include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "comm/cuda_check.hpp"
@@ -119,64 +125,119 @@ TEST_F(Gpu, GqaAttentionRealShapes) {
   run_gqa({4, 8, 1, 8, 32768, 32768, 0, 0}, 0);
 }
 
-void run_mla(int64_t batch, int64_t heads, int64_t tokens, int splits, int64_t check_heads,
-             const char* variant = nullptr) {
-  const int64_t W = 576, L = 512;
-  std::vector<float> q = random_vec(size_t(batch * heads * W), 4);
-  std::vector<float> kv = random_vec(size_t(batch * (tokens + 1) * W), 5);
-  round_bf16(q);
-  round_bf16(kv);
+struct MlaCase {
+  int64_t batch, heads, tokens;
+  int splits;           // 0: chosen by attention_splits
+  int64_t check_heads;  // heads compared with the CPU reference (a stride through all)
+  const char* variant = nullptr;
+  int64_t capacity_pad = 5;  // cache rows past the slice (filled with NaN: must never be read)
+};
+
+struct MlaResult {
+  std::vector<float> out, lse;
+  int splits = 0;
+  std::string variant;
+};
+
+// One launch of MLA decode attention on random data: q [batch, heads, 576] fp32 and the latent
+// cache [batch, capacity, 576] bf16 whose rows past the slice are NaN. Outputs are poisoned first.
+MlaResult launch_mla(const MlaCase& c, const std::vector<float>& q, const std::vector<float>& kv) {
+  const int64_t W = 576, L = 512, cap = c.tokens + c.capacity_pad;
+  std::vector<bf16> kvb(kv.size());
+  for (size_t i = 0; i < kv.size(); ++i) kvb[i] = __float2bfloat16_rn(kv[i]);
+  for (int64_t b = 0; b < c.batch; ++b)
+    for (int64_t t = c.tokens; t < cap; ++t)
+      for (int64_t i = 0; i < W; ++i)
+        kvb[size_t((b * cap + t) * W + i)] = __float2bfloat16_rn(std::nanf(""));
   auto dq = upload(q);
-  auto dkv = upload_bf16(kv);
-  DeviceBuffer<float> o(batch * heads * L), l(batch * heads);
+  auto dkv = upload(kvb);
+  DeviceBuffer<float> o(c.batch * c.heads * L), l(c.batch * c.heads);
   cuda::poison(o.get(), o.bytes(), nullptr);
   cuda::poison(l.get(), l.bytes(), nullptr);
   cuda::DecodeAttention a;
   a.mla = true;
-  a.batch = batch;
-  a.heads = heads;
-  a.group = heads;
-  a.tokens = tokens;
-  a.capacity = tokens + 1;
+  a.batch = c.batch;
+  a.heads = c.heads;
+  a.group = c.heads;
+  a.tokens = c.tokens;
+  a.capacity = cap;
   a.scale = 0.07f;
   a.q = dq.get();
   a.k = dkv.get();
   a.out = o.get();
   a.lse = l.get();
-  a.splits = splits;
-  a.variant = variant;
-  const int s = cuda::attention_splits(a);
-  DeviceBuffer<float> ws(std::max<int64_t>(1, cuda::attention_workspace_floats(a, s)));
+  a.splits = c.splits;
+  a.variant = c.variant;
+  MlaResult r;
+  r.splits = cuda::attention_splits(a);
+  r.variant = cuda::attention_variant(a);
+  DeviceBuffer<float> ws(std::max<int64_t>(1, cuda::attention_workspace_floats(a, r.splits)));
+  cuda::poison(ws.get(), ws.bytes(), nullptr);
   a.workspace = ws.get();
   cuda::attention_decode(a, nullptr);
-  const std::vector<float> go = download(o), gl = download(l);
-  // CPU reference on a sample of heads (every head when check_heads >= heads).
-  const int64_t stride = std::max<int64_t>(1, heads / check_heads);
-  std::vector<float> got_o, want_o, got_l, want_l;
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t h = 0; h < heads; h += stride) {
-      std::vector<float> ro(static_cast<size_t>(L)), rl(1);
+  HELIX_CUDA_CHECK(cudaGetLastError());
+  r.out = download(o);
+  r.lse = download(l);
+  return r;
+}
+
+void run_mla_case(const MlaCase& c) {
+  const int64_t W = 576, L = 512, cap = c.tokens + c.capacity_pad;
+  std::vector<float> q = random_vec(size_t(c.batch * c.heads * W), 4);
+  std::vector<float> kv = random_vec(size_t(c.batch * cap * W), 5);
+  round_bf16(q);
+  round_bf16(kv);
+  const MlaResult g = launch_mla(c, q, kv);
+  SCOPED_TRACE(g.variant + " splits " + std::to_string(g.splits));
+  // CPU reference on a stride of heads (every head when check_heads >= heads), the heads spread
+  // over the host's cores.
+  const int64_t stride = std::max<int64_t>(1, c.heads / std::max<int64_t>(1, c.check_heads));
+  std::vector<std::pair<int64_t, int64_t>> names;  // (b, h) per compared row
+  for (int64_t b = 0; b < c.batch; ++b)
+    for (int64_t h = 0; h < c.heads; h += stride) names.emplace_back(b, h);
+  const size_t n = names.size();
+  std::vector<float> got_o(n * size_t(L)), want_o(n * size_t(L)), got_l(n), want_l(n);
+  auto reference = [&](size_t first, size_t step) {
+    for (size_t i = first; i < n; i += step) {
+      const int64_t b = names[i].first, h = names[i].second;
       cpu::MlaAttention r;
       r.batch = 1;
       r.heads = 1;
       r.kv_lora = L;
       r.rope = 64;
-      r.tokens = tokens;
-      r.capacity = tokens + 1;
-      r.scale = a.scale;
-      r.q = &q[size_t((b * heads + h) * W)];
-      r.kv = &kv[size_t(b * (tokens + 1) * W)];
-      r.out = ro.data();
-      r.lse = rl.data();
+      r.tokens = c.tokens;
+      r.capacity = cap;
+      r.scale = 0.07f;
+      r.q = &q[size_t((b * c.heads + h) * W)];
+      r.kv = &kv[size_t(b * cap * W)];
+      r.out = &want_o[i * size_t(L)];
+      r.lse = &want_l[i];
       cpu::attention_mla(r);
-      want_o.insert(want_o.end(), ro.begin(), ro.end());
-      want_l.push_back(rl[0]);
-      const size_t off = size_t((b * heads + h) * L);
-      got_o.insert(got_o.end(), go.begin() + long(off), go.begin() + long(off + size_t(L)));
-      got_l.push_back(gl[size_t(b * heads + h)]);
+      const size_t off = size_t((b * c.heads + h) * L);
+      std::copy(g.out.begin() + long(off), g.out.begin() + long(off + size_t(L)),
+                got_o.begin() + long(i * size_t(L)));
+      got_l[i] = g.lse[size_t(b * c.heads + h)];
     }
-  EXPECT_LT(rel_err(got_o, want_o), 1e-2) << "splits " << s;
+  };
+  const size_t workers = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (size_t w = 0; w < workers; ++w) pool.emplace_back(reference, w, workers);
+  for (std::thread& t : pool) t.join();
+  auto name = [&](int64_t r) {
+    return "b " + std::to_string(names[size_t(r)].first) + " head " +
+           std::to_string(names[size_t(r)].second);
+  };
+  if (c.tokens == 0) {
+    for (float v : got_o) ASSERT_EQ(v, 0.0f) << "an empty slice gives zeros";
+  } else {
+    expect_rows_near(got_o, want_o, L, 2e-2, name);
+  }
   expect_lse_near(got_l, want_l, 2e-2);
+}
+
+void run_mla(int64_t batch, int64_t heads, int64_t tokens, int splits, int64_t check_heads,
+             const char* variant = nullptr) {
+  run_mla_case({batch, heads, tokens, splits, check_heads, variant});
 }
 
 TEST_F(Gpu, MlaAttention) {
@@ -212,6 +273,60 @@ TEST_F(Gpu, EveryAttentionVariantMatchesReference) {
 TEST_F(Gpu, MlaAttentionRealShapes) {
   run_mla(1, 128, 65536, 0, 8);   // DeepSeek-R1, all 128 heads on a KVP rank, 64K tokens
   run_mla(1, 16, 131072, 0, 16);  // 16 heads (TP = 8 shard), 128K tokens
+}
+
+// The warpgroup-MMA + TMA kernel for Hopper (kernels/attention_mla_sm90.cu); skipped elsewhere.
+constexpr const char* kWgmmaMla = "mla-wgmma-h64-t64-s3-w12";
+
+bool wgmma_mla_usable() {
+  for (const std::string& v : cuda::attention_variant_names(true))
+    if (v == kWgmmaMla) return true;
+  return false;
+}
+
+TEST_F(Gpu, MlaWgmmaShapes) {
+  if (!wgmma_mla_usable()) GTEST_SKIP() << "needs compute capability 9.0 and an sm_90a build";
+  // Head counts that fill part of one, one, and part of two 64-head tiles; slices that end inside,
+  // at and just past a 64-token block; one split, three, and the chosen count.
+  for (int64_t heads : {16, 24, 64, 100, 128})
+    for (int64_t tokens : {1, 63, 64, 65, 1000})
+      for (int splits : {1, 3, 0}) {
+        SCOPED_TRACE("heads " + std::to_string(heads) + " tokens " + std::to_string(tokens) +
+                     " splits " + std::to_string(splits));
+        run_mla_case({2, heads, tokens, splits, heads, kWgmmaMla});
+      }
+  // More splits than blocks (empty splits), an odd split count over a ragged slice at B = 3, a
+  // wide NaN tail past the slice, a long slice (more blocks than stages many times over), an
+  // empty slice.
+  run_mla_case({1, 128, 100, 5, 128, kWgmmaMla});
+  run_mla_case({3, 128, 3001, 7, 128, kWgmmaMla});
+  run_mla_case({2, 40, 3001, 0, 40, kWgmmaMla, 700});
+  run_mla_case({1, 128, 70000, 0, 16, kWgmmaMla});
+  run_mla_case({2, 32, 0, 0, 32, kWgmmaMla});
+}
+
+TEST_F(Gpu, MlaWgmmaMatchesMmaKernelAndIsDeterministic) {
+  if (!wgmma_mla_usable()) GTEST_SKIP() << "needs compute capability 9.0 and an sm_90a build";
+  // DeepSeek-R1's helix shard shape, shortened: B = 8, 128 heads (two head tiles), many splits.
+  // Every head against the mma.sync kernel; two launches must agree bit for bit (no races).
+  MlaCase c{8, 128, 20000, 0, 128, kWgmmaMla};
+  const int64_t cap = c.tokens + c.capacity_pad;
+  std::vector<float> q = random_vec(size_t(c.batch * c.heads * 576), 6);
+  std::vector<float> kv = random_vec(size_t(c.batch * cap * 576), 7);
+  round_bf16(q);
+  round_bf16(kv);
+  const MlaResult w1 = launch_mla(c, q, kv), w2 = launch_mla(c, q, kv);
+  c.variant = "mla-h64-t32-s3-w8";
+  const MlaResult m = launch_mla(c, q, kv);
+  SCOPED_TRACE("splits " + std::to_string(w1.splits) + " vs " + std::to_string(m.splits));
+  ASSERT_EQ(w1.out.size(), w2.out.size());
+  EXPECT_EQ(std::memcmp(w1.out.data(), w2.out.data(), w1.out.size() * sizeof(float)), 0)
+      << "two launches differ";
+  EXPECT_EQ(std::memcmp(w1.lse.data(), w2.lse.data(), w1.lse.size() * sizeof(float)), 0);
+  expect_rows_near(w1.out, m.out, 512, 1e-2, [&](int64_t r) {
+    return "b " + std::to_string(r / c.heads) + " head " + std::to_string(r % c.heads);
+  });
+  expect_lse_near(w1.lse, m.lse, 1e-2);
 }
 
 // --------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 // CPU reference kernels against plain fp64 implementations, on random data.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <random>
 #include <vector>
@@ -314,6 +316,72 @@ TEST(CpuKernels, MoeRoutePicksTopKAndNormalizes) {
   std::vector<float> tie(static_cast<size_t>(E), 0.f);
   cpu::moe_route(tie.data(), 1, E, K, 1.f, idx.data(), w.data());
   for (int64_t i = 0; i < K; ++i) EXPECT_EQ(idx[i], i);
+}
+
+TEST(CpuKernels, MoeRouteMarginIsGapToTheNextExpert) {
+  const int64_t T = 6, E = 12, K = 3;
+  auto logits = random_vec(size_t(T * E), 71, -3.f, 3.f);
+  std::vector<int32_t> idx(size_t(T * K));
+  std::vector<float> w(size_t(T * K)), margin(size_t(T), NAN);
+  cpu::moe_route(logits.data(), T, E, K, 1.f, idx.data(), w.data(), margin.data());
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<float> s(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; ++e) s[size_t(e)] = 1.f / (1.f + std::exp(-logits[t * E + e]));
+    std::sort(s.begin(), s.end(), std::greater<float>());
+    EXPECT_FLOAT_EQ(margin[size_t(t)], s[size_t(K - 1)] - s[size_t(K)]);
+    EXPECT_GT(margin[size_t(t)], 0.f);
+  }
+  // All experts chosen: nothing can flip in.
+  cpu::moe_route(logits.data(), 1, E, E, 1.f, std::vector<int32_t>(size_t(E)).data(),
+                 std::vector<float>(size_t(E)).data(), margin.data());
+  EXPECT_TRUE(std::isinf(margin[0]));
+}
+
+TEST(CpuKernels, MoeFfnSumsHeldExpertsAndSharedSlice) {
+  // Token t's output: the held experts among its routed ones (weights as routed) plus the shared
+  // slice; experts held elsewhere contribute nothing.
+  const int64_t T = 4, H = 16, K = 2, e0 = 2, e1 = 5, held = e1 - e0, C = 8, S = 4;
+  auto x = random_vec(size_t(T * H), 90);
+  auto g = random_vec(size_t(held * H * C), 91), u = random_vec(size_t(held * H * C), 92),
+       d = random_vec(size_t(held * C * H), 93);
+  auto sg = random_vec(size_t(H * S), 94), su = random_vec(size_t(H * S), 95),
+       sd = random_vec(size_t(S * H), 96);
+  const std::vector<int32_t> expert = {2, 4, 0, 3, 4, 2, 1, 7};  // token 3: none held
+  const std::vector<float> weight = {0.7f, 0.3f, 0.6f, 0.4f, 0.5f, 0.5f, 0.9f, 0.1f};
+  std::vector<float> out(size_t(T * H), NAN);
+  const cpu::MoeFfnRef r{T,
+                         H,
+                         K,
+                         e0,
+                         e1,
+                         C,
+                         S,
+                         x.data(),
+                         expert.data(),
+                         weight.data(),
+                         g.data(),
+                         u.data(),
+                         d.data(),
+                         sg.data(),
+                         su.data(),
+                         sd.data(),
+                         out.data()};
+  cpu::moe_ffn(r);
+  std::vector<float> want(size_t(T * H), 0.f), scratch(size_t(2 * C));
+  for (int64_t t = 0; t < T; ++t) {
+    float* o = &want[size_t(t * H)];
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t e = expert[size_t(t * K + k)];
+      if (e < e0 || e >= e1) continue;
+      const int64_t le = e - e0;
+      cpu::swiglu_ffn(&x[size_t(t * H)], 1, H, C, &g[size_t(le * H * C)], &u[size_t(le * H * C)],
+                      &d[size_t(le * C * H)], &weight[size_t(t * K + k)], o, scratch.data());
+    }
+    cpu::swiglu_ffn(&x[size_t(t * H)], 1, H, S, sg.data(), su.data(), sd.data(), nullptr, o,
+                    scratch.data());
+  }
+  std::vector<double> ref(want.begin(), want.end());
+  EXPECT_LT(rel_err(out, ref), 1e-6);
 }
 
 TEST(CpuKernels, SwigluMatchesDefinitionWithRowScale) {

@@ -1,6 +1,8 @@
 // Routed-expert cases: the SwiGLU experts one rank holds at each layout's shard (experts x columns)
-// with 1 to 64 tokens per expert. No CPU reference check here (cuBLASLt GEMMs and silu_mul; the
-// executors' experts are verified end to end by decode, the activation in the kernel tests).
+// with 1 to 64 tokens per expert. The CUDA backend runs them through the grouped MoE kernel on
+// Hopper (up to 32 tokens per expert; HELIX_MOE_GROUPED=0: per-expert cuBLASLt GEMMs and
+// silu_mul). No CPU reference check here (the grouped kernel is checked against cpu::moe_ffn in
+// tests/cuda/test_moe_cuda.cpp, the executors' experts end to end by decode).
 #include <algorithm>
 #include <memory>
 
