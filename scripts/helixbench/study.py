@@ -123,12 +123,15 @@ def build(study: Study, min_us: float) -> dict:
     models = {}
     # By model, N, S, B, then layout and split (POINT_KEYS order: model, layout, n_ranks, kvp,
     # tpa, tpf, ep, hopb_chunks, batch, seq_len).
-    for point, r in sorted(study.real.items(),
-                           key=lambda kv: (kv[0][0], kv[0][2], kv[0][9], kv[0][8],
-                                           LAYOUT_ORDER.get(kv[0][1], 9), kv[0][3])):
+    # Points with a real run, and points only emulated (one GPU standing in for N): there the
+    # model is also compared with the emulation (model_vs_emulated_error).
+    points = set(study.real) | set(study.emulated)
+    for point in sorted(points, key=lambda k: (k[0], k[2], k[9], k[8], LAYOUT_ORDER.get(k[1], 9),
+                                               k[3])):
+        r = study.real.get(point)
         em = study.emulated.get(point)
         mod = study.model.get(point, {})
-        real_m = metrics_of(r)
+        real_m = metrics_of(r) if r else {}
         em_m = metrics_of(em) if em else {}
         label = dict(zip(POINT_KEYS, point))
         entry = models.setdefault(label["model"], {"points": [], "bars": {
@@ -136,13 +139,14 @@ def build(study: Study, min_us: float) -> dict:
             "emulated_phases_ok": 0, "model_steps": 0, "model_steps_ok": 0, "model_phases": 0,
             "model_phases_ok": 0}})
         rows = []
-        for metric, real_us in real_m.items():
+        for metric in (real_m or em_m):
+            real_us = real_m.get(metric, float("nan"))
             e_us, m_us = em_m.get(metric, float("nan")), mod.get(metric, float("nan"))
-            judged = max(real_us, e_us if math.isfinite(e_us) else 0,
-                         m_us if math.isfinite(m_us) else 0) >= min_us
+            judged = max(x for x in (real_us, e_us, m_us, 0.0) if math.isfinite(x)) >= min_us
             rows.append({"metric": metric, "real_us": real_us, "emulated_us": e_us,
                          "emulated_error": rel(e_us, real_us), "model_us": m_us,
-                         "model_error": rel(m_us, real_us), "judged": judged})
+                         "model_error": rel(m_us, real_us),
+                         "model_vs_emulated_error": rel(m_us, e_us), "judged": judged})
             b = entry["bars"]
             for src, bar, pbar, err in (("emulated", EMULATED_BAR, EMULATED_PHASE_BAR,
                                          rel(e_us, real_us)),
@@ -155,8 +159,8 @@ def build(study: Study, min_us: float) -> dict:
                 b[f"{src}_{kind}"] += 1
                 b[f"{src}_{kind}_ok"] += abs(err) <= (bar if metric == "step" else pbar)
         entry["points"].append({
-            "point": label, "verified": study.verified(r), "rows": rows,
-            "critical_rank": {"real": r.usual_critical_rank(),
+            "point": label, "verified": study.verified(r or em), "rows": rows,
+            "critical_rank": {"real": r.usual_critical_rank() if r else None,
                               "emulated": em.usual_critical_rank() if em else None,
                               "model": mod.get("_rank")}})
     return models
@@ -203,7 +207,9 @@ def write(study: Study, models: dict, ratios: list, out: str, min_us: float):
           "compute / wait / transfer are the critical step's parts. error = emulated or modeled "
           f"/ real - 1. Bars: emulated step within {EMULATED_BAR:.0%} at N >= 2 and phases "
           f"within {EMULATED_PHASE_BAR:.0%}; modeled step within {MODEL_BAR:.0%} and phases "
-          f"within {MODEL_PHASE_BAR:.0%} (times under {min_us:g} us are not judged).\n"]
+          f"within {MODEL_PHASE_BAR:.0%} (times under {min_us:g} us are not judged). "
+          "model / emulated % = modeled / emulated - 1, for points that only one GPU standing in "
+          "for N ran (no real run: `-`).\n"]
     if study.profile:
         md.append(f"Profile: {study.profile.get('name')} ({study.profile.get('description')})\n")
     for model, entry in models.items():
@@ -221,15 +227,16 @@ def write(study: Study, models: dict, ratios: list, out: str, min_us: float):
             crit = pt["critical_rank"]
             for i, row in enumerate(pt["rows"]):
                 cells = head + [pt["verified"]] if i == 0 else [""] * (len(head) + 1)
-                rows.append(cells + [row["metric"], f"{row['real_us']:,.1f}",
+                rows.append(cells + [row["metric"], _us(row["real_us"]),
                                      _us(row["emulated_us"]), pct(row["emulated_error"]),
-                                     _us(row["model_us"]), pct(row["model_error"])])
-            rows.append([""] * (len(head) + 1) + ["critical rank", crit["real"],
+                                     _us(row["model_us"]), pct(row["model_error"]),
+                                     pct(row.get("model_vs_emulated_error"))])
+            rows.append([""] * (len(head) + 1) + ["critical rank", _rank(crit["real"]),
                                                   _rank(crit["emulated"]), "",
-                                                  _rank(crit["model"]), ""])
+                                                  _rank(crit["model"]), "", ""])
         md.append(md_table(["N", "layout", "KVPxTPA", "TPFxEP", "B", "S", "verified", "metric",
-                            "real (us)", "emulated (us)", "error %", "model (us)", "error %"],
-                           rows))
+                            "real (us)", "emulated (us)", "error %", "model (us)", "error %",
+                            "model / emulated %"], rows))
         md.append("")
     if ratios:
         md.append("## Helix over TP (step of tp / step of helix)\n")
@@ -260,6 +267,30 @@ def write(study: Study, models: dict, ratios: list, out: str, min_us: float):
     with open(out + ".json", "w") as f:
         json.dump(_safe({"models": models, "helix_over_tp": ratios, "kv_transfer": study.kv}),
                   f, indent=1)
+
+
+def brief(models: dict) -> str:
+    """One line per point: the step real, emulated and modeled with the errors, the critical
+    ranks, and the verification (a short table for a console)."""
+    head = (f"{'model':<15} {'N':>2} {'layout':<10} {'KVPxTPA':>7} {'B':>3} {'S':>5} | "
+            f"{'real_us':>9} {'emul_us':>9} {'err%':>6} {'model_us':>9} {'err%':>6} "
+            f"{'m/em%':>6} | {'crit r/e/m':>10} | verified")
+    lines = [head, "-" * len(head)]
+    for model, entry in models.items():
+        for pt in entry["points"]:
+            p = pt["point"]
+            row = next((r for r in pt["rows"] if r["metric"] == "step"), None)
+            if row is None:
+                continue
+            c = pt["critical_rank"]
+            crit = "/".join(_rank(c[k]) for k in ("real", "emulated", "model"))
+            lines.append(
+                f"{model:<15} {p['n_ranks']:>2} {p['layout']:<10} {p['kvp']}x{p['tpa']:<5} "
+                f"{p['batch']:>3} {fmt_tokens(p['seq_len']):>5} | {_us(row['real_us']):>9} "
+                f"{_us(row['emulated_us']):>9} {pct(row['emulated_error']):>6} "
+                f"{_us(row['model_us']):>9} {pct(row['model_error']):>6} "
+                f"{pct(row.get('model_vs_emulated_error')):>6} | {crit:>10} | {pt['verified']}")
+    return "\n".join(lines)
 
 
 def _us(x) -> str:
@@ -303,8 +334,8 @@ def load(paths, verify_paths=()) -> Study:
     if profiles:
         with open(profiles[0]) as f:
             st.profile = json.load(f)
-    if not st.real:
-        raise TraceError("no real decode runs among " + ", ".join(h5s))
+    if not st.real and not st.emulated:
+        raise TraceError("no decode runs among " + ", ".join(h5s))
     return st
 
 
@@ -321,6 +352,9 @@ def main(argv=None) -> int:
                          "marked verified at that S")
     ap.add_argument("--out", required=True, metavar="PREFIX",
                     help="writes PREFIX.md and PREFIX.json")
+    ap.add_argument("--brief", action="store_true",
+                    help="print one line per point (step real / emulated / modeled, errors, "
+                         "critical ranks) after the summary")
     ap.add_argument("--min-us", type=float, default=5.0,
                     help="times under this in every source are shown but not judged (default 5)")
     args = ap.parse_args(argv)
@@ -341,6 +375,8 @@ def main(argv=None) -> int:
               f"{EMULATED_BAR:.0%}: {b['emulated_steps_ok']}/{b['emulated_steps']}; modeled steps "
               f"within {MODEL_BAR:.0%}: {b['model_steps_ok']}/{b['model_steps']}")
     print(f"helix-study: {args.out}.md, {args.out}.json")
+    if args.brief:
+        print(brief(models))
     return 0
 
 

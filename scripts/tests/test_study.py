@@ -195,6 +195,29 @@ def test_study_tables_and_bars(tmp_path):
     assert run_tool("study", str(tmp_path / "nothing"), "--out", tmp_path / "x").returncode == 2
 
 
+def test_study_of_points_only_emulated(tmp_path):
+    """One GPU standing in for N: points with an emulated run and a model row but no real run
+    are tabled, the model compared with the emulation, and no bar counted; brief() has one line
+    per point."""
+    _, emu = pair(tmp_path, emulated_factor=1.0)
+    val = validate_file(tmp_path / "v.h5", emu)  # predicts 1.25x the emulated run
+    st = study.load([emu, val])
+    models = study.build(st, min_us=1.0)
+    entry = models["deepseek-r1"]
+    assert len(entry["points"]) == 2
+    assert all(v == 0 for v in entry["bars"].values())
+    row = next(r for r in entry["points"][0]["rows"] if r["metric"] == "step")
+    assert np.isnan(row["real_us"]) and np.isnan(row["model_error"])
+    assert row["model_vs_emulated_error"] == pytest.approx(0.25)
+    assert entry["points"][0]["critical_rank"]["real"] is None
+    lines = study.brief(models).splitlines()
+    assert len(lines) == 2 + 2 and "+25.0" in lines[2] and "real_us" in lines[0]
+    p = run_tool("study", emu, val, "--out", tmp_path / "s", "--brief")
+    assert p.returncode == 0, p.stderr
+    assert "model / emulated %" in open(tmp_path / "s.md").read()
+    assert p.stdout.splitlines()[-1].startswith("deepseek-r1")
+
+
 def study_script(tmp_path, **env):
     e = tool_env()
     e.update({k: str(v) for k, v in env.items()})
@@ -224,12 +247,29 @@ def test_study_script_plans_the_gpu_study(tmp_path):
     kv = [c for c in cmds if "kv-transfer" in c]
     assert len(kv) == 2 * 2 * 3 and all("--link-check" in c for c in kv)
     assert "helixbench.study" in cmds[-2] and "helixbench.report" in cmds[-1]
+    assert "gate_check.sh --backend cuda --np 4 --repeat 3" in p.stdout
     short = study_script(tmp_path, STUDY_DRY_RUN=1, STUDY_MODE="short", GPUS=4).stdout
-    assert len(short.splitlines()) == 16 and "--quick" in short.splitlines()[0]
+    lines = short.splitlines()
+    assert "--quick" in lines[0] and "-np 4" in lines[0]
+    short_real = [c for c in lines if "--no-verify" in c]
+    assert len(short_real) == 2 * 3 + 1  # two models at N = 1, 2, 4 and Llama's 2x2 at N = 4
+    assert len([c for c in lines if "--emulate-rank all" in c]) == 2 * 2 + 1
+    assert "gate_check.sh --backend cuda --np 4 --repeat 2" in short
     two = study_script(tmp_path, STUDY_DRY_RUN=1, STUDY_MODE="short", GPUS=2).stdout
-    assert "-np 4" not in two and "--emulate 2 " in two
+    assert "-np 4" not in two and "--emulate 2 " in two and "--emulate 4 " not in two
+    # One GPU: calibrate on one rank, real runs at N = 1 only, N = 2 and 4 emulated and modeled
+    # against the emulation, no KV transfer and no gate.
+    one = study_script(tmp_path, STUDY_DRY_RUN=1, STUDY_MODE="one", GPUS=4).stdout.splitlines()
+    assert "-np 1 " in one[0] and "calibrate" in one[0]
+    assert not any("-np 2" in c or "-np 4" in c for c in one)
+    assert all("-np 1 " in c for c in one if "--no-verify" in c)
+    emulated = [c for c in one if "--emulate-rank all" in c]
+    assert len(emulated) == 5 and any("--kvp 2 --tpa 2" in c for c in emulated)
+    assert len([c for c in one if "model --validate" in c and "_emulated.h5" in c]) == 5
+    assert not any("kv-transfer" in c or "gate_check" in c for c in one)
+    assert "--brief" in one[-2]
     bad = study_script(tmp_path, STUDY_MODE="long")
-    assert bad.returncode == 2 and "short or full" in bad.stderr
+    assert bad.returncode == 2 and "one, short or full" in bad.stderr
 
 
 def test_study_script_runs_on_the_cpu_backend(tmp_path):
@@ -245,6 +285,10 @@ def test_study_script_runs_on_the_cpu_backend(tmp_path):
     assert {c["group_size"] for c in prof["collectives"]} == {2}
     with h5py.File(out / "model" / "tiny-mla-moe_n2.h5") as f:
         assert "predicted_rank" in f["validate"]
+    assert os.path.exists(out / "real" / "tiny-gqa_n1.h5")  # N = 1 and 2 on two ranks
+    assert os.path.getsize(str(out) + ".tar.gz") > 1000
+    assert "gpu_study: tables in" in p.stdout.splitlines()[-1]
+    assert any(line.startswith("tiny-gqa") and "| yes" in line for line in p.stdout.splitlines())
 
 
 def test_compare_noise_band_from_repeated_baseline_jobs(tmp_path):
@@ -294,3 +338,64 @@ def test_gate_catches_a_slowed_phase_on_the_cpu_backend(tmp_path):
                         "decode", "--model", "tiny-gqa", "--seq", "32", "--batch", "1"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert q.returncode == 2 and "HELIX_TEST_SLOW_PHASE" in q.stderr
+
+
+STAND_IN_GATE = """#!/usr/bin/env bash
+# A stand-in for gate.sh: records its arguments; with --update-baseline writes the baseline; with
+# HELIX_TEST_SLOW_PHASE=P:F reports P as regressed unless BLIND is set.
+echo "$* | ${HELIX_TEST_SLOW_PHASE:-}" >> "$CALLS"
+while (($#)); do
+  case $1 in --baseline) base=$2; shift 2 ;; --update-baseline) up=1; shift ;; *) shift ;; esac
+done
+if [[ -n ${up:-} ]]; then echo base > "$base"; exit 0; fi
+if [[ -n ${HELIX_TEST_SLOW_PHASE:-} && -z ${BLIND:-} ]]; then
+  echo "gate.sh: REGRESSION ${HELIX_TEST_SLOW_PHASE%%:*}_us of tiny-gqa tp N=2: 10.0 -> 12.0 us"
+  exit 1
+fi
+exit ${PLAIN_EXIT:-0}
+"""
+
+
+def gate_check(tmp_path, *args, **env):
+    gate = tmp_path / "gate.sh"
+    gate.write_text(STAND_IN_GATE)
+    gate.chmod(0o755)
+    e = tool_env()
+    e.update({"GATE_SCRIPT": str(gate), "CALLS": str(tmp_path / "calls.txt"),
+              "HELIX_TEST_SLOW_PHASE": "qkv:9"})  # the check must not inherit it
+    e.update(env)
+    (tmp_path / "calls.txt").write_text("")
+    return subprocess.run(["bash", os.path.join(SCRIPTS, "gate_check.sh"), *args,
+                           "--work", str(tmp_path / "gc")],
+                          capture_output=True, text=True, env=e, timeout=60, cwd=tmp_path)
+
+
+def test_gate_check_runs_the_gate_twice(tmp_path):
+    """scripts/gate_check.sh: a fresh baseline, a plain rerun that must pass and a rerun with the
+    phase slowed that must be caught naming it; a rerun that fails or a gate that misses the
+    slowed phase fails the check; bad input exits 2. (The slowdown itself, through the real
+    gate on the CPU backend: test_gate_catches_a_slowed_phase_on_the_cpu_backend.)"""
+    p = gate_check(tmp_path, "--backend", "cuda", "--np", "4", "--phase", "attention")
+    assert p.returncode == 0, p.stdout + p.stderr
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert len(calls) == 3
+    assert "--update-baseline" in calls[0] and "--repeat 3" in calls[0] and "--np 4" in calls[0]
+    assert calls[0].endswith("| ") and calls[1].endswith("| ")  # baseline and plain: not slowed
+    assert calls[2].endswith("| attention:0.10")
+    summary = (tmp_path / "gc" / "summary.txt").read_text()
+    assert "plain rerun: exit 0" in summary and "1 run(s) name attention_us" in summary
+    assert "OK: plain rerun passed" in summary
+    # An existing baseline: no fresh one; the CPU default fraction.
+    base = tmp_path / "b.h5"
+    base.write_text("x")
+    p = gate_check(tmp_path, "--baseline", str(base))
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert p.returncode == 0 and len(calls) == 2 and calls[1].endswith("| ffn:2.0"), p.stdout
+    p = gate_check(tmp_path, "--baseline", str(base), PLAIN_EXIT="1")
+    assert p.returncode == 1 and "FAILED: the plain rerun did not pass" in p.stdout
+    p = gate_check(tmp_path, "--baseline", str(base), BLIND="1")
+    assert p.returncode == 1 and "FAILED: the slowed rerun was not caught" in p.stdout
+    for bad in (["--phase", "attn"], ["--baseline", str(tmp_path / "none.h5")], ["--repeat", "0"],
+                ["--backend", "tpu"], ["--bogus"]):
+        q = gate_check(tmp_path, *bad)
+        assert q.returncode == 2 and "error" in q.stderr, bad
