@@ -21,21 +21,22 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
-#include "comm/device_buffer.hpp"
 #include "comm/device_comm.hpp"
 #include "common/collective.hpp"
+#include "kernels/delay.hpp"
 
 namespace helix {
 
 // Microseconds one collective takes: (collective, group size, S in bytes).
 using CollectivePrice = std::function<double(Collective, int, double)>;
 
-// Realises priced durations on streams: a timestamp when the stream reaches the start of a
-// collective, and a wait until that timestamp plus the price. A stamp-and-hold pair cannot take
-// less than a floor (two kernel launches), measured once at construction; the holds are shortened
-// by it, so a collective takes max(price, floor + its copies) (one priced at 0, a group of one,
-// takes only its copies).
+// Realises priced durations on streams: each collective is one launch of cuda::timed_copies
+// that copies its receive blocks and holds the stream until the price has passed since the launch
+// began. A launch cannot take less than a floor (one kernel launch), measured once at
+// construction; the holds are shortened by it, so a collective takes max(price, floor, its
+// copies) (one priced at 0, a group of one, takes only its copies).
 class EmulationClock {
  public:
   EmulationClock();
@@ -43,16 +44,12 @@ class EmulationClock {
   EmulationClock(const EmulationClock&) = delete;
   EmulationClock& operator=(const EmulationClock&) = delete;
 
-  // Marks the start of a collective on `stream`; returns the token end() takes.
-  int begin(cudaStream_t stream);
-  // Holds `stream` until `us` after the matching begin().
-  void end(int token, double us, cudaStream_t stream);
-  // Shortest collective this GPU realises (us): a stamp followed by a hold of zero.
+  // Copies `segments` and holds `stream` for `us` from the start of the launch.
+  void run(const std::vector<cuda::CopySegment>& segments, double us, cudaStream_t stream) const;
+  // Shortest collective this GPU realises (us): a launch with nothing to copy and no hold.
   double floor_us() const { return floor_us_; }
 
  private:
-  DeviceBuffer<uint64_t> slots_;
-  int next_ = 0;
   double floor_us_ = 0;
   cudaStream_t calibration_ = nullptr;
 };
@@ -81,23 +78,19 @@ class EmulatedComm final : public DeviceComm {
   void recv(float* buf, int64_t count, int peer, cudaStream_t stream) override;
 
  private:
-  // Copies `count` elements of `src` to dst + offsets[i] for every i (fewer copies when the
-  // destinations are consecutive blocks).
+  // Adds the copies of `count` elements of `src` to dst + offsets[i], for every i.
   static void replicate(const float* src, int64_t count, float* dst,
-                        const std::vector<int64_t>& offsets, cudaStream_t stream);
-  // Runs `fill` (the receive buffers' copies) inside a collective of price(c, size, elems x 4)
-  // on `stream`: a stamp before, a hold until the price after. A collective priced at 0 (a group
-  // of one, or nothing to send) only fills.
+                        const std::vector<int64_t>& offsets,
+                        std::vector<cuda::CopySegment>& segments);
+  // One collective of price(c, size, elems x 4) on `stream`: the receive blocks that `fill` adds
+  // copied, the stream held until the price has passed.
   template <class Fill>
   void collective(Collective c, int64_t elems, cudaStream_t stream, Fill fill) {
     const double us = price_(c, size_, double(elems) * double(sizeof(float)));
-    if (!(us > 0)) {
-      fill();
-      return;
-    }
-    const int token = clock_->begin(stream);
-    fill();
-    clock_->end(token, us, stream);
+    std::vector<cuda::CopySegment> segments;
+    fill(segments);
+    if (!(us > 0) && segments.empty()) return;
+    clock_->run(segments, us > 0 ? us : 0.0, stream);
   }
 
   int rank_ = 0, size_ = 1;

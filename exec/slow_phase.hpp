@@ -1,8 +1,9 @@
 // A test-only slowdown of one phase, for checking that the performance gate catches a regression
 // on real hardware: HELIX_TEST_SLOW_PHASE=PHASE:FRACTION (e.g. ffn:0.10) lengthens PHASE on every
 // rank by FRACTION of its own undelayed time in the previous timed step, with a delay at the end
-// of the phase's last step, inside that step's timing (CUDA: a timestamp kernel and a wait on the
-// GPU's global timer, shortened by the pair's measured floor; CPU: a busy wait). The first timed
+// of the phase's last step, inside that step's timing (CUDA: one launch that holds the stream on
+// the GPU's global timer until the delay has passed since it began, the emulated collectives'
+// kernel, at least its measured floor; CPU: a busy wait). The first timed
 // step of an executor has no estimate and runs undelayed. Never set it for measurements: the
 // trace records it (run attribute test_slow_phase).
 #pragma once

@@ -390,8 +390,10 @@ int bench_moe(const std::vector<MoeBenchShape>& shapes, const Ceilings& c, int i
       first.push_back(int64_t(flat.size()));
       flat.insert(flat.end(), v.begin(), v.end());
     }
-    HELIX_CUDA_CHECK(
-        cudaMemcpy(rows_d.data(), flat.data(), flat.size() * 4 + 4, cudaMemcpyHostToDevice));
+    // Routing set 0 may send no token to this rank's experts (EP 4, B = 1): nothing to copy.
+    if (!flat.empty())
+      HELIX_CUDA_CHECK(
+          cudaMemcpy(rows_d.data(), flat.data(), flat.size() * 4, cudaMemcpyHostToDevice));
     add("per-expert cuBLAS (set 0)",
         time_us(
             [&](int) {

@@ -22,8 +22,8 @@ namespace helix {
 
 using bf16 = __nv_bfloat16;
 
-namespace {
-
+// One fixture type for every GPU test file (gtest requires the tests of one suite to share it,
+// so it lives outside the anonymous namespace).
 class Gpu : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -32,6 +32,8 @@ class Gpu : public ::testing::Test {
     HELIX_CUDA_CHECK(cudaSetDevice(0));
   }
 };
+
+namespace {
 
 inline std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
   std::mt19937 g(seed);
