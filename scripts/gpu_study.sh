@@ -21,21 +21,22 @@
 #     and every phase with the errors, Helix over TP, KV transfer) and OUTDIR/report/
 #     (helix-report over every trace and the profile).
 #
-# STUDY_MODE (default full; times once built, the build is not included):
-#   one    ONE GPU, about 6 minutes on an H200: calibrate on 1 rank (--quick; no collective
-#          figures, the cited link fallbacks named in the profile); real N = 1 runs and their
+# STUDY_MODE (default full; the build is not in the times; each step prints its start time):
+#   one    ONE GPU, sized to finish in 7 minutes on an H200 (not yet timed): calibrate on 1
+#          rank (--quick; no collective figures, the cited link fallbacks named in the
+#          profile); real N = 1 runs and their
 #          verification; llama-3.1-405b (default split, and KVP x TPA 2x2 at N = 4) and
 #          deepseek-r1 emulated at N = 2 and 4 with every rank's compute (--emulate-rank all),
 #          S = 128K, B = 1, layouts tp and helix, 5 iterations; `model --validate` of every
 #          trace (the model against the real run at N = 1 and against the emulation at N = 2, 4);
 #          the table of real N = 1, emulated and modeled. No KV transfer and no gate (they need
 #          two GPUs).
-#   short  2 to 4 GPUs, about 8 minutes on 4 H200s: calibrate --quick over the GPUs; the same
-#          models and points real at N = 1, 2, 4 (up to the GPUs), verified at S = 2047, emulated
-#          at N >= 2 and modeled; one KV transfer (deepseek-r1, 2 ranks, 128K tokens); the gate
-#          checked twice (scripts/gate_check.sh: a fresh baseline of 2 jobs per point, a plain
-#          rerun that must pass and a rerun with ffn slowed by 10% that must be caught naming
-#          ffn_us)
+#   short  2 to 4 GPUs, sized to finish in 9 minutes on 4 H200s (not yet timed): calibrate
+#          --quick over the GPUs; the same models and points real at N = 1, 2, 4 (up to the
+#          GPUs), verified at S = 2047, emulated at N >= 2 and modeled; one KV transfer
+#          (deepseek-r1, 2 ranks, 128K tokens); the gate checked twice (scripts/gate_check.sh:
+#          a fresh baseline of 2 jobs per point, a plain rerun that must pass and a rerun with
+#          ffn slowed by 10% that must be caught naming ffn_us)
 #   full   llama-3.1-70b, llama-3.1-405b, deepseek-r1; N = 1, 2, 4, 8 up to the GPUs; S = 128K,
 #          1M, 4M; B = 1, 2, 4, 8, 16, 32 (runs that do not fit are refused by the memory
 #          planner and recorded); the four layouts and the KV-sharded splits; 10 iterations; KV
