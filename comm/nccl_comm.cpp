@@ -79,8 +79,9 @@ void NcclComm::all_to_all(const void* send, void* recv, int64_t n, DType t, cuda
   const size_t block = bytes_of(n, t);
   const char* src = static_cast<const char*>(send);
   char* dst = static_cast<char*>(recv);
-  HELIX_CUDA_CHECK(cudaMemcpyAsync(dst + size_t(rank_) * block, src + size_t(rank_) * block, block,
-                                   cudaMemcpyDeviceToDevice, s));
+  if (src != dst)  // in place (helix-micro, as nccl-tests): the own block stays where it is
+    HELIX_CUDA_CHECK(cudaMemcpyAsync(dst + size_t(rank_) * block, src + size_t(rank_) * block,
+                                     block, cudaMemcpyDeviceToDevice, s));
   HELIX_NCCL_CHECK(ncclGroupStart());
   for (int p = 0; p < size_; ++p) {
     if (p == rank_) continue;
@@ -93,7 +94,8 @@ void NcclComm::all_to_all(const void* send, void* recv, int64_t n, DType t, cuda
 void NcclComm::send_recv(const void* send, int send_to, void* recv, int recv_from, int64_t n,
                          DType t, cudaStream_t s) {
   if (send_to == rank_ && recv_from == rank_) {  // one rank: the ring is a device copy
-    HELIX_CUDA_CHECK(cudaMemcpyAsync(recv, send, bytes_of(n, t), cudaMemcpyDeviceToDevice, s));
+    if (send != recv)
+      HELIX_CUDA_CHECK(cudaMemcpyAsync(recv, send, bytes_of(n, t), cudaMemcpyDeviceToDevice, s));
     return;
   }
   HELIX_NCCL_CHECK(ncclGroupStart());

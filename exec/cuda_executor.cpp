@@ -6,6 +6,7 @@
 
 #include "comm/cuda_check.hpp"
 #include "comm/error.hpp"
+#include "exec/nvtx_range.hpp"
 #include "kernels/cuda_kernels.hpp"
 
 namespace helix {
@@ -130,6 +131,10 @@ void CudaExecutor::run(const Schedule& schedule, bool timed) {
     end_.emplace_back();
     ready_.emplace_back(false);
   }
+  // NVTX: the step, and in it every step of the schedule under its phase's trace name (the
+  // collectives under attn_comm, o_comm, ffn_comm, out_comm). With --cuda-graph the phase ranges
+  // are pushed while the step is captured, once; a replay is inside "step" only.
+  NvtxRange step_range("step");
   delay_applied_us_ = 0;
   // The test-only delay differs from step to step: a step that carries it is never replayed.
   graph_replayed_ = graphs_ && capturable() && !delay_.on();
@@ -173,6 +178,7 @@ void CudaExecutor::enqueue(const Schedule& schedule, bool timed, bool in_graph) 
   mark(step0_, s_compute_);
   for (size_t i = 0; i < schedule.steps.size(); ++i) {
     const Step& s = schedule.steps[i];
+    NvtxRange phase_range(phase_name(s.phase));
     const cudaStream_t st = stream_of(s);
     // A step on the communication stream starts after everything enqueued on the compute stream
     // so far (its chunk's attention and W_uv), before its timing starts.

@@ -27,7 +27,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=/dev/null
 source "$root/scripts/env.sh"
-export PYTHONPATH="$root/scripts${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 
 backend=cpu; np=""; baseline=""; threshold=""; work=gate-out; update=0; repeat=""
 while (($#)); do

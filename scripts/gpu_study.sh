@@ -60,7 +60,7 @@ out=${out%/}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 source scripts/env.sh
-export PYTHONPATH="$root/scripts${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
 mode=${STUDY_MODE:-full}
 backend=${STUDY_BACKEND:-cuda}

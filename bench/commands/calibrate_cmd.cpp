@@ -84,8 +84,7 @@ std::vector<CollectiveMeasurement> measure_curves(const std::string& backend, MP
       }
       if (rows.empty()) continue;
       if (print) {
-        print_collective_header(stdout, c, g, cb->name());
-        for (const CollResult& r : rows) print_collective_row(stdout, r, nullptr);
+        print_collective_table(stdout, c, g, cb->name(), rows);
         std::fflush(stdout);
       }
       CollectiveMeasurement m;

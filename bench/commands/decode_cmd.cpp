@@ -188,6 +188,10 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
                 "HDF5 trace to write (written as FILE.tmp.PID, renamed when complete)");
   c->add_flag("--no-verify", o.no_verify, "Skip the check against the single-rank reference");
   c->add_flag("--quiet", o.quiet, "No progress lines");
+  c->add_flag("--profile-once", o.profile_once,
+              "For Nsight Compute / Systems: per run, the warm-up iterations, then one decode "
+              "step inside cudaProfilerStart/Stop (NVTX ranges: step, and one per phase named as "
+              "in the trace), then the next run; no verification, timing or trace");
   c->footer(
       "\nExamples:\n"
       "  mpirun -np 4 build/bin/helix-bench decode --model tiny-gqa --seq 1000 --batch 1,8 \\\n"
@@ -217,7 +221,9 @@ int run_decode(const DecodeOptions& opt, const MpiComm& world, int argc, char** 
   std::unique_ptr<DecodeBackend> backend = make_decode_backend(o.exec, world);
   const RunGrid grid = make_run_grid(o, world.size(), *backend);
   const ModelSpec& m = grid.model;
-  const bool verify = !o.no_verify && backend->can_verify();
+  const bool verify = !o.no_verify && backend->can_verify() && !o.profile_once;
+  if (o.profile_once && !o.out.empty())
+    throw UsageError("--out: --profile-once measures nothing and writes no trace");
   check_output_path(o.out, world);
 
   DecodeJobRecord job;
@@ -263,6 +269,7 @@ int run_decode(const DecodeOptions& opt, const MpiComm& world, int argc, char** 
   settings.warmup = o.warmup;
   settings.decode_steps = grid.decode_steps;
   settings.seed = o.seed;
+  settings.profile_once = o.profile_once;
   settings.elem = job.elem;
   // Rank 0's reference for the current (B, S): runs are ordered by S, then B, and layout.
   std::pair<int, int64_t> ref_key{-1, -1};
@@ -295,7 +302,16 @@ int run_decode(const DecodeOptions& opt, const MpiComm& world, int argc, char** 
     RunRecord r =
         run_decode_point(spec, m, grid.layer, settings, verify, ref.get(), world, *backend);
     if (r.verify_ran && !r.verified) all_verified = false;
+    if (rank == 0 && r.has_gpu_telemetry && !r.gpu.warning().empty())
+      std::fprintf(stderr, "[%zu/%zu] %s\n", index + 1, grid.runs.size(), r.gpu.warning().c_str());
     if (rank == 0) job.runs.push_back(std::move(r));
+  }
+
+  if (o.profile_once) {
+    if (rank == 0)
+      std::printf("profile-once: %zu run(s), one step each inside the profiler capture range\n",
+                  job.runs.size());
+    return 0;
   }
 
   if (rank == 0) {

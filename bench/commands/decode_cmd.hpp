@@ -30,6 +30,7 @@ struct DecodeOptions {
   std::string out;
   bool no_verify = false;
   bool quiet = false;
+  bool profile_once = false;  // per run: warm-up, one step inside the profiler capture, no timing
 };
 
 CLI::App* add_decode_command(CLI::App& app, DecodeOptions& opt);

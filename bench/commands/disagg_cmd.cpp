@@ -302,8 +302,9 @@ int run_disagg(const DisaggCmdOptions& o, const MpiComm& world, int argc, char**
       h5::attr(g.id(), "max_prefill_gpus", int64_t(d.max_prefill_gpus));
       h5::attr(g.id(), "gain_geomean", disagg_gain(r));
     }
-    for (const auto& [name, fr] : {std::make_pair("disagg", &r.disagg_frontier),
-                                   std::make_pair("colocated", &r.colocated_frontier)}) {
+    const std::pair<const char*, const std::vector<size_t>*> frontiers[] = {
+        {"disagg", &r.disagg_frontier}, {"colocated", &r.colocated_frontier}};
+    for (const auto& [name, fr] : frontiers) {
       std::vector<double> u, t, q;
       for (size_t i : *fr) {
         u.push_back(r.points[i].tokens_per_s_per_user);

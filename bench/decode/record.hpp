@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench/decode/roofline.hpp"
+#include "bench/trace/gpu_telemetry.hpp"
 #include "bench/trace/metadata.hpp"
 #include "exec/decode_backend.hpp"
 #include "exec/reference.hpp"
@@ -30,7 +31,7 @@ struct RunRecord {
   uint64_t seed = 0;
   double tolerance = 0;
   // Outcome.
-  std::string status = "ok";  // ok | refused
+  std::string status = "ok";  // ok | refused | profiled (--profile-once: nothing measured)
   std::string message;
   bool verified = false;
   bool verify_ran = false;
@@ -65,8 +66,10 @@ struct RunRecord {
   std::vector<double> routed_rows, routed_experts;
   std::string comm_dtype = "fp32";  // the precision the executors send (every buffer is fp32)
   int64_t weight_bytes = 0, kv_bytes = 0, needed_bytes = 0, available_bytes = 0;
-  double attn_kv_bytes = 0;  // KV bytes rank 0's attention reads per step
-  double attn_flops = 0;     // FLOPs of rank 0's attention per step
+  double attn_kv_bytes = 0;        // KV bytes rank 0's attention reads per step
+  double attn_flops = 0;           // FLOPs of rank 0's attention per step
+  bool has_gpu_telemetry = false;  // cuda backend: clocks, power, throttling before and after
+  GpuTelemetry gpu;
   // The roofline's work (bench/decode/roofline.hpp), per rank and phase ([ranks, phases]): bytes
   // and FLOPs of the compute steps; MoE layers: per rank, the held experts that received tokens
   // in the timed step and their (token, expert) assignments (-1: the rank ran no router).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <memory>
 #include <sstream>
 
@@ -11,6 +12,7 @@
 #include "bench/decode/verify.hpp"
 #include "comm/error.hpp"
 #include "exec/layer_data.hpp"
+#include "exec/nvtx_range.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix {
@@ -54,8 +56,10 @@ struct Timed {
   bool graph_replay = false;
 };
 
+// on_timed_start (optional) runs once, before the first timed iteration.
 Timed time_executor(LayerExecutor& ex, const Schedule& sched, const RunSettings& o, int max_steps,
-                    const ModelSpec& m, const RankShard& shard, int batch, const MpiComm& world) {
+                    const ModelSpec& m, const RankShard& shard, int batch, const MpiComm& world,
+                    const std::function<void()>& on_timed_start = {}) {
   Timed t;
   t.phases.assign(size_t(o.iters * kNumPhases), 0.0);
   t.steps.assign(size_t(o.iters), 0.0);
@@ -63,6 +67,7 @@ Timed time_executor(LayerExecutor& ex, const Schedule& sched, const RunSettings&
   t.steps_us.assign(size_t(o.iters) * size_t(max_steps), 0.0);
   for (int i = 0; i < o.warmup + o.iters; ++i) {
     world.barrier();
+    if (i == o.warmup && on_timed_start) on_timed_start();
     StepTiming st;
     ex.step(sched, &st);
     if (i < o.warmup) continue;
@@ -250,10 +255,31 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
   // every rank runs the same number of collectives.
   const std::vector<float> x0 = make_decode_input(m, spec.batch, 0, o.seed);
   ex->set_input(x0.data());
+  const bool cuda = o.backend == "cuda";
+  if (o.profile_once) {  // warm-up, then one step for ncu / nsys inside the capture range
+    for (int i = 0; i < std::max(1, o.warmup); ++i) ex->step(sched, nullptr);
+    world.barrier();
+    ProfilerCapture capture(cuda);
+    ex->step(sched, nullptr);
+    r.status = "profiled";
+    return r;
+  }
   double most_steps = double(sched.steps.size());
   world.all_reduce_max(&most_steps, 1);
   const int max_steps = int(most_steps);
-  const Timed t = time_executor(*ex, sched, o, max_steps, m, shard, spec.batch, world);
+  GpuSample gpu_before, gpu_after;
+  std::string gpu_error;
+  ProfilerCapture capture;  // around the timed iterations
+  const Timed t = time_executor(*ex, sched, o, max_steps, m, shard, spec.batch, world, [&] {
+    if (cuda) gpu_before = sample_gpu(&gpu_error);
+    capture.start(cuda);
+  });
+  capture.stop();
+  if (cuda) {
+    gpu_after = sample_gpu(nullptr);
+    r.gpu = gather_gpu_telemetry(world, gpu_before, gpu_after, gpu_error);
+    r.has_gpu_telemetry = true;
+  }
   // The roofline's work and the router's counts of this rank (after timing), gathered as
   // [ranks, kWorkWidth] on rank 0.
   const std::vector<double> work =

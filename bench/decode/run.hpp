@@ -27,7 +27,8 @@ struct RunSettings {
   int iters = 20, warmup = 3;
   int decode_steps = 1;  // verified steps, positions seq .. seq + decode_steps - 1
   uint64_t seed = 1234;
-  ElemBytes elem;  // the backend's element sizes, for the roofline's work
+  bool profile_once = false;  // warm-up, then one step inside the profiler capture; no timing
+  ElemBytes elem;             // the backend's element sizes, for the roofline's work
 };
 
 // Collective over `world`. verify: checked against `reference` (rank 0's, bench/decode/verify.hpp).

@@ -161,6 +161,7 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   h5::attr(id, "test_slow_phase", job.test_slow_phase);
   write_accounting(id, r);
   write_roofline(id, job, r);
+  if (r.has_gpu_telemetry) write_gpu_telemetry(id, r.gpu);
   if (!r.verify_ran) return;
   h5::write(id, "step_rel_err", {hsize_t(r.step_rel_err.size())}, r.step_rel_err.data(), "");
   h5::attr(id, "routing_flips", r.routing_flips);

@@ -50,8 +50,10 @@ class CollectiveBackend : public virtual MemorySpace {
   //   all_reduce      send, recv: count                       in place: send == recv
   //   all_gather      send: count, recv: size() * count       in place: send == recv + rank*count
   //   reduce_scatter  send: size() * count, recv: count       in place: recv == send + rank*count
-  //   all_to_all      send, recv: size() * count (count per peer)
+  //   all_to_all      send, recv: size() * count (count per peer)    in place: send == recv
   //   send_recv       send `count` to rank `send_to`, receive `count` from `recv_from`
+  //                                                                   in place: send == recv
+  // (all_to_all and send_recv in place: timed as nccl-tests does, the result is not checked)
   virtual void all_reduce(const void* send, void* recv, int64_t count, DType t) = 0;
   virtual void all_gather(const void* send, void* recv, int64_t count, DType t) = 0;
   virtual void reduce_scatter(const void* send, void* recv, int64_t count, DType t) = 0;

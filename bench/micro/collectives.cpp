@@ -28,7 +28,9 @@ bool size_is_per_group(Collective c) {
 
 int64_t op_count_for_size(Collective c, int n, int64_t size_bytes, DType t) {
   const int64_t elems = size_bytes / elem_bytes(t);
-  return size_is_per_group(c) ? elems / n : elems;
+  if (!size_is_per_group(c)) return elems;
+  const int64_t align = std::max<int64_t>(1, 16 / elem_bytes(t));  // whole 16-byte blocks
+  return elems / n / align * align;
 }
 
 int64_t size_for_op_count(Collective c, int n, int64_t op_count, DType t) {
@@ -43,9 +45,13 @@ int64_t recv_elems(Collective c, int n, int64_t op_count) {
   return c == Collective::all_gather || c == Collective::all_to_all ? op_count * n : op_count;
 }
 
-bool has_in_place(Collective c) {
+bool in_place_checked(Collective c) {
   return c == Collective::all_reduce || c == Collective::all_gather ||
          c == Collective::reduce_scatter;
+}
+
+const char* redop_name(Collective c) {
+  return c == Collective::all_gather || c == Collective::all_to_all ? "none" : "sum";
 }
 
 std::vector<int64_t> size_sweep(int64_t min_bytes, int64_t max_bytes, int64_t factor) {
@@ -149,7 +155,7 @@ int64_t count_wrong(Collective c, DType t, int rank, int n, int64_t op_count,
 
 PreparedCollective::PreparedCollective(CollectiveBackend& cb, Collective c, DType t,
                                        int64_t op_count, bool in_place)
-    : cb_(cb), c_(c), t_(t), count_(op_count), in_place_(in_place && has_in_place(c)) {
+    : cb_(cb), c_(c), t_(t), count_(op_count), in_place_(in_place) {
   const int n = cb.size();
   const int64_t es = elem_bytes(t);
   if (in_place_) {
@@ -201,6 +207,7 @@ double PreparedCollective::time_once_us() {
 }
 
 int64_t PreparedCollective::check() {
+  if (in_place_ && !in_place_checked(c_)) return -1;
   const int n = cb_.size(), r = cb_.rank();
   const int64_t es = elem_bytes(t_);
   const int64_t ns = send_elems(c_, n, count_), nr = recv_elems(c_, n, count_);
@@ -232,6 +239,13 @@ int64_t PreparedCollective::check() {
   return count_wrong(c_, t_, r, n, count_, recv.data());
 }
 
+int64_t checked_wrong(PreparedCollective& pc, MPI_Comm comm) {
+  int64_t wrong = pc.check();  // -1 on every rank when not checked
+  if (wrong < 0) return -1;
+  HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, comm));
+  return wrong;
+}
+
 double timed_iteration_us(const std::function<double()>& time_once, MPI_Comm comm) {
   HELIX_MPI_CHECK(MPI_Barrier(comm));
   double t = time_once();
@@ -251,15 +265,13 @@ CollResult measure_collective(CollectiveBackend& cb, MPI_Comm comm, Collective c
   r.coll = c;
   r.dtype = t;
   r.group_size = cb.size();
-  r.in_place = in_place && has_in_place(c);
+  r.in_place = in_place;
   const int64_t count = op_count_for_size(c, cb.size(), size_bytes, t);
   r.size_bytes = size_for_op_count(c, cb.size(), count, t);
-  r.count = r.size_bytes / elem_bytes(t);
+  r.count = count;
   if (count == 0) return r;
   PreparedCollective pc(cb, c, t, count, r.in_place);
-  int64_t wrong = pc.check();
-  HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, comm));
-  r.wrong = wrong;
+  r.wrong = checked_wrong(pc, comm);
   for (int i = 0; i < warmup; ++i) pc.launch();
   for (int i = 0; i < iters; ++i)
     r.time_us.push_back(timed_iteration_us([&] { return pc.time_once_us(); }, comm));
@@ -267,27 +279,65 @@ CollResult measure_collective(CollectiveBackend& cb, MPI_Comm comm, Collective c
   return r;
 }
 
-void print_collective_header(std::FILE* f, Collective c, int n, const std::string& backend) {
-  std::fprintf(f, "#\n# %s, %d ranks, %s (busbw factor %.4g)\n", to_string(c), n, backend.c_str(),
-               busbw_factor(c, n));
-  std::fprintf(f, "# %12s %12s %8s   %10s %9s %9s %7s   %10s %9s %9s %7s\n", "", "", "",
-               "out-of-place", "", "", "", "in-place", "", "", "");
-  std::fprintf(f, "# %12s %12s %8s   %10s %9s %9s %7s   %10s %9s %9s %7s\n", "size(B)",
-               "count(elem)", "type", "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw",
-               "busbw", "#wrong");
-  std::fprintf(f, "# %12s %12s %8s   %10s %9s %9s %7s   %10s %9s %9s %7s\n", "", "", "", "",
-               "(GB/s)", "(GB/s)", "", "", "(GB/s)", "(GB/s)", "");
+std::string nccl_tests_number(double value, int width) {
+  char buf[64];
+  for (int decimals : {2, 1, 0}) {
+    const int len = std::snprintf(buf, sizeof buf, "%*.*f", width, decimals, value);
+    if (len <= width) return buf;
+  }
+  std::snprintf(buf, sizeof buf, width >= 7 ? "%*.1e" : "%*.0e", width, value);
+  return std::string(buf).substr(0, size_t(width));
 }
 
-void print_collective_row(std::FILE* f, const CollResult& o, const CollResult* ip) {
-  std::fprintf(f, "  %12lld %12lld %8s   %10.2f %9.3f %9.3f %7lld", (long long)o.size_bytes,
-               (long long)o.count, nccl_tests_name(o.dtype), o.time_us_median, o.algbw_gbps,
-               o.busbw_gbps, (long long)o.wrong);
-  if (ip)
-    std::fprintf(f, "   %10.2f %9.3f %9.3f %7lld\n", ip->time_us_median, ip->algbw_gbps,
-                 ip->busbw_gbps, (long long)ip->wrong);
-  else
-    std::fprintf(f, "   %10s %9s %9s %7s\n", "N/A", "N/A", "N/A", "N/A");
+void print_collective_table(std::FILE* f, Collective c, int n, const std::string& backend,
+                            const std::vector<CollResult>& results) {
+  std::fprintf(f, "# helix-micro collective %s: %d ranks, %s, busbw factor %.4g\n", to_string(c), n,
+               backend.c_str(), busbw_factor(c, n));
+  // The three header lines of nccl-tests without per-iteration columns or timestamps (their
+  // trailing "%*s" prints nothing then, after one space).
+  std::fprintf(f, "#\n");
+  std::fprintf(f,
+               "# %10s  %12s  %8s  %6s  %6s           out-of-place                       in-place  "
+               "        \n",
+               "", "", "", "", "");
+  std::fprintf(f, "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s  %6s  %7s  %6s  %6s  %6s %*s\n",
+               "size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "time",
+               "algbw", "busbw", "#wrong", 0, "");
+  std::fprintf(f, "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s  %6s  %7s  %6s  %6s  %6s %*s\n",
+               "(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)",
+               "(GB/s)", "", 0, "");
+  const auto body = [f](const CollResult& r) {
+    const std::string t = nccl_tests_number(r.time_us_median, 7);
+    const std::string a = nccl_tests_number(r.algbw_gbps, 6);
+    const std::string b = nccl_tests_number(r.busbw_gbps, 6);
+    if (r.wrong >= 0)
+      std::fprintf(f, "  %7s  %6s  %6s  %6g", t.c_str(), a.c_str(), b.c_str(), double(r.wrong));
+    else
+      std::fprintf(f, "  %7s  %6s  %6s    N/A", t.c_str(), a.c_str(), b.c_str());
+  };
+  int failed_checks = 0, results_printed = 0;
+  double busbw_sum = 0;
+  for (const CollResult& o : results) {
+    if (o.coll != c || o.in_place) continue;
+    const CollResult* ip = nullptr;
+    for (const CollResult& q : results)
+      if (q.coll == c && q.in_place && q.size_bytes == o.size_bytes) ip = &q;
+    std::fprintf(f, "%12lld  %12lld  %8s  %6s  %6i", static_cast<long long>(o.size_bytes),
+                 static_cast<long long>(o.count), nccl_tests_name(o.dtype), redop_name(c), -1);
+    for (const CollResult* r : {&o, ip}) {
+      if (!r) continue;
+      body(*r);
+      busbw_sum += r->busbw_gbps;
+      ++results_printed;
+      failed_checks += r->wrong > 0;
+    }
+    std::fprintf(f, "\n");
+  }
+  std::fprintf(f, "# %-20s : %d %s\n", "Out of bounds values", failed_checks,
+               failed_checks ? "FAILED" : "OK");
+  std::fprintf(f, "# %-20s : %g %s\n", "Avg bus bandwidth",
+               results_printed ? busbw_sum / results_printed : 0.0, "");
+  std::fprintf(f, "#\n");
 }
 
 }  // namespace helix::micro

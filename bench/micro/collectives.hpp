@@ -21,16 +21,21 @@ namespace helix::micro {
 double algbw_gbps(double size_bytes, double time_us);
 double busbw_gbps(Collective c, int n, double size_bytes, double time_us);
 
-// Elements passed as `count` to the backend call for a size S (rounded down so that every rank's
-// block is whole; 0 when S is below one element per rank).
+// Elements passed as `count` to the backend call for a size S, as nccl-tests derives them: S /
+// element size for all_reduce and send_recv; for the others one rank's block, S / n elements
+// rounded down to a multiple of 16 bytes (0 when S is below one such block per rank).
 int64_t op_count_for_size(Collective c, int n, int64_t size_bytes, DType t);
 // S of a call with that `count` (the size actually measured).
 int64_t size_for_op_count(Collective c, int n, int64_t op_count, DType t);
 // Elements of the send and receive buffers (out of place) of a call.
 int64_t send_elems(Collective c, int n, int64_t op_count);
 int64_t recv_elems(Collective c, int n, int64_t op_count);
-// Whether the collective has an in-place form here (all_reduce, all_gather, reduce_scatter).
-bool has_in_place(Collective c);
+// Whether the in-place result is checked. Every collective runs in place too (as nccl-tests
+// does: all_to_all and send_recv on one buffer for send and receive), but only all_reduce,
+// all_gather and reduce_scatter have a defined in-place result; the others print N/A in #wrong.
+bool in_place_checked(Collective c);
+// nccl-tests' `redop` column: "sum" for the reductions and send_recv, "none" for the others.
+const char* redop_name(Collective c);
 
 // Sizes min, min*factor, ... <= max (bytes).
 std::vector<int64_t> size_sweep(int64_t min_bytes, int64_t max_bytes, int64_t factor);
@@ -68,6 +73,9 @@ class PreparedCollective {
   std::unique_ptr<Buffer> a_, b_;
 };
 
+// pc.check() summed over the ranks of `comm`; -1 when the result is not checked.
+int64_t checked_wrong(PreparedCollective& pc, MPI_Comm comm);
+
 // One timed iteration: barrier, this rank's time, maximum over the ranks of `comm`.
 double timed_iteration_us(const std::function<double()>& time_once, MPI_Comm comm);
 
@@ -76,9 +84,9 @@ struct CollResult {
   DType dtype = DType::fp32;
   int group_size = 1;
   bool in_place = false;
-  int64_t size_bytes = 0;       // S
-  int64_t count = 0;            // elements of S
-  int64_t wrong = 0;            // summed over ranks
+  int64_t size_bytes = 0;       // S: the larger of the send and receive buffers
+  int64_t count = 0;            // elements passed to the call (nccl-tests' count)
+  int64_t wrong = 0;            // summed over ranks; -1: not checked (in_place_checked)
   std::vector<double> time_us;  // per iteration, max over ranks
   double time_us_median = 0, algbw_gbps = 0, busbw_gbps = 0;
 };
@@ -91,8 +99,16 @@ void finish(CollResult& r);
 CollResult measure_collective(CollectiveBackend& cb, MPI_Comm comm, Collective c, DType t,
                               int64_t size_bytes, bool in_place, int warmup, int iters);
 
-// The nccl-tests style table: header, one row per size with out-of-place and in-place columns.
-void print_collective_header(std::FILE* f, Collective c, int n, const std::string& backend);
-void print_collective_row(std::FILE* f, const CollResult& out_of_place, const CollResult* in_place);
+// The table of one collective exactly as nccl-tests prints it (the same printf formats, written
+// here from reading its source, util.cu): a title line of helix-micro's own, the three header
+// lines, one row per size with the out-of-place and in-place results (an in-place result not run,
+// e.g. filtered out, leaves its columns blank as nccl-tests does), and the footer with
+// "Out of bounds values" (checks that found wrong elements) and "Avg bus bandwidth" (the mean
+// busbw over every printed result).
+void print_collective_table(std::FILE* f, Collective c, int n, const std::string& backend,
+                            const std::vector<CollResult>& results);
+// nccl-tests' number format: the value in `width` characters, with 2, 1 or 0 decimals or in
+// exponent form, whichever fits first.
+std::string nccl_tests_number(double value, int width);
 
 }  // namespace helix::micro

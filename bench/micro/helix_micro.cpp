@@ -6,10 +6,13 @@
 // Only rank 0 reports; the other ranks use a reporter that prints nothing.
 #include <benchmark/benchmark.h>
 #include <mpi.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <map>
@@ -32,6 +35,17 @@ namespace {
 
 using namespace helix;
 using namespace helix::micro;
+
+// Decided before MPI_Init (a singleton MPI start sets the launcher variables itself).
+bool g_output_is_terminal = false;
+
+bool output_is_terminal() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_ID",
+                        "MPI_LOCALNRANKS", "NO_COLOR"})
+    if (std::getenv(v)) return false;
+  const char* term = std::getenv("TERM");
+  return isatty(STDOUT_FILENO) && term && *term && std::strcmp(term, "dumb") != 0;
+}
 
 class NullReporter final : public benchmark::BenchmarkReporter {
  public:
@@ -120,11 +134,9 @@ void run_collective(benchmark::State& st, Context* ctx, Collective c, int64_t op
   r.group_size = cb.size();
   r.in_place = in_place;
   r.size_bytes = size_for_op_count(c, cb.size(), op_count, r.dtype);
-  r.count = r.size_bytes / elem_bytes(r.dtype);
+  r.count = op_count;
   PreparedCollective pc(cb, c, r.dtype, op_count, in_place);
-  int64_t wrong = pc.check();
-  HELIX_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, comm));
-  r.wrong = wrong;
+  r.wrong = checked_wrong(pc, comm);
   for (int w = 0; w < ctx->cfg.warmup; ++w) pc.launch();
   for (auto _ : st) {
     const double us = timed_iteration_us([&] { return pc.time_once_us(); }, comm);
@@ -147,7 +159,7 @@ void run_collective(benchmark::State& st, Context* ctx, Collective c, int64_t op
   } else {
     CollResult& m = ctx->colls[it->second];
     m.time_us.insert(m.time_us.end(), r.time_us.begin(), r.time_us.end());
-    m.wrong += r.wrong;
+    if (m.wrong >= 0 && r.wrong >= 0) m.wrong += r.wrong;
     finish(m);
   }
 }
@@ -214,6 +226,15 @@ int run(int argc, char** argv) {
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i)
     if (root || std::strncmp(argv[i], "--benchmark_out=", 16) != 0) args.push_back(argv[i]);
+  // Colour only on a terminal: unless --benchmark_color is given, Google Benchmark's console
+  // colours are switched off when stdout is not a terminal or the job was started by an MPI
+  // launcher or srun (which forward the output through pipes or a pseudo-terminal of their own,
+  // so a terminal here says nothing about where the output ends up), or NO_COLOR is set.
+  static char no_color[] = "--benchmark_color=false";
+  const bool color_given = std::any_of(argv + 1, argv + argc, [](const char* a) {
+    return std::strncmp(a, "--benchmark_color", 17) == 0;
+  });
+  if (!color_given && !g_output_is_terminal) args.push_back(no_color);
   int gargc = int(args.size());
   args.push_back(nullptr);
   benchmark::Initialize(&gargc, args.data());
@@ -299,7 +320,6 @@ int run(int argc, char** argv) {
   const int n = world.size();
   for (Collective c : ctx.cfg.colls)
     for (int in_place = 0; in_place < 2; ++in_place) {
-      if (in_place && !has_in_place(c)) continue;
       int64_t last = -1;
       for (int64_t s : ctx.cfg.sizes) {
         const int64_t count = op_count_for_size(c, n, s, ctx.cfg.dtype);
@@ -333,18 +353,11 @@ int run(int argc, char** argv) {
   int64_t wrong = 0;
   if (root) {
     for (Collective c : ctx.cfg.colls) {
-      bool header = false;
-      for (const CollResult& r : ctx.colls) {
-        if (r.coll != c || r.in_place) continue;
-        if (!header) print_collective_header(stdout, c, n, comm->name());
-        header = true;
-        const CollResult* ip = nullptr;
-        for (const CollResult& q : ctx.colls)
-          if (q.coll == c && q.in_place && q.size_bytes == r.size_bytes) ip = &q;
-        print_collective_row(stdout, r, ip);
-      }
+      const bool any = std::any_of(ctx.colls.begin(), ctx.colls.end(),
+                                   [c](const CollResult& r) { return r.coll == c && !r.in_place; });
+      if (any) print_collective_table(stdout, c, n, comm->name(), ctx.colls);
     }
-    for (const CollResult& r : ctx.colls) wrong += r.wrong;
+    for (const CollResult& r : ctx.colls) wrong += std::max<int64_t>(0, r.wrong);
     if (!ctx.colls.empty())
       std::printf("# wrong elements in total: %lld%s\n", (long long)wrong,
                   comm->link_representative()
@@ -380,6 +393,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  g_output_is_terminal = output_is_terminal();
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   int rc = 0;

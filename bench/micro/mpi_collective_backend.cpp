@@ -89,13 +89,21 @@ class MpiCollectives final : public CollectiveBackend, public HostMemory {
         MPI_Reduce_scatter_block(send, recv, icount(count), mpi_type(t), MPI_SUM, comm_));
   }
 
+  // In place (send == recv, as nccl-tests runs every collective): MPI_IN_PLACE, and
+  // MPI_Sendrecv_replace for send/recv (MPI forbids aliased send and receive buffers).
   void all_to_all(const void* send, void* recv, int64_t count, DType t) override {
+    const void* s = send == recv ? MPI_IN_PLACE : send;
     HELIX_MPI_CHECK(
-        MPI_Alltoall(send, icount(count), mpi_type(t), recv, icount(count), mpi_type(t), comm_));
+        MPI_Alltoall(s, icount(count), mpi_type(t), recv, icount(count), mpi_type(t), comm_));
   }
 
   void send_recv(const void* send, void* recv, int64_t count, DType t, int send_to,
                  int recv_from) override {
+    if (send == recv) {
+      HELIX_MPI_CHECK(MPI_Sendrecv_replace(recv, icount(count), mpi_type(t), send_to, 7, recv_from,
+                                           7, comm_, MPI_STATUS_IGNORE));
+      return;
+    }
     HELIX_MPI_CHECK(MPI_Sendrecv(send, icount(count), mpi_type(t), send_to, 7, recv, icount(count),
                                  mpi_type(t), recv_from, 7, comm_, MPI_STATUS_IGNORE));
   }

@@ -1,5 +1,15 @@
 // Thin HDF5 (C API) helpers: a file written under a temporary name and renamed when complete,
 // groups, typed attributes, n-d datasets and column tables that h5py reads directly.
+//
+// Why the C API and not a C++ wrapper (HighFive, h5cpp): the C library is packaged with its headers
+// everywhere the project builds (libhdf5-dev on Debian and Ubuntu, hdf5-devel in EPEL), while
+// neither wrapper is in Debian 12's or 13's archive (`apt-cache search highfive` and `apt-cache
+// search h5cpp` find nothing in either), so using one would mean vendoring or downloading it at
+// configure time, which clusters without internet access cannot do. HighFive also changed its API
+// between its 2.x series (Fedora, EasyBuild: 2.6 to 2.10) and 3.x (conda-forge: 3.2), so the
+// project would have to pin a copy. What the traces need of HDF5 is small and fixed: groups,
+// scalar, string and vector attributes, n-d datasets of doubles and integers, column tables of
+// compound type, and a file that appears only when complete. These helpers are that subset.
 #pragma once
 
 #include <hdf5.h>

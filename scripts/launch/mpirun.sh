@@ -28,7 +28,8 @@
 # SHARP multicast needs fabric support that containers and VMs often lack; export
 # NCCL_NVLS_ENABLE=1 to measure with it), every other NCCL_* variable that is set
 # (NCCL_DEBUG=INFO to debug hangs; NCCL_SOCKET_IFNAME and NCCL_IB_HCA to pick networks across
-# nodes), CUDA_VISIBLE_DEVICES, HELIX_*, PATH and LD_LIBRARY_PATH. helix-bench records the
+# nodes), UCX_* and OMPI_MCA_* (the MPI's own transports), CUDA_VISIBLE_DEVICES, HELIX_*, PATH
+# and LD_LIBRARY_PATH. helix-bench records the
 # NCCL_* variables in the trace (root attribute nccl_env).
 #
 # Open MPI is driven with --map-by ppr:G:node and -x; MPICH and Intel MPI (Hydra) with -ppn and
@@ -80,7 +81,8 @@ np=${np:-$((gpn * nodes))}
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
 names=()
 while IFS='=' read -r name _; do
-  [[ $name == NCCL_* || $name == HELIX_* ]] && names+=("$name")
+  [[ $name == NCCL_* || $name == HELIX_* || $name == UCX_* || $name == OMPI_MCA_* ]] \
+    && names+=("$name")
 done < <(env)
 for v in CUDA_VISIBLE_DEVICES PATH LD_LIBRARY_PATH; do
   [[ -n ${!v:-} ]] && names+=("$v")

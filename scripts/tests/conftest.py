@@ -11,6 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.dirname(HERE)
 REPO = os.path.dirname(SCRIPTS)
 sys.path.insert(0, SCRIPTS)
+sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
 BINARY = os.path.join(REPO, "build", "bin", "helix-bench")
@@ -21,6 +22,9 @@ MPI_ENV = {
     "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_mpi_yield_when_idle": "1",
     "OMPI_MCA_hwloc_base_binding_policy": "none",
     "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
+    # Open MPI 5 (PRRTE) names
+    "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
+    "PRTE_MCA_hwloc_default_binding_policy": "none",
 }
 
 
@@ -28,7 +32,7 @@ def tool_env():
     env = dict(os.environ)
     for k, v in MPI_ENV.items():
         env.setdefault(k, v)
-    env["PYTHONPATH"] = SCRIPTS + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env["MPLBACKEND"] = "Agg"
     return env
 

@@ -24,13 +24,15 @@ def main():
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--backend", default="cpu")
     a = ap.parse_args()
-    if a.layouts == os.environ.get("FAKE_FAIL_LAYOUT"):
+    layouts = a.layouts.split(",")
+    if os.environ.get("FAKE_FAIL_LAYOUT") in layouts:
         print(f"helix-bench: error: --layouts: {a.layouts} refused by the test", file=sys.stderr)
         return 2
     time.sleep(float(os.environ.get("FAKE_SLEEP_S", "0")))
     ranks = int(os.environ.get("FAKE_NP", "1"))
     tmp = f"{a.out}.tmp.{os.getpid()}"
-    synth.write_decode(tmp, runs=[{"layout": a.layouts, "seq_len": a.seq, "batch": a.batch}],
+    synth.write_decode(tmp, runs=[{"layout": x, "seq_len": a.seq, "batch": a.batch}
+                                  for x in layouts],
                        iters=a.iters, ranks=max(ranks, 2), model=a.model, seed=a.seq + a.batch)
     os.replace(tmp, a.out)
     print(f"fake decode {a.layouts} S={a.seq} B={a.batch}")

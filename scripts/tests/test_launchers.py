@@ -14,6 +14,7 @@ import pytest
 from conftest import REPO, SCRIPTS, need_binary, tool_env
 
 SHELL_SCRIPTS = sorted(glob.glob(os.path.join(SCRIPTS, "slurm", "*.sbatch")) +
+                       [os.path.join(SCRIPTS, "slurm", "common.sh")] +
                        glob.glob(os.path.join(SCRIPTS, "launch", "*.sh")) +
                        [os.path.join(SCRIPTS, "gate.sh"),
                         os.path.join(SCRIPTS, "gpu_kv_transfer.sh"),
@@ -37,20 +38,26 @@ def test_shell_syntax(script):
         assert p.returncode == 0, p.stdout
 
 
-def test_slurm_scripts_request_one_task_per_gpu_with_pmix():
+def test_slurm_scripts_requeue_append_and_detect_the_mpi_plugin():
     for path in glob.glob(os.path.join(SCRIPTS, "slurm", "*.sbatch")):
         text = open(path).read()
-        assert "#SBATCH --ntasks-per-node=8" in text and "#SBATCH --gpus-per-node=8" in text
-        assert "srun --mpi=pmix" in text and "NCCL_" in text and "--requeue" in text
+        assert "#SBATCH --requeue" in text and "#SBATCH --open-mode=append" in text
+        assert "--mpi=pmix" not in text and "scripts/slurm/common.sh" in text
+        assert "--gpus-per-task=1" in text  # the warning against it
+    common = open(os.path.join(SCRIPTS, "slurm", "common.sh")).read()
+    assert "srun --mpi=list" in common and "HELIX_SRUN_MPI" in common
+    assert "--export=ALL" in common and "--gpu-bind=none" in common
 
 
 def test_mpirun_launcher_command():
+    env = dict(tool_env(), UCX_NET_DEVICES="mlx5_0:1", OMPI_MCA_pml="ucx")
     p = sh([os.path.join(SCRIPTS, "launch", "mpirun.sh"), "--print", "--hosts", "n1,n2",
-            "--gpus-per-node", "8", "--cpus-per-rank", "12", "prog", "--flag"])
+            "--gpus-per-node", "8", "--cpus-per-rank", "12", "prog", "--flag"], env=env)
     assert p.returncode == 0, p.stderr
     if "Open MPI" in sh(["mpirun", "--version"]).stdout:
         assert "-np 16" in p.stdout and "ppr:8:node:PE=12" in p.stdout
         assert "-x NCCL_NVLS_ENABLE" in p.stdout
+        assert "-x UCX_NET_DEVICES" in p.stdout and "-x OMPI_MCA_pml" in p.stdout
     assert p.stdout.strip().endswith("prog --flag")
     p = sh([os.path.join(SCRIPTS, "launch", "mpirun.sh"), "-np", "0", "prog"])
     assert p.returncode == 2 and "-np" in p.stderr
@@ -98,6 +105,7 @@ def test_slurm_script_outside_slurm(script, tmp_path):
             "--backend", "cpu", "--iters", "2", "--warmup", "0"], env=env, cwd=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "NCCL_NVLS_ENABLE=0" in p.stdout
+    assert "helix: 2 GPUs per node (from SLURM_GPUS_ON_NODE)" in p.stdout
     with h5py.File(out, "r") as f:
         assert len(f["decode"]) == 1
         assert "NCCL_NVLS_ENABLE=0" in f.attrs["nccl_env"]

@@ -49,14 +49,14 @@ def test_repeated_jobs_of_every_point(tmp_path):
     out = tmp_path / "rep.h5"
     p = call_main(sweep_main, *FAKE_GRID, "--out", out, "--repeat", "2")
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "[7/12] np=2 tiny-gqa tp S=64 B=1 #2" in p.stdout
+    assert "[1/6] np=2 tiny-gqa tp S=64 B=1 #2" in p.stdout
     with h5py.File(out, "r") as f:
         g = f["decode"]
         reps = [(g[n].attrs["sweep_point"], int(g[n].attrs["sweep_repeat"])) for n in sorted(g)]
     assert len(reps) == 12 and len(set(reps)) == 12
     assert [r for _, r in reps] == [0] * 6 + [1] * 6
     p = call_main(sweep_main, *FAKE_GRID, "--out", out, "--repeat", "3")
-    assert p.returncode == 0 and "12 jobs already in" in p.stdout and len(sweep_points(out)) == 18
+    assert p.returncode == 0 and "12 already in" in p.stdout and len(sweep_points(out)) == 18
     assert call_main(sweep_main, *FAKE_GRID, "--out", out, "--repeat", "0").returncode == 2
 
 
@@ -156,7 +156,7 @@ def test_real_decode_sweep_through_mpirun(tmp_path):
             "--iters", "2", "--warmup", "1", "--decode-steps", "2"]
     p = run_tool("sweep", *args)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "4 of 4 jobs done, 0 failed" in p.stdout
+    assert "4 of 4 points done, 0 failed" in p.stdout
     check = subprocess.run([sys.executable, os.path.join(SCRIPTS, "check_trace.py"), str(out)],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -166,4 +166,28 @@ def test_real_decode_sweep_through_mpirun(tmp_path):
             ("tp", 1), ("helix-hopb", 1), ("tp", 3), ("helix-hopb", 3)]
         assert all(r["job_devices"] == "rank0=cpu;rank1=cpu" for r in runs)
     p = run_tool("sweep", *args)
-    assert p.returncode == 0 and "4 jobs already in" in p.stdout
+    assert p.returncode == 0 and "4 already in" in p.stdout
+
+
+def test_layouts_of_a_point_run_as_one_job_step(tmp_path):
+    p = call_main(sweep_main, "--np", "2", "--models", "tiny-gqa", "--layouts", "tp,kvp,helix",
+                  "--seq", "64,128", "--batch", "1", "--out", tmp_path / "x.h5", "--dry-run",
+                  "--launcher", "srun -n {np}", "--binary", "helix-bench")
+    assert p.returncode == 0, p.stderr
+    assert "6 to run in 2 job steps" in p.stdout
+    lines = [l for l in p.stdout.splitlines() if l.startswith("srun")]
+    assert [l.split("--layouts ")[1].split()[0] for l in lines] == ["tp,kvp,helix"] * 2
+    assert "--seq 64 " in lines[0] and "--seq 128 " in lines[1]
+
+
+def test_job_with_a_failing_layout_is_retried_layout_by_layout(tmp_path):
+    out = tmp_path / "sweep.h5"
+    os.environ["FAKE_FAIL_LAYOUT"] = "tp"
+    try:
+        p = call_main(sweep_main, *FAKE_GRID, "--out", out, "--seq", "64")
+    finally:
+        del os.environ["FAKE_FAIL_LAYOUT"]
+    assert p.returncode == 1
+    assert "the job of 2 layouts exited with code 2 and no trace; running them one by one" \
+        in p.stdout
+    assert [s.split(";")[2] for s in sweep_points(out)] == ["layout=helix"]

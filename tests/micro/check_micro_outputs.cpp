@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -100,6 +101,7 @@ void check_trace(const std::string& path, int ranks, bool want_verified) {
     if (crows == 0) crows = v.size();
     expect(v.size() == crows && crows > 0, p + ": wrong length");
   }
+  std::map<std::string, std::vector<double>> num;
   for (const char* col : {"group_size", "size_bytes", "count", "time_us", "algbw_gbps",
                           "busbw_gbps", "wrong", "in_place"}) {
     const std::string p = std::string("/micro/collectives/") + col;
@@ -110,11 +112,31 @@ void check_trace(const std::string& path, int ranks, bool want_verified) {
     const auto v = read_doubles(f, p);
     expect(v.size() == crows, p + ": wrong length");
     for (double x : v) {
-      expect(std::isfinite(x) && x >= 0, p + ": value not finite or negative");
-      if (col == std::string("wrong")) expect(x == 0, p + ": wrong elements reported");
+      // wrong = -1: an in-place all_to_all or send_recv, timed but not checked (nccl-tests' N/A)
+      const double lowest = col == std::string("wrong") ? -1 : 0;
+      expect(std::isfinite(x) && x >= lowest,
+             p + ": value not finite or below " + std::to_string(int(lowest)));
+      if (col == std::string("wrong")) expect(x <= 0, p + ": wrong elements reported");
       if (col == std::string("group_size")) expect(x == ranks, p + ": group size differs");
     }
+    num[col] = v;
   }
+  // nccl-tests' count: the elements of one call (S for all_reduce and send_recv, one rank's block
+  // otherwise); every collective has out-of-place and in-place rows.
+  const auto names = read_strings(f, "/micro/collectives/collective");
+  size_t in_place_rows = 0;
+  for (size_t i = 0; i < crows && num.size() == 8 && names.size() == crows; ++i) {
+    const bool per_rank = names[i] != "all_reduce" && names[i] != "send_recv";
+    const double elems = num["size_bytes"][i] / 4;  // float
+    expect(num["count"][i] == (per_rank ? elems / ranks : elems),
+           "/micro/collectives/count: not nccl-tests' count for " + names[i]);
+    in_place_rows += num["in_place"][i] == 1;
+    const bool checked =
+        num["in_place"][i] == 0 || (names[i] != "all_to_all" && names[i] != "send_recv");
+    expect((num["wrong"][i] == 0) == checked,
+           "/micro/collectives/wrong: " + names[i] + (checked ? " not checked" : " checked"));
+  }
+  expect(in_place_rows * 2 == crows, "/micro/collectives: not one in-place row per size");
   H5Fclose(f);
 }
 

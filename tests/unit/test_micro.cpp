@@ -37,10 +37,15 @@ TEST(MicroBusBw, SizesAndCounts) {
   // S is the buffer (all-reduce, send/recv) or the whole group's data (the others).
   EXPECT_EQ(op_count_for_size(Collective::all_reduce, 4, 4096, DType::fp32), 1024);
   EXPECT_EQ(op_count_for_size(Collective::all_gather, 4, 4096, DType::fp32), 256);
-  EXPECT_EQ(op_count_for_size(Collective::all_to_all, 3, 4096, DType::fp32), 341);
-  EXPECT_EQ(size_for_op_count(Collective::all_to_all, 3, 341, DType::fp32), 4092);
+  // one rank's block in whole 16-byte units, as nccl-tests: 1024 / 3 = 341 -> 340 floats
+  EXPECT_EQ(op_count_for_size(Collective::all_to_all, 3, 4096, DType::fp32), 340);
+  EXPECT_EQ(size_for_op_count(Collective::all_to_all, 3, 340, DType::fp32), 4080);
+  EXPECT_EQ(op_count_for_size(Collective::all_gather, 3, 4096, DType::bf16), 680);  // 682 -> 680
   EXPECT_EQ(op_count_for_size(Collective::reduce_scatter, 4, 8, DType::fp32), 0);
+  EXPECT_EQ(op_count_for_size(Collective::reduce_scatter, 4, 63, DType::fp32), 0);
+  EXPECT_EQ(op_count_for_size(Collective::reduce_scatter, 4, 64, DType::fp32), 4);
   EXPECT_EQ(op_count_for_size(Collective::send_recv, 4, 8, DType::bf16), 4);
+  EXPECT_EQ(op_count_for_size(Collective::all_reduce, 3, 20, DType::fp32), 5);  // no rounding
   EXPECT_EQ(size_sweep(8, 64, 2), (std::vector<int64_t>{8, 16, 32, 64}));
   EXPECT_EQ(size_sweep(8, 100, 8), (std::vector<int64_t>{8, 64}));
 }
@@ -319,6 +324,50 @@ TEST(MicroVerify, CatchesAKernelThatMissesItsReference) {
     }
   }
   EXPECT_GT(combines, 0);
+}
+
+TEST(MicroNcclTestsFormat, Numbers) {
+  // two decimals while they fit, then one, then none, then the exponent form
+  EXPECT_EQ(nccl_tests_number(12.3456, 7), "  12.35");
+  EXPECT_EQ(nccl_tests_number(12345.6, 7), "12345.6");
+  EXPECT_EQ(nccl_tests_number(1234567.8, 7), "1234568");
+  EXPECT_EQ(nccl_tests_number(123456789.0, 7), "1.2e+08");
+  EXPECT_EQ(nccl_tests_number(0.0, 6), "  0.00");
+  EXPECT_EQ(nccl_tests_number(1234.56, 6), "1234.6");
+  EXPECT_EQ(nccl_tests_number(1234567.0, 6), " 1e+06");
+}
+
+TEST(MicroNcclTestsFormat, Table) {
+  CollResult o;
+  o.coll = Collective::all_to_all;
+  o.group_size = 4;
+  o.size_bytes = 1048576;
+  o.count = 65536;
+  o.time_us_median = 45.25;
+  o.algbw_gbps = 23.17;
+  o.busbw_gbps = 17.38;
+  CollResult ip = o;
+  ip.in_place = true;
+  ip.wrong = -1;
+  ip.busbw_gbps = 18.38;
+  std::vector<CollResult> rows = {o, ip};
+  char buf[4096] = {};
+  std::FILE* f = fmemopen(buf, sizeof buf - 1, "w");
+  ASSERT_NE(f, nullptr);
+  print_collective_table(f, Collective::all_to_all, 4, "nccl", rows);
+  std::fclose(f);
+  const std::string text = buf;
+  EXPECT_NE(text.find("\n#       size         count      type   redop    root     time   algbw   "
+                      "busbw  #wrong     time   algbw   busbw  #wrong \n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\n     1048576         65536     float    none      -1    45.25   23.17   "
+                      "17.38       0    45.25   23.17   18.38    N/A\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\n# Out of bounds values : 0 OK\n# Avg bus bandwidth    : 17.88 \n#\n"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace

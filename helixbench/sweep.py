@@ -1,11 +1,13 @@
 """helix-sweep: a grid of `helix-bench decode` runs merged into one trace, resumable.
 
-Every point of the grid (ranks x model x sequence length x batch x layout) is one decode job,
-launched through the launcher (mpirun by default) into a temporary trace. After each point the
+Every point of the grid (ranks x model x sequence length x batch x layout) becomes one run.
+The layouts of one (ranks, model, S, B) run as one decode job step (`--layouts tp,kvp,...`),
+launched through the launcher (mpirun by default) into a temporary trace. After each job the
 output trace is rebuilt under a temporary name and renamed over the old one, so a sweep killed
-at any moment (a scheduler's time limit, Ctrl-C) leaves a whole trace holding every finished
-point. Run the same command again: points already in the trace are skipped (each run records its
-point in the attribute `sweep_point`), so nothing is measured twice and nothing is lost.
+at any moment (a scheduler's time limit, preemption, Ctrl-C) leaves a whole trace holding every
+finished point. Run the same command again (or let Slurm requeue the job): points already in the
+trace are skipped (each run records its point in the attribute `sweep_point`), so nothing is
+measured twice and nothing is lost.
 
 --repeat R runs every point R times, as separate jobs, all points once before any is repeated (so
 the repeats also see drift over the sweep); each run records its repeat in `sweep_repeat`. The
@@ -38,8 +40,7 @@ import h5py
 
 from .trace import TraceError, attrs_dict, open_trace, text
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-DEFAULT_BINARY = os.path.join(REPO, "build", "bin", "helix-bench")
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 DEFAULT_LAUNCHER = "mpirun -np {np}"
 LAYOUTS = ("tp", "kvp", "helix", "helix-hopb")
 JOB_ATTRS = ("command_line", "utc_time", "hosts", "devices", "slurm_job_id", "git_sha",
@@ -123,23 +124,24 @@ def done_points(path: str) -> set:
                 for r in g if isinstance(g[r], h5py.Group) and "sweep_point" in g[r].attrs}
 
 
-def merge_point(out: str, point_trace: str, point: dict, sweep_command: str,
-                repeat: int = 0) -> list:
-    """Adds the runs of one point's trace to `out` atomically (copy, append, rename). Returns
-    the attributes of the added runs."""
+def merge_job(out: str, job_trace: str, points: list, sweep_command: str,
+              repeat: int = 0) -> list:
+    """Adds the runs of one decode job's trace to `out` atomically (copy, append, rename). The
+    job ran the layouts of `points` (same ranks, model, S, B); each run is recorded as the point
+    of its layout. Returns [(point, attributes of its added runs)] in the order of `points`."""
     tmp = f"{out}.tmp.{os.getpid()}"
-    added = []
+    by_layout = {p["layout"]: (p, []) for p in points}
     try:
         if os.path.exists(out):
             shutil.copyfile(out, tmp)
-        with h5py.File(point_trace, "r") as src, h5py.File(tmp, "a") as dst:
+        with h5py.File(job_trace, "r") as src, h5py.File(tmp, "a") as dst:
             if "schema_version" not in dst.attrs:
                 for k, v in src.attrs.items():
                     dst.attrs[k] = v
                 dst.attrs["sweep_command"] = sweep_command
             sg = src.get("decode")
             if not isinstance(sg, h5py.Group):
-                raise TraceError(f"{point_trace}: the decode job wrote no /decode group")
+                raise TraceError(f"{job_trace}: the decode job wrote no /decode group")
             dg = dst.require_group("decode")
             for k, v in sg.attrs.items():
                 if k == "model" and "model" in dg.attrs:
@@ -151,6 +153,11 @@ def merge_point(out: str, point_trace: str, point: dict, sweep_command: str,
             index = len([n for n in dg if n.startswith("run_")])
             job = {k: src.attrs[k] for k in JOB_ATTRS if k in src.attrs}
             for name in sorted(sg):
+                layout = text(sg[name].attrs.get("layout", ""))
+                if layout not in by_layout:
+                    raise TraceError(f"{job_trace}: run {name} has layout '{layout}', not one of "
+                                     f"the job's {', '.join(by_layout)}")
+                point, added = by_layout[layout]
                 new = f"run_{index:04d}"
                 sg.copy(sg[name], dg, name=new)
                 for k, v in job.items():
@@ -168,7 +175,7 @@ def merge_point(out: str, point_trace: str, point: dict, sweep_command: str,
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return added
+    return [by_layout[p["layout"]] for p in points]
 
 
 def remove_stale_work(out: str):
@@ -196,19 +203,124 @@ def remove_stale_work(out: str):
             continue
 
 
-def decode_command(point: dict, launcher: str, binary: str, trace: str,
+def binary_candidates() -> list:
+    """Where helix-bench is looked for when --binary is not given, in order: the build folder of
+    the checkout this package runs from (an editable install or PYTHONPATH), build/bin under the
+    current directory, the bin folder of this Python environment (`cmake --install build
+    --prefix .venv`), then PATH."""
+    cands = [os.path.join(REPO, "build", "bin", "helix-bench"),
+             os.path.join(os.getcwd(), "build", "bin", "helix-bench"),
+             os.path.join(sys.prefix, "bin", "helix-bench")]
+    on_path = shutil.which("helix-bench")
+    if on_path:
+        cands.append(on_path)
+    return cands
+
+
+def find_binary() -> str:
+    """The first executable of binary_candidates(); a build folder below the current directory
+    as a relative path (shorter command lines in the trace)."""
+    for n, c in enumerate(binary_candidates()):
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            rel = os.path.relpath(c)
+            return rel if n < 2 and not rel.startswith("..") else os.path.abspath(c)
+    raise UsageError("--binary: helix-bench not found in " +
+                     ", ".join(dict.fromkeys(binary_candidates())) +
+                     " or PATH (build it with scripts/build.sh, install it with cmake --install, "
+                     "or give --binary)")
+
+
+def decode_command(points: list, launcher: str, binary: str, trace: str,
                    ranks_per_node: int = 0) -> list:
+    """One job step running the layouts of `points` (same ranks, model, S, B and options)."""
+    point = points[0]
     nodes = -(-point["np"] // ranks_per_node) if ranks_per_node else 1
     cmd = shlex.split(launcher.replace("{np}", str(point["np"])).replace("{nodes}", str(nodes)))
-    cmd += [binary, "decode", "--model", point["model"], "--layouts", point["layout"],
+    cmd += [binary, "decode", "--model", point["model"],
+            "--layouts", ",".join(p["layout"] for p in points),
             "--seq", str(point["seq"]), "--batch", str(point["batch"]), "--quiet",
             "--out", trace]
     return cmd + list(point["args"])
 
 
+def job_groups(points: list) -> list:
+    """The grid as jobs: consecutive points that differ only in their layout, as [(index, point)]
+    (1-based grid index). Layouts vary fastest in the grid, so each job holds every layout of
+    one (ranks, model, S, B) and runs as one job step."""
+    groups = []
+    for i, p in enumerate(points, 1):
+        key = (p["np"], p["model"], p["seq"], p["batch"], tuple(p["args"]))
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append((i, p))
+        else:
+            groups.append((key, [(i, p)]))
+    return [g for _, g in groups]
+
+
 def describe(p: dict) -> str:
     extra = f" {' '.join(p['args'])}" if p["args"] else ""
     return f"np={p['np']} {p['model']} {p['layout']} S={p['seq']} B={p['batch']}{extra}"
+
+
+def run_job(job: list, opts, out: str, work: str, sweep_command: str, total: int,
+            repeat: int = 0) -> tuple:
+    """Runs one job step for the points `job` ([(index, point)]) and merges its runs. A job of
+    several layouts that exits without a trace (bad input for one of them, a crash) is retried
+    layout by layout, so one layout cannot cost the others. Returns (failed points, stop)."""
+    points = [p for _, p in job]
+    trace = os.path.join(work, f"job_{job[0][0]:05d}.h5")
+    cmd = decode_command(points, opts.launcher, opts.binary, trace, opts.ranks_per_node)
+    tags = [f"[{i}/{total}] {describe(p)}" + (f" #{repeat + 1}" if opts.repeat > 1 else "")
+            for i, p in job]
+    start = time.monotonic()
+    timeout = opts.point_timeout * len(job) if opts.point_timeout else None
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for tag in tags:
+            print(f"{tag}: FAILED (killed after --point-timeout {opts.point_timeout:g} s per "
+                  f"point): {shlex.join(cmd)}", flush=True)
+        return len(job), opts.stop_on_error
+    secs = time.monotonic() - start
+    if opts.verbose:
+        sys.stdout.write(proc.stdout)
+    if not os.path.exists(trace):
+        if len(job) > 1:
+            print(f"[{job[0][0]}-{job[-1][0]}/{total}]: the job of {len(job)} layouts exited with "
+                  f"code {proc.returncode} and no trace; running them one by one", flush=True)
+            failed = 0
+            for one in job:
+                f, stop = run_job([one], opts, out, work, sweep_command, total)
+                failed += f
+                if stop:
+                    return failed, True
+            return failed, False
+        tail = "\n    ".join(proc.stdout.strip().splitlines()[-5:])
+        print(f"{tags[0]}: FAILED (exit code {proc.returncode}, {secs:.1f} s, no trace): "
+              f"{shlex.join(cmd)}\n    {tail}", flush=True)
+        return 1, opts.stop_on_error
+    merged = merge_job(out, trace, points, sweep_command, repeat)
+    os.remove(trace)
+    failed = 0
+    for tag, (_, added) in zip(tags, merged):
+        parts = []
+        bad = not added
+        for a in added:
+            if a.get("status", "ok") != "ok":
+                parts.append(f"refused ({a.get('message', '')})")
+            else:
+                v = ("verified" if a.get("verified") else
+                     "NOT VERIFIED" if a.get("verify_ran") else "not checked")
+                bad = bad or (a.get("verify_ran") and not a.get("verified"))
+                parts.append(f"step {a.get('step_us_median', float('nan')):.1f} us, {v}")
+        status = "ok" if proc.returncode == 0 else f"exit code {proc.returncode}"
+        failed += int(bool(bad))
+        print(f"{tag}: {'; '.join(parts) or 'no runs'} [{status}, {secs:.1f} s for the job]",
+              flush=True)
+    if proc.returncode != 0 and failed == 0:
+        failed = 1  # the job failed although its runs look fine: count it once
+    return failed, bool(failed) and opts.stop_on_error
 
 
 def run_sweep(opts) -> int:
@@ -218,19 +330,22 @@ def run_sweep(opts) -> int:
     if not os.path.isdir(out_dir):
         raise UsageError(f"--out: directory {out_dir} does not exist")
     done = done_points(out)  # raises TraceError for a file that is not a trace
-    jobs = [(p, r) for r in range(opts.repeat) for p in points]
-    todo = [(p, r) for p, r in jobs if (point_key(p), r) not in done]
+    # Every point once before any is repeated.
+    runs = [(p, r) for r in range(opts.repeat) for p in points]
+    todo = [(p, r) for p, r in runs if (point_key(p), r) not in done]
+    jobs = [[(i, p) for i, p in g if (point_key(p), r) not in done]
+            for r in range(opts.repeat) for g in job_groups(points)]
+    jobs = [j for j in jobs if j]
     rep_txt = f" x {opts.repeat} repeats" if opts.repeat > 1 else ""
-    print(f"helix-sweep: {len(points)} points{rep_txt}, {len(jobs) - len(todo)} jobs already in "
-          f"{out}, {len(todo)} to run", flush=True)
+    print(f"helix-sweep: {len(points)} points{rep_txt}, {len(runs) - len(todo)} already in {out}, "
+          f"{len(todo)} to run in {len(jobs)} job steps", flush=True)
+    if opts.binary is None:
+        opts.binary = find_binary() if todo else "helix-bench"
     if opts.dry_run:
-        for p, _ in todo:
-            print(shlex.join(decode_command(p, opts.launcher, opts.binary, "POINT.h5",
-                                            opts.ranks_per_node)))
+        for j in jobs:
+            print(shlex.join(decode_command([p for _, p in j], opts.launcher, opts.binary,
+                                            "POINT.h5", opts.ranks_per_node)))
         return EXIT_OK
-    if opts.binary == DEFAULT_BINARY:  # shorter command lines in the trace from the repository
-        rel = os.path.relpath(DEFAULT_BINARY)
-        opts.binary = rel if not rel.startswith("..") else DEFAULT_BINARY
     if todo and not (os.path.isfile(opts.binary) and os.access(opts.binary, os.X_OK)):
         raise UsageError(f"--binary: {opts.binary} is not an executable (build it with "
                          "scripts/build.sh)")
@@ -240,60 +355,26 @@ def run_sweep(opts) -> int:
     work = f"{out}.tmp.sweep-{socket.gethostname()}-{os.getpid()}"
     os.makedirs(work, exist_ok=True)
     try:
-        k = 0
-        for i, (p, repeat) in enumerate(jobs, 1):
-            tag = f"[{i}/{len(jobs)}] {describe(p)}" + (f" #{repeat + 1}" if opts.repeat > 1
-                                                       else "")
-            if (point_key(p), repeat) in done:
-                print(f"{tag}: skipped (already in the trace)", flush=True)
-                continue
-            k += 1
-            trace = os.path.join(work, f"point_{i:05d}.h5")
-            cmd = decode_command(p, opts.launcher, opts.binary, trace, opts.ranks_per_node)
-            start = time.monotonic()
-            try:
-                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True, timeout=opts.point_timeout or None)
-            except subprocess.TimeoutExpired:
-                failures += 1
-                print(f"{tag}: FAILED (killed after --point-timeout {opts.point_timeout:g} s): "
-                      f"{shlex.join(cmd)}", flush=True)
-                if opts.stop_on_error:
+        stop = False
+        for repeat in range(opts.repeat):
+            for group in job_groups(points):
+                for i, p in group:
+                    if (point_key(p), repeat) in done:
+                        print(f"[{i}/{len(points)}] {describe(p)}: skipped (already in the "
+                              "trace)", flush=True)
+                job = [(i, p) for i, p in group if (point_key(p), repeat) not in done]
+                if not job:
+                    continue
+                failed, stop = run_job(job, opts, out, work, sweep_command, len(points), repeat)
+                failures += failed
+                if stop:
                     break
-                continue
-            secs = time.monotonic() - start
-            if opts.verbose:
-                sys.stdout.write(proc.stdout)
-            if not os.path.exists(trace):
-                failures += 1
-                tail = "\n    ".join(proc.stdout.strip().splitlines()[-5:])
-                print(f"{tag}: FAILED (exit code {proc.returncode}, {secs:.1f} s, no trace): "
-                      f"{shlex.join(cmd)}\n    {tail}", flush=True)
-                if opts.stop_on_error:
-                    break
-                continue
-            added = merge_point(out, trace, p, sweep_command, repeat)
-            os.remove(trace)
-            done.add((point_key(p), repeat))
-            parts = []
-            for a in added:
-                if a.get("status", "ok") != "ok":
-                    parts.append(f"refused ({a.get('message', '')})")
-                else:
-                    v = ("verified" if a.get("verified") else
-                         "NOT VERIFIED" if a.get("verify_ran") else "not checked")
-                    parts.append(f"step {a.get('step_us_median', float('nan')):.1f} us, {v}")
-            status = "ok"
-            if proc.returncode != 0:
-                failures += 1
-                status = f"exit code {proc.returncode}"
-            print(f"{tag}: {'; '.join(parts) or 'no runs'} [{status}, {secs:.1f} s]", flush=True)
-            if proc.returncode != 0 and opts.stop_on_error:
+            if stop:
                 break
     finally:
         shutil.rmtree(work, ignore_errors=True)
     total = len(done_points(out)) if os.path.exists(out) else 0
-    print(f"helix-sweep: {out}: {total} of {len(jobs)} jobs done, {failures} failed",
+    print(f"helix-sweep: {out}: {total} of {len(runs)} point runs done, {failures} failed",
           flush=True)
     return EXIT_FAILED if failures else EXIT_OK
 
@@ -331,12 +412,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ranks-per-node", type=int, default=0,
                     help="ranks (GPUs) per node; the launcher's {nodes} becomes ceil(np / this), "
                          "e.g. 'srun --mpi=pmix -N {nodes} -n {np}' (default 0: {nodes} = 1)")
-    ap.add_argument("--binary", default=DEFAULT_BINARY,
-                    help="helix-bench executable (default: build/bin/helix-bench of this "
-                         "repository)")
+    ap.add_argument("--binary", default=None,
+                    help="helix-bench executable (default: build/bin/helix-bench of the "
+                         "checkout holding this package, else build/bin/helix-bench under the "
+                         "current directory, else the bin folder of this Python environment, "
+                         "else helix-bench on PATH)")
     ap.add_argument("--point-timeout", type=float, default=0,
-                    help="seconds one point may run before it is killed and counted as failed "
-                         "(default 0: no limit)")
+                    help="seconds one point may run before it is killed and counted as failed; "
+                         "a job step of several layouts gets this times their number (default 0: "
+                         "no limit)")
     ap.add_argument("--stop-on-error", action="store_true",
                     help="stop at the first failed point (default: go on with the others)")
     ap.add_argument("--repeat", type=int, default=1,
