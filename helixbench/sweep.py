@@ -374,7 +374,8 @@ def run_sweep(opts) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     total = len(done_points(out)) if os.path.exists(out) else 0
-    print(f"helix-sweep: {out}: {total} of {len(runs)} point runs done, {failures} failed",
+    runs_txt = "points" if opts.repeat == 1 else "point runs"
+    print(f"helix-sweep: {out}: {total} of {len(runs)} {runs_txt} done, {failures} failed",
           flush=True)
     return EXIT_FAILED if failures else EXIT_OK
 
