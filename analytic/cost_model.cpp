@@ -31,6 +31,10 @@ double CostModel::compute_us(const Step& s) const {
   double eff = 1.0;
   if (is_weight_gemm(s.op))
     eff = hw_.gemm_efficiency_at(double(std::max<int64_t>(1, s.batch.size())));
+  // HOP-B's chunked attention leaves reserved_sms SMs to the exchanges: its arithmetic runs on the
+  // others (the memory system is the same; fewer SMs still saturate it).
+  if (s.reserved_sms > 0 && hw_.sm_count > s.reserved_sms)
+    eff *= double(hw_.sm_count - s.reserved_sms) / double(hw_.sm_count);
   return launch_us(w) + std::max(bytes / mem_bw_bytes_per_us_, w.flops / (flops_per_us_ * eff));
 }
 
@@ -73,8 +77,8 @@ double CostModel::step_us(const Step& s, bool network) const {
   const Work& w = s.work;
   if (!w.coll) return compute_us(s);
   if (s.op == Op::a2a_wait) return 0.0;  // the join of the exchanges: priced by the pipeline
-  return launch_us(w) +
-         collective_us(*w.coll, w.group_size, w.comm_elems * opt_.comm_bytes, network);
+  const double elem = opt_.comm_bytes > 0 ? opt_.comm_bytes : opt_.act_bytes;
+  return collective_us(*w.coll, w.group_size, w.comm_elems * elem, network);
 }
 
 ScheduleTime schedule_time(const std::vector<Step>& steps, const std::vector<double>& step_us) {
@@ -85,6 +89,8 @@ ScheduleTime schedule_time(const std::vector<Step>& steps, const std::vector<dou
     const double d = step_us[i];
     t.phase_us[size_t(s.phase)] += d;
     if (s.op == Op::a2a_start) {
+      // On the communication stream: it starts when its chunk is packed (now) and the previous
+      // chunk's exchange is done, while the compute stream goes on.
       comm_free = std::max(now, comm_free) + d;
     } else if (s.op == Op::a2a_wait) {
       now = std::max(now, comm_free) + d;
@@ -139,7 +145,7 @@ double held_weight_elems(const ModelSpec& m, const RankShard& r) {
   const double H = m.hidden;
   double w = 0;
   // Attention projections: exactly what the schedule's steps read (they read every held weight),
-  // in a schedule without HOP-B chunks (each chunk's W_uv GEMM reads the same weights again).
+  // in a schedule without HOP-B chunks.
   RankShard one = r;
   one.layout.hopb_chunks = 1;
   for (const Step& s : build_schedule(m, one, 1, 0).steps)

@@ -6,9 +6,12 @@
 // time the profile's measured attention efficiency gives its KV bytes when the profile has it. A
 // collective takes latency + bytes x algorithm factor / bus bandwidth, inside the NVLink domain or
 // over the slower network when its group leaves the domain (a measured curve, or measured latency
-// and bus bandwidth, of the nearest group size replace the formula where the profile has them),
-// plus the launches that pack its send buffer. HOP-B is priced as the pipeline it is: the
-// All-to-All of chunk i runs on a communication stream while the attention of chunk i+1 computes.
+// and bus bandwidth, of the nearest group size replace the formula where the profile has them).
+// HOP-B is priced as the pipeline the executors run: per chunk its attention (MLA: and W_uv, whose
+// weights only the first chunk reads from memory) and the pack of its rows on the compute stream,
+// then its All-to-All on a communication stream while the next chunk computes; the combine and
+// everything after it once. The chunked attention's arithmetic runs on the SMs it leaves to the
+// exchanges (Step::reserved_sms, when the profile gives its SM count).
 #pragma once
 
 #include <array>
@@ -23,8 +26,11 @@ namespace helix {
 
 struct CostOptions {
   DType dtype = DType::fp4;  // weights, KV cache and GEMM / attention arithmetic
-  double act_bytes = 2.0;    // activations (BF16)
-  double comm_bytes = 2.0;   // communicated tensors (BF16; the executors send fp32: 4)
+  double act_bytes = 2.0;    // activations and communicated tensors (BF16)
+  // Bytes per element the collectives move, when it differs from act_bytes (0: act_bytes). The
+  // executors' collectives move fp32 (4): --validate prices a trace's collectives at the width
+  // the trace names (comm_dtype).
+  double comm_bytes = 0.0;
 };
 
 class CostModel {
@@ -56,10 +62,11 @@ class CostModel {
 CostModel collective_pricing(const HardwareProfile& hw);
 
 // Start-to-end time of one rank's schedule given each step's duration: steps run in order, except
-// HOP-B's a2a_start, which runs on a communication stream (starting when both its chunk's
-// attention and the previous chunk's All-to-All are done) while later compute proceeds; a2a_wait
-// waits for that stream. Phase times are summed per phase (overlapped phases add up to more than
-// the total, as in a trace).
+// HOP-B's a2a_start, which runs on a communication stream (starting when both its chunk's pack
+// and the previous chunk's All-to-All are done) while later compute proceeds; a2a_wait waits for
+// that stream (its duration is 0 in the priced schedules, and the executors time no phase for it).
+// Phase times are summed per phase (overlapped phases add up to more than the total, as in a
+// trace).
 struct ScheduleTime {
   double total_us = 0;
   std::array<double, kNumPhases> phase_us{};

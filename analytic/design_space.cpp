@@ -66,6 +66,7 @@ LayoutParams layer_layout(const ModelSpec& m, const DesignConfig& c, LayerKind k
       p.kvp = c.kvp;
       p.tpa = c.tpa;
       p.hopb_chunks = c.layout == LayoutKind::helix_hopb ? c.hopb_chunks : 1;
+      p.hopb_comm_sms = c.layout == LayoutKind::helix_hopb ? kDefaultHopbCommSms : 0;
       break;
     case LayoutKind::ep:  // the FFN layout: every rank in the FFN group
       p.kind = LayoutKind::helix;

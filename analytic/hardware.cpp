@@ -172,6 +172,11 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
   h.memory_bytes = positive(j, "memory_bytes", origin, "memory_bytes");
   h.mem_bw_gbps = positive(j, "mem_bw_gbps", origin, "mem_bw_gbps");
   if (j.contains("stream_gbps")) h.stream_gbps = positive(j, "stream_gbps", origin, "stream_gbps");
+  if (j.contains("sm_count")) {
+    const double sms = positive(j, "sm_count", origin, "sm_count");
+    if (sms != std::floor(sms) || sms > 1e4) bad(origin, "sm_count", "must be a whole SM count");
+    h.sm_count = int(sms);
+  }
   if (j.contains("mem_bw_efficiency") || h.stream_gbps <= 0) {
     h.mem_bw_efficiency = positive(j, "mem_bw_efficiency", origin, "mem_bw_efficiency");
     if (h.mem_bw_efficiency > 1.0) bad(origin, "mem_bw_efficiency", "must be <= 1");

@@ -58,11 +58,13 @@ struct LinkSpec {
 
 struct HardwareProfile {
   std::string name, kind, description;
-  double memory_bytes = 0;               // HBM per GPU
-  double mem_bw_gbps = 0;                // peak
-  double mem_bw_efficiency = 1;          // achievable fraction of the peak
-  double stream_gbps = 0;                // measured; wins over peak x efficiency when > 0
-  std::map<DType, double> flops_tflops;  // dense per GPU; absent: unsupported
+  double memory_bytes = 0;       // HBM per GPU
+  double mem_bw_gbps = 0;        // peak
+  double mem_bw_efficiency = 1;  // achievable fraction of the peak
+  double stream_gbps = 0;        // measured; wins over peak x efficiency when > 0
+  int sm_count = 0;  // streaming multiprocessors per GPU (0: not given; HOP-B's SM reservation is
+                     // then not priced)
+  std::map<DType, double> flops_tflops;              // dense per GPU; absent: unsupported
   std::vector<GemmEfficiencyPoint> gemm_efficiency;  // sorted by m
   // Prefill (large-M) pricing: achieved fraction of the dense peak for the weight GEMMs when the
   // profile has no gemm_efficiency curve, for the attention products, and the precision those

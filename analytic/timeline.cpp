@@ -152,10 +152,12 @@ StepAccount account(const Matching& mt, const std::vector<RankSteps>& ranks,
     for (size_t j = 0; j < r.steps.size(); ++j) {
       const Step& s = r.steps[j];
       const double d = r.step_us[j];
-      a.phase_us[size_t(s.phase)] += d;
-      if (s.op == Op::a2a_wait) {
+      if (s.op == Op::a2a_wait) {  // no phase's time: exposed communication (executor.hpp)
         p.join += d;
-      } else if (mt.of_step[i][j] >= 0) {
+        continue;
+      }
+      a.phase_us[size_t(s.phase)] += d;
+      if (mt.of_step[i][j] >= 0) {
         const double t = transfer[size_t(mt.of_step[i][j])];
         add_collective(a, p, s, d - t, t);
       } else if (s.work.coll) {
@@ -224,7 +226,7 @@ StepAccount simulate_timeline(const LayoutParams& layout, const std::vector<Rank
         const int id = mt.of_step[i][j];
         if (s.op == Op::a2a_wait) {
           const double t = std::max(0.0, comm_free[i] - now[i]) + d;
-          a.phase_us[size_t(s.phase)] += t;
+          a.phase_us[size_t(s.phase)] += d;  // the wait for the exchanges: no phase's time
           parts[i].join += t;
           now[i] = std::max(now[i], comm_free[i]) + d;
         } else if (id >= 0) {

@@ -20,12 +20,14 @@
 // Streams: HOP-B's a2a_start runs on a communication stream (it arrives when both its chunk's
 // attention and the previous chunk's exchange are done) while later compute proceeds; a2a_wait is
 // the compute stream waiting for that stream. The exchanges' durations count in attn_comm (with
-// their wait and transfer), as does the a2a_wait's, which is neither a wait for a peer nor a
-// transfer: for helix-hopb, attn_comm >= its wait + transfer.
+// their wait and transfer), as do the packs of their rows (compute on the compute stream, neither
+// wait nor transfer): attn_comm >= its wait + transfer. The a2a_wait's time is in no phase (as the
+// executors time it: it is exposed communication, executor.hpp).
 //
 // The breakdown of a rank's step: compute (its compute phases) + wait + transfer (of its blocking
 // collectives, and the a2a_wait time split in the proportion of its exchanges' wait and transfer)
-// + other (the rest: launch gaps and host work between steps; step minus the three) = step_us.
+// + other (the rest: the packs, launch gaps and host work between steps; step minus the three)
+// = step_us.
 // wait + transfer + other = step - compute = the exposed communication (executor.hpp).
 #pragma once
 

@@ -162,14 +162,19 @@ void NcclComm::recv(float* buf, int64_t n, int peer, cudaStream_t stream) {
   HELIX_NCCL_CHECK(ncclRecv(buf, size_t(n), ncclFloat32, peer, raw(c_), stream));
 }
 
-std::unique_ptr<NcclComm> NcclComm::split(const std::vector<int>& members) const {
+std::unique_ptr<NcclComm> NcclComm::split(const std::vector<int>& members, int max_ctas) const {
   int color = NCCL_SPLIT_NOCOLOR, key = 0;
   for (size_t i = 0; i < members.size(); ++i) {
     if (members[i] == rank_) key = int(i);
     if (i == 0 || members[i] < color) color = members[i];
   }
   ncclComm_t c = nullptr;
-  HELIX_NCCL_CHECK(ncclCommSplit(raw(c_), color, key, &c, nullptr));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  if (max_ctas > 0) {
+    config.minCTAs = 1;
+    config.maxCTAs = max_ctas;
+  }
+  HELIX_NCCL_CHECK(ncclCommSplit(raw(c_), color, key, &c, max_ctas > 0 ? &config : nullptr));
   if (members.empty()) return nullptr;
   return std::make_unique<NcclComm>(c);
 }

@@ -26,8 +26,10 @@ class NcclComm final : public DeviceComm {
   // id broadcast over MPI. Collective over `comm`.
   static std::unique_ptr<NcclComm> create(MPI_Comm comm);
   // A sub-group (ncclCommSplit). Collective over this communicator: every rank passes the ranks
-  // of its own group, in group order (empty: not a member, gets nullptr).
-  std::unique_ptr<NcclComm> split(const std::vector<int>& members) const;
+  // of its own group, in group order (empty: not a member, gets nullptr). max_ctas > 0 caps the
+  // CTAs of each of its kernels (ncclConfig_t::maxCTAs), so that they fit the SMs a concurrent
+  // computation leaves free; every rank of the group must pass the same value.
+  std::unique_ptr<NcclComm> split(const std::vector<int>& members, int max_ctas = 0) const;
   // "major.minor.patch" of the NCCL library.
   static std::string version();
 

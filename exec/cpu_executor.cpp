@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "kernels/gemm.hpp"
 #include "kernels/moe.hpp"
 #include "kernels/norm.hpp"
+#include "kernels/partials.hpp"
 #include "kernels/rope.hpp"
 
 namespace helix {
@@ -73,25 +75,45 @@ void CpuExecutor::step(const Schedule& schedule, StepTiming* timing) {
   StepTiming t;
   const int slow_step = timing ? delay_.last_step(schedule.steps) : -1;
   const double delay_us = delay_.next_us();
-  const auto t_step = Clock::now();
+  t.chunk_us.assign(size_t(exchange_chunks(schedule)), {NAN, NAN, NAN, NAN});
+  chunk_us_ = &t.chunk_us;
+  step_start_ = Clock::now();
   for (size_t i = 0; i < schedule.steps.size(); ++i) {
     const Step& s = schedule.steps[i];
-    const auto t0 = Clock::now();
+    const double t0 = us_since(step_start_);
     run_step(s, schedule);
-    if (int(i) == slow_step && delay_us > 0) {
-      const double until = us_since(t0) + delay_us;
-      while (us_since(t0) < until) {
+    if (int(i) == slow_step && delay_us > 0) {  // test-only: inside the step's timing
+      const double until = us_since(step_start_) + delay_us;
+      while (us_since(step_start_) < until) {
       }
     }
-    const double us = us_since(t0);
-    t.phase_us[static_cast<int>(s.phase)] += us;
-    t.steps_us.push_back(us);
+    const double t1 = us_since(step_start_);
+    t.steps_us.push_back(t1 - t0);
+    // The wait is no phase of its own: the chunks' exchanges are timed (posting), and what the
+    // wait adds to the step shows as exposed communication.
+    if (s.op != Op::a2a_wait) t.phase_us[static_cast<int>(s.phase)] += t1 - t0;
+    if (t.chunk_us.empty()) continue;  // tp: no exchange
+    auto& row = t.chunk_us[size_t(std::min<int>(chunk_row(s), int(t.chunk_us.size()) - 1))];
+    if (s.op == Op::attention) {
+      row[kAttentionStart] = t0;
+      row[kAttentionEnd] = t1;
+    } else if (is_partials_exchange(s.op)) {
+      row[kCommStart] = t0;
+      if (s.op != Op::a2a_start) row[kCommEnd] = t1;  // a2a_start: stamped by progress()
+    }
   }
   HELIX_CHECK(pending_.empty(), "schedule left a non-blocking exchange pending");
-  t.step_us = us_since(t_step);
+  chunk_us_ = nullptr;
+  t.step_us = us_since(step_start_);
   t.exposed_comm_us = exposed_comm_us(t.phase_us, t.step_us);
   if (slow_step >= 0) delay_.observe(schedule.steps, t.steps_us, delay_us);
-  if (timing) *timing = t;
+  if (timing) *timing = std::move(t);
+}
+
+void CpuExecutor::progress() {
+  for (size_t i = 0; i < pending_.size(); ++i)
+    if (pending_[i].pending() && pending_[i].test() && chunk_us_)
+      (*chunk_us_)[size_t(pending_chunk_[i])][kCommEnd] = us_since(step_start_);
 }
 
 void CpuExecutor::prologue(int64_t pos) {
@@ -198,7 +220,7 @@ void CpuExecutor::attention(const Step& s) {
       a.lse = part_lse + b * qh;
       cpu::attention_gqa(a);
     }
-    if (!pending_.empty()) test_all(pending_);
+    progress();
   }
 }
 
@@ -215,46 +237,45 @@ void CpuExecutor::v_up(Range batch) {
       cpu::gemm(part_o + (b * qh + h) * out_dim_, a.kv_lora,
                 &weights_.wuv[size_t(h * a.kv_lora * a.v_head)], a.v_head,
                 part_v + (b * qh + h) * val_dim_, a.v_head, 1, a.kv_lora, a.v_head, false);
-    if (!pending_.empty()) test_all(pending_);
+    progress();
   }
 }
 
-// The step's exchange layout: for each peer, the O rows of its heads then their LSE values.
+// The step's rows (values then LSE per request and head), for each peer in group order.
 void CpuExecutor::pack(const Step& s) {
   const Exchange& x = s.exchange;
-  const int64_t D = x.dim, qh = shard_.q_heads.size();
-  const float* part = buf(s.input);
-  const float* lse = buf(Buffer::part_lse);
-  float* dst = buf(Buffer::send) + x.send_offset;
-  for (const Range& hr : x.peer_heads) {
-    for (int64_t b = s.batch.begin; b < s.batch.end; ++b)
-      for (int64_t h = hr.begin; h < hr.end; ++h) {
-        std::memcpy(dst, part + (b * qh + h) * D, size_t(D) * sizeof(float));
-        dst += D;
-      }
-    for (int64_t b = s.batch.begin; b < s.batch.end; ++b)
-      for (int64_t h = hr.begin; h < hr.end; ++h) *dst++ = lse[b * qh + h];
-  }
+  const int64_t qh = shard_.q_heads.size();
+  std::vector<cpu::HeadRange> heads;
+  for (const Range& r : x.peer_heads) heads.push_back({r.begin, r.end});
+  cpu::pack_partials(buf(s.input) + s.batch.begin * qh * x.dim, qh * x.dim,
+                     buf(Buffer::part_lse) + s.batch.begin * qh, qh, s.batch.size(), x.dim,
+                     heads.data(), int(heads.size()), buf(Buffer::send) + x.send_offset);
 }
 
 void CpuExecutor::exchange(const Step& s) {
   const bool blocking = s.op != Op::a2a_start;
   const Exchange& x = s.exchange;
-  pack(s);
   const float* send = buf(Buffer::send) + x.send_offset;
   float* recv = buf(Buffer::recv) + x.recv_offset;
   const MpiComm& c = groups_.get(s.group);
-  if (blocking)
+  if (blocking) {
     c.all_to_all_v(send, mpi_counts(x.send_counts), mpi_counts(x.send_displs), recv,
                    mpi_counts(x.recv_counts), mpi_counts(x.recv_displs));
-  else
-    pending_.push_back(c.iall_to_all_v(send, mpi_counts(x.send_counts), mpi_counts(x.send_displs),
-                                       recv, mpi_counts(x.recv_counts), mpi_counts(x.recv_displs)));
+    return;
+  }
+  pending_.push_back(c.iall_to_all_v(send, mpi_counts(x.send_counts), mpi_counts(x.send_displs),
+                                     recv, mpi_counts(x.recv_counts), mpi_counts(x.recv_displs)));
+  pending_chunk_.push_back(chunk_row(s));
 }
 
 void CpuExecutor::exchange_wait() {
-  wait_all(pending_);
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    if (!pending_[i].pending()) continue;
+    pending_[i].wait();
+    if (chunk_us_) (*chunk_us_)[size_t(pending_chunk_[i])][kCommEnd] = us_since(step_start_);
+  }
   pending_.clear();
+  pending_chunk_.clear();
 }
 
 void CpuExecutor::all_reduce(const Step& s, Buffer b) {
@@ -271,17 +292,17 @@ void CpuExecutor::broadcast(const Step& s, Buffer b) {
 
 void CpuExecutor::gather_partials(const Step& s) {
   const Exchange& x = s.exchange;
-  pack(s);
   groups_.get(s.group).gather(buf(Buffer::send) + x.send_offset, size_t(x.send_counts[0]),
                               buf(Buffer::recv) + x.recv_offset, x.root);
 }
 
-// Each block of received partials combined in place (HOP-B: one block per chunk).
+// The received rows combined in place (one block for the batch, HOP-B's chunks included).
 void CpuExecutor::combine(const Step& s) {
   const float* recv = buf(Buffer::recv);
   for (const CombineBlock& b : s.combine_blocks)
-    cpu::lse_combine(b.parts, b.rows, b.dim, recv + b.o_offset, b.part_stride, recv + b.lse_offset,
-                     b.part_stride, buf(Buffer::combined) + b.out_offset, nullptr);
+    cpu::lse_combine_rows(b.parts, b.rows, b.dim, recv + b.o_offset, b.part_stride, b.row_stride,
+                          recv + b.lse_offset, b.part_stride, b.row_stride,
+                          buf(Buffer::combined) + b.out_offset, nullptr);
 }
 
 void CpuExecutor::o_proj(const Step& s) {

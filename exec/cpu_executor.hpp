@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -44,12 +45,14 @@ class CpuExecutor final : public LayerExecutor, StepInterpreter {
 
  private:
   float* buf(Buffer b) { return bufs_[size_t(b)].data(); }
-  void pack(const Step& s);
+  // Drives the pending exchanges (HOP-B) and stamps the completion time of each that finished.
+  void progress();
   // StepInterpreter
   void prologue(int64_t pos) override;
   void kv_append(int64_t index, int64_t pos) override;
   void attention(const Step& s) override;
   void v_up(Range batch) override;
+  void pack(const Step& s) override;
   void exchange(const Step& s) override;
   void exchange_wait() override;
   void gather_partials(const Step& s) override;
@@ -72,8 +75,13 @@ class CpuExecutor final : public LayerExecutor, StepInterpreter {
   std::array<std::vector<float>, kNumBuffers> bufs_;
   std::vector<int32_t> route_expert_;
   std::vector<float> normed_, ffn_in_, ffn_work_;
+  // Non-blocking exchanges in flight and the chunk row of each; the step's start and its chunk
+  // timestamps (the completion of a pending exchange is stamped when a poll first sees it).
   std::vector<MpiRequest> pending_;
   PhaseDelay delay_{slow_phase_from_env()};  // test-only (exec/slow_phase.hpp)
+  std::vector<int> pending_chunk_;
+  std::chrono::steady_clock::time_point step_start_;
+  std::vector<std::array<double, kChunkColumns>>* chunk_us_ = nullptr;
 };
 
 }  // namespace helix

@@ -191,18 +191,23 @@ class CudaBackend final : public DecodeBackend {
     const std::string key = std::string(to_string(L.kind)) + ":" + std::to_string(L.n) + ":" +
                             std::to_string(L.kvp) + ":" + std::to_string(L.tpa) + ":" +
                             std::to_string(L.tpf) + ":" + std::to_string(L.ep) + ":" +
-                            std::to_string(rank);
+                            std::to_string(rank) + ":" + std::to_string(attention_reserved_sms(L));
     auto it = group_cache_.find(key);
     if (it != group_cache_.end()) return it->second;
     const auto leaves = emulate_ > 0 ? groups_leaving_domain(L, rank, hw_.nvlink.domain_gpus)
                                      : std::array<bool, kNumGroups>{};
     auto made = std::make_shared<DeviceGroups>();
+    // HOP-B's chunk exchanges (the KVP group) run beside the next chunk's attention on the SMs it
+    // leaves free: at most that many CTAs.
+    const int reserved = attention_reserved_sms(L);
     for (Group g : {Group::world, Group::kvp, Group::tpa, Group::ffn, Group::tpf, Group::ep})
-      made->set(g, make_comm(group_members(L, g, rank), rank, leaves[size_t(g)]));
+      made->set(g, make_comm(group_members(L, g, rank), rank, leaves[size_t(g)],
+                             g == Group::kvp ? reserved : 0));
     return group_cache_.emplace(key, std::move(made)).first->second;
   }
 
-  std::unique_ptr<DeviceComm> make_comm(const std::vector<int>& members, int rank, bool network) {
+  std::unique_ptr<DeviceComm> make_comm(const std::vector<int>& members, int rank, bool network,
+                                        int max_ctas) {
     if (emulate_ > 0) {
       if (members.empty()) return nullptr;
       const int me = int(std::find(members.begin(), members.end(), rank) - members.begin());
@@ -213,7 +218,7 @@ class CudaBackend final : public DecodeBackend {
       };
       return std::make_unique<EmulatedComm>(me, int(members.size()), std::move(price), clock_);
     }
-    if (nccl_) return nccl_->split(members);
+    if (nccl_) return nccl_->split(members, max_ctas);
     MpiComm c = world_.subgroup(members);
     if (!c.valid()) return nullptr;
     return make_staged_comm(std::move(c));

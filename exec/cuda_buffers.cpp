@@ -101,6 +101,7 @@ cuda::DecodeAttention attention_shape(const ModelSpec& m, const RankShard& s, in
   a.tokens = tokens;
   a.capacity = capacity;
   a.scale = m.softmax_scale();
+  a.reserved_sms = attention_reserved_sms(s.layout);
   return a;
 }
 

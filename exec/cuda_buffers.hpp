@@ -69,7 +69,7 @@ CudaFootprint cuda_footprint(const ModelSpec& model, const RankShard& shard, int
 constexpr int64_t kGemmWorkspaceBytes = int64_t(32) << 20;
 
 // The decode attention of `batch` requests over `tokens` tokens of a cache of `capacity` rows
-// (pointers unset).
+// (pointers unset), leaving the SMs the layout reserves for HOP-B's exchanges.
 cuda::DecodeAttention attention_shape(const ModelSpec& model, const RankShard& shard, int64_t batch,
                                       int64_t tokens, int64_t capacity);
 

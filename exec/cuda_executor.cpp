@@ -1,13 +1,16 @@
 #include "exec/cuda_executor.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "comm/cuda_check.hpp"
 #include "comm/error.hpp"
 #include "exec/nvtx_range.hpp"
 #include "kernels/cuda_kernels.hpp"
+#include "kernels/partials_cuda.hpp"
 
 namespace helix {
 
@@ -20,7 +23,11 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankShard& shard,
                            int64_t max_positions, uint64_t seed)
     : m_(m), shard_(shard), groups_(std::move(groups)), batch_(batch) {
   HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&s_compute_, cudaStreamNonBlocking));
-  HELIX_CUDA_CHECK(cudaStreamCreateWithFlags(&s_comm_, cudaStreamNonBlocking));
+  // The communication stream at the highest priority: a chunk's exchange kernels are scheduled
+  // onto SMs before the pending blocks of the next chunk's attention.
+  int least = 0, greatest = 0;
+  HELIX_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  HELIX_CUDA_CHECK(cudaStreamCreateWithPriority(&s_comm_, cudaStreamNonBlocking, greatest));
   gemm_ = std::make_unique<cuda::Gemm>(size_t(kGemmWorkspaceBytes));
   qk_dim_ = m.attn_qk_dim();
   out_dim_ = m.attn_out_dim();
@@ -56,11 +63,42 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankShard& shard,
   }
   HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
   if (delay_.on()) delay_clock_ = std::make_unique<EmulationClock>();
+  if (m.is_mla() && shard.layout.kind == LayoutKind::helix_hopb && shard.layout.hopb_chunks > 1)
+    keep_wuv_in_l2();
+}
+
+// HOP-B runs W_uv once per chunk (a chunk's value-space partials exist only after it); its weights
+// (DeepSeek-R1: 128 heads x 512 x 128 bf16 = 16.8 MB per rank) would otherwise be read from
+// memory once per chunk, the chunk's attention streaming its KV through L2 in between. A
+// persisting access window over W_uv on the compute stream keeps the lines the first chunk's GEMM
+// brings in; run() resets them at the start of every step, so each step reads W_uv from memory
+// once, as the helix schedule does (and as a model of many layers would: another layer's W_uv
+// sits between two steps of this one).
+void CudaExecutor::keep_wuv_in_l2() {
+  int dev = 0, max_persist = 0, max_window = 0;
+  HELIX_CUDA_CHECK(cudaGetDevice(&dev));
+  HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&max_persist, cudaDevAttrMaxPersistingL2CacheSize, dev));
+  HELIX_CUDA_CHECK(cudaDeviceGetAttribute(&max_window, cudaDevAttrMaxAccessPolicyWindowSize, dev));
+  const int64_t bytes = weights_.wuv.bytes();
+  if (max_persist <= 0 || max_window <= 0 || bytes <= 0) return;  // not supported (e.g. MIG)
+  l2_wuv_bytes_ = std::min<int64_t>({bytes, max_persist, max_window});
+  HELIX_CUDA_CHECK(cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, size_t(l2_wuv_bytes_)));
+  cudaStreamAttrValue v{};
+  v.accessPolicyWindow.base_ptr = weights_.wuv.get();
+  v.accessPolicyWindow.num_bytes = size_t(l2_wuv_bytes_);
+  v.accessPolicyWindow.hitRatio = 1.0f;
+  v.accessPolicyWindow.hitProp = cudaAccessPropertyPersisting;
+  v.accessPolicyWindow.missProp = cudaAccessPropertyStreaming;
+  HELIX_CUDA_CHECK(cudaStreamSetAttribute(s_compute_, cudaStreamAttributeAccessPolicyWindow, &v));
 }
 
 CudaExecutor::~CudaExecutor() {
   cudaDeviceSynchronize();
   for (auto& g : graph_cache_) cudaGraphExecDestroy(g.second);
+  if (l2_wuv_bytes_ > 0) {  // give the L2 set-aside back to the next run
+    cudaCtxResetPersistingL2Cache();
+    cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, 0);
+  }
   if (host_route_e_) cudaFreeHost(host_route_e_);
   if (host_route_w_) cudaFreeHost(host_route_w_);
   if (s_compute_) cudaStreamDestroy(s_compute_);
@@ -103,15 +141,25 @@ void CudaExecutor::step(const Schedule& schedule, StepTiming* timing) {
   run(schedule, timing != nullptr);
   if (!timing) return;
   StepTiming t;
+  t.chunk_us.assign(size_t(exchange_chunks(schedule)), {NAN, NAN, NAN, NAN});
   for (size_t i = 0; i < schedule.steps.size(); ++i) {
+    const Step& s = schedule.steps[i];
     const double us = CudaEvent::elapsed_us(begin_[i], end_[i]);
-    t.phase_us[size_t(schedule.steps[i].phase)] += us;
     t.steps_us.push_back(us);
+    // The wait for the exchanges is no phase of its own: each chunk's exchange is timed on the
+    // communication stream, and what the wait adds to the step is exposed communication.
+    if (s.op == Op::a2a_wait) continue;
+    t.phase_us[size_t(s.phase)] += us;
+    if (t.chunk_us.empty() || (s.op != Op::attention && !is_partials_exchange(s.op))) continue;
+    auto& row = t.chunk_us[size_t(std::min<int>(chunk_row(s), int(t.chunk_us.size()) - 1))];
+    const int first = s.op == Op::attention ? kAttentionStart : kCommStart;
+    row[size_t(first)] = CudaEvent::elapsed_us(step0_, begin_[i]);
+    row[size_t(first + 1)] = CudaEvent::elapsed_us(step0_, end_[i]);
   }
   t.step_us = CudaEvent::elapsed_us(step0_, step1_);
   t.exposed_comm_us = exposed_comm_us(t.phase_us, t.step_us);
   delay_.observe(schedule.steps, t.steps_us, delay_applied_us_);
-  *timing = t;
+  *timing = std::move(t);
 }
 
 bool CudaExecutor::capturable() const {
@@ -131,6 +179,8 @@ void CudaExecutor::run(const Schedule& schedule, bool timed) {
     end_.emplace_back();
     ready_.emplace_back(false);
   }
+  // Every step reads W_uv from memory once (keep_wuv_in_l2); the previous step has finished.
+  if (l2_wuv_bytes_ > 0) HELIX_CUDA_CHECK(cudaCtxResetPersistingL2Cache());
   // NVTX: the step, and in it every step of the schedule under its phase's trace name (the
   // collectives under attn_comm, o_comm, ffn_comm, out_comm). With --cuda-graph the phase ranges
   // are pushed while the step is captured, once; a replay is inside "step" only.
@@ -181,7 +231,7 @@ void CudaExecutor::enqueue(const Schedule& schedule, bool timed, bool in_graph) 
     NvtxRange phase_range(phase_name(s.phase));
     const cudaStream_t st = stream_of(s);
     // A step on the communication stream starts after everything enqueued on the compute stream
-    // so far (its chunk's attention and W_uv), before its timing starts.
+    // so far (its chunk's attention, W_uv and pack), before its timing starts.
     if (st != s_compute_) {
       ready_[i].record(s_compute_);
       ready_[i].wait_on(st);
@@ -215,33 +265,21 @@ void CudaExecutor::broadcast(const Step& s, Buffer b) {
   groups_->get(s.group).bcast(f32(b), int64_t(batch_) * m_.hidden, 0, stream_);
 }
 
-// The step's exchange layout, read from its input buffer and part_lse: from send_offset, for each
-// peer in group order, the O block [chunk, heads of the peer, dim] then the LSE block.
+// The step's rows (values then LSE per request and head) for each peer in group order, in one
+// launch on the compute stream: the chunk's exchange can start as soon as it is done.
 void CudaExecutor::pack(const Step& s) {
-  cudaStream_t st = stream_;
   const Exchange& x = s.exchange;
-  const int64_t D = x.dim, qh = shard_.q_heads.size(), nb = s.batch.size();
-  const float* part = f32(s.input);
-  float* dst = f32(Buffer::send) + x.send_offset;
-  for (const Range& hr : x.peer_heads) {
-    const int64_t nh = hr.size();
-    if (nh == 0 || nb == 0) continue;
-    HELIX_CUDA_CHECK(cudaMemcpy2DAsync(
-        dst, size_t(nh * D) * sizeof(float), part + (s.batch.begin * qh + hr.begin) * D,
-        size_t(qh * D) * sizeof(float), size_t(nh * D) * sizeof(float), size_t(nb),
-        cudaMemcpyDeviceToDevice, st));
-    dst += nb * nh * D;
-    HELIX_CUDA_CHECK(cudaMemcpy2DAsync(dst, size_t(nh) * sizeof(float),
-                                       f32(Buffer::part_lse) + s.batch.begin * qh + hr.begin,
-                                       size_t(qh) * sizeof(float), size_t(nh) * sizeof(float),
-                                       size_t(nb), cudaMemcpyDeviceToDevice, st));
-    dst += nb * nh;
-  }
+  const int64_t qh = shard_.q_heads.size();
+  std::vector<cpu::HeadRange> heads;
+  for (const Range& r : x.peer_heads) heads.push_back({r.begin, r.end});
+  cuda::pack_partials(f32(s.input) + s.batch.begin * qh * x.dim, qh * x.dim,
+                      f32(Buffer::part_lse) + s.batch.begin * qh, qh, s.batch.size(), x.dim,
+                      heads.data(), int(heads.size()), f32(Buffer::send) + x.send_offset,
+                      s_compute_);
 }
 
 void CudaExecutor::exchange(const Step& s) {
   const Exchange& x = s.exchange;
-  pack(s);
   groups_->get(s.group).all_to_all_v(f32(Buffer::send) + x.send_offset, x.send_counts,
                                      x.send_displs, f32(Buffer::recv) + x.recv_offset,
                                      x.recv_counts, x.recv_displs, stream_);
@@ -249,19 +287,18 @@ void CudaExecutor::exchange(const Step& s) {
 
 void CudaExecutor::gather_partials(const Step& s) {
   const Exchange& x = s.exchange;
-  pack(s);
   groups_->get(s.group).gather(f32(Buffer::send) + x.send_offset, x.send_counts[0],
                                f32(Buffer::recv) + x.recv_offset, x.root, stream_);
 }
 
-// Each block of received partials combined in place into the bf16 projection input (HOP-B: one
-// block per chunk).
+// The received rows combined in place into the bf16 projection input: one launch for the batch,
+// HOP-B's chunks included.
 void CudaExecutor::combine(const Step& s) {
   const float* recv = f32(Buffer::recv);
   for (const CombineBlock& b : s.combine_blocks)
-    cuda::lse_combine(b.parts, b.rows, b.dim, recv + b.o_offset, b.part_stride, recv + b.lse_offset,
-                      b.part_stride, nullptr, buf<bf16>(Buffer::combined) + b.out_offset, nullptr,
-                      s_compute_);
+    cuda::lse_combine_rows(b.parts, b.rows, b.dim, recv + b.o_offset, b.part_stride, b.row_stride,
+                           recv + b.lse_offset, b.part_stride, b.row_stride, nullptr,
+                           buf<bf16>(Buffer::combined) + b.out_offset, nullptr, s_compute_);
 }
 
 void CudaExecutor::o_proj(const Step& s) {

@@ -2,8 +2,10 @@
 // of kernels/ and the device communicators of its groups (NCCL, MPI with host staging, or the
 // emulated communicator of one rank of a larger layout: the executor does not know which), timing
 // every step with CUDA events on the stream that runs it. A non-blocking exchange (HOP-B's
-// a2a_start) runs on a second stream when its communicator is stream-ordered, so that it overlaps
-// the next chunk's computation; everything else runs in schedule order on the compute stream.
+// a2a_start) runs on a second stream, created with the highest priority, when its communicator is
+// stream-ordered: it waits for its chunk's pack on the compute stream and no more, and its kernels
+// take SMs ahead of the next chunk's attention, which the compute stream runs meanwhile; everything
+// else runs in schedule order on the compute stream.
 // Chunks, exchange layouts, combine blocks and the buffers each step reads all come from the
 // schedule; the buffers and scratch are allocated from the one table of exec/cuda_buffers.hpp.
 #pragma once
@@ -68,9 +70,11 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   // Enqueues the schedule once (timed: events around every step) and waits for it; with graphs,
   // replays its captured graph (captured at the first call for this schedule).
   void run(const Schedule& schedule, bool timed);
+  // MLA under HOP-B: keeps W_uv in L2 through a step (a persisting access window on the compute
+  // stream), so that the chunks after the first find it there instead of reading it again.
+  void keep_wuv_in_l2();
   void enqueue(const Schedule& schedule, bool timed, bool in_graph);
   cudaStream_t stream_of(const Step& s) const;
-  void pack(const Step& s);
   void ffn_experts();
   void ffn_grouped();
 
@@ -80,6 +84,7 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   void kv_append(int64_t index, int64_t pos) override;
   void attention(const Step& s) override;
   void v_up(Range batch) override;
+  void pack(const Step& s) override;
   void exchange(const Step& s) override;
   void exchange_wait() override;
   void gather_partials(const Step& s) override;
@@ -104,6 +109,7 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   DeviceCache cache_;
   std::array<DeviceBuffer<unsigned char>, kNumBuffers> bufs_;
   std::array<DeviceBuffer<unsigned char>, kNumScratch> scratch_;
+  int64_t l2_wuv_bytes_ = 0;  // bytes of W_uv under the persisting window (0: none)
   // MoE: the grouped launch (grouped_moe_shape), or else the per-expert path's pinned buffers:
   // the routing copied back, then the held experts' rows.
   std::unique_ptr<cuda::MoeFfn> moe_;

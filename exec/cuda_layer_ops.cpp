@@ -70,6 +70,7 @@ void CudaExecutor::attention(const Step& s) {
   const int64_t qh = shard_.q_heads.size(), nb = s.batch.size();
   if (nb == 0 || qh == 0) return;
   cuda::DecodeAttention a = attention_shape(m_, shard_, nb, s.kv_tokens, cache_.capacity);
+  a.reserved_sms = s.reserved_sms;  // the same as the layout's (attention_shape), from the step
   const int64_t kvh = m_.is_mla() ? 1 : shard_.kv_heads.size();
   const int64_t kv_req = kvh * cache_.capacity * qk_dim_;  // cache elements per request (K)
   a.q = f32(Buffer::q) + s.batch.begin * qh * qk_dim_;

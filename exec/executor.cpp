@@ -6,6 +6,16 @@ namespace helix {
 
 const char* const kExposedCommDefinition = "step_minus_compute";
 
+std::vector<std::string> chunk_column_names() {
+  return {"attention_start_us", "attention_end_us", "comm_start_us", "comm_end_us"};
+}
+
+int exchange_chunks(const Schedule& schedule) {
+  int n = 0;
+  for (const Step& s : schedule.steps) n += is_partials_exchange(s.op);
+  return n;
+}
+
 double exposed_comm_us(const std::array<double, kNumPhases>& phase_us, double step_us) {
   double compute_us = 0;
   for (int p = 0; p < kNumPhases; ++p)
@@ -23,6 +33,8 @@ void StepInterpreter::run_step(const Step& s, const Schedule& schedule) {
       return attention(s);
     case Op::v_up:
       return v_up(s.batch);
+    case Op::pack:
+      return pack(s);
     case Op::a2a:
     case Op::a2a_start:
       return exchange(s);

@@ -4,11 +4,34 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "layouts/schedule.hpp"
 
 namespace helix {
+
+// Timestamps of the partials exchange per chunk, in us from the start of the step (the executor's
+// clock: host clock on the CPU, CUDA events on the GPU): when the chunk's attention started and
+// ended, and when its exchange (a2a, a2a_start or gather_partials) started and ended. One row per
+// chunk: HOP-B's batch chunks, one for helix and kvp, none for tp. On the GPU a HOP-B chunk's
+// exchange starts when the communication stream reaches it (its pack done and the previous
+// chunk's exchange finished); on the CPU when the non-blocking call is posted, and it ends when a
+// progress poll (between requests of the next chunks' attention) or the final wait first sees it
+// complete.
+enum ChunkColumn : int { kAttentionStart = 0, kAttentionEnd, kCommStart, kCommEnd };
+constexpr int kChunkColumns = 4;
+// "attention_start_us", "attention_end_us", "comm_start_us", "comm_end_us".
+std::vector<std::string> chunk_column_names();
+// Chunks of a schedule's partials exchange (its a2a, a2a_start and gather_partials steps).
+int exchange_chunks(const Schedule& schedule);
+// The chunk row of a step (0 for a step over the whole batch).
+inline int chunk_row(const Step& s) {
+  return s.chunk < 0 ? 0 : s.chunk;
+}
+inline bool is_partials_exchange(Op op) {
+  return op == Op::a2a || op == Op::a2a_start || op == Op::gather_partials;
+}
 
 struct StepTiming {
   std::array<double, kNumPhases> phase_us{};  // time spent in each phase's steps
@@ -17,6 +40,8 @@ struct StepTiming {
   // Each step of the schedule, in order, as timed where it runs (a collective: from the moment
   // its stream reaches it to its completion on this rank, waits for peers included).
   std::vector<double> steps_us;
+  // [exchange_chunks(schedule)] rows of ChunkColumn timestamps (NaN where nothing ran).
+  std::vector<std::array<double, kChunkColumns>> chunk_us;
 };
 
 // Exposed communication, one definition for every backend (CPU, CUDA over NCCL or host staging,
@@ -69,6 +94,7 @@ class StepInterpreter {
   virtual void kv_append(int64_t index, int64_t pos) = 0;  // index -1: another rank's token
   virtual void attention(const Step& s) = 0;
   virtual void v_up(Range batch) = 0;
+  virtual void pack(const Step& s) = 0;      // the step's rows into the send buffer
   virtual void exchange(const Step& s) = 0;  // a2a (blocking) and a2a_start (non-blocking)
   virtual void exchange_wait() = 0;          // a2a_wait: every non-blocking exchange done
   virtual void gather_partials(const Step& s) = 0;

@@ -31,10 +31,20 @@ SlowPhase slow_phase_from_env() {
   return s;
 }
 
+namespace {
+
+// A step whose time counts in the phase: every step of it but HOP-B's a2a_wait, which the
+// executors time in no phase (exec/executor.hpp).
+bool in_phase(const Step& s, int phase) {
+  return int(s.phase) == phase && s.op != Op::a2a_wait;
+}
+
+}  // namespace
+
 int PhaseDelay::last_step(const std::vector<Step>& steps) const {
   if (!on()) return -1;
   for (int i = int(steps.size()) - 1; i >= 0; --i)
-    if (int(steps[size_t(i)].phase) == s_.phase) return i;
+    if (in_phase(steps[size_t(i)], s_.phase)) return i;
   return -1;
 }
 
@@ -43,7 +53,7 @@ void PhaseDelay::observe(const std::vector<Step>& steps, const std::vector<doubl
   if (!on()) return;
   double t = 0;
   for (size_t i = 0; i < steps.size() && i < step_us.size(); ++i)
-    if (int(steps[i].phase) == s_.phase) t += step_us[i];
+    if (in_phase(steps[i], s_.phase)) t += step_us[i];
   undelayed_us_ = std::max(0.0, t - added_us);
 }
 

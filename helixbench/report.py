@@ -3,7 +3,9 @@
 Reads what the traces hold and skips what they lack:
   /decode   TTL per layout broken down by phase (stacked bars), TTL against sequence length and
             against batch, exposed communication with and without HOP-B, rank 0's compute
-            phases against their roofline (traces that hold it), a table of every run
+            phases against their roofline (traces that hold it), a table of every run; with
+            helix-hopb runs of several chunk counts, exposed communication against the chunk
+            count
   /micro    kernel bandwidth against the measured ceiling; collective bus bandwidth against size
   /model    Pareto frontier of the cost model's points (tokens/s per user vs tokens/s per GPU)
   /disagg   Pareto frontier of disaggregated vs colocated serving
@@ -16,6 +18,12 @@ TTL is the time of one decode step of one layer: the median over iterations of t
 ranks. Phase bars are the critical rank's phases (traces with the accounting; the max over
 ranks before it): they add up to the step less its gaps; in helix-hopb phases overlap, so the
 bars add up to more than the measured step (the black marker).
+
+Several traces: the /decode sections over the runs of all of them, the sections above for
+several traces, and (e.g. the runs of scripts/gpu_hopb_study.sh over several NCCL paths, real and
+emulated) exposed communication against the HOP-B chunk count with one line per communication
+path (the traces' NCCL variables, or the emulated link figures), the exposed All-to-All apart
+from the other collectives.
 
 Writes DIR/summary.md and DIR/*.png. Exit codes: 0 done; 2 bad input (missing file, not a
 trace, or nothing to report).
@@ -37,6 +45,7 @@ import numpy as np  # noqa: E402
 from .report_common import (LAYOUT_COLORS, LAYOUT_ORDER, fmt_us,  # noqa: E402
                             layout_color, md_table, save)
 from .report_decode import decode_section  # noqa: E402
+from .report_hopb import hopb_section  # noqa: E402
 from .report_study import study_sections  # noqa: E402
 from .trace import (TraceError, load_columns, load_decode_runs, open_trace,  # noqa: E402
                     root_attrs, device_label)
@@ -208,10 +217,12 @@ def read_profile(path: str) -> dict:
 
 
 def make_report(paths, out_dir: str) -> tuple:
+    """paths: one trace, or a list of traces and calibrated profiles (.json)."""
     if isinstance(paths, str):
         paths = [paths]
     figures = []
     runs, validate, profiles = [], [], []
+    traces = []  # (root attributes, decode runs) of each trace, for the HOP-B section
     root = {}
     kernels = collectives = model = disagg = ceiling = ceilings = None
     for path in paths:
@@ -219,8 +230,11 @@ def make_report(paths, out_dir: str) -> tuple:
             profiles.append(read_profile(path))
             continue
         with open_trace(path) as f:
-            root = root or root_attrs(f)
-            runs += load_decode_runs(f)
+            attrs = root_attrs(f)
+            root = root or attrs
+            trace_runs = load_decode_runs(f)
+            runs += trace_runs
+            traces.append((attrs, trace_runs))
             if ceilings is None and "decode" in f:
                 dec = f["decode"].attrs
                 ceilings = (float(dec.get("stream_gbps", 0.0)), float(dec.get("gemm_tflops", 0.0)))
@@ -248,6 +262,8 @@ def make_report(paths, out_dir: str) -> tuple:
               "iterations of the max over ranks.\n")
     if runs:
         md += decode_section(runs, out_dir, figures, ceilings or (0.0, 0.0))
+    if runs:
+        md += hopb_section(traces, out_dir, figures)
     if len(paths) > 1 or validate or profiles:
         md += study_sections(runs, validate, profiles, out_dir, figures)
     if kernels:
@@ -287,7 +303,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="helix-report", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Example:\n  helix-report results/quickstart.h5 --out results/quickstart-report")
+        epilog="Examples:\n  helix-report results/quickstart.h5 --out results/quickstart-report\n"
+               "  helix-report results/hopb/*/real_*.h5 results/hopb/*/emulated_*.h5 "
+               "--out results/hopb/report")
     ap.add_argument("traces", nargs="+", metavar="TRACE.h5",
                     help="helix-bench HDF5 traces (decode runs real or emulated, model "
                          "--validate outputs, micro, model, disagg) and calibrated profiles "

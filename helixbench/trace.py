@@ -153,6 +153,11 @@ class DecodeRun:
     breakdown_us: np.ndarray | None = None  # [iters, 4]: compute, wait, transfer, other
     rank_of_row: np.ndarray | None = None  # [ranks] layout rank of each row
     routed_rows: np.ndarray | None = None  # [ranks] MoE: (token, expert) assignments
+    rank_exposed_comm_us: np.ndarray | None = None  # [iters, ranks]
+    # Per-chunk timestamps of the partials exchange, us from each rank's step start:
+    # [iters, ranks, chunks, columns] (absent for tp and in traces written before it existed).
+    chunk_us: np.ndarray | None = None
+    chunk_columns: list = field(default_factory=list)
     # The roofline (traces since it was added): per rank and phase, and per rank for the step.
     roofline_us: np.ndarray | None = None  # [ranks, phases]
     roofline_fraction: np.ndarray | None = None  # [ranks, phases]
@@ -353,6 +358,10 @@ def load_decode_runs(f: h5py.File) -> list:
         run.breakdown_us = _dataset(g, "step_breakdown_us")
         run.rank_of_row = _dataset(g, "rank_of_row")
         run.routed_rows = _dataset(g, "routed_rows")
+        run.rank_exposed_comm_us = _dataset(g, "rank_exposed_comm_us")
+        run.chunk_us = _dataset(g, "chunks")
+        if run.chunk_us is not None:
+            run.chunk_columns = [text(c) for c in g["chunks"].attrs.get("columns", [])]
         run.roofline_us = _dataset(g, "roofline_us")
         run.roofline_fraction = _dataset(g, "roofline_fraction")
         run.roofline_step_us = _dataset(g, "roofline_step_us")

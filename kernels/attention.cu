@@ -541,7 +541,9 @@ int choose_splits(const DecodeAttention& a, const Geometry& g) {
   const int per_sm = blocks_per_sm(*g.v);
   const int tile = g.v->tile;
   const int64_t units = a.batch * g.kv_heads * g.head_tiles;
-  const int64_t slots = int64_t(sm_count()) * per_sm;  // CTAs of one full wave
+  // CTAs of one full wave over the SMs this launch may fill.
+  const int64_t sms = std::max<int64_t>(1, int64_t(sm_count()) - std::max(0, a.reserved_sms));
+  const int64_t slots = sms * per_sm;
   if (a.tokens <= 256) return 1;
   const int dk = a.mla ? 576 : 128;
   const double kv_bytes = double(a.batch) * double(g.kv_heads) * double(a.tokens) *
@@ -604,14 +606,16 @@ int attention_splits(const DecodeAttention& a) {
   struct Key {
     const void* kernel;
     int64_t batch, heads, q_begin, kv_begin, kv_heads, group, tokens;
+    int reserved_sms;
     bool operator<(const Key& o) const {
-      return std::tie(kernel, batch, heads, q_begin, kv_begin, kv_heads, group, tokens) <
-             std::tie(o.kernel, o.batch, o.heads, o.q_begin, o.kv_begin, o.kv_heads, o.group,
-                      o.tokens);
+      return std::tie(kernel, batch, heads, q_begin, kv_begin, kv_heads, group, tokens,
+                      reserved_sms) < std::tie(o.kernel, o.batch, o.heads, o.q_begin, o.kv_begin,
+                                               o.kv_heads, o.group, o.tokens, o.reserved_sms);
     }
   };
   static std::map<Key, int> memo;
-  const Key key{g.v->func, a.batch, a.heads, a.q_begin, a.kv_begin, a.kv_heads, a.group, a.tokens};
+  const Key key{g.v->func,  a.batch, a.heads,  a.q_begin,     a.kv_begin,
+                a.kv_heads, a.group, a.tokens, a.reserved_sms};
   const auto hit = memo.find(key);
   if (hit != memo.end()) return hit->second;
   const int splits = choose_splits(a, g);

@@ -24,6 +24,7 @@ constexpr int64_t kManyParts = 24;  // from here on a block of warps shares a ta
 
 struct Args {
   int64_t parts, rows, dim, o_stride, lse_stride, chunks;
+  int64_t o_row, lse_row;  // strides between rows (packed partials: dim and 1)
   const float* o;
   const float* lse;
   float* out_f32;
@@ -89,15 +90,16 @@ __global__ void __launch_bounds__(kWarps * 32, kShare == 1 ? 4 : 2) combine_kern
   const int64_t row = task / a.chunks, chunk = task % a.chunks;
   const int64_t col = chunk * 32 * kW + int64_t(lane) * kW;
   const bool active = col < a.dim;
-  const float* src = a.o + row * a.dim + (active ? col : 0);
+  const float* src = a.o + row * a.o_row + (active ? col : 0);
 
   float m = -INFINITY, s = 0.0f;  // the same in every lane of a warp (same parts)
   float acc[kW] = {};
   for (int64_t i0 = sub; i0 < a.parts; i0 += int64_t(kShare) * kBatch) {
     // Lane j < kBatch loads the batch's j-th LSE value; the others get it by shuffles.
     const int64_t mine = i0 + int64_t(lane % kBatch) * kShare;
-    const float my_l =
-        lane < kBatch && mine < a.parts ? __ldg(a.lse + mine * a.lse_stride + row) : -INFINITY;
+    const float my_l = lane < kBatch && mine < a.parts
+                           ? __ldg(a.lse + mine * a.lse_stride + row * a.lse_row)
+                           : -INFINITY;
     Lane<kW> x[kBatch];
     const float* p = src + i0 * a.o_stride;
     const int64_t step = int64_t(kShare) * a.o_stride;
@@ -177,14 +179,22 @@ void launch(Args a, bool many, cudaStream_t stream) {
 void lse_combine(int64_t parts, int64_t rows, int64_t dim, const float* o, int64_t o_part_stride,
                  const float* lse, int64_t lse_part_stride, float* out_f32, bf16* out_bf16,
                  float* lse_out, cudaStream_t stream) {
+  lse_combine_rows(parts, rows, dim, o, o_part_stride, dim, lse, lse_part_stride, 1, out_f32,
+                   out_bf16, lse_out, stream);
+}
+
+void lse_combine_rows(int64_t parts, int64_t rows, int64_t dim, const float* o,
+                      int64_t o_part_stride, int64_t o_row, const float* lse,
+                      int64_t lse_part_stride, int64_t lse_row, float* out_f32, bf16* out_bf16,
+                      float* lse_out, cudaStream_t stream) {
   if (rows == 0 || dim == 0) return;
   auto aligned = [](const void* ptr, int bytes) {
     return reinterpret_cast<uintptr_t>(ptr) % uintptr_t(bytes) == 0;
   };
-  const bool vec = dim % 4 == 0 && o_part_stride % 4 == 0 && aligned(o, 16) &&
+  const bool vec = dim % 4 == 0 && o_part_stride % 4 == 0 && o_row % 4 == 0 && aligned(o, 16) &&
                    aligned(out_f32, 16) && aligned(out_bf16, 8);
-  const Args a{parts, rows, dim,     o_part_stride, lse_part_stride, 0,
-               o,     lse,  out_f32, out_bf16,      lse_out};
+  Args a{parts,   rows, dim, o_part_stride, lse_part_stride, 0,      o_row,
+         lse_row, o,    lse, out_f32,       out_bf16,        lse_out};
   const bool many = parts >= kManyParts;
   // Many parts over few rows (a flash-decoding merge of one request): scalar loads give four
   // times the blocks, so that the SMs, not the per-warp latency chain, set the pace.

@@ -14,4 +14,11 @@ namespace helix::cpu {
 void lse_combine(int64_t parts, int64_t rows, int64_t dim, const float* o, int64_t o_part_stride,
                  const float* lse, int64_t lse_part_stride, float* out, float* lse_out);
 
+// The same merge over rows of any stride (the exchange layout of kernels/partials.hpp, where a
+// row holds its values and then its LSE): part i, row r at o + i * o_part_stride + r * o_row
+// and lse + i * lse_part_stride + r * lse_row; out and lse_out packed as above.
+void lse_combine_rows(int64_t parts, int64_t rows, int64_t dim, const float* o,
+                      int64_t o_part_stride, int64_t o_row, const float* lse,
+                      int64_t lse_part_stride, int64_t lse_row, float* out, float* lse_out);
+
 }  // namespace helix::cpu

@@ -42,6 +42,9 @@ struct DecodeAttention {
   // Split workspace: splits * batch * heads * (dv + 1) floats (attention_workspace_floats).
   float* workspace = nullptr;
   int splits = 0;  // 0: chosen for this GPU (attention_splits)
+  // SMs to leave free for work running beside the launch (HOP-B's chunk exchanges): the split
+  // count fills the other SMs' waves.
+  int reserved_sms = 0;
   // Kernel configuration by name (attention_variant_names); nullptr: HELIX_ATTN_VARIANT if it
   // names one of this kind, else the default.
   const char* variant = nullptr;
@@ -63,6 +66,12 @@ void attention_decode(const DecodeAttention& a, cudaStream_t stream);
 void lse_combine(int64_t parts, int64_t rows, int64_t dim, const float* o, int64_t o_part_stride,
                  const float* lse, int64_t lse_part_stride, float* out_f32, bf16* out_bf16,
                  float* lse_out, cudaStream_t stream);
+// The same over rows of any stride (cpu::lse_combine_rows): part i, row r at
+// o + i * o_part_stride + r * o_row and lse + i * lse_part_stride + r * lse_row.
+void lse_combine_rows(int64_t parts, int64_t rows, int64_t dim, const float* o,
+                      int64_t o_part_stride, int64_t o_row, const float* lse,
+                      int64_t lse_part_stride, int64_t lse_row, float* out_f32, bf16* out_bf16,
+                      float* lse_out, cudaStream_t stream);
 
 // ---------------------------------------------------------------------------------------------
 // Norms, rotary embedding, conversions, KV append, FFN activation, MoE routing.

@@ -51,6 +51,10 @@ int hopb_chunks_at(int requested, int batch) {
   return std::min(requested, batch);
 }
 
+int attention_reserved_sms(const LayoutParams& p) {
+  return p.kind == LayoutKind::helix_hopb && p.hopb_chunks > 1 ? p.hopb_comm_sms : 0;
+}
+
 LayoutParams make_layout(LayoutKind kind, int n, const ModelSpec& model, LayerKind layer, int batch,
                          const LayoutRequest& req) {
   LayoutParams p;
@@ -84,6 +88,8 @@ LayoutParams make_layout(LayoutKind kind, int n, const ModelSpec& model, LayerKi
     p.tpf = p.ep > 0 && ffn_ranks % p.ep == 0 ? ffn_ranks / p.ep : 0;
   p.hopb_chunks =
       kind == LayoutKind::helix_hopb ? hopb_chunks_at(req.hopb_chunks.value_or(4), batch) : 1;
+  p.hopb_comm_sms =
+      kind == LayoutKind::helix_hopb ? req.hopb_comm_sms.value_or(kDefaultHopbCommSms) : 0;
   return p;
 }
 
@@ -160,6 +166,11 @@ std::string validate_layout(const LayoutParams& p, const ModelSpec& m, LayerKind
   if (p.kind == LayoutKind::helix_hopb && (p.hopb_chunks < 1 || p.hopb_chunks > batch)) {
     e << "--hopb-chunks: HOP-B needs between 1 and B = " << batch << " chunks, got "
       << p.hopb_chunks;
+    return e.str();
+  }
+  if (p.hopb_comm_sms < 0 || p.hopb_comm_sms > kMaxHopbCommSms) {
+    e << "--hopb-comm-sms: must be between 0 and " << kMaxHopbCommSms << " SMs, got "
+      << p.hopb_comm_sms;
     return e.str();
   }
   return {};

@@ -38,6 +38,14 @@ const char* family_of(LayoutKind kind);
 // request, so more chunks than requests are clamped to the batch.
 int hopb_chunks_at(int requested, int batch);
 
+// SMs HOP-B's chunked attention leaves free for the exchange by default. An attention CTA of the
+// MLA kernel with 64 heads per CTA holds 246 of an SM's 255 registers per thread over 256 threads
+// (62,976 of 65,536), so no communication kernel fits beside it: without free SMs a chunk's
+// exchange would start only when the next chunk's attention ends. Four SMs are 3% of an H100 or
+// H200 (132 SMs).
+constexpr int kDefaultHopbCommSms = 4;
+constexpr int kMaxHopbCommSms = 64;
+
 struct LayoutParams {
   LayoutKind kind = LayoutKind::helix;
   int n = 1;            // ranks in the pool
@@ -46,22 +54,31 @@ struct LayoutParams {
   int tpf = 1;          // tensor-parallel width of each FFN / expert
   int ep = 1;           // expert-parallel width
   int hopb_chunks = 1;  // HOP-B batch chunks (helix-hopb only)
-  int kv_block = 16;    // tokens per round-robin KV block (decode steps per KVP rank)
+  // HOP-B: SMs each chunk's attention leaves to the chunk exchanges running beside it (the split
+  // count fills the others; the KVP communicator runs at most this many CTAs), so that an exchange
+  // kernel finds an SM while the next chunk computes (helix-hopb with more than one chunk only).
+  int hopb_comm_sms = 0;
+  int kv_block = 16;  // tokens per round-robin KV block (decode steps per KVP rank)
 
   // Ranks that run the FFN (kvp: the TPA group of KVP rank 0; others: all N).
   int ffn_ranks() const { return kind == LayoutKind::kvp ? tpa : n; }
 };
 
+// SMs a layout's attention launches leave free: hopb_comm_sms for helix-hopb with more than one
+// chunk, else 0.
+int attention_reserved_sms(const LayoutParams& p);
+
 // Values given on the command line; unset fields take the layout's defaults.
 struct LayoutRequest {
-  std::optional<int> kvp, tpa, tpf, ep, hopb_chunks;
+  std::optional<int> kvp, tpa, tpf, ep, hopb_chunks, hopb_comm_sms;
   int kv_block = 16;
 };
 
 // Default parameters for `n` ranks (the paper's choices, made to divide evenly):
 //   TPA = gcd(K, N) (= min(K, N) whenever one divides the other), KVP = N / TPA;
 //   EP = gcd(FFN ranks, routed experts) for MoE layers (1 for dense), TPF = FFN ranks / EP;
-//   HOP-B chunks = hopb_chunks_at(requested or 4, batch).
+//   HOP-B chunks = hopb_chunks_at(requested or 4, batch), SMs left to its exchanges =
+//   requested or kDefaultHopbCommSms.
 // Explicit values in `req` override the defaults; the result is not validated. KVP and TPA do not
 // apply to tp (KVP = 1, TPA = N); TPF and EP do not apply to kvp (its FFN group is the TPA group).
 LayoutParams make_layout(LayoutKind kind, int n, const ModelSpec& model, LayerKind layer, int batch,

@@ -32,6 +32,8 @@ const char* op_name(Op op) {
       return "attention";
     case Op::v_up:
       return "v_up";
+    case Op::pack:
+      return "pack";
     case Op::a2a:
       return "a2a";
     case Op::a2a_start:
@@ -108,40 +110,38 @@ int64_t received_heads(const RankShard& r) {
   return r.o_heads.size();
 }
 
-// HOP-B chunks; one chunk (the batch) for the other layouts.
-std::vector<Range> exchange_chunks(const LayoutParams& p, int batch) {
-  return batch_chunks(batch, p.kind == LayoutKind::helix_hopb ? p.hopb_chunks : 1);
-}
-
-// The helix All-to-All of one chunk: every peer gets its owned heads' block, this rank receives
-// one block of its owned heads from every peer.
+// The helix All-to-All of one chunk: every peer gets the rows of its owned heads for the chunk's
+// requests; this rank receives the rows of its owned heads from every peer, in that peer's region
+// of the receive buffer at the chunk's requests.
 Exchange all_to_all_exchange(const ModelSpec& m, const RankShard& r,
-                             const std::vector<Range>& peer_heads, Range chunk) {
+                             const std::vector<Range>& peer_heads, Range chunk, int batch) {
   Exchange x;
   x.peer_heads = peer_heads;
   x.dim = m.attn_value_dim();
-  const int64_t D = x.dim, qh = r.q_heads.size(), oh = r.o_heads.size(), nb = chunk.size();
+  x.row = x.dim + 1;
+  const int64_t W = x.row, qh = r.q_heads.size(), oh = r.o_heads.size(), nb = chunk.size();
   const int kvp = r.layout.kvp;
-  x.send_offset = chunk.begin * qh * (D + 1);
-  x.recv_offset = chunk.begin * kvp * oh * (D + 1);
+  x.send_offset = chunk.begin * qh * W;
+  x.recv_offset = chunk.begin * oh * W;
   int64_t off = 0;
   for (int j = 0; j < kvp; ++j) {
-    x.send_counts.push_back(nb * x.peer_heads[size_t(j)].size() * (D + 1));
+    x.send_counts.push_back(nb * x.peer_heads[size_t(j)].size() * W);
     x.send_displs.push_back(off);
     off += x.send_counts.back();
-    x.recv_counts.push_back(nb * oh * (D + 1));
-    x.recv_displs.push_back(j * nb * oh * (D + 1));
+    x.recv_counts.push_back(nb * oh * W);
+    x.recv_displs.push_back(j * batch * oh * W);
   }
   return x;
 }
 
-// The kvp gather: every rank sends all its query heads to KVP rank 0.
+// The kvp gather: every rank sends the rows of all its query heads to KVP rank 0.
 Exchange gather_exchange(const ModelSpec& m, const RankShard& r, int batch) {
   Exchange x;
   const int64_t qh = r.q_heads.size();
   x.peer_heads = {Range{0, qh}};
   x.dim = m.attn_value_dim();
-  const int64_t n = batch * qh * (x.dim + 1);
+  x.row = x.dim + 1;
+  const int64_t n = batch * qh * x.row;
   x.send_counts = {n};
   x.send_displs = {0};
   x.root = 0;
@@ -153,23 +153,20 @@ Exchange gather_exchange(const ModelSpec& m, const RankShard& r, int batch) {
   return x;
 }
 
-// The combine's blocks: one per exchange (HOP-B chunk), each read in place in `recv`.
+// The combine's one block: every source rank's region of `recv` holds the rows of the received
+// heads for the whole batch (HOP-B's chunks land at their requests' rows).
 std::vector<CombineBlock> combine_blocks(const ModelSpec& m, const RankShard& r, int batch) {
-  std::vector<CombineBlock> v;
+  CombineBlock b;
   const int64_t D = m.attn_value_dim(), heads = received_heads(r);
-  const int kvp = r.layout.kvp;
-  for (const Range& c : exchange_chunks(r.layout, batch)) {
-    CombineBlock b;
-    b.parts = kvp;
-    b.rows = c.size() * heads;
-    b.dim = D;
-    b.o_offset = c.begin * kvp * heads * (D + 1);
-    b.lse_offset = b.o_offset + b.rows * D;
-    b.part_stride = b.rows * (D + 1);
-    b.out_offset = c.begin * heads * D;
-    v.push_back(b);
-  }
-  return v;
+  b.parts = r.layout.kvp;
+  b.rows = batch * heads;
+  b.dim = D;
+  b.row_stride = D + 1;
+  b.o_offset = 0;
+  b.lse_offset = D;
+  b.part_stride = b.rows * b.row_stride;
+  b.out_offset = 0;
+  return {b};
 }
 
 Step compute_step(Op op, Phase phase, Range batch, Work w, int chunk = -1) {
@@ -183,14 +180,6 @@ Step comm_step(Op op, Phase phase, Group group, Collective coll, int group_size,
   w.group_size = group_size;
   w.comm_elems = comm_elems;
   return Step{op, phase, group, chunk, batch, w};
-}
-
-// Copies that pack an exchange's send buffer: the O block and the LSE block of every peer's heads.
-double pack_copies(const Step& s) {
-  double n = 0;
-  if (s.batch.empty()) return n;
-  for (const Range& h : s.exchange.peer_heads) n += h.empty() ? 0 : 2;
-  return n;
 }
 
 }  // namespace
@@ -307,7 +296,8 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
   }
 
   // 3-4. Attention over the local shard (MLA: then W_uv per head, so that the partials are in the
-  // value space), then the exchange of partials: vdim values + 1 LSE per (request, head).
+  // value space), then the pack and the exchange of partials: one row of vdim values + 1 LSE per
+  // (request, head).
   const double tokens = double(r.local_tokens(seq_len + 1));
   auto attention_work = [&](Range b) {
     Work w;
@@ -322,13 +312,17 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
     return w;
   };
   // Each KV shard's partial o_k is up-projected on its own: sum_k w_k (o_k W_uv) = (sum_k w_k o_k)
-  // W_uv, since the combine weights w_k are scalars per (request, head).
-  auto v_up_work = [&](Range b) {
+  // W_uv, since the combine weights w_k are scalars per (request, head). HOP-B runs it per chunk
+  // (a chunk's value-space partials exist only after it), reading W_uv from memory once per step:
+  // the later chunks find it in L2, where the CUDA executor keeps it for the step (a persisting
+  // access window), so only the first chunk's GEMM counts its weight bytes.
+  auto v_up_work = [&](Range b, int chunk) {
     Work w;
     const double nb = double(b.size());
     if (nb == 0) return w;  // an empty HOP-B chunk runs no GEMM
-    w.weight_elems = qh * m.mla.kv_lora * m.mla.v_head;
-    w.flops = 2.0 * nb * w.weight_elems;
+    const double weights = qh * m.mla.kv_lora * m.mla.v_head;
+    w.weight_elems = chunk <= 0 ? weights : 0.0;
+    w.flops = 2.0 * nb * weights;
     w.act_elems = nb * qh * (m.mla.kv_lora + m.mla.v_head);
     w.gemm_launches = 1;    // per-head GEMMs, one strided batch
     w.kernel_launches = 1;  // conversion of the partials to bf16
@@ -337,36 +331,55 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
   auto attend = [&](Range b, int chunk) {
     s.push_back(compute_step(Op::attention, Phase::attention, b, attention_work(b), chunk));
     s.back().kv_tokens = r.local_tokens(seq_len + 1);
-    if (m.is_mla()) s.push_back(compute_step(Op::v_up, Phase::o_proj, b, v_up_work(b), chunk));
+    s.back().reserved_sms = attention_reserved_sms(p);
+    if (m.is_mla())
+      s.push_back(compute_step(Op::v_up, Phase::o_proj, b, v_up_work(b, chunk), chunk));
   };
   const bool helix = p.kind == LayoutKind::helix || p.kind == LayoutKind::helix_hopb;
   const std::vector<Range> peers = helix ? peer_head_ranges(m, r) : std::vector<Range>{};
+  // The pack of an exchange's rows (values + LSE per request and head) into the send buffer.
+  auto pack = [&](const Exchange& x, Range b, int chunk) {
+    Work w;
+    w.act_elems = 2.0 * double(b.size()) * qh * double(x.row);  // read, then written packed
+    // One launch for every peer's rows; none when there are no rows to send.
+    bool rows = false;
+    for (const Range& h : x.peer_heads) rows = rows || !h.empty();
+    w.kernel_launches = !b.empty() && rows ? 1 : 0;
+    s.push_back(compute_step(Op::pack, Phase::attn_comm, b, w, chunk));
+    s.back().input = partials;
+    s.back().exchange = x;
+  };
   if (p.kind == LayoutKind::helix_hopb) {
+    // Per chunk only what the chunk's exchange needs: its attention (and W_uv), its pack and the
+    // start of its All-to-All; everything from the combine on runs once for the batch.
     const auto chunks = batch_chunks(batch, p.hopb_chunks);
     for (int c = 0; c < int(chunks.size()); ++c) {
       attend(chunks[c], c);
+      const Exchange x = all_to_all_exchange(m, r, peers, chunks[c], batch);
+      pack(x, chunks[c], c);
       s.push_back(comm_step(Op::a2a_start, Phase::attn_comm, Group::kvp, Collective::all_to_all,
-                            p.kvp, double(chunks[c].size()) * qh * (vdim + 1), chunks[c], c));
+                            p.kvp, double(chunks[c].size()) * qh * double(x.row), chunks[c], c));
       s.back().input = partials;
-      s.back().exchange = all_to_all_exchange(m, r, peers, chunks[c]);
-      s.back().work.kernel_launches = pack_copies(s.back());
+      s.back().exchange = x;
     }
     s.push_back(comm_step(Op::a2a_wait, Phase::attn_comm, Group::kvp, Collective::all_to_all, p.kvp,
                           0, all));
   } else {
     attend(all, -1);
     if (helix) {
+      const Exchange x = all_to_all_exchange(m, r, peers, all, batch);
+      pack(x, all, -1);
       s.push_back(comm_step(Op::a2a, Phase::attn_comm, Group::kvp, Collective::all_to_all, p.kvp,
-                            B * qh * (vdim + 1), all));
+                            B * qh * double(x.row), all));
       s.back().input = partials;
-      s.back().exchange = all_to_all_exchange(m, r, peers, all);
-      s.back().work.kernel_launches = pack_copies(s.back());
+      s.back().exchange = x;
     } else if (p.kind == LayoutKind::kvp) {
+      const Exchange x = gather_exchange(m, r, batch);
+      pack(x, all, -1);
       s.push_back(comm_step(Op::gather_partials, Phase::attn_comm, Group::kvp, Collective::gather,
-                            p.kvp, p.kvp * B * qh * (vdim + 1), all));
+                            p.kvp, p.kvp * B * qh * double(x.row), all));
       s.back().input = partials;
-      s.back().exchange = gather_exchange(m, r, batch);
-      s.back().work.kernel_launches = pack_copies(s.back());
+      s.back().exchange = x;
     }
   }
 

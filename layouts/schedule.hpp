@@ -46,9 +46,15 @@ enum class Op {
   attention,
   v_up,       // MLA: per-head W_uv up-projection of this rank's latent partials, before the
               // exchange (timed in the o_proj phase)
-  a2a,        // blocking All-to-All of (partial output, LSE) inside the KVP group
-  a2a_start,  // HOP-B: non-blocking All-to-All of one batch chunk
-  a2a_wait,   // HOP-B: wait for every chunk's All-to-All
+  pack,       // the partials of the step's requests packed into the send buffer, one row of
+              // (values, LSE) per (request, head) in peer order (timed in the attn_comm phase:
+              // it is the exchange's own work, on the compute stream)
+  a2a,        // blocking All-to-All of the packed rows inside the KVP group
+  a2a_start,  // HOP-B: non-blocking All-to-All of one batch chunk's packed rows, started as soon
+              // as they are packed, on a communication stream (GPU) or as a non-blocking MPI call
+  a2a_wait,   // HOP-B: the compute stream waits for every chunk's All-to-All (not timed in a
+              // phase: the chunks' All-to-Alls are; what the wait adds to the step is exposed
+              // communication)
   gather_partials,
   combine,
   o_proj,
@@ -133,28 +139,34 @@ struct BufferTable {
 };
 BufferTable activation_buffers(const ModelSpec& model, const RankShard& shard, int batch);
 
-// The partials exchange of one step (a2a, a2a_start, gather_partials), in elements of `send` and
-// `recv`. Packing: from send_offset, for each destination in group order, the O block
-// [batch, heads, dim] then the LSE block [batch, heads] of its head range (relative to this rank's
-// query heads), read from the step's input buffer and part_lse. The collective then moves
-// send_counts[j] elements from send + send_offset + send_displs[j] to peer j, and receives
-// recv_counts[j] from peer j at recv + recv_offset + recv_displs[j] (gather: every rank sends its
-// whole block to `root`, which receives one block per rank; the others receive nothing).
+// The partials exchange of one step (pack, a2a, a2a_start, gather_partials), in elements of
+// `send` and `recv`. Every (request, head) travels as one row of `row` = dim + 1 floats: its dim
+// partial output values, then its LSE (kernels/partials.hpp). Packing (the pack step): from
+// send_offset, for each destination in group order, the rows [batch, heads of its range]
+// (relative to this rank's query heads), read from the step's input buffer and part_lse. The
+// collective then moves send_counts[j] elements from send + send_offset + send_displs[j] to peer
+// j, and receives recv_counts[j] from peer j at recv + recv_offset + recv_displs[j] (gather: every
+// rank sends its whole block to `root`, which receives one block per rank; the others receive
+// nothing). The receive buffer holds one region per source rank, [batch, received heads] rows for
+// the whole batch, so that a HOP-B chunk's rows land where one combine over the batch reads them.
 struct Exchange {
   std::vector<Range> peer_heads;
   int64_t dim = 0;  // values per head (the value width)
+  int64_t row = 0;  // floats per exchanged row: dim + 1
   int64_t send_offset = 0, recv_offset = 0;
   std::vector<int64_t> send_counts, send_displs, recv_counts, recv_displs;
   int root = -1;  // gather: the receiving group rank (-1: all-to-all)
 };
 
 // One block of received partials that the combine reads in place: `parts` partials of `rows` rows
-// of `dim` values; part i's rows at recv + o_offset + i * part_stride, its LSE at
-// recv + lse_offset + i * part_stride; the combined rows go to combined + out_offset.
+// of `dim` values; part i's row r at recv + o_offset + i * part_stride + r * row_stride, its LSE at
+// recv + lse_offset + i * part_stride + r * row_stride; the combined rows [rows, dim] go to
+// combined + out_offset. The exchanges of every layout (HOP-B's chunks included) leave one block
+// covering the whole batch: one combine.
 struct CombineBlock {
   int parts = 1;
   int64_t rows = 0, dim = 0;
-  int64_t o_offset = 0, lse_offset = 0, part_stride = 0, out_offset = 0;
+  int64_t o_offset = 0, lse_offset = 0, part_stride = 0, row_stride = 0, out_offset = 0;
 };
 
 struct Step {
@@ -171,6 +183,7 @@ struct Step {
   Buffer input = Buffer::none;  // o_proj, the exchanges and ffn_reduce: the buffer they read
   int parts = 1;                // ffn_reduce: partial sums added (EP)
   int64_t kv_tokens = 0;        // attention: tokens of this rank's KV shard it reads
+  int reserved_sms = 0;         // attention: SMs left to the exchanges beside it (HOP-B)
   int64_t append_index = -1;    // kv_append: cache index of the new token (-1: another rank's)
   Exchange exchange;            // a2a, a2a_start, gather_partials
   std::vector<CombineBlock> combine_blocks;  // combine

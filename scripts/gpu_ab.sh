@@ -20,7 +20,7 @@ for bin in "$base" "$cand"; do
   [[ -x $bin ]] || { echo "gpu_ab.sh: $bin is not an executable" >&2; exit 2; }
 done
 mkdir -p "$out"
-export PYTHONPATH="$root:$root/scripts${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 mpirun=(mpirun --allow-run-as-root -x NCCL_NVLS_ENABLE=0)
 points=(--seq "128K,1M" --batch "1,8" --iters 10 --warmup 3 --quiet)
 code=0

@@ -1,8 +1,11 @@
 #include "bench/commands/decode_cmd.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "bench/commands/cli_util.hpp"
 #include "bench/decode/record.hpp"
@@ -74,26 +77,43 @@ RunGrid make_run_grid(const DecodeOptions& o, int world_size, const DecodeBacken
   req.tpa = o.tpa;
   req.tpf = o.tpf;
   req.ep = o.ep;
-  req.hopb_chunks = o.hopb_chunks;
+  req.hopb_comm_sms = o.hopb_comm_sms;
   req.kv_block = o.kv_block;
-  for (const char* name : {"--kvp", "--tpa", "--tpf", "--ep", "--hopb-chunks"}) {
+  for (const char* name : {"--kvp", "--tpa", "--tpf", "--ep"}) {
     const std::optional<int>* v = name == std::string("--kvp")   ? &o.kvp
                                   : name == std::string("--tpa") ? &o.tpa
                                   : name == std::string("--tpf") ? &o.tpf
-                                  : name == std::string("--ep")  ? &o.ep
-                                                                 : &o.hopb_chunks;
+                                                                 : &o.ep;
     if (*v && **v < 1) throw UsageError(std::string(name) + ": must be a positive integer");
+  }
+  // HOP-B chunk counts: one helix-hopb run per count (clamped to the batch, each count once).
+  std::vector<std::optional<int>> chunk_counts = {std::nullopt};
+  if (!o.hopb_chunks.empty()) {
+    chunk_counts.clear();
+    for (int64_t c : parse_positive_list(o.hopb_chunks, "--hopb-chunks")) {
+      if (c > 65536) throw UsageError("--hopb-chunks: " + std::to_string(c) + " exceeds 65536");
+      chunk_counts.push_back(int(c));
+    }
   }
   for (int64_t s : p.seqs)
     for (int64_t b : p.batches)
       for (LayoutKind k : p.layouts) {
-        RunSpec r;
-        r.layout = make_layout(k, n, p.model, p.layer, int(b), req);
-        r.batch = int(b);
-        r.seq = s;
-        const std::string err = validate_layout(r.layout, p.model, p.layer, int(b));
-        if (!err.empty()) throw UsageError(err);
-        p.runs.push_back(r);
+        std::vector<int> done;  // chunk counts already run at this (S, B)
+        for (const auto& chunks : k == LayoutKind::helix_hopb
+                                      ? chunk_counts
+                                      : std::vector<std::optional<int>>{std::nullopt}) {
+          LayoutRequest rq = req;
+          rq.hopb_chunks = chunks;
+          RunSpec r;
+          r.layout = make_layout(k, n, p.model, p.layer, int(b), rq);
+          r.batch = int(b);
+          r.seq = s;
+          const std::string err = validate_layout(r.layout, p.model, p.layer, int(b));
+          if (!err.empty()) throw UsageError(err);
+          if (std::find(done.begin(), done.end(), r.layout.hopb_chunks) != done.end()) continue;
+          done.push_back(r.layout.hopb_chunks);
+          p.runs.push_back(r);
+        }
       }
   return p;
 }
@@ -147,7 +167,13 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
   c->add_option("--ep", o.ep,
                 "Expert-parallel width, for the layouts whose FFN spans all N ranks (default: "
                 "gcd(N, experts); 1 for dense)");
-  c->add_option("--hopb-chunks", o.hopb_chunks, "HOP-B batch chunks (default: min(B, 4))");
+  c->add_option("--hopb-chunks", o.hopb_chunks,
+                "HOP-B batch chunks, a comma list: one helix-hopb run per count, clamped to the "
+                "batch (default: min(B, 4))");
+  c->add_option("--hopb-comm-sms", o.hopb_comm_sms,
+                "HOP-B: SMs each chunk's attention leaves free for the chunk exchanges running "
+                "beside it; the KVP communicator runs at most this many CTAs (default: " +
+                    std::to_string(kDefaultHopbCommSms) + "; 0: none)");
   c->add_option("--kv-block", o.kv_block, "Tokens per round-robin KV block across KVP ranks")
       ->capture_default_str();
   c->add_option("--decode-steps", o.decode_steps,

@@ -19,7 +19,8 @@ struct DecodeOptions {
   std::string seq = "1000";
   std::string batch = "1,8";
   std::string layer;  // dense | moe (default: the model's representative layer)
-  std::optional<int> kvp, tpa, tpf, ep, hopb_chunks;
+  std::optional<int> kvp, tpa, tpf, ep, hopb_comm_sms;
+  std::string hopb_chunks;  // comma list; empty: the default
   int kv_block = 16;
   int decode_steps = 0;  // 0: kv_block + 1 (crosses at least one block boundary)
   int iters = 20;

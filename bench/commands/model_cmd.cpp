@@ -197,6 +197,9 @@ int run_validate(const ModelOptions& o, const HardwareProfile& hw, const RunEnvi
     p.tpf = int(h5::read_attr_int(g.id(), "tpf"));
     p.ep = int(h5::read_attr_int(g.id(), "ep"));
     p.hopb_chunks = int(h5::read_attr_int(g.id(), "hopb_chunks"));
+    // Traces written before the attribute existed reserved no SMs for HOP-B's exchanges.
+    p.hopb_comm_sms =
+        h5::has_attr(g.id(), "hopb_comm_sms") ? int(h5::read_attr_int(g.id(), "hopb_comm_sms")) : 0;
     p.kv_block = int(h5::read_attr_int(g.id(), "kv_block"));
     const int batch = int(h5::read_attr_int(g.id(), "batch"));
     const int64_t seq = h5::read_attr_int(g.id(), "seq_len");

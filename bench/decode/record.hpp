@@ -65,6 +65,10 @@ struct RunRecord {
   // experts, experts with at least one token); empty for dense layers.
   std::vector<double> routed_rows, routed_experts;
   std::string comm_dtype = "fp32";  // the precision the executors send (every buffer is fp32)
+  // Per-chunk timestamps of the partials exchange (exec/executor.hpp, ChunkColumn), us from the
+  // start of each rank's step: [iters, ranks, chunks, kChunkColumns]; chunks = 0 (tp): none.
+  int chunks = 0;
+  std::vector<double> chunk_us;
   int64_t weight_bytes = 0, kv_bytes = 0, needed_bytes = 0, available_bytes = 0;
   double attn_kv_bytes = 0;        // KV bytes rank 0's attention reads per step
   double attn_flops = 0;           // FLOPs of rank 0's attention per step

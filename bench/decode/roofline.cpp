@@ -27,7 +27,9 @@ PhaseWork phase_work(const ModelSpec& m, const RankShard& shard, const Schedule&
                      const ElemBytes& e, const MoeActivity* moe) {
   PhaseWork w;
   for (const Step& s : sched.steps) {
-    if (s.work.coll) continue;
+    // Collectives, and the pack of the partials exchange: its time counts as communication
+    // (attn_comm), which has no roofline.
+    if (s.work.coll || phase_is_comm(s.phase)) continue;
     Work k = s.work;
     if (s.op == Op::ffn_compute && shard.layer == LayerKind::moe && moe)
       k = moe_ffn_work(m, shard, sched.batch, double(moe->touched), double(moe->assignments));

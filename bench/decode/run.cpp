@@ -51,6 +51,8 @@ std::vector<double> max_over_ranks(const std::vector<double>& v, int iters, int 
 // timed step (MoE layers; routed false when it ran no router).
 struct Timed {
   std::vector<double> phases, steps, exposed, steps_us;  // [iters, phases], [iters] x2, [iters, S]
+  int chunks = 0;                                        // exchange_chunks of the schedule
+  std::vector<double> chunk_times;                       // [iters, chunks, kChunkColumns]
   bool routed = false;
   MoeActivity moe;
   bool graph_replay = false;
@@ -65,6 +67,9 @@ Timed time_executor(LayerExecutor& ex, const Schedule& sched, const RunSettings&
   t.steps.assign(size_t(o.iters), 0.0);
   t.exposed.assign(size_t(o.iters), 0.0);
   t.steps_us.assign(size_t(o.iters) * size_t(max_steps), 0.0);
+  t.chunks = exchange_chunks(sched);
+  const size_t C = size_t(t.chunks);
+  t.chunk_times.assign(size_t(o.iters) * C * kChunkColumns, 0.0);
   for (int i = 0; i < o.warmup + o.iters; ++i) {
     world.barrier();
     if (i == o.warmup && on_timed_start) on_timed_start();
@@ -78,6 +83,9 @@ Timed time_executor(LayerExecutor& ex, const Schedule& sched, const RunSettings&
     t.exposed[k] = st.exposed_comm_us;
     for (size_t j = 0; j < st.steps_us.size() && j < size_t(max_steps); ++j)
       t.steps_us[k * size_t(max_steps) + j] = st.steps_us[j];
+    for (size_t c = 0; c < C && c < st.chunk_us.size(); ++c)
+      for (size_t j = 0; j < kChunkColumns; ++j)
+        t.chunk_times[(k * C + c) * kChunkColumns + j] = st.chunk_us[c][j];
   }
   if (shard.layer == LayerKind::moe) {
     std::vector<int32_t> ids(size_t(batch) * size_t(m.moe.top_k));
@@ -179,6 +187,9 @@ void run_every_rank(const RunSpec& spec, const ModelSpec& m, LayerKind layer, co
   r.phase_us.assign(I * N * P, 0.0);
   r.rank_step_us.assign(I * N, 0.0);
   r.rank_exposed_us.assign(I * N, 0.0);
+  r.chunks = timed[0].chunks;
+  const size_t C = size_t(r.chunks) * kChunkColumns;
+  r.chunk_us.assign(I * N * C, 0.0);
   TimedSteps ts;
   ts.max_steps = int(S);
   ts.steps_us.assign(I * N * S, 0.0);
@@ -194,6 +205,8 @@ void run_every_rank(const RunSpec& spec, const ModelSpec& m, LayerKind layer, co
     for (size_t i = 0; i < I; ++i) {
       for (size_t p = 0; p < P; ++p) r.phase_us[(i * N + k) * P + p] = t.phases[i * P + p];
       r.rank_step_us[i * N + k] = t.steps[i];
+      for (size_t j = 0; j < C && t.chunks == r.chunks; ++j)
+        r.chunk_us[(i * N + k) * C + j] = t.chunk_times[i * C + j];
       for (size_t j = 0; j < S; ++j) ts.steps_us[(i * N + k) * S + j] = t.steps_us[i * S + j];
     }
   }
@@ -291,6 +304,9 @@ RunRecord run_decode_point(const RunSpec& spec, const ModelSpec& m, LayerKind la
   r.phase_us = gather_iter_major(world, t.phases, o.iters, kNumPhases);
   r.rank_step_us = gather_iter_major(world, t.steps, o.iters, 1);
   r.rank_exposed_us = gather_iter_major(world, t.exposed, o.iters, 1);
+  r.chunks = t.chunks;
+  if (t.chunks > 0)
+    r.chunk_us = gather_iter_major(world, t.chunk_times, o.iters, t.chunks * kChunkColumns);
   TimedSteps ts;
   ts.max_steps = max_steps;
   ts.steps_us = gather_iter_major(world, t.steps_us, o.iters, max_steps);

@@ -56,6 +56,19 @@ void write_accounting(hid_t id, const RunRecord& r) {
     h5::attr(id, std::string("critical_") + parts[k] + "_us_median", r.breakdown_median(k));
 }
 
+// /decode/run_N/chunks: [iters, ranks, chunks, 4] timestamps of each chunk's attention and
+// exchange, us from the start of the rank's step.
+void write_chunks(hid_t run, const RunRecord& r) {
+  if (r.chunks <= 0) return;
+  const hid_t ds =
+      h5::dataset(run, "chunks",
+                  {hsize_t(r.iters), hsize_t(r.ranks), hsize_t(r.chunks), hsize_t(kChunkColumns)},
+                  r.chunk_us.data(), "us");
+  h5::attr(ds, "columns", chunk_column_names());
+  h5::attr(ds, "origin", "start of the rank's step");
+  H5Dclose(ds);
+}
+
 // Every rank against its roofline (bench/decode/roofline.hpp): per rank and phase the work, the
 // roofline time and the fraction; per rank the compute step; rank 0's summary as attributes.
 void write_roofline(hid_t id, const DecodeJobRecord& job, const RunRecord& r) {
@@ -106,6 +119,7 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   h5::attr(id, "tpf", r.layout.tpf);
   h5::attr(id, "ep", r.layout.ep);
   h5::attr(id, "hopb_chunks", r.layout.hopb_chunks);
+  h5::attr(id, "hopb_comm_sms", r.layout.hopb_comm_sms);
   h5::attr(id, "kv_block", r.layout.kv_block);
   h5::attr(id, "batch", r.batch);
   h5::attr(id, "seq_len", r.seq);
@@ -160,6 +174,7 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   h5::attr(id, "comm_dtype", r.comm_dtype);
   h5::attr(id, "test_slow_phase", job.test_slow_phase);
   write_accounting(id, r);
+  write_chunks(id, r);
   write_roofline(id, job, r);
   if (r.has_gpu_telemetry) write_gpu_telemetry(id, r.gpu);
   if (!r.verify_ran) return;

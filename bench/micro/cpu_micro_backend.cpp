@@ -19,6 +19,7 @@
 #include "kernels/copy_segments.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/moe.hpp"
+#include "kernels/partials.hpp"
 #include "kernels/rng.hpp"
 
 namespace helix::micro {
@@ -141,6 +142,19 @@ class CpuMicroBackend final : public MicroBackend, public HostMemory {
   void lse_combine(const CombineShape& s, const float* o, const float* lse, float* out,
                    float* lse_out) override {
     cpu::lse_combine(s.parts, s.rows, s.dim, o, s.rows * s.dim, lse, s.rows, out, lse_out);
+  }
+
+  void pack_partials(const PackShape& s, const float* o, const float* lse, float* dst) override {
+    const auto heads = pack_peer_heads(s);
+    cpu::pack_partials(o, s.heads * s.dim, lse, s.heads, s.batch, s.dim, heads.data(),
+                       int(heads.size()), dst);
+  }
+
+  void lse_combine_rows(const CombineShape& s, const float* rows, float* out,
+                        float* lse_out) override {
+    const int64_t w = cpu::partial_row(s.dim);
+    cpu::lse_combine_rows(s.parts, s.rows, s.dim, rows, s.rows * w, w, rows + s.dim, s.rows * w, w,
+                          out, lse_out);
   }
 
   void gemm(const GemmShape& s, const void* x, const void* w, void* y) override {

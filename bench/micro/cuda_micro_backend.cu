@@ -28,6 +28,7 @@
 #include "kernels/cuda_kernels.hpp"
 #include "kernels/gemm_cuda.hpp"
 #include "kernels/moe_cuda.hpp"
+#include "kernels/partials_cuda.hpp"
 #include "kernels/rng.hpp"
 
 namespace helix::micro {
@@ -188,6 +189,19 @@ class CudaMicroBackend final : public MicroBackend, public DeviceMemory {
                    float* lse_out) override {
     cuda::lse_combine(s.parts, s.rows, s.dim, o, s.rows * s.dim, lse, s.rows, out, nullptr, lse_out,
                       stream_);
+  }
+
+  void pack_partials(const PackShape& s, const float* o, const float* lse, float* dst) override {
+    const auto heads = pack_peer_heads(s);
+    cuda::pack_partials(o, s.heads * s.dim, lse, s.heads, s.batch, s.dim, heads.data(),
+                        int(heads.size()), dst, stream_);
+  }
+
+  void lse_combine_rows(const CombineShape& s, const float* rows, float* out,
+                        float* lse_out) override {
+    const int64_t w = cpu::partial_row(s.dim);
+    cuda::lse_combine_rows(s.parts, s.rows, s.dim, rows, s.rows * w, w, rows + s.dim, s.rows * w, w,
+                           out, nullptr, lse_out, stream_);
   }
 
   void gemm(const GemmShape& s, const void* x, const void* w, void* y) override {

@@ -145,4 +145,14 @@ std::vector<GqaDecodeShape> parse_gqa_shapes(const std::string& text, const std:
   return v;
 }
 
+std::vector<cpu::HeadRange> pack_peer_heads(const PackShape& s) {
+  std::vector<cpu::HeadRange> v;
+  for (int64_t j = 0; j < s.peers; ++j) {
+    const int64_t base = s.heads / s.peers, extra = s.heads % s.peers;
+    const int64_t begin = j * base + std::min(j, extra);
+    v.push_back({begin, begin + base + (j < extra ? 1 : 0)});
+  }
+  return v;
+}
+
 }  // namespace helix::micro

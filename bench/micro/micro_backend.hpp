@@ -11,8 +11,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels/gemm.hpp"
+#include "kernels/partials.hpp"
 
 namespace helix::micro {
 
@@ -88,6 +90,16 @@ struct CombineShape {
   int64_t parts = 2, rows = 1, dim = 128;
 };
 
+// The partials exchange of one helix rank (kernels/partials.hpp): the pack of `batch` requests'
+// partials of `heads` query heads for `peers` peers (balanced head ranges), and the combine over
+// the exchange's rows as received from `parts` ranks.
+//   pack:    o [batch, heads, dim] fp32; lse [batch, heads] fp32; dst [batch * heads, dim + 1] fp32
+//   combine: rows [parts, rows, dim + 1] fp32 (values, then the LSE); out [rows, dim] fp32;
+//            lse_out [rows] fp32 (CombineShape)
+struct PackShape {
+  int64_t batch = 1, heads = 1, dim = 128, peers = 1;
+};
+
 // GEMMs take the suite's GemmShape (kernels/gemm.hpp) with packed operands (GemmShape::packed):
 // x, w, y in storage type, batches one after another.
 
@@ -152,6 +164,9 @@ class MicroBackend : public virtual MemorySpace {
                              float* lse) = 0;
   virtual void lse_combine(const CombineShape& s, const float* o, const float* lse, float* out,
                            float* lse_out) = 0;
+  virtual void pack_partials(const PackShape& s, const float* o, const float* lse, float* dst) = 0;
+  virtual void lse_combine_rows(const CombineShape& s, const float* rows, float* out,
+                                float* lse_out) = 0;
   virtual void gemm(const GemmShape& s, const void* x, const void* w, void* y) = 0;
   virtual int64_t moe_scratch_bytes(const MoeShape& s) const = 0;
   virtual void moe_experts(const MoeShape& s, const void* x, const void* w_gate, const void* w_up,
@@ -159,6 +174,9 @@ class MicroBackend : public virtual MemorySpace {
   virtual void kv_append(const KvAppendShape& s, const void* new_kv, void* cache) = 0;
   virtual void kv_pack(const KvPackShape& s, const void* src, void* dst) = 0;
 };
+
+// The peers' head ranges of a PackShape: `heads` split into `peers` balanced contiguous ranges.
+std::vector<cpu::HeadRange> pack_peer_heads(const PackShape& s);
 
 // The backend `name` names ("cpu" or "cuda"); throws UsageError naming `option` when unknown or
 // not built.

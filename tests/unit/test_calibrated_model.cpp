@@ -71,6 +71,35 @@ TEST(CalibratedModel, LaunchCostsAddToEveryComputeStep) {
   }
 }
 
+// The partials exchange: one pack launch per exchange on the compute stream (HOP-B: per chunk),
+// the collective itself none; the wait for HOP-B's exchanges costs nothing of its own.
+TEST(CalibratedModel, OnePackLaunchPerExchange) {
+  const ModelSpec m = load_model("tiny-gqa");
+  HardwareProfile none = measured_profile();
+  none.gemm_launch_us = none.kernel_launch_us = 0;
+  const CostModel with = bf16_model(measured_profile()), without = bf16_model(none);
+  for (LayoutKind k : {LayoutKind::helix, LayoutKind::helix_hopb, LayoutKind::kvp}) {
+    LayoutRequest req;
+    req.kvp = 4;
+    req.tpa = 1;
+    req.hopb_chunks = 4;
+    const LayoutParams p = make_layout(k, 4, m, LayerKind::dense, 8, req);
+    int packs = 0;
+    for (const Step& s : build_schedule(m, rank_shard(m, LayerKind::dense, p, 0), 8, 4096).steps) {
+      if (s.op == Op::pack) {
+        ++packs;
+        EXPECT_NEAR(with.step_us(s, false) - without.step_us(s, false), 2.0, 1e-9);
+      } else if (s.work.coll) {
+        EXPECT_DOUBLE_EQ(with.step_us(s, false), without.step_us(s, false)) << op_name(s.op);
+        if (s.op == Op::a2a_wait) {
+          EXPECT_DOUBLE_EQ(with.step_us(s, false), 0.0);
+        }
+      }
+    }
+    EXPECT_EQ(packs, k == LayoutKind::helix_hopb ? 4 : 1) << to_string(k);
+  }
+}
+
 TEST(CalibratedModel, AttentionFromTheMeasuredEfficiencyCurve) {
   HardwareProfile h = measured_profile();
   // MLA, 128 heads, one request: 10 us at 1 MB (0.1 of 1000 GB/s), 200 us at 100 MB (0.5).
@@ -233,6 +262,13 @@ TEST(SlowPhase, ParsedFromTheEnvironmentAndCalibratedOnThePreviousStep) {
       Step{Op::ffn_reduce, Phase::ffn, Group::none, -1, {0, 1}, {}},
       Step{Op::out_bcast, Phase::out_comm, Group::kvp, -1, {0, 1}, {}}};
   EXPECT_EQ(d.last_step(steps), 1);
+  // HOP-B's wait for the exchanges is timed in no phase: the delay goes after the last exchange.
+  const PhaseDelay comm(SlowPhase{int(Phase::attn_comm), 0.1, "attn_comm:0.1"});
+  const std::vector<Step> hopb = {Step{Op::a2a_start, Phase::attn_comm, Group::kvp, 0, {0, 1}, {}},
+                                  Step{Op::attention, Phase::attention, Group::none, 1, {1, 2}, {}},
+                                  Step{Op::a2a_start, Phase::attn_comm, Group::kvp, 1, {1, 2}, {}},
+                                  Step{Op::a2a_wait, Phase::attn_comm, Group::kvp, -1, {0, 2}, {}}};
+  EXPECT_EQ(comm.last_step(hopb), 2);
   EXPECT_DOUBLE_EQ(d.next_us(), 0.0);  // no estimate before the first step
   d.observe(steps, {80.0, 20.0, 5.0}, 0.0);
   EXPECT_DOUBLE_EQ(d.next_us(), 10.0);

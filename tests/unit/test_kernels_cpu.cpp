@@ -13,6 +13,7 @@
 #include "kernels/gemm.hpp"
 #include "kernels/moe.hpp"
 #include "kernels/norm.hpp"
+#include "kernels/partials.hpp"
 #include "kernels/rope.hpp"
 
 namespace helix {
@@ -201,6 +202,59 @@ TEST(CpuKernels, SplitAttentionPlusCombineIsExact) {
     EXPECT_LT(rel_err(merged, full), 1e-6) << parts << " parts";
     EXPECT_NEAR(merged_lse[0], full_lse, 1e-5);
   }
+}
+
+TEST(CpuKernels, PackPartialsWritesEveryPeersRowsInOrder) {
+  // 5 requests of 7 heads, dim 6, over 3 peers with head ranges [0,3), [3,3) (none), [3,7).
+  const int64_t B = 5, qh = 7, D = 6, row = cpu::partial_row(D);
+  ASSERT_EQ(row, D + 1);
+  const auto o = random_vec(size_t(B * qh * D), 60), lse = random_vec(size_t(B * qh), 61);
+  const std::vector<cpu::HeadRange> peers = {{0, 3}, {3, 3}, {3, 7}};
+  std::vector<float> dst(size_t(B * qh * row), NAN);
+  cpu::pack_partials(o.data(), qh * D, lse.data(), qh, B, D, peers.data(), 3, dst.data());
+  int64_t r = 0;
+  for (const auto& p : peers)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = p.begin; h < p.end; ++h, ++r) {
+        for (int64_t d = 0; d < D; ++d)
+          ASSERT_EQ(dst[size_t(r * row + d)], o[size_t((b * qh + h) * D + d)]) << r;
+        ASSERT_EQ(dst[size_t(r * row + D)], lse[size_t(b * qh + h)]) << r;
+      }
+  EXPECT_EQ(r, B * qh);
+  // A chunk of requests 2..4 from strided sources: only its rows, the same order.
+  std::vector<float> part(size_t(3 * qh * row), NAN);
+  cpu::pack_partials(o.data() + 2 * qh * D, qh * D, lse.data() + 2 * qh, qh, 3, D, peers.data(), 3,
+                     part.data());
+  EXPECT_EQ(part[0], o[size_t(2 * qh * D)]);
+  EXPECT_EQ(part[size_t(row - 1)], lse[size_t(2 * qh)]);
+  EXPECT_EQ(part.back(), lse[size_t(4 * qh + 6)]);
+}
+
+TEST(CpuKernels, CombineOverStridedRowsEqualsThePackedCombine) {
+  // The exchange layout (values then LSE in one row of dim + 1) against the packed layout: the
+  // same results, bit for bit, including rows whose parts are partly or wholly empty.
+  const int64_t parts = 4, rows = 9, D = 5, W = D + 1;
+  auto o = random_vec(size_t(parts * rows * D), 70);
+  auto lse = random_vec(size_t(parts * rows), 71, -3.f, 3.f);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  lse[size_t(0 * rows + 2)] = ninf;                                      // row 2: part 0 empty
+  for (int64_t i = 0; i < parts; ++i) lse[size_t(i * rows + 5)] = ninf;  // row 5: all empty
+  std::vector<float> strided(size_t(parts * rows * W), NAN);
+  for (int64_t i = 0; i < parts; ++i)
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t d = 0; d < D; ++d)
+        strided[size_t((i * rows + r) * W + d)] = o[size_t((i * rows + r) * D + d)];
+      strided[size_t((i * rows + r) * W + D)] = lse[size_t(i * rows + r)];
+    }
+  std::vector<float> want(static_cast<size_t>(rows * D)), got(static_cast<size_t>(rows * D), NAN),
+      want_l(static_cast<size_t>(rows)), got_l(static_cast<size_t>(rows), NAN);
+  cpu::lse_combine(parts, rows, D, o.data(), rows * D, lse.data(), rows, want.data(),
+                   want_l.data());
+  cpu::lse_combine_rows(parts, rows, D, strided.data(), rows * W, W, strided.data() + D, rows * W,
+                        W, got.data(), got_l.data());
+  EXPECT_EQ(got, want);
+  for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(got_l[size_t(r)], want_l[size_t(r)]) << r;
+  EXPECT_EQ(got_l[5], ninf);
 }
 
 TEST(CpuKernels, CombineOfOnlyEmptyPartsIsZero) {

@@ -332,7 +332,8 @@ TEST(Schedule, MlaExchangesValueSpacePartials) {
   auto s = build_schedule(m, p, B, S).steps;
   EXPECT_EQ(count_ops(s, Op::v_up), 1);
   EXPECT_LT(index_of(s, Op::attention), index_of(s, Op::v_up));
-  EXPECT_LT(index_of(s, Op::v_up), index_of(s, Op::a2a));
+  EXPECT_LT(index_of(s, Op::v_up), index_of(s, Op::pack));
+  EXPECT_EQ(index_of(s, Op::pack) + 1, index_of(s, Op::a2a));
   const Step& a2a = first_op(s, Op::a2a);
   EXPECT_DOUBLE_EQ(a2a.work.comm_elems, B * 128.0 * per_head);
   // W_uv of all 128 attended heads on every KVP rank; W_O only for the 2 owned heads.
@@ -343,21 +344,29 @@ TEST(Schedule, MlaExchangesValueSpacePartials) {
   EXPECT_DOUBLE_EQ(first_op(s, Op::o_proj).work.weight_elems, 2.0 * 128 * m.hidden);
   EXPECT_DOUBLE_EQ(first_op(s, Op::combine).work.flops, 3.0 * 64 * B * 2 * 128);
 
-  // HOP-B: one W_uv per chunk, before that chunk's exchange; the chunks add up to the same volume.
+  // HOP-B: one W_uv per chunk, before that chunk's pack and exchange; the chunks add up to the
+  // same volume, and W_uv's bytes are read once (the later chunks find it in L2).
   auto hb = make_layout(LayoutKind::helix_hopb, 64, m, LayerKind::moe, B, r);
   hb.hopb_chunks = 4;
   s = build_schedule(m, rank_shard(m, LayerKind::moe, hb, 0), B, S).steps;
   EXPECT_EQ(count_ops(s, Op::v_up), 4);
-  double sent = 0;
+  double sent = 0, wuv = 0, wuv_flops = 0;
   for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i].op == Op::v_up) {
+      wuv += s[i].work.weight_elems;
+      wuv_flops += s[i].work.flops;
+    }
     if (s[i].op != Op::a2a_start) continue;
     sent += s[i].work.comm_elems;
-    ASSERT_GE(i, 2u);
-    EXPECT_EQ(s[i - 1].op, Op::v_up);
-    EXPECT_EQ(s[i - 1].chunk, s[i].chunk);
-    EXPECT_EQ(s[i - 2].op, Op::attention);
+    ASSERT_GE(i, 3u);
+    EXPECT_EQ(s[i - 1].op, Op::pack);
+    EXPECT_EQ(s[i - 2].op, Op::v_up);
+    EXPECT_EQ(s[i - 2].chunk, s[i].chunk);
+    EXPECT_EQ(s[i - 3].op, Op::attention);
   }
   EXPECT_DOUBLE_EQ(sent, B * 128.0 * per_head);
+  EXPECT_DOUBLE_EQ(wuv, 128.0 * 512 * 128);
+  EXPECT_DOUBLE_EQ(wuv_flops, 2.0 * B * 128 * 512 * 128);
 
   // kvp: the gathered output holds KVP blocks of value-space partials.
   const auto kv = make_layout(LayoutKind::kvp, 8, m, LayerKind::moe, B, r);

@@ -100,15 +100,30 @@ TEST(ScheduleContract, ExchangesAgreeAcrossRanksAndStayInsideTheBuffers) {
       }
       if (const Step* comb = find(s[size_t(r)], Op::combine)) {
         const BufferTable& t = s[size_t(r)].buffers;
-        EXPECT_EQ(int(comb->combine_blocks.size()), std::max(1, chunk_steps)) << what;
-        int64_t rows = 0;
-        for (const CombineBlock& b : comb->combine_blocks) {
-          EXPECT_EQ(b.parts, p.kvp);
-          EXPECT_LE(b.lse_offset + (b.parts - 1) * b.part_stride + b.rows, t[Buffer::recv]) << what;
-          EXPECT_LE(b.out_offset + b.rows * b.dim, t[Buffer::combined]) << what;
-          rows += b.rows;
+        // One combine over the batch, whatever the chunks: it reads exactly what the exchanges
+        // wrote, each received element once.
+        ASSERT_EQ(comb->combine_blocks.size(), 1u) << what;
+        const CombineBlock& b = comb->combine_blocks[0];
+        EXPECT_EQ(b.parts, p.kvp);
+        EXPECT_EQ(b.rows, int64_t(c.batch) * me.o_heads.size()) << what;
+        EXPECT_LE(b.out_offset + b.rows * b.dim, t[Buffer::combined]) << what;
+        std::vector<int> written(static_cast<size_t>(t[Buffer::recv]), 0);
+        for (const Step& st : s[size_t(r)].steps) {
+          if (st.op != Op::a2a && st.op != Op::a2a_start && st.op != Op::gather_partials) continue;
+          const Exchange& x = st.exchange;
+          for (size_t j = 0; j < x.recv_counts.size(); ++j)
+            for (int64_t e = 0; e < x.recv_counts[j]; ++e)
+              ++written[size_t(x.recv_offset + x.recv_displs[j] + e)];
         }
-        EXPECT_EQ(rows, int64_t(c.batch) * me.o_heads.size()) << what;
+        std::vector<int> read(written.size(), 0);
+        for (int i = 0; i < b.parts; ++i)
+          for (int64_t row = 0; row < b.rows; ++row) {
+            const int64_t at = i * b.part_stride + row * b.row_stride;
+            for (int64_t d = 0; d < b.dim; ++d) ++read[size_t(b.o_offset + at + d)];
+            ++read[size_t(b.lse_offset + at)];
+          }
+        EXPECT_EQ(read, written) << what;
+        EXPECT_EQ(*std::max_element(read.begin(), read.end()), 1) << what;
       }
       if (const Step* o = find(s[size_t(r)], Op::o_proj)) {
         const Buffer want = find(s[size_t(r)], Op::combine)
@@ -123,6 +138,65 @@ TEST(ScheduleContract, ExchangesAgreeAcrossRanksAndStayInsideTheBuffers) {
     }
   }
   EXPECT_GT(exchanges, 500);  // the cases above really exchange
+}
+
+TEST(ScheduleContract, HopbRunsPerChunkOnlyWhatItsExchangeNeeds) {
+  // Per chunk: its attention (MLA: and W_uv), the pack of its rows and the start of its
+  // All-to-All, in that order; then one wait, and from the combine on every step covers the whole
+  // batch once, exactly as in the helix schedule of the same rank.
+  for (const char* model : {"tiny-gqa", "tiny-mla-moe", "deepseek-r1", "llama-3.1-405b"}) {
+    const ModelSpec m = load_model(model);
+    const LayerKind layer = m.default_layer_kind();
+    for (int chunks : {1, 2, 3, 8}) {
+      const int B = 8, n = 4;
+      LayoutRequest req;
+      req.kvp = n;
+      req.tpa = 1;
+      req.hopb_chunks = chunks;
+      const LayoutParams hp = make_layout(LayoutKind::helix_hopb, n, m, layer, B, req);
+      const LayoutParams xp = make_layout(LayoutKind::helix, n, m, layer, B, req);
+      ASSERT_EQ(validate_layout(hp, m, layer, B), "") << model;
+      for (int r = 0; r < n; ++r) {
+        const auto hs = build_schedule(m, rank_shard(m, layer, hp, r), B, 1000).steps;
+        const auto xs = build_schedule(m, rank_shard(m, layer, xp, r), B, 1000).steps;
+        const std::string what = std::string(model) + " C=" + std::to_string(chunks);
+        size_t i = 2;  // after the prologue and the KV append, which cover the batch
+        ASSERT_EQ(hs[0].op, Op::attn_prologue);
+        ASSERT_EQ(hs[1].op, Op::kv_append);
+        for (int c = 0; c < chunks; ++c) {
+          std::vector<Op> want = {Op::attention, Op::pack, Op::a2a_start};
+          if (m.is_mla()) want.insert(want.begin() + 1, Op::v_up);
+          for (Op op : want) {
+            ASSERT_LT(i, hs.size()) << what;
+            EXPECT_EQ(hs[i].op, op) << what << " chunk " << c;
+            EXPECT_EQ(hs[i].chunk, c) << what;
+            EXPECT_EQ(hs[i].batch, batch_chunks(B, chunks)[size_t(c)]) << what;
+            ++i;
+          }
+        }
+        ASSERT_LT(i, hs.size()) << what;
+        EXPECT_EQ(hs[i++].op, Op::a2a_wait) << what;
+        // The rest is the helix schedule's rest, step for step, over the whole batch.
+        const auto after =
+            std::find_if(xs.begin(), xs.end(), [](const Step& st) { return st.op == Op::combine; });
+        ASSERT_NE(after, xs.end());
+        ASSERT_EQ(hs.size() - i, size_t(xs.end() - after)) << what;
+        for (auto x = after; x != xs.end(); ++x, ++i) {
+          EXPECT_EQ(hs[i].op, x->op) << what;
+          EXPECT_EQ(hs[i].chunk, -1) << what;
+          EXPECT_EQ(hs[i].batch, (Range{0, B})) << what;
+          EXPECT_DOUBLE_EQ(hs[i].work.weight_elems, x->work.weight_elems) << what;
+          EXPECT_DOUBLE_EQ(hs[i].work.flops, x->work.flops) << what;
+          EXPECT_DOUBLE_EQ(hs[i].work.comm_elems, x->work.comm_elems) << what;
+        }
+        // The attention weights are read as often as in helix (W_uv once: later chunks hit L2).
+        double hw = 0, xw = 0;
+        for (const Step& st : hs) hw += reads_attention_weights(st.op) ? st.work.weight_elems : 0;
+        for (const Step& st : xs) xw += reads_attention_weights(st.op) ? st.work.weight_elems : 0;
+        EXPECT_DOUBLE_EQ(hw, xw) << what;
+      }
+    }
+  }
 }
 
 TEST(ScheduleContract, AppendIndexAndTokensComeFromThePlacement) {

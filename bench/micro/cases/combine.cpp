@@ -6,16 +6,14 @@
 #include <memory>
 
 #include "bench/micro/cases/case_util.hpp"
+#include "bench/micro/cases/combine_case.hpp"
 #include "bench/micro/kernel_case.hpp"
 
 namespace helix::micro {
 
 namespace {
 
-constexpr int64_t kVerifyCombineRows = 64;
-
-struct CombineCase final : KernelCase {
-  CombineShape s;
+struct CombineCase final : CombineCaseBase<CombineCase> {
   const char* kernel() const override { return "lse_combine"; }
   std::vector<Operand> operands(const MicroBackend&) const override {
     return {{s.parts * s.rows * s.dim * 4, Elem::fp32},
@@ -23,26 +21,11 @@ struct CombineCase final : KernelCase {
             {s.rows * s.dim * 4, Elem::fp32},
             {s.rows * 4, Elem::fp32}};
   }
-  double bytes(int64_t) const override {
-    return 4.0 * double(s.parts + 1) * double(s.rows) * double(s.dim + 1);
-  }
-  double flops() const override { return 3.0 * double(s.parts * s.rows * s.dim); }
   void launch(MicroBackend& b, const std::vector<void*>& p) const override {
     b.lse_combine(s, static_cast<float*>(p[0]), static_cast<float*>(p[1]),
                   static_cast<float*>(p[2]), static_cast<float*>(p[3]));
   }
-  std::unique_ptr<KernelCase> small() const override {
-    auto c = std::make_unique<CombineCase>(*this);
-    c->s.rows = std::min(s.rows, kVerifyCombineRows);
-    return c;
-  }
-  CheckSpec check_spec(int64_t) const override {
-    return {{2, 3},
-            1e-3,
-            1e-3,
-            "parts=" + std::to_string(s.parts) + " rows=" + std::to_string(s.rows) +
-                " dim=" + std::to_string(s.dim)};
-  }
+  CheckSpec check_spec(int64_t) const override { return combine_check({2, 3}); }
 };
 
 void generate(const ModelSpec* m, const CaseOptions& o, CaseSet& set) {
