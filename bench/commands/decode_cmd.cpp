@@ -17,6 +17,7 @@
 #include "comm/error.hpp"
 #include "exec/decode_backend.hpp"
 #include "exec/reference.hpp"
+#include "exec/slow_phase.hpp"
 #include "layouts/layout.hpp"
 
 namespace helix {
@@ -188,7 +189,11 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
                 "cuda: run the work of one rank of an N-rank layout on this GPU; every collective "
                 "fills its receive buffers with this rank's data and takes the time the cost "
                 "model prices it at, on the GPU (0: off)");
-  c->add_option("--emulate-rank", o.exec.emulate_rank, "cuda: which rank --emulate runs")
+  c->add_option("--emulate-rank", o.emulate_rank,
+                "cuda: which rank --emulate runs, or 'all': the compute of every distinct rank "
+                "runs in turn on this GPU and the step is simulated across the ranks (each "
+                "collective completes when its last member arrives plus its priced transfer), so "
+                "the slowest rank (e.g. MoE imbalance) sets the step")
       ->capture_default_str();
   c->add_option("--hardware", o.exec.hardware,
                 "cuda --emulate: hardware profile whose links price the collectives: h100-sxm, "
@@ -225,8 +230,20 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
   return c;
 }
 
-int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** argv) {
+int run_decode(const DecodeOptions& opt, const MpiComm& world, int argc, char** argv) {
   const int rank = world.rank();
+  DecodeOptions o = opt;
+  if (o.emulate_rank == "all") {
+    o.exec.emulate_rank = kEmulateEveryRank;
+  } else {
+    char* end = nullptr;
+    const long v = std::strtol(o.emulate_rank.c_str(), &end, 10);
+    if (o.emulate_rank.empty() || *end != '\0' || v < 0 || v > 1000000)
+      throw UsageError("--emulate-rank: must be 'all' or a rank number, got '" + o.emulate_rank +
+                       "'");
+    o.exec.emulate_rank = int(v);
+  }
+  const std::string slow_phase = slow_phase_from_env().text;  // test-only; checked here
   std::unique_ptr<DecodeBackend> backend = make_decode_backend(o.exec, world);
   const RunGrid grid = make_run_grid(o, world.size(), *backend);
   const ModelSpec& m = grid.model;
@@ -245,6 +262,11 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   job.layer = grid.layer;
   job.layout_ranks = backend->layout_ranks(world.size());
   job.backend_description = backend->description();
+  job.test_slow_phase = slow_phase;
+  if (rank == 0 && !slow_phase.empty())
+    std::fprintf(
+        stderr, "helix-bench: HELIX_TEST_SLOW_PHASE=%s: a phase is slowed on purpose (test only)\n",
+        slow_phase.c_str());
   if (rank == 0) {
     std::printf("helix-bench decode: model %s (%s layer), %d ranks, backend %s, %zu runs\n",
                 m.name.c_str(), to_string(grid.layer), job.layout_ranks,
