@@ -21,6 +21,12 @@ CostModel collective_pricing(const HardwareProfile& hw) {
 double CostModel::compute_us(const Step& s) const {
   const Work& w = s.work;
   const double wb = dtype_bytes(opt_.dtype);
+  if (s.op == Op::attention && w.kv_elems > 0 && !hw_.decode_attention.empty()) {
+    const double t =
+        hw_.decode_attention_us(w.attn_mla, w.attn_q_per_kv, w.attn_kv_heads,
+                                int(std::max<int64_t>(1, s.batch.size())), w.kv_elems * wb);
+    if (t >= 0) return t;  // measured launches: their fixed cost included
+  }
   const double bytes = (w.weight_elems + w.kv_elems) * wb + w.act_elems * opt_.act_bytes;
   double eff = 1.0;
   if (is_weight_gemm(s.op))
@@ -29,7 +35,11 @@ double CostModel::compute_us(const Step& s) const {
   // others (the memory system is the same; fewer SMs still saturate it).
   if (s.reserved_sms > 0 && hw_.sm_count > s.reserved_sms)
     eff *= double(hw_.sm_count - s.reserved_sms) / double(hw_.sm_count);
-  return std::max(bytes / mem_bw_bytes_per_us_, w.flops / (flops_per_us_ * eff));
+  return launch_us(w) + std::max(bytes / mem_bw_bytes_per_us_, w.flops / (flops_per_us_ * eff));
+}
+
+double CostModel::launch_us(const Work& w) const {
+  return w.gemm_launches * hw_.gemm_launch_us + w.kernel_launches * hw_.kernel_launch_us;
 }
 
 const CollectiveMeasurement* CostModel::measured(Collective c, int group_size, bool network) const {
@@ -49,18 +59,24 @@ const CollectiveMeasurement* CostModel::measured(Collective c, int group_size, b
 
 double CostModel::collective_us(Collective c, int n, double bytes, bool network) const {
   if (n <= 1 || bytes <= 0) return 0.0;
-  double latency = network ? hw_.network.latency_us : hw_.nvlink.latency_us;
-  double bw = network ? hw_.network.bw_gbps : hw_.nvlink.bw_gbps;
   if (const CollectiveMeasurement* m = measured(priced_as(c), n, network)) {
-    latency = m->latency_us;
-    bw = m->busbw_gbps;
+    if (!m->points.empty()) {
+      // The measured curve of the nearest group size, at the bytes each rank moves here.
+      const double same_traffic =
+          bytes * busbw_factor(c, n) / busbw_factor(m->collective, m->group_size);
+      return m->time_us(m->collective, same_traffic);
+    }
+    return m->latency_us + bytes * busbw_factor(c, n) / (m->busbw_gbps * 1e3);
   }
+  const double latency = network ? hw_.network.latency_us : hw_.nvlink.latency_us;
+  const double bw = network ? hw_.network.bw_gbps : hw_.nvlink.bw_gbps;
   return latency + bytes * busbw_factor(c, n) / (bw * 1e3);  // GB/s = 1e3 bytes/us
 }
 
 double CostModel::step_us(const Step& s, bool network) const {
   const Work& w = s.work;
   if (!w.coll) return compute_us(s);
+  if (s.op == Op::a2a_wait) return 0.0;  // the join of the exchanges: priced by the pipeline
   const double elem = opt_.comm_bytes > 0 ? opt_.comm_bytes : opt_.act_bytes;
   return collective_us(*w.coll, w.group_size, w.comm_elems * elem, network);
 }
@@ -104,6 +120,25 @@ ScheduleTime price_schedule(const CostModel& cm, const std::vector<Step>& steps,
   for (size_t i = 0; i < steps.size(); ++i)
     d[i] = cm.step_us(steps[i], crosses[size_t(steps[i].group)]);
   return schedule_time(steps, d);
+}
+
+StepAccount price_layout(const CostModel& cm, const ModelSpec& m, LayerKind layer,
+                         const LayoutParams& p, int batch, int64_t seq_len,
+                         const std::vector<ExpertLoad>& loads) {
+  std::vector<RankSteps> ranks;
+  for (int r = 0; r < p.n; ++r) {
+    const RankShard shard = rank_shard(m, layer, p, r);
+    RankSteps rs;
+    rs.rank = r;
+    rs.steps = build_schedule(m, shard, batch, seq_len).steps;
+    if (size_t(r) < loads.size())
+      for (Step& s : rs.steps)
+        if (s.op == Op::ffn_compute) s.work = ffn_compute_work(m, shard, batch, &loads[size_t(r)]);
+    const auto crosses = groups_leaving_domain(p, r, cm.hardware().nvlink.domain_gpus);
+    for (const Step& s : rs.steps) rs.step_us.push_back(cm.step_us(s, crosses[size_t(s.group)]));
+    ranks.push_back(std::move(rs));
+  }
+  return simulate_timeline(p, ranks);
 }
 
 double held_weight_elems(const ModelSpec& m, const RankShard& r) {

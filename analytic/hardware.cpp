@@ -2,6 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -41,6 +46,66 @@ double HardwareProfile::prefill_attention_tflops(DType d) const {
       flops_tflops.count(*attention_dtype))
     a = *attention_dtype;
   return flops_tflops_for(a) * attention_efficiency;
+}
+
+namespace {
+
+// y at x on the piecewise-linear interpolation of log y against log x through `pts` (sorted by x,
+// positive values); x inside [first, last].
+double loglog(const std::vector<std::pair<double, double>>& pts, double x) {
+  for (size_t i = 1; i < pts.size(); ++i) {
+    const auto& a = pts[i - 1];
+    const auto& b = pts[i];
+    if (x <= b.first) {
+      if (b.first <= a.first) return b.second;
+      const double f = (std::log(x) - std::log(a.first)) / (std::log(b.first) - std::log(a.first));
+      return std::exp(std::log(a.second) + f * (std::log(b.second) - std::log(a.second)));
+    }
+  }
+  return pts.back().second;
+}
+
+// Interpolated through points (size, time), the first's time below it, and beyond the last its time
+// plus the extra size at `rate` (size units per us).
+double curve_time(const std::vector<std::pair<double, double>>& pts, double x, double rate) {
+  if (x <= pts.front().first) return pts.front().second;
+  if (x >= pts.back().first) return pts.back().second + (x - pts.back().first) / rate;
+  return loglog(pts, x);
+}
+
+}  // namespace
+
+double CollectiveMeasurement::time_us(Collective c, double bytes) const {
+  const double factor = busbw_factor(c, group_size);
+  if (points.empty()) return latency_us + bytes * factor / (busbw_gbps * 1e3);
+  std::vector<std::pair<double, double>> pts;
+  for (const CollectivePoint& p : points) pts.emplace_back(p.size_bytes, p.time_us);
+  // Beyond the largest size: the bus bandwidth there (S x factor / busbw), in bytes of S per us.
+  return curve_time(pts, bytes, busbw_gbps * 1e3 / std::max(factor, 1e-12));
+}
+
+double HardwareProfile::decode_attention_us(bool mla, int q_per_kv, int kv_heads, int batch,
+                                            double kv_bytes) const {
+  auto dist = [](double a, double b) { return std::fabs(std::log(a) - std::log(b)); };
+  const int units = std::max(1, batch) * std::max(1, kv_heads);
+  double best_q = -1, best_u = -1;
+  for (const AttentionPoint& p : decode_attention) {
+    if (p.mla != mla) continue;
+    if (best_q < 0 || dist(p.q_per_kv, std::max(1, q_per_kv)) < dist(best_q, std::max(1, q_per_kv)))
+      best_q = p.q_per_kv;
+  }
+  if (best_q < 0) return -1;
+  for (const AttentionPoint& p : decode_attention)
+    if (p.mla == mla && p.q_per_kv == best_q &&
+        (best_u < 0 || dist(p.batch * p.kv_heads, units) < dist(best_u, units)))
+      best_u = p.batch * p.kv_heads;
+  const double bw = effective_mem_bw_gbps() * 1e3;  // bytes per us
+  std::vector<std::pair<double, double>> pts;       // (KV bytes, time)
+  for (const AttentionPoint& p : decode_attention)
+    if (p.mla == mla && p.q_per_kv == best_q && p.batch * p.kv_heads == best_u)
+      pts.emplace_back(p.kv_bytes, p.kv_bytes / (bw * p.efficiency));
+  std::sort(pts.begin(), pts.end());
+  return curve_time(pts, kv_bytes, pts.back().first / pts.back().second);
 }
 
 double HardwareProfile::flops_tflops_for(DType d) const {
@@ -179,7 +244,45 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
       m.group_size = int(g);
       m.latency_us = positive(c, "latency_us", origin, "collectives[].latency_us", true);
       m.busbw_gbps = positive(c, "busbw_gbps", origin, "collectives[].busbw_gbps");
+      if (c.contains("points")) {
+        const json& pts = c.at("points");
+        if (!pts.is_array()) bad(origin, "collectives[].points", "must be an array");
+        for (const json& p : pts)
+          m.points.push_back(
+              {positive(p, "size_bytes", origin, "collectives[].points[].size_bytes"),
+               positive(p, "time_us", origin, "collectives[].points[].time_us")});
+        std::sort(m.points.begin(), m.points.end(),
+                  [](const auto& a, const auto& b) { return a.size_bytes < b.size_bytes; });
+      }
       h.collectives.push_back(m);
+    }
+  }
+  if (j.contains("launch_us")) {
+    const json& l = j.at("launch_us");
+    h.gemm_launch_us = positive(l, "gemm", origin, "launch_us.gemm", true);
+    h.kernel_launch_us = positive(l, "kernel", origin, "launch_us.kernel", true);
+  }
+  if (j.contains("decode_attention")) {
+    const json& da = j.at("decode_attention");
+    if (!da.is_array()) bad(origin, "decode_attention", "must be an array");
+    for (const json& p : da) {
+      AttentionPoint a;
+      const json kind = need(p, "kind", origin, "decode_attention[].kind");
+      if (!kind.is_string() || (kind != "gqa" && kind != "mla"))
+        bad(origin, "decode_attention[].kind", "must be 'gqa' or 'mla'");
+      a.mla = kind == "mla";
+      const double q = positive(p, "q_per_kv", origin, "decode_attention[].q_per_kv");
+      const double kh = positive(p, "kv_heads", origin, "decode_attention[].kv_heads");
+      const double b = positive(p, "batch", origin, "decode_attention[].batch");
+      for (double v : {q, kh, b})
+        if (v != std::floor(v) || v > 1e6)
+          bad(origin, "decode_attention[]", "q_per_kv, kv_heads and batch must be integers");
+      a.q_per_kv = int(q);
+      a.kv_heads = int(kh);
+      a.batch = int(b);
+      a.kv_bytes = positive(p, "kv_bytes", origin, "decode_attention[].kv_bytes");
+      a.efficiency = positive(p, "efficiency", origin, "decode_attention[].efficiency");
+      h.decode_attention.push_back(a);
     }
   }
   const json src = need(j, "sources", origin, "sources");
@@ -187,6 +290,80 @@ HardwareProfile parse_hardware_json(const std::string& body, const std::string& 
   for (auto it = src.begin(); it != src.end(); ++it)
     if (it.value().is_string()) h.sources[it.key()] = it.value().get<std::string>();
   return h;
+}
+
+std::string hardware_to_json(const HardwareProfile& p) {
+  json j;
+  j["name"] = p.name;
+  j["kind"] = p.kind;
+  j["description"] = p.description;
+  j["memory_bytes"] = p.memory_bytes;
+  j["mem_bw_gbps"] = p.mem_bw_gbps;
+  j["mem_bw_efficiency"] = p.mem_bw_efficiency;
+  if (p.stream_gbps > 0) j["stream_gbps"] = p.stream_gbps;
+  j["flops_tflops"] = json::object();
+  for (const auto& [d, v] : p.flops_tflops) j["flops_tflops"][to_string(d)] = v;
+  if (!p.gemm_efficiency.empty()) {
+    j["gemm_efficiency"] = json::array();
+    for (const auto& g : p.gemm_efficiency)
+      j["gemm_efficiency"].push_back({{"m", g.m}, {"efficiency", g.efficiency}});
+  }
+  j["prefill_efficiency"] = p.prefill_efficiency;
+  j["attention_efficiency"] = p.attention_efficiency;
+  if (p.attention_dtype) j["attention_dtype"] = to_string(*p.attention_dtype);
+  j["nvlink"] = {{"domain_gpus", p.nvlink.domain_gpus},
+                 {"bw_gbps", p.nvlink.bw_gbps},
+                 {"latency_us", p.nvlink.latency_us}};
+  j["network"] = {{"bw_gbps", p.network.bw_gbps}, {"latency_us", p.network.latency_us}};
+  if (!p.collectives.empty()) {
+    j["collectives"] = json::array();
+    for (const auto& c : p.collectives) {
+      json e = {{"collective", to_string(c.collective)},
+                {"group_size", c.group_size},
+                {"latency_us", c.latency_us},
+                {"busbw_gbps", c.busbw_gbps}};
+      if (!c.points.empty()) {
+        e["points"] = json::array();
+        for (const auto& q : c.points)
+          e["points"].push_back({{"size_bytes", q.size_bytes}, {"time_us", q.time_us}});
+      }
+      j["collectives"].push_back(e);
+    }
+  }
+  if (p.gemm_launch_us > 0 || p.kernel_launch_us > 0)
+    j["launch_us"] = {{"gemm", p.gemm_launch_us}, {"kernel", p.kernel_launch_us}};
+  if (!p.decode_attention.empty()) {
+    j["decode_attention"] = json::array();
+    for (const auto& a : p.decode_attention)
+      j["decode_attention"].push_back({{"kind", a.mla ? "mla" : "gqa"},
+                                       {"q_per_kv", a.q_per_kv},
+                                       {"kv_heads", a.kv_heads},
+                                       {"batch", a.batch},
+                                       {"kv_bytes", a.kv_bytes},
+                                       {"efficiency", a.efficiency}});
+  }
+  j["sources"] = json::object();
+  for (const auto& [k, v] : p.sources) j["sources"][k] = v;
+  return j.dump(2) + "\n";
+}
+
+void write_hardware_profile(const std::string& path, const HardwareProfile& p,
+                            const std::string& option) {
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  {
+    std::ofstream out(tmp);
+    if (!out) throw UsageError(option + ": cannot create '" + path + "'");
+    out << hardware_to_json(p);
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw UsageError(option + ": cannot write '" + path + "'");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw UsageError(option + ": cannot rename the temporary file to '" + path + "'");
+  }
 }
 
 std::vector<std::string> builtin_hardware_names() {

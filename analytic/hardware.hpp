@@ -18,11 +18,36 @@ struct GemmEfficiencyPoint {
   double efficiency = 1;  // achieved / peak FLOP rate
 };
 
+// One measured size of a collective: S (nccl-tests convention) and the median time.
+struct CollectivePoint {
+  double size_bytes = 0;
+  double time_us = 0;
+};
+
 struct CollectiveMeasurement {
   Collective collective = Collective::all_reduce;  // one of kMeasuredCollectives
   int group_size = 2;
   double latency_us = 0;
   double busbw_gbps = 0;
+  // The measured curve, sorted by size (optional): when present it prices the collective at any
+  // size (log-log interpolation; the smallest size's time below it; beyond the largest, its time
+  // plus the extra bytes at busbw_gbps).
+  std::vector<CollectivePoint> points;
+
+  // Time of the collective at S = bytes over group_size ranks.
+  double time_us(Collective c, double bytes) const;
+};
+
+// One measured decode-attention shape (the executors' kernel): MLA or GQA, the query heads
+// reading each KV head, the KV heads (MLA: 1) and requests, the KV bytes read, and the achieved
+// fraction of the profile's memory bandwidth (stream_gbps).
+struct AttentionPoint {
+  bool mla = false;
+  int q_per_kv = 1;
+  int kv_heads = 1;
+  int batch = 1;
+  double kv_bytes = 0;
+  double efficiency = 1;
 };
 
 struct LinkSpec {
@@ -49,6 +74,10 @@ struct HardwareProfile {
   std::optional<DType> attention_dtype;
   LinkSpec nvlink, network;
   std::vector<CollectiveMeasurement> collectives;
+  // Decode (measured profiles): the fixed cost of one launch of a GEMM and of any other kernel or
+  // copy (time of a launch on a tiny operand), and the measured efficiency of decode attention.
+  double gemm_launch_us = 0, kernel_launch_us = 0;
+  std::vector<AttentionPoint> decode_attention;
   std::map<std::string, std::string> sources;
 
   // Achievable memory bandwidth in GB/s.
@@ -64,7 +93,20 @@ struct HardwareProfile {
   // Achieved FLOP rate (TFLOP/s) of prefill attention (scores and values) for a run in dtype d:
   // the rate of the wider of d and attention_dtype x attention_efficiency.
   double prefill_attention_tflops(DType d) const;
+  // Time of one decode attention launch reading kv_bytes from the measured points of its kind
+  // (the nearest q_per_kv, then the nearest number of (request, KV head) pairs, in log distance;
+  // log-log in the KV bytes, the smallest point's time below it, its efficiency beyond the
+  // largest); a negative value when the profile has no point of that kind.
+  double decode_attention_us(bool mla, int q_per_kv, int kv_heads, int batch,
+                             double kv_bytes) const;
 };
+
+// The profile as JSON (the format parse_hardware_json reads; what `calibrate` writes).
+std::string hardware_to_json(const HardwareProfile& p);
+// Writes the JSON to `path` as "<path>.tmp.<pid>", renamed when complete; throws UsageError naming
+// `option` when the file cannot be written.
+void write_hardware_profile(const std::string& path, const HardwareProfile& p,
+                            const std::string& option = "--out");
 
 // Parses a profile; throws UsageError naming the missing or bad field.
 HardwareProfile parse_hardware_json(const std::string& text, const std::string& origin);

@@ -73,13 +73,22 @@ bool CpuExecutor::get_routing(int32_t* experts) {
 
 void CpuExecutor::step(const Schedule& schedule, StepTiming* timing) {
   StepTiming t;
+  const int slow_step = timing ? delay_.last_step(schedule.steps) : -1;
+  const double delay_us = delay_.next_us();
   t.chunk_us.assign(size_t(exchange_chunks(schedule)), {NAN, NAN, NAN, NAN});
   chunk_us_ = &t.chunk_us;
   step_start_ = Clock::now();
-  for (const Step& s : schedule.steps) {
+  for (size_t i = 0; i < schedule.steps.size(); ++i) {
+    const Step& s = schedule.steps[i];
     const double t0 = us_since(step_start_);
     run_step(s, schedule);
+    if (int(i) == slow_step && delay_us > 0) {  // test-only: inside the step's timing
+      const double until = us_since(step_start_) + delay_us;
+      while (us_since(step_start_) < until) {
+      }
+    }
     const double t1 = us_since(step_start_);
+    t.steps_us.push_back(t1 - t0);
     // The wait is no phase of its own: the chunks' exchanges are timed (posting), and what the
     // wait adds to the step shows as exposed communication.
     if (s.op != Op::a2a_wait) t.phase_us[static_cast<int>(s.phase)] += t1 - t0;
@@ -97,6 +106,7 @@ void CpuExecutor::step(const Schedule& schedule, StepTiming* timing) {
   chunk_us_ = nullptr;
   t.step_us = us_since(step_start_);
   t.exposed_comm_us = exposed_comm_us(t.phase_us, t.step_us);
+  if (slow_step >= 0) delay_.observe(schedule.steps, t.steps_us, delay_us);
   if (timing) *timing = std::move(t);
 }
 

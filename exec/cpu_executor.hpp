@@ -13,6 +13,7 @@
 #include "exec/comm_groups.hpp"
 #include "exec/executor.hpp"
 #include "exec/layer_data.hpp"
+#include "exec/slow_phase.hpp"
 #include "layouts/schedule.hpp"
 
 namespace helix {
@@ -77,6 +78,7 @@ class CpuExecutor final : public LayerExecutor, StepInterpreter {
   // Non-blocking exchanges in flight and the chunk row of each; the step's start and its chunk
   // timestamps (the completion of a pending exchange is stamped when a poll first sees it).
   std::vector<MpiRequest> pending_;
+  PhaseDelay delay_{slow_phase_from_env()};  // test-only (exec/slow_phase.hpp)
   std::vector<int> pending_chunk_;
   std::chrono::steady_clock::time_point step_start_;
   std::vector<std::array<double, kChunkColumns>>* chunk_us_ = nullptr;

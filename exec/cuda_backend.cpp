@@ -5,6 +5,7 @@
 // planner. The executor is the same in every case.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -54,9 +55,9 @@ void check_options(const BackendOptions& o, const MpiComm& world) {
   if (world.size() != 1)
     throw UsageError("--emulate: runs one rank's work on one GPU; launch a single process (" +
                      std::to_string(world.size()) + " were launched)");
-  if (o.emulate_rank < 0 || o.emulate_rank >= o.emulate)
-    throw UsageError("--emulate-rank: must be in [0, " + std::to_string(o.emulate) + "), got " +
-                     std::to_string(o.emulate_rank));
+  if ((o.emulate_rank < 0 || o.emulate_rank >= o.emulate) && o.emulate_rank != kEmulateEveryRank)
+    throw UsageError("--emulate-rank: must be 'all' or in [0, " + std::to_string(o.emulate) +
+                     "), got " + std::to_string(o.emulate_rank));
   if (o.link_gbps && !(*o.link_gbps > 0)) throw UsageError("--link-gbps: must be positive");
   if (o.link_latency_us && !(*o.link_latency_us >= 0))
     throw UsageError("--link-latency-us: must be 0 or more");
@@ -91,15 +92,20 @@ class CudaBackend final : public DecodeBackend {
       char b[160];
       std::snprintf(b, sizeof b, "communication emulated at %s's links: %.0f GB/s, %.1f us)",
                     hw_.name.c_str(), hw_.nvlink.bw_gbps, hw_.nvlink.latency_us);
-      return d + "emulating rank " + std::to_string(emulate_rank_) + " of " +
-             std::to_string(emulate_) + ", " + b;
+      const std::string who = emulate_rank_ == kEmulateEveryRank
+                                  ? "every rank in turn"
+                                  : "rank " + std::to_string(emulate_rank_);
+      return d + "emulating " + who + " of " + std::to_string(emulate_) + ", " + b;
     }
     return d + (nccl_ ? "NCCL)" : "MPI host staging: ranks share GPUs)");
   }
   std::string device_description() const override { return desc_; }
   int layout_ranks(int world_size) const override { return emulate_ > 0 ? emulate_ : world_size; }
   int layout_rank(int world_rank) const override {
-    return emulate_ > 0 ? emulate_rank_ : world_rank;
+    return emulate_ > 0 ? std::max(0, emulate_rank_) : world_rank;
+  }
+  bool emulates_every_rank() const override {
+    return emulate_ > 0 && emulate_rank_ == kEmulateEveryRank;
   }
   bool can_verify() const override { return emulate_ == 0; }
 
@@ -181,13 +187,13 @@ class CudaBackend final : public DecodeBackend {
   // runs the same sequence of runs.
   std::shared_ptr<DeviceGroups> groups(const RankShard& shard) {
     const LayoutParams& L = shard.layout;
+    const int rank = emulate_ > 0 ? shard.rank : world_.rank();
     const std::string key = std::string(to_string(L.kind)) + ":" + std::to_string(L.n) + ":" +
                             std::to_string(L.kvp) + ":" + std::to_string(L.tpa) + ":" +
                             std::to_string(L.tpf) + ":" + std::to_string(L.ep) + ":" +
-                            std::to_string(attention_reserved_sms(L));
+                            std::to_string(rank) + ":" + std::to_string(attention_reserved_sms(L));
     auto it = group_cache_.find(key);
     if (it != group_cache_.end()) return it->second;
-    const int rank = emulate_ > 0 ? emulate_rank_ : world_.rank();
     const auto leaves = emulate_ > 0 ? groups_leaving_domain(L, rank, hw_.nvlink.domain_gpus)
                                      : std::array<bool, kNumGroups>{};
     auto made = std::make_shared<DeviceGroups>();

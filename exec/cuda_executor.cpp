@@ -62,6 +62,7 @@ CudaExecutor::CudaExecutor(const ModelSpec& m, const RankShard& shard,
     HELIX_CUDA_CHECK(cudaMallocHost(&host_route_w_, size_t(assignments) * sizeof(float) * 2));
   }
   HELIX_CUDA_CHECK(cudaStreamSynchronize(s_compute_));
+  if (delay_.on()) delay_clock_ = std::make_unique<EmulationClock>();
   if (m.is_mla() && shard.layout.kind == LayoutKind::helix_hopb && shard.layout.hopb_chunks > 1)
     keep_wuv_in_l2();
 }
@@ -143,10 +144,12 @@ void CudaExecutor::step(const Schedule& schedule, StepTiming* timing) {
   t.chunk_us.assign(size_t(exchange_chunks(schedule)), {NAN, NAN, NAN, NAN});
   for (size_t i = 0; i < schedule.steps.size(); ++i) {
     const Step& s = schedule.steps[i];
+    const double us = CudaEvent::elapsed_us(begin_[i], end_[i]);
+    t.steps_us.push_back(us);
     // The wait for the exchanges is no phase of its own: each chunk's exchange is timed on the
     // communication stream, and what the wait adds to the step is exposed communication.
     if (s.op == Op::a2a_wait) continue;
-    t.phase_us[size_t(s.phase)] += CudaEvent::elapsed_us(begin_[i], end_[i]);
+    t.phase_us[size_t(s.phase)] += us;
     if (t.chunk_us.empty() || (s.op != Op::attention && !is_partials_exchange(s.op))) continue;
     auto& row = t.chunk_us[size_t(std::min<int>(chunk_row(s), int(t.chunk_us.size()) - 1))];
     const int first = s.op == Op::attention ? kAttentionStart : kCommStart;
@@ -155,6 +158,7 @@ void CudaExecutor::step(const Schedule& schedule, StepTiming* timing) {
   }
   t.step_us = CudaEvent::elapsed_us(step0_, step1_);
   t.exposed_comm_us = exposed_comm_us(t.phase_us, t.step_us);
+  delay_.observe(schedule.steps, t.steps_us, delay_applied_us_);
   *timing = std::move(t);
 }
 
@@ -181,7 +185,9 @@ void CudaExecutor::run(const Schedule& schedule, bool timed) {
   // collectives under attn_comm, o_comm, ffn_comm, out_comm). With --cuda-graph the phase ranges
   // are pushed while the step is captured, once; a replay is inside "step" only.
   NvtxRange step_range("step");
-  graph_replayed_ = graphs_ && capturable();
+  delay_applied_us_ = 0;
+  // The test-only delay differs from step to step: a step that carries it is never replayed.
+  graph_replayed_ = graphs_ && capturable() && !delay_.on();
   if (!graph_replayed_) {
     enqueue(schedule, timed, false);
     step1_.synchronize();
@@ -217,6 +223,8 @@ void CudaExecutor::enqueue(const Schedule& schedule, bool timed, bool in_graph) 
     else
       e.record(st);
   };
+  const int slow_step = timed && !in_graph ? delay_.last_step(schedule.steps) : -1;
+  const double delay_us = slow_step >= 0 ? delay_.next_us() : 0.0;
   mark(step0_, s_compute_);
   for (size_t i = 0; i < schedule.steps.size(); ++i) {
     const Step& s = schedule.steps[i];
@@ -231,6 +239,10 @@ void CudaExecutor::enqueue(const Schedule& schedule, bool timed, bool in_graph) 
     if (timed) mark(begin_[i], st);
     stream_ = st;
     run_step(s, schedule);
+    if (int(i) == slow_step && delay_us > 0) {  // test-only: inside the step's timing
+      delay_clock_->run({}, delay_us, st);      // one launch holding the stream
+      delay_applied_us_ = std::max(delay_us, delay_clock_->floor_us());
+    }
     if (timed) mark(end_[i], st);
   }
   mark(step1_, s_compute_);

@@ -23,10 +23,12 @@
 #include "comm/cuda_timer.hpp"
 #include "comm/device_buffer.hpp"
 #include "comm/device_comm.hpp"
+#include "comm/emulated_comm.hpp"
 #include "exec/comm_groups.hpp"
 #include "exec/cuda_buffers.hpp"
 #include "exec/device_weights.hpp"
 #include "exec/executor.hpp"
+#include "exec/slow_phase.hpp"
 #include "kernels/gemm_cuda.hpp"
 #include "kernels/moe_cuda.hpp"
 #include "layouts/schedule.hpp"
@@ -118,6 +120,11 @@ class CudaExecutor final : public LayerExecutor, StepInterpreter {
   // communication stream) the point of the compute stream it waits for.
   std::vector<CudaEvent> begin_, end_, ready_;
   CudaEvent step0_, step1_, join_{false};
+  // Test-only slowdown of one phase (exec/slow_phase.hpp): the delay of the step being timed and
+  // the clock that realises it on the GPU (made when the variable is set).
+  PhaseDelay delay_{slow_phase_from_env()};
+  std::unique_ptr<EmulationClock> delay_clock_;
+  double delay_applied_us_ = 0;
   bool graphs_ = false, graph_replayed_ = false;
   std::map<std::tuple<int64_t, bool, size_t>, cudaGraphExec_t> graph_cache_;
 };

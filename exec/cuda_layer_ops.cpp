@@ -1,5 +1,6 @@
 // The per-rank compute steps of the CUDA executor: projections, KV append, decode attention,
 // MLA's W_uv, the FFN (dense, or router and routed experts) and its reduction.
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -80,6 +81,13 @@ void CudaExecutor::attention(const Step& s) {
   a.lse = f32(Buffer::part_lse) + s.batch.begin * qh;
   a.workspace = scratch<float>(Scratch::attn_split);
   a.splits = cuda::attention_splits(a);
+  // The workspace is sized for the splits chosen at the cache's capacity; the choice is not
+  // monotone in the context length, so a shorter context may want more splits than that: it gets
+  // as many as the workspace holds (any split count gives the same result).
+  const int64_t per_split = cuda::attention_workspace_floats(a, 2) / 2;
+  const int64_t room = scratch_[size_t(Scratch::attn_split)].bytes() / 4;
+  if (a.splits > 1 && per_split > 0)
+    a.splits = int(std::max<int64_t>(1, std::min<int64_t>(a.splits, room / per_split)));
   HELIX_CHECK(cuda::attention_workspace_floats(a, a.splits) * 4 <=
                   scratch_[size_t(Scratch::attn_split)].bytes(),
               "attention split workspace too small");

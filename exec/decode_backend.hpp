@@ -20,7 +20,7 @@ namespace helix {
 struct BackendOptions {
   std::string backend = "cpu";  // cpu | cuda
   int emulate = 0;              // ranks of the emulated layout (0: off)
-  int emulate_rank = 0;         // the layout rank this process runs
+  int emulate_rank = 0;         // the layout rank this process runs (kEmulateEveryRank: all)
   // Emulation: the hardware profile whose links price the collectives (built-in name or .json;
   // empty: gb200-nvl72), and overrides of its NVLink figures (they also set aside the profile's
   // measured collective curves).
@@ -30,6 +30,9 @@ struct BackendOptions {
   // operation only enqueues work on its streams; the others run as before).
   bool cuda_graph = false;
 };
+
+// --emulate-rank all: the compute of every distinct rank runs in turn on the one GPU.
+constexpr int kEmulateEveryRank = -1;
 
 // Read-only stream bandwidth of the device (decimal GB/s); 0 when not measured.
 struct ReadCeiling {
@@ -56,7 +59,7 @@ struct LayerExecutorInfo {
   std::string comm_backend = "mpi-host";
   bool link_representative = false;  // do communication timings reflect the real link?
   int emulated_ranks = 0;            // 0: every rank of the layout ran
-  int emulated_rank = 0;
+  int emulated_rank = 0;             // kEmulateEveryRank: each rank's compute ran in turn
   // Emulation: the profile that priced the collectives and the figures it priced them with.
   std::string emulation_hardware, emulation_hardware_kind;
   double link_gbps = 0, link_latency_us = 0;        // NVLink (after --link-* overrides)
@@ -75,8 +78,10 @@ class DecodeBackend {
   virtual std::string device_description() const = 0;
   // Ranks of the layout (the world size, or N when one GPU emulates an N-rank layout).
   virtual int layout_ranks(int world_size) const { return world_size; }
-  // Layout rank this process runs.
+  // Layout rank this process runs (emulating every rank: 0, the first).
   virtual int layout_rank(int world_rank) const { return world_rank; }
+  // Whether this one process runs the compute of every rank of the layout in turn (emulation).
+  virtual bool emulates_every_rank() const { return false; }
   virtual MemoryCheck check_memory(const ModelSpec& model, const RankShard& shard, int batch,
                                    int64_t max_positions) const = 0;
   // Collective over the world communicator.

@@ -37,6 +37,9 @@ struct StepTiming {
   std::array<double, kNumPhases> phase_us{};  // time spent in each phase's steps
   double step_us = 0;                         // wall time of the whole step on this rank
   double exposed_comm_us = 0;                 // exposed_comm_us(phase_us, step_us)
+  // Each step of the schedule, in order, as timed where it runs (a collective: from the moment
+  // its stream reaches it to its completion on this rank, waits for peers included).
+  std::vector<double> steps_us;
   // [exchange_chunks(schedule)] rows of ChunkColumn timestamps (NaN where nothing ran).
   std::vector<std::array<double, kChunkColumns>> chunk_us;
 };

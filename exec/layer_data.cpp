@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/gemm.hpp"
+#include "kernels/moe.hpp"
+#include "kernels/norm.hpp"
 #include "kernels/rng.hpp"
 
 namespace helix {
@@ -171,6 +174,22 @@ std::vector<float> make_decode_input(const ModelSpec& m, int batch, int step, ui
   const uint64_t key = tensor_key(seed, TensorId::x_in, uint64_t(step));
   for (size_t i = 0; i < x.size(); ++i) x[i] = uniform_pm1(key, i);
   return x;
+}
+
+std::vector<int32_t> route_decode_input(const ModelSpec& m, int batch, uint64_t seed) {
+  if (!m.has_moe()) return {};
+  const int64_t H = m.hidden, E = m.moe.routed_experts, K = m.moe.top_k;
+  auto key = [&](TensorId t) { return tensor_key(seed, t, 0); };
+  const std::vector<float> x = make_decode_input(m, batch, 0, seed);
+  const std::vector<float> norm = norm_weight(key(TensorId::ffn_norm), H);
+  const std::vector<float> router = slice(key(TensorId::router), E, {0, H}, {0, E}, double(H));
+  std::vector<float> h(x.size()), logits(size_t(batch * E)), weight(size_t(batch * K));
+  std::vector<int32_t> expert(size_t(batch * K));
+  cpu::rmsnorm(x.data(), norm.data(), batch, H, m.rms_eps, h.data());
+  cpu::gemm(h.data(), H, router.data(), E, logits.data(), E, batch, H, E, false);
+  cpu::moe_route(logits.data(), batch, E, K, float(m.moe.routed_scale), expert.data(),
+                 weight.data());
+  return expert;
 }
 
 }  // namespace helix

@@ -70,4 +70,11 @@ KvCache make_kv_cache(const ModelSpec& model, const RankShard& shard, int batch,
 // The hidden states entering the layer at decode step `step`: [batch, H], the same on every rank.
 std::vector<float> make_decode_input(const ModelSpec& model, int batch, int step, uint64_t seed);
 
+// MoE layers: the experts the router picks for the timed decode input (step 0) when the attention
+// output is left out of the residual, [batch, top_k]: rmsnorm(x) x ffn_norm, the router GEMM and
+// top-k, as the executors route. Over long random KV caches the attention output averages to a
+// small fraction of x, so this is the executors' choice except near ties (the traces record the
+// real one: routed_rows). Empty for dense models.
+std::vector<int32_t> route_decode_input(const ModelSpec& model, int batch, uint64_t seed);
+
 }  // namespace helix

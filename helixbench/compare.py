@@ -13,8 +13,20 @@ band of the change of medians that excludes zero) AND it exceeds the absolute fl
 
 The gate fails closed: a candidate run without timed iterations, or with a time that is not a
 finite number >= 0, is a failure (exit 1) like a regression; a baseline run like that, a
-malformed trace, or a threshold, --alpha or --min-us that is not a finite number in range is bad
-input (exit 2).
+malformed trace, or a threshold, --alpha, --band-factor or --min-us that is not a finite number
+in range is bad input (exit 2).
+
+Noise band: when the baseline holds several jobs of the same run (helix-sweep --repeat), the
+threshold of each metric is at least --band-factor times the spread of those jobs' medians
+((max - min) / median): a collective whose latency moves 8% from job to job is not flagged at 5%,
+a compute phase that moves 1% still is. The table shows each metric's band.
+
+--error: the error of the candidate against the baseline instead of a verdict, e.g. an emulated
+or modeled twin against the real run: runs match on the decode point and device model whatever
+their emulation (emulated_ranks, emulated_rank ignored); for the step, the critical rank's phases
+(traces with the accounting; otherwise the max over ranks) and the critical step's compute, wait
+and transfer, the medians and (candidate / baseline - 1) in percent, and a summary of the largest
+errors. Exit 0 when something matched.
 
 Exit codes: 0 no regression; 1 at least one regression (or a candidate run that failed
 verification, was refused where the baseline ran, or has no usable timings); 2 nothing matched,
@@ -43,7 +55,15 @@ class Samples:
     """Pooled iteration samples of the runs of one trace sharing a key."""
     runs: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)  # metric name -> 1-D samples (us)
+    job_medians: dict = field(default_factory=dict)  # metric name -> the median of each run
     exposed_definitions: set = field(default_factory=set)
+
+    def spread(self, metric) -> float:
+        """(max - min) / median of the runs' medians (0 with one run)."""
+        m = self.job_medians.get(metric, [])
+        if len(m) < 2 or not np.median(m) > 0:
+            return 0.0
+        return float((max(m) - min(m)) / np.median(m))
 
     def add(self, run):
         self.runs.append(run)
@@ -58,6 +78,7 @@ class Samples:
             new[f"{p}_us"] = per_iter[:, i]
         for k, v in new.items():
             self.metrics[k] = np.concatenate([self.metrics[k], v]) if k in self.metrics else v
+            self.job_medians.setdefault(k, []).append(float(np.median(v)))
 
 
 def parse_threshold(text: str) -> float:
@@ -89,10 +110,13 @@ def short_label(key: dict) -> str:
     return s
 
 
-def compare_metric(base, cand, args) -> dict:
+def compare_metric(base, cand, args, band=0.0) -> dict:
+    """One metric; `band` is the baseline's job-to-job spread (the threshold is at least
+    band_factor times it)."""
     mb, mc = float(np.median(base)), float(np.median(cand))
+    threshold = max(args.threshold, args.band_factor * band)
     row = {"base_median_us": mb, "cand_median_us": mc, "base_n": int(len(base)),
-           "cand_n": int(len(cand))}
+           "cand_n": int(len(cand)), "threshold": threshold}
     if not (mb > 0 and math.isfinite(mb) and math.isfinite(mc)):
         row.update(change=float("nan"), band=[float("nan")] * 2, p_slower=float("nan"),
                    p_faster=float("nan"), verdict="n/a")
@@ -106,11 +130,11 @@ def compare_metric(base, cand, args) -> dict:
     else:
         sig_slower, sig_faster = lo > 0, hi < 0
     big = abs(mc - mb) >= args.min_us
-    if change > args.threshold and sig_slower and big:
+    if change > threshold and sig_slower and big:
         verdict = "REGRESSION"
-    elif change < -args.threshold and sig_faster and big:
+    elif change < -threshold and sig_faster and big:
         verdict = "improved"
-    elif abs(change) > args.threshold and big:
+    elif abs(change) > threshold and big:
         verdict = "n.s."  # beyond the threshold, within the noise
     else:
         verdict = "ok"
@@ -184,7 +208,7 @@ def run_compare(args) -> tuple:
                 bs, cs = b.metrics[m], c.metrics[m]
                 if max(np.median(bs), np.median(cs)) < args.min_us and m != "step_us":
                     continue  # a phase too small to judge (e.g. a collective a layout lacks)
-                row = compare_metric(bs, cs, args)
+                row = compare_metric(bs, cs, args, b.spread(m))
                 entry["metrics"][m] = row
                 if row["verdict"] == "REGRESSION":
                     result["regressions"] += 1
@@ -197,6 +221,87 @@ def run_compare(args) -> tuple:
     return code, result
 
 
+# Keys set aside by --error: how the runs were obtained (real or emulated).
+ERROR_IGNORED = ("emulated_ranks", "emulated_rank")
+
+
+def error_metrics(run) -> dict:
+    """Medians (us) of the step, the critical rank's phases and the critical step's parts."""
+    out = {"step_us": run.step_median()}
+    for p, v in run.critical_phase_medians().items():
+        out[f"{p}_us"] = v
+    for p, v in run.breakdown_medians().items():
+        if p != "other":
+            out[f"critical_{p}_us"] = v
+    return out
+
+
+def run_errors(args) -> tuple:
+    """--error: (exit code, result) with the candidate's error against the baseline per metric."""
+    keys = tuple(k for k in MATCH_KEYS if k not in args.ignore and k not in ERROR_IGNORED)
+    traces = []
+    for path in (args.baseline, args.candidate):
+        with open_trace(path) as f:
+            traces.append([r for r in load_decode_runs(f) if r.ok])
+    base, cand = ({r.key(keys): r for r in t} for t in traces)
+    result = {"baseline": args.baseline, "candidate": args.candidate, "mode": "error",
+              "match_keys": list(keys), "runs": [],
+              "unmatched_baseline": [short_label(dict(zip(keys, k))) for k in base
+                                     if k not in cand],
+              "unmatched_candidate": [short_label(dict(zip(keys, k))) for k in cand
+                                      if k not in base]}
+    for k, b in base.items():
+        if k not in cand:
+            continue
+        mb, mc = error_metrics(b), error_metrics(cand[k])
+        rows = {}
+        for m, vb in mb.items():
+            vc = mc.get(m, float("nan"))
+            if max(abs(vb), abs(vc)) < args.min_us and m != "step_us":
+                continue
+            rows[m] = {"base_median_us": vb, "cand_median_us": vc,
+                       "error": vc / vb - 1.0 if vb > 0 else float("nan")}
+        result["runs"].append({"key": dict(zip(keys, k)), "label": short_label(dict(zip(keys, k))),
+                               "base_critical_rank": b.usual_critical_rank(),
+                               "cand_critical_rank": cand[k].usual_critical_rank(),
+                               "metrics": rows})
+    steps = [abs(e["metrics"]["step_us"]["error"]) for e in result["runs"]
+             if math.isfinite(e["metrics"]["step_us"]["error"])]
+    result["max_abs_step_error"] = max(steps) if steps else float("nan")
+    result["steps_within_10pct"] = sum(x <= 0.10 for x in steps)
+    return (EXIT_OK if result["runs"] else EXIT_BAD), result
+
+
+def print_unmatched(result, out):
+    for k in result["unmatched_baseline"]:
+        print(f"helix-compare: baseline run without a candidate: {k}", file=out)
+    for k in result["unmatched_candidate"]:
+        print(f"helix-compare: candidate run without a baseline: {k}", file=out)
+
+
+def print_errors(result, out):
+    print(f"helix-compare --error: baseline {result['baseline']}, candidate "
+          f"{result['candidate']}; error = candidate / baseline - 1 (medians; phases of the "
+          f"critical rank)", file=out)
+    if result["runs"]:
+        width = max(len("run"), *(len(e["label"]) for e in result["runs"]))
+        head = f"{'run':<{width}}  {'metric':<22} {'base_us':>10} {'cand_us':>10} {'error_%':>8}"
+        print(head, file=out)
+        print("-" * len(head), file=out)
+    for e in result["runs"]:
+        label = e["label"]
+        for m, row in e["metrics"].items():
+            print(f"{label:<{width}}  {m:<22} {row['base_median_us']:>10.1f} "
+                  f"{row['cand_median_us']:>10.1f} {fmt_pct(row['error']):>8}", file=out)
+            label = ""
+        print(f"{'':<{width}}  critical rank: baseline {e['base_critical_rank']}, candidate "
+              f"{e['cand_critical_rank']}", file=out)
+    print_unmatched(result, out)
+    n = len(result["runs"])
+    print(f"summary: {n} runs matched; step within 10%: {result['steps_within_10pct']} of {n}; "
+          f"largest step error {fmt_pct(result['max_abs_step_error'])}%", file=out)
+
+
 def fmt_pct(x) -> str:
     return "n/a" if not math.isfinite(x) else f"{x * 100:+.1f}"
 
@@ -206,12 +311,13 @@ def print_table(result, args, out):
             else "bootstrap 95% band excluding 0")
     print(f"helix-compare: baseline {result['baseline']} ({result['baseline_runs']} runs), "
           f"candidate {result['candidate']} ({result['candidate_runs']} runs)", file=out)
-    print(f"regression = median slower by > {args.threshold * 100:g}% and {test} and "
+    print(f"regression = median slower by > the limit (--threshold {args.threshold * 100:g}%, "
+          f"or {args.band_factor:g} x the baseline jobs' spread) and {test} and "
           f"> {args.min_us:g} us", file=out)
     if result["runs"]:
         width = max(len("run"), *(len(e["label"]) for e in result["runs"]))
         head = (f"{'run':<{width}}  {'metric':<16} {'base_us':>10} {'cand_us':>10} "
-                f"{'change_%':>8} {'band95_%':>16} {'p_slower':>8}  verdict")
+                f"{'change_%':>8} {'limit_%':>7} {'band95_%':>16} {'p_slower':>8}  verdict")
         print(head, file=out)
         print("-" * len(head), file=out)
     for e in result["runs"]:
@@ -223,7 +329,8 @@ def print_table(result, args, out):
             band = f"[{fmt_pct(row['band'][0])},{fmt_pct(row['band'][1])}]"
             p = row["p_slower"]
             print(f"{label:<{width}}  {m:<16} {row['base_median_us']:>10.1f} "
-                  f"{row['cand_median_us']:>10.1f} {fmt_pct(row['change']):>8} {band:>16} "
+                  f"{row['cand_median_us']:>10.1f} {fmt_pct(row['change']):>8} "
+                  f"{row.get('threshold', args.threshold) * 100:>7.1f} {band:>16} "
                   f"{'n/a' if not math.isfinite(p) else format(p, '.3f'):>8}  {row['verdict']}",
                   file=out)
             label = ""
@@ -231,10 +338,7 @@ def print_table(result, args, out):
         for p in e["problems"]:
             print(f"{label:<{width}}  {p}", file=out)
             label = ""
-    for k in result["unmatched_baseline"]:
-        print(f"helix-compare: baseline run without a candidate: {k}", file=out)
-    for k in result["unmatched_candidate"]:
-        print(f"helix-compare: candidate run without a baseline: {k}", file=out)
+    print_unmatched(result, out)
     n = len(result["runs"])
     print(f"summary: {n} runs matched, {result['regressions']} regressions, "
           f"{result['improvements']} improvements; {len(result['unmatched_baseline'])} baseline "
@@ -273,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="absolute floor in microseconds: a change of the median smaller than "
                          "this is never flagged, and phases under it in both traces are skipped "
                          "(default 1.0 us)")
+    ap.add_argument("--band-factor", type=float, default=2.0,
+                    help="with several baseline jobs of a run (helix-sweep --repeat): a metric's "
+                         "threshold is at least this times their spread (default 2; 0: off)")
     ap.add_argument("--no-phases", dest="phases", action="store_false",
                     help="compare only step_us and exposed_comm_us, not every phase")
     ap.add_argument("--ignore", default="",
@@ -283,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--all", action="store_true",
                     help="print every compared metric (default: step_us of every run and the "
                          "metrics that changed beyond the threshold)")
+    ap.add_argument("--error", action="store_true",
+                    help="report the candidate's error against the baseline per metric (real vs "
+                         "emulated or modeled twins: runs match whatever their emulation), no "
+                         "regression verdict")
     ap.add_argument("--json", metavar="PATH",
                     help="also write the result as JSON to PATH ('-' = stdout; the table then "
                          "goes to stderr)")
@@ -296,6 +407,8 @@ def check_options(args):
     except ValueError:
         raise BadInput(f"--threshold: expected a finite percentage >= 0 like '5%', got "
                        f"'{args.threshold}'") from None
+    if not (math.isfinite(args.band_factor) and args.band_factor >= 0):
+        raise BadInput(f"--band-factor: must be a finite number >= 0, got {args.band_factor}")
     if not 0 < args.alpha < 1:
         raise BadInput(f"--alpha: must be between 0 and 1, got {args.alpha}")
     if not (math.isfinite(args.min_us) and args.min_us >= 0):
@@ -318,13 +431,16 @@ def main(argv=None) -> int:
 
     def work():
         check_options(args)
-        code, result = run_compare(args)
+        code, result = run_errors(args) if args.error else run_compare(args)
         text = None
         if args.json:
             result["exit_code"] = code
             text = json.dumps(_json_safe(result), indent=1)
         table_out = sys.stderr if args.json == "-" else sys.stdout
-        print_table(result, args, table_out)
+        if args.error:
+            print_errors(result, table_out)
+        else:
+            print_table(result, args, table_out)
         if code == EXIT_BAD:
             print(f"helix-compare: nothing matched: no run of {args.candidate} has the same "
                   f"parameters and device as a run of {args.baseline}", file=sys.stderr)

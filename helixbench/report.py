@@ -1,7 +1,6 @@
-"""helix-report: PNG plots and a Markdown summary of one helix-bench trace (or of several: see
-below).
+"""helix-report: PNG plots and a Markdown summary of helix-bench traces.
 
-Reads what the trace holds and skips what it lacks:
+Reads what the traces hold and skips what they lack:
   /decode   TTL per layout broken down by phase (stacked bars), TTL against sequence length and
             against batch, exposed communication with and without HOP-B, rank 0's compute
             phases against their roofline (traces that hold it), a table of every run; with
@@ -10,14 +9,21 @@ Reads what the trace holds and skips what it lacks:
   /micro    kernel bandwidth against the measured ceiling; collective bus bandwidth against size
   /model    Pareto frontier of the cost model's points (tokens/s per user vs tokens/s per GPU)
   /disagg   Pareto frontier of disaggregated vs colocated serving
+  several  (real, emulated and `model --validate` traces, calibrated profiles .json) real vs
+            emulated vs model per phase, TTL against the rank count N per layout, the per-rank
+            breakdown (compute, wait, transfer, other) with the critical rank highlighted,
+            collective latency and bus bandwidth against size of the profiles, the /validate
+            tables
 TTL is the time of one decode step of one layer: the median over iterations of the max over
-ranks. Phase bars are medians of the per-iteration max over ranks; in helix-hopb phases overlap,
-so the bars add up to more than the measured step (the black marker).
+ranks. Phase bars are the critical rank's phases (traces with the accounting; the max over
+ranks before it): they add up to the step less its gaps; in helix-hopb phases overlap, so the
+bars add up to more than the measured step (the black marker).
 
-Several traces (e.g. the runs of scripts/gpu_hopb_study.sh over several NCCL paths, real and
-emulated): the first trace's full report, then exposed communication against the HOP-B chunk
-count with one line per communication path (the traces' NCCL variables, or the emulated link
-figures), the exposed All-to-All apart from the other collectives.
+Several traces: the /decode sections over the runs of all of them, the sections above for
+several traces, and (e.g. the runs of scripts/gpu_hopb_study.sh over several NCCL paths, real and
+emulated) exposed communication against the HOP-B chunk count with one line per communication
+path (the traces' NCCL variables, or the emulated link figures), the exposed All-to-All apart
+from the other collectives.
 
 Writes DIR/summary.md and DIR/*.png: drawn into a temporary folder beside DIR and moved into
 DIR when every file is complete, so a failed or interrupted report changes nothing. Exit codes:
@@ -27,6 +33,7 @@ that cannot be written), with a one-line message.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -42,8 +49,9 @@ from .report_common import (LAYOUT_COLORS, LAYOUT_ORDER, fmt_us,  # noqa: E402
                             layout_color, md_table, save)
 from .report_decode import decode_section  # noqa: E402
 from .report_hopb import hopb_section  # noqa: E402
-from .safeio import (BadInput, ToolParser, check_output_dir, guarded,  # noqa: E402
-                     pause_before_rename, register, unregister)
+from .report_study import study_sections  # noqa: E402
+from .safeio import (BadInput, ToolParser, check_input, check_output_dir,  # noqa: E402
+                     guarded, pause_before_rename, register, unregister)
 from .trace import (TraceError, load_columns, load_decode_runs, open_trace,  # noqa: E402
                     root_attrs, device_label)
 
@@ -202,33 +210,56 @@ ROOT_SHOWN = ("kind", "schema_version", "suite_version", "git_sha", "utc_time", 
               "nccl_version", "slurm_job_id", "nccl_env", "sweep_command", "command_line")
 
 
-def make_report(path, out_dir: str) -> tuple:
-    """path: one trace, or a list of traces (the first reported in full, all in the HOP-B
-    section)."""
-    paths = [path] if isinstance(path, str) else list(path)
-    path = paths[0]
-    others = []
-    for extra in paths[1:]:
-        with open_trace(extra) as f:
-            others.append((root_attrs(f), load_decode_runs(f)))
+def read_profile(path: str) -> dict:
+    try:
+        with open(path) as f:
+            p = json.load(f)
+    except (OSError, ValueError) as e:
+        raise TraceError(f"{path}: not a readable hardware profile ({e})") from None
+    if not isinstance(p, dict) or "nvlink" not in p:
+        raise TraceError(f"{path}: not a hardware profile (no nvlink field)")
+    return p
+
+
+def make_report(paths, out_dir: str) -> tuple:
+    """paths: one trace, or a list of traces and calibrated profiles (.json)."""
+    if isinstance(paths, str):
+        paths = [paths]
     figures = []
-    with open_trace(path) as f:
-        root = root_attrs(f)
-        runs = load_decode_runs(f)
-        dec = f["decode"].attrs if "decode" in f else {}
-        ceilings = (float(dec.get("stream_gbps", 0.0)), float(dec.get("gemm_tflops", 0.0)))
-        kernels = load_columns(f, "micro/kernels")
-        ceiling = micro_ceiling(f)
-        collectives = load_columns(f, "micro/collectives")
-        model = load_columns(f, "model/points")
-        disagg = load_columns(f, "disagg/points")
-    if not (runs or kernels or collectives or model or disagg):
-        raise TraceError(f"{path}: nothing to report (no /decode runs, /micro, /model or "
-                         "/disagg tables)")
-    for r in runs:
-        problem = r.ok and r.timing_problem()
-        if problem:
-            raise TraceError(f"{path}: {r.name}: {problem}")
+    runs, validate, profiles = [], [], []
+    traces = []  # (root attributes, decode runs) of each trace, for the HOP-B section
+    root = {}
+    kernels = collectives = model = disagg = ceiling = ceilings = None
+    for path in paths:
+        if path.endswith(".json"):
+            check_input(path, "PROFILE")  # a FIFO would block
+            profiles.append(read_profile(path))
+            continue
+        with open_trace(path) as f:
+            attrs = root_attrs(f)
+            root = root or attrs
+            trace_runs = load_decode_runs(f)
+            for r in trace_runs:
+                problem = r.ok and r.timing_problem()
+                if problem:
+                    raise TraceError(f"{path}: {r.name}: {problem}")
+            runs += trace_runs
+            traces.append((attrs, trace_runs))
+            if ceilings is None and "decode" in f:
+                dec = f["decode"].attrs
+                ceilings = (float(dec.get("stream_gbps", 0.0)), float(dec.get("gemm_tflops", 0.0)))
+            kernels = kernels or load_columns(f, "micro/kernels")
+            if ceiling is None:
+                ceiling = micro_ceiling(f)
+            collectives = collectives or load_columns(f, "micro/collectives")
+            model = model or load_columns(f, "model/points")
+            disagg = disagg or load_columns(f, "disagg/points")
+            v = load_columns(f, "validate")
+            if v:
+                validate.append(v)
+    if not (runs or kernels or collectives or model or disagg or validate or profiles):
+        raise TraceError(f"{', '.join(paths)}: nothing to report (no /decode runs, /micro, "
+                         "/model, /disagg or /validate tables, no profile)")
     final_dir, out_dir = out_dir, f"{out_dir.rstrip(os.sep)}.tmp.{os.getpid()}"
     # The outermost folder this report creates (removed again when it fails).
     created, up = None, os.path.dirname(os.path.abspath(out_dir))
@@ -238,8 +269,8 @@ def make_report(path, out_dir: str) -> tuple:
     done = False
     try:
         os.makedirs(out_dir)
-        summary = render(path, root, runs, others, ceilings, kernels, ceiling, collectives, model,
-                         disagg, out_dir, figures)
+        summary = render(paths, root, runs, traces, validate, profiles, ceilings, kernels, ceiling,
+                         collectives, model, disagg, out_dir, figures)
         pause_before_rename(out_dir)
         os.makedirs(final_dir, exist_ok=True)
         for name in [os.path.basename(summary)] + figures:
@@ -260,9 +291,10 @@ def micro_ceiling(f):
     return None if v is None else float(np.ravel(v)[0])
 
 
-def render(path, root, runs, others, ceilings, kernels, ceiling, collectives, model, disagg,
-           out_dir, figures):
-    md = [f"# helix-bench report: {os.path.basename(path)}\n"]
+def render(paths, root, runs, traces, validate, profiles, ceilings, kernels, ceiling, collectives,
+           model, disagg, out_dir, figures):
+    title = os.path.basename(paths[0]) + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+    md = [f"# helix-bench report: {title}\n"]
     rows = [[k, f"`{root[k]}`" if k in ("command_line", "sweep_command") else root[k]]
             for k in ROOT_SHOWN if k in root and str(root[k]) != ""]
     if "devices" in root:
@@ -271,9 +303,11 @@ def render(path, root, runs, others, ceilings, kernels, ceiling, collectives, mo
     md.append("\nTimes are microseconds per decode step of one layer (TTL); medians over "
               "iterations of the max over ranks.\n")
     if runs:
-        md += decode_section(runs, out_dir, figures, ceilings)
-    if runs or others:
-        md += hopb_section([(root, runs)] + others, out_dir, figures)
+        md += decode_section(runs, out_dir, figures, ceilings or (0.0, 0.0))
+    if runs:
+        md += hopb_section(traces, out_dir, figures)
+    if len(paths) > 1 or validate or profiles:
+        md += study_sections(runs, validate, profiles, out_dir, figures)
     if kernels:
         md += micro_section(kernels, float(ceiling) if ceiling is not None else float("nan"),
                             out_dir, figures)
@@ -314,19 +348,20 @@ def main(argv=None) -> int:
         epilog="Examples:\n  helix-report results/quickstart.h5 --out results/quickstart-report\n"
                "  helix-report results/hopb/*/real_*.h5 results/hopb/*/emulated_*.h5 "
                "--out results/hopb/report")
-    ap.add_argument("trace", metavar="TRACE.h5", nargs="+",
-                    help="helix-bench HDF5 trace(s); with several, the first is reported in "
-                         "full and all of them in the HOP-B section")
+    ap.add_argument("traces", nargs="+", metavar="TRACE.h5",
+                    help="helix-bench HDF5 traces (decode runs real or emulated, model "
+                         "--validate outputs, micro, model, disagg) and calibrated profiles "
+                         "(.json)")
     ap.add_argument("--out", metavar="DIR",
                     help="output folder for summary.md and the PNG plots (default: "
-                         "TRACE-report beside the trace)")
+                         "TRACE-report beside the first trace)")
     args = ap.parse_args(argv)
-    out_dir = args.out or default_out_dir(args.trace[0])
+    out_dir = args.out or default_out_dir(args.traces[0])
 
     def work():
-        check_output_dir(out_dir, "--out", [("TRACE", t) for t in args.trace])
+        check_output_dir(out_dir, "--out", [("TRACE", t) for t in args.traces])
         try:
-            summary, figures = make_report(args.trace, out_dir)
+            summary, figures = make_report(args.traces, out_dir)
         except OSError as e:
             raise BadInput(f"--out: cannot write to {out_dir}: {e.strerror or e}") from None
         print(f"helix-report: {summary} and {len(figures)} plots: {', '.join(figures)}")

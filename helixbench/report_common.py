@@ -46,6 +46,14 @@ def md_table(header, rows) -> str:
     return "\n".join(out)
 
 
+def panel_grid(count, width, height, extra=0.8):
+    """A figure of `count` panels, at most four per row, each width x height inches."""
+    ncols = min(4, count)
+    nrows = math.ceil(count / ncols)
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + extra),
+                        squeeze=False)
+
+
 def save(fig, out_dir, name, figures):
     path = os.path.join(out_dir, name)
     fig.savefig(path, dpi=110, bbox_inches="tight")

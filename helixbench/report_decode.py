@@ -85,7 +85,7 @@ def plot_phases(runs, title, out_dir, name, figures):
         x = np.arange(len(cell))
         bottom = np.zeros(len(cell))
         for p in phases:
-            vals = np.array([r.phase_medians().get(p, 0.0) for r in cell])
+            vals = np.array([r.critical_phase_medians().get(p, 0.0) for r in cell])
             if not np.any(vals > 0):
                 continue
             ax.bar(x, vals, bottom=bottom, color=colors[p], width=0.7,
@@ -100,8 +100,8 @@ def plot_phases(runs, title, out_dir, name, figures):
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", alpha=0.3)
     panel_legend(fig, axes, len(cells), lambda lab: f"{lab} (comm)" if lab in comm else lab)
-    fig.suptitle(f"TTL by phase per layout: {title}\nmedian over iterations of the max over "
-                 "ranks; hatched = communication", fontsize=10)
+    fig.suptitle(f"TTL by phase per layout: {title}\nthe critical rank's phases (median over "
+                 "iterations); hatched = communication", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return save(fig, out_dir, name, figures)
 
@@ -151,7 +151,7 @@ def plot_ttl_vs(runs, x_key, panel_key, x_label, title, out_dir, name, figures):
 
 
 def comm_total(run) -> float:
-    med = run.phase_medians()
+    med = run.critical_phase_medians()
     return float(sum(med.get(p, 0.0) for p in run.comm_phase_names()))
 
 

@@ -9,6 +9,10 @@ finished point. Run the same command again (or let Slurm requeue the job): point
 trace are skipped (each run records its point in the attribute `sweep_point`), so nothing is
 measured twice and nothing is lost.
 
+--repeat R runs every point R times, as separate jobs, all points once before any is repeated (so
+the repeats also see drift over the sweep); each run records its repeat in `sweep_repeat`. The
+job-to-job spread of such a trace is what helix-compare's noise band reads.
+
 The merged trace follows results/README.md. Its root attributes are those of the first point's
 job plus `sweep_command`; each run also records the job it came from (`job_command_line`,
 `job_utc_time`, `job_hosts`, `job_devices`, `job_slurm_job_id`, `job_git_sha`, `job_nccl_env`),
@@ -133,7 +137,8 @@ def build_grid(spec: dict) -> list:
 
 
 def done_points(path: str) -> set:
-    """The sweep_point attributes of the runs already in the output trace."""
+    """(sweep_point, sweep_repeat) of the runs already in the output trace (repeat 0 for runs
+    written without repeats)."""
     if not os.path.exists(path):
         return set()
     with open_trace(path) as f:
@@ -146,11 +151,12 @@ def _sweep_points(f) -> set:
     g = f.get("decode")
     if not isinstance(g, h5py.Group):
         return set()
-    return {text(g[r].attrs["sweep_point"]) for r in g
-            if isinstance(g[r], h5py.Group) and "sweep_point" in g[r].attrs}
+    return {(text(g[r].attrs["sweep_point"]), int(g[r].attrs.get("sweep_repeat", 0)))
+            for r in g if isinstance(g[r], h5py.Group) and "sweep_point" in g[r].attrs}
 
 
-def merge_job(out: str, job_trace: str, points: list, sweep_command: str) -> list:
+def merge_job(out: str, job_trace: str, points: list, sweep_command: str,
+              repeat: int = 0) -> list:
     """Adds the runs of one decode job's trace to `out` atomically (copy, append, rename). The
     job ran the layouts of `points` (same ranks, model, S, B); each run is recorded as the point
     of its layout. Returns [(point, attributes of its added runs)] in the order of `points`."""
@@ -189,6 +195,7 @@ def merge_job(out: str, job_trace: str, points: list, sweep_command: str) -> lis
                 for k, v in job.items():
                     dg[new].attrs[f"job_{k}"] = v
                 dg[new].attrs["sweep_point"] = point_key(point)
+                dg[new].attrs["sweep_repeat"] = repeat
                 added.append(attrs_dict(dg[new]))
                 index += 1
         fd = os.open(tmp, os.O_RDONLY)
@@ -289,14 +296,16 @@ def describe(p: dict) -> str:
     return f"np={p['np']} {p['model']} {p['layout']} S={p['seq']} B={p['batch']}{extra}"
 
 
-def run_job(job: list, opts, out: str, work: str, sweep_command: str, total: int) -> tuple:
+def run_job(job: list, opts, out: str, work: str, sweep_command: str, total: int,
+            repeat: int = 0) -> tuple:
     """Runs one job step for the points `job` ([(index, point)]) and merges its runs. A job of
     several layouts that exits without a trace (bad input for one of them, a crash) is retried
     layout by layout, so one layout cannot cost the others. Returns (failed points, stop)."""
     points = [p for _, p in job]
     trace = os.path.join(work, f"job_{job[0][0]:05d}.h5")
     cmd = decode_command(points, opts.launcher, opts.binary, trace, opts.ranks_per_node)
-    tags = [f"[{i}/{total}] {describe(p)}" for i, p in job]
+    tags = [f"[{i}/{total}] {describe(p)}" + (f" #{repeat + 1}" if opts.repeat > 1 else "")
+            for i, p in job]
     start = time.monotonic()
     timeout = opts.point_timeout * len(job) if opts.point_timeout else None
     try:
@@ -325,7 +334,7 @@ def run_job(job: list, opts, out: str, work: str, sweep_command: str, total: int
         print(f"{tags[0]}: FAILED (exit code {proc.returncode}, {secs:.1f} s, no trace): "
               f"{shlex.join(cmd)}\n    {tail}", flush=True)
         return 1, opts.stop_on_error
-    merged = merge_job(out, trace, points, sweep_command)
+    merged = merge_job(out, trace, points, sweep_command, repeat)
     os.remove(trace)
     failed = 0
     for tag, (_, added) in zip(tags, merged):
@@ -358,10 +367,14 @@ def run_sweep(opts) -> int:
 
 def _run_locked(opts, points, out) -> int:
     done = done_points(out)  # raises TraceError for a file that is not a trace
-    todo = [p for p in points if point_key(p) not in done]
-    jobs = [[(i, p) for i, p in g if point_key(p) not in done] for g in job_groups(points)]
+    # Every point once before any is repeated.
+    runs = [(p, r) for r in range(opts.repeat) for p in points]
+    todo = [(p, r) for p, r in runs if (point_key(p), r) not in done]
+    jobs = [[(i, p) for i, p in g if (point_key(p), r) not in done]
+            for r in range(opts.repeat) for g in job_groups(points)]
     jobs = [j for j in jobs if j]
-    print(f"helix-sweep: {len(points)} points, {len(points) - len(todo)} already in {out}, "
+    rep_txt = f" x {opts.repeat} repeats" if opts.repeat > 1 else ""
+    print(f"helix-sweep: {len(points)} points{rep_txt}, {len(runs) - len(todo)} already in {out}, "
           f"{len(todo)} to run in {len(jobs)} job steps", flush=True)
     if opts.binary is None:
         opts.binary = find_binary() if todo else "helix-bench"
@@ -380,23 +393,28 @@ def _run_locked(opts, points, out) -> int:
     os.makedirs(work, exist_ok=True)
     safeio.register(work, is_file=False)
     try:
-        for group in job_groups(points):
-            for i, p in group:
-                if point_key(p) in done:
-                    print(f"[{i}/{len(points)}] {describe(p)}: skipped (already in the trace)",
-                          flush=True)
-            job = [(i, p) for i, p in group if point_key(p) not in done]
-            if not job:
-                continue
-            failed, stop = run_job(job, opts, out, work, sweep_command, len(points))
-            failures += failed
+        stop = False
+        for repeat in range(opts.repeat):
+            for group in job_groups(points):
+                for i, p in group:
+                    if (point_key(p), repeat) in done:
+                        print(f"[{i}/{len(points)}] {describe(p)}: skipped (already in the "
+                              "trace)", flush=True)
+                job = [(i, p) for i, p in group if (point_key(p), repeat) not in done]
+                if not job:
+                    continue
+                failed, stop = run_job(job, opts, out, work, sweep_command, len(points), repeat)
+                failures += failed
+                if stop:
+                    break
             if stop:
                 break
     finally:
         safeio.unregister(work)
         shutil.rmtree(work, ignore_errors=True)
     total = len(done_points(out)) if os.path.exists(out) else 0
-    print(f"helix-sweep: {out}: {total} of {len(points)} points done, {failures} failed",
+    runs_txt = "points" if opts.repeat == 1 else "point runs"
+    print(f"helix-sweep: {out}: {total} of {len(runs)} {runs_txt} done, {failures} failed",
           flush=True)
     return EXIT_FAILED if failures else EXIT_OK
 
@@ -445,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "no limit)")
     ap.add_argument("--stop-on-error", action="store_true",
                     help="stop at the first failed point (default: go on with the others)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every point this many times as separate jobs (for the job-to-job "
+                         "noise band of helix-compare; default 1)")
     ap.add_argument("--dry-run", action="store_true",
                     help="print the commands of the points still to run, run nothing")
     ap.add_argument("--verbose", action="store_true", help="print each job's output")
@@ -490,6 +511,8 @@ def main(argv=None) -> int:
         for k in ("models", "seq", "batch"):
             if not split_list(spec[k], k):
                 raise UsageError(f"--{k}: required (on the command line or in --spec)")
+        if not 1 <= opts.repeat <= 1000:
+            raise UsageError("--repeat: must be 1 to 1000")
         if not 0 <= opts.ranks_per_node <= MAX_RANKS:
             raise UsageError(f"--ranks-per-node: must be 0 to {MAX_RANKS}")
         if not (math.isfinite(opts.point_timeout) and opts.point_timeout >= 0):

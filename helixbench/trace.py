@@ -22,6 +22,11 @@ KNOWN_GROUPS = ("decode", "micro", "model", "disagg")
 MATCH_KEYS = ("model", "layer_kind", "layout", "n_ranks", "kvp", "tpa", "tpf", "ep",
               "hopb_chunks", "kv_block", "batch", "seq_len", "backend", "dtype",
               "emulated_ranks", "emulated_rank", "device")
+# The same decode point however it was obtained (real, emulated, or priced by the model).
+POINT_KEYS = ("model", "layout", "n_ranks", "kvp", "tpa", "tpf", "ep", "hopb_chunks", "batch",
+              "seq_len")
+# The critical step in parts (run dataset step_breakdown_us).
+BREAKDOWN_PARTS = ("compute", "wait", "transfer", "other")
 
 
 # Definitions of exposed communication (results/README.md). Every backend records
@@ -114,10 +119,17 @@ _BUS_ID = re.compile(r"[\[(]?\s*(?:bus\s*(?:id)?\s*[:=]?\s*)?"
                      re.IGNORECASE)
 
 
+# The device index a backend prefixes ('cuda:3 NVIDIA H200 ...'): rank 3 of a real 4-GPU job and
+# the one GPU of an emulated twin are the same device model.
+_DEVICE_INDEX = re.compile(r"^\s*(?:cuda|gpu|hip|rocm|dev(?:ice)?)\s*[:#]?\s*\d+\s*[:,]?\s*",
+                           re.IGNORECASE)
+
+
 def normalize_device(name: str) -> str:
-    """A device description without its PCI bus id: 'NVIDIA H200 (0000:19:00.0)' -> 'NVIDIA H200'.
-    Runs on two GPUs of the same model compare like with like."""
-    s = _BUS_ID.sub("", name)
+    """A device description without its index and PCI bus id:
+    'cuda:3 NVIDIA H200 bus 0000:19:00.0' -> 'NVIDIA H200'. Runs on two GPUs of the same model
+    compare like with like."""
+    s = _DEVICE_INDEX.sub("", _BUS_ID.sub("", name))
     s = re.sub(r"[\s,;@]+$", "", s.strip())
     return re.sub(r"\s+", " ", s) or name.strip()
 
@@ -157,6 +169,14 @@ class DecodeRun:
     phase_us: np.ndarray | None = None  # [iters, ranks, phases]
     step_us: np.ndarray | None = None  # [iters]
     exposed_comm_us: np.ndarray | None = None  # [iters]
+    # The accounting across ranks (results/README.md), absent in older traces.
+    wait_us: np.ndarray | None = None  # [iters, ranks, phases]
+    transfer_us: np.ndarray | None = None  # [iters, ranks, phases]
+    rank_step_us: np.ndarray | None = None  # [iters, ranks]
+    critical_rank: np.ndarray | None = None  # [iters] layout rank
+    breakdown_us: np.ndarray | None = None  # [iters, 4]: compute, wait, transfer, other
+    rank_of_row: np.ndarray | None = None  # [ranks] layout rank of each row
+    routed_rows: np.ndarray | None = None  # [ranks] MoE: (token, expert) assignments
     rank_exposed_comm_us: np.ndarray | None = None  # [iters, ranks]
     # Per-chunk timestamps of the partials exchange, us from each rank's step start:
     # [iters, ranks, chunks, columns] (absent for tp and in traces written before it existed).
@@ -219,6 +239,67 @@ class DecodeRun:
         med = np.median(m, axis=0)
         return {p: float(v) for p, v in zip(self.phases, med)}
 
+    def rows(self) -> list:
+        """The layout rank of each row of the per-rank arrays."""
+        n = 0 if self.phase_us is None else self.phase_us.shape[1]
+        if self.rank_of_row is not None and len(self.rank_of_row) == n:
+            return [int(r) for r in self.rank_of_row]
+        if n == 1 and self.attrs.get("emulated_ranks", 0) and self.attrs.get("emulated_rank", 0) >= 0:
+            return [int(self.attrs.get("emulated_rank", 0))]
+        return list(range(n))
+
+    def critical_rows(self) -> np.ndarray:
+        """[iters]: the row of each iteration's critical rank (the trace's accounting; in older
+        traces the rank with the longest step)."""
+        rows = self.rows()
+        if self.critical_rank is not None and len(self.critical_rank) == len(self.step_us):
+            return np.array([rows.index(int(c)) if int(c) in rows else 0
+                             for c in self.critical_rank], dtype=int)
+        if self.rank_step_us is not None:
+            return np.argmax(self.rank_step_us, axis=1)
+        return np.zeros(0 if self.phase_us is None else self.phase_us.shape[0], dtype=int)
+
+    def usual_critical_rank(self) -> int:
+        """The critical rank of most iterations (a layout rank)."""
+        crit = self.critical_rows()
+        if len(crit) == 0:
+            return 0
+        return self.rows()[int(np.bincount(crit).argmax())]
+
+    def critical_phase_medians(self, what: str = "phase") -> dict:
+        """Median over iterations of the critical rank's time in each phase (what: 'phase',
+        'wait' or 'transfer'); phase_medians() (the max over ranks) without an accounting."""
+        arr = {"phase": self.phase_us, "wait": self.wait_us, "transfer": self.transfer_us}[what]
+        if arr is None:
+            return self.phase_medians() if what == "phase" else {}
+        crit = self.critical_rows()
+        per_iter = arr[np.arange(arr.shape[0]), crit, :]
+        return {p: float(v) for p, v in zip(self.phases, np.median(per_iter, axis=0))}
+
+    def breakdown_medians(self) -> dict:
+        """The critical step in parts (medians): compute, wait, transfer, other (us)."""
+        if self.breakdown_us is None:
+            return {}
+        med = np.median(self.breakdown_us, axis=0)
+        return dict(zip(("compute", "wait", "transfer", "other"), (float(v) for v in med)))
+
+    def rank_breakdown(self) -> dict:
+        """Per layout rank, the medians of its compute, wait, transfer and other (us): its step
+        minus the three; {} without an accounting."""
+        if self.wait_us is None or self.rank_step_us is None:
+            return {}
+        comm = np.asarray(self.phase_is_comm, dtype=bool)
+        out = {}
+        for k, rank in enumerate(self.rows()):
+            compute = np.median(self.phase_us[:, k, ~comm].sum(axis=1))
+            wait = np.median(self.wait_us[:, k, :].sum(axis=1))
+            xfer = np.median(self.transfer_us[:, k, :].sum(axis=1))
+            step = np.median(self.rank_step_us[:, k])
+            out[rank] = {"compute": float(compute), "wait": float(wait),
+                         "transfer": float(xfer), "other": float(step - compute - wait - xfer),
+                         "step": float(step)}
+        return out
+
     def step_median(self) -> float:
         return float(np.median(self.step_us)) if self.step_us is not None else float("nan")
 
@@ -247,6 +328,14 @@ class DecodeRun:
         if self.modeled is None:
             return []
         return [p for p, c in zip(self.phases, self.modeled) if c]
+
+    @property
+    def source(self) -> str:
+        """'emulated' (one GPU ran the layout's ranks with priced collectives) or 'real'."""
+        return "emulated" if self.attrs.get("emulated_ranks", 0) else "real"
+
+    def point(self) -> tuple:
+        return tuple(self.get(k) for k in POINT_KEYS)
 
     def attn_shape(self) -> str:
         return f"{self.get('kvp', '?')}x{self.get('tpa', '?')}"
@@ -357,6 +446,13 @@ def load_decode_runs(f: h5py.File) -> list:
             run.phases = group_phases
         run.step_us = _dataset(g, "step_us")
         run.exposed_comm_us = _dataset(g, "exposed_comm_us")
+        run.wait_us = _dataset(g, "wait_us", ndim=3)  # [iters, ranks, phases]
+        run.transfer_us = _dataset(g, "transfer_us", ndim=3)
+        run.rank_step_us = _dataset(g, "rank_step_us", ndim=2)  # [iters, ranks]
+        run.critical_rank = _dataset(g, "critical_rank")
+        run.breakdown_us = _dataset(g, "step_breakdown_us", ndim=2)  # [iters, 4]
+        run.rank_of_row = _dataset(g, "rank_of_row")
+        run.routed_rows = _dataset(g, "routed_rows")
         run.rank_exposed_comm_us = _dataset(g, "rank_exposed_comm_us", ndim=2)
         run.chunk_us = _dataset(g, "chunks", ndim=4)  # [iters, ranks, chunks, columns]
         if run.chunk_us is not None:
@@ -372,9 +468,17 @@ def load_decode_runs(f: h5py.File) -> list:
         if len(iters) > 1:
             raise TraceError(f"{where}: step_us, exposed_comm_us and phase_us disagree on the "
                              f"number of iterations {sorted(iters)}")
-        if (run.rank_exposed_comm_us is not None and run.phase_us is not None
-                and run.rank_exposed_comm_us.shape != run.phase_us.shape[:2]):
-            raise TraceError(f"{where}: rank_exposed_comm_us is not [iters, ranks] as phase_us")
+        if run.phase_us is not None:
+            it, rk = run.phase_us.shape[:2]
+            want = {"rank_exposed_comm_us": (it, rk), "wait_us": run.phase_us.shape,
+                    "transfer_us": run.phase_us.shape, "rank_step_us": (it, rk),
+                    "critical_rank": (it,), "breakdown_us": (it, 4), "rank_of_row": (rk,),
+                    "routed_rows": (rk,)}
+            for attr, shape in want.items():
+                v = getattr(run, attr)
+                if v is not None and v.shape != shape:
+                    raise TraceError(f"{where}: {attr} is {list(v.shape)}, not {list(shape)} as "
+                                     "phase_us")
         if run.roofline_us is not None:
             ranks, nph = run.roofline_us.shape
             per_rank = (run.roofline_step_us, run.compute_us_median)

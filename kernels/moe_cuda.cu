@@ -21,6 +21,10 @@
 //   phase 3 unit (once every phase 2 unit of its column group has counted): out = for every token,
 //     the sum over its slots (routing order, the shared expert last) and row parts of y.
 // Every sum runs in a fixed order: the results do not depend on timing, `out` needs no zeroing.
+// Why one file of this size: the plan kernel, the persistent kernel's producer (TMA ring and its
+// barriers) and consumers (MMA tiles of the three phases) share the workspace layout, the
+// barrier protocol and the inline-PTX helpers; split over translation units they would need a
+// header of device code whose every barrier phase must agree with both sides.
 #include "kernels/moe_cuda.hpp"
 
 #include <algorithm>

@@ -228,6 +228,30 @@ Work moe_ffn_work(const ModelSpec& m, const RankShard& r, int batch, double touc
   return w;
 }
 
+Work ffn_compute_work(const ModelSpec& m, const RankShard& r, int batch, const ExpertLoad* load) {
+  Work w;
+  const double B = batch, H = m.hidden;
+  if (r.layer == LayerKind::dense) {
+    w.weight_elems = 3 * H * double(r.dense_cols.size()) + H;
+    w.flops = 2 * B * w.weight_elems;
+    w.gemm_launches = 3;    // gate, up, down
+    w.kernel_launches = 4;  // residual add, RMSNorm, zeroing the partial sum, SiLU x up
+  } else {
+    const double E = m.moe.routed_experts, k = m.moe.top_k, El = double(r.experts.size());
+    const double shared = double(r.shared_cols.size());
+    const double touched = load ? load->experts : El * (1.0 - std::pow(1.0 - k / E, B));
+    const double assignments = load ? load->rows : B * k * El / E;
+    w = moe_ffn_work(m, r, batch, touched, assignments);
+    // Router GEMM; per expert with tokens three GEMMs and gather, SiLU, scatter-add; the shared
+    // experts' three GEMMs and SiLU; residual add, RMSNorm, zeroing, routing, and the copies of
+    // the routing to the host and of the held experts' rows back.
+    w.gemm_launches = 1 + 3 * touched + (shared > 0 ? 3 : 0);
+    w.kernel_launches = 4 + 4 + 3 * touched + (shared > 0 ? 1 : 0);
+  }
+  w.act_elems = 4 * B * H;
+  return w;
+}
+
 Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64_t seq_len) {
   const LayoutParams& p = r.layout;
   Schedule sched;
@@ -257,9 +281,16 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
       w.act_elems = B * (H + (qh + 2 * kvh) * m.head_dim);
     }
     w.flops = 2 * B * w.weight_elems;
+    // MLA: W_dq, W_uq, the W_uk absorb (one batched GEMM) and W_dkv; RMSNorm twice, a conversion
+    // and RoPE. GQA: Q, K and V; RMSNorm and RoPE of Q and K.
+    w.gemm_launches = m.is_mla() ? 4 : 3;
+    w.kernel_launches = m.is_mla() ? 4 : 3;
     s.push_back(compute_step(Op::attn_prologue, Phase::qkv, all, w));
     Work a;
-    if (r.owns_position(seq_len)) a.kv_elems = B * kvh * double(m.kv_elems_per_token_per_head());
+    if (r.owns_position(seq_len)) {
+      a.kv_elems = B * kvh * double(m.kv_elems_per_token_per_head());
+      a.kernel_launches = 1;
+    }
     s.push_back(compute_step(Op::kv_append, Phase::kv_append, all, a));
     if (r.owns_position(seq_len)) s.back().append_index = r.placement.local_index(seq_len);
   }
@@ -274,6 +305,10 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
     w.kv_elems = nb * kvh * tokens * double(m.kv_elems_per_token_per_head());
     w.flops = 2.0 * nb * qh * tokens * (m.attn_qk_dim() + out_dim);
     w.act_elems = nb * qh * (m.attn_qk_dim() + out_dim + 1);
+    w.kernel_launches = nb > 0 && qh > 0 ? 1 : 0;
+    w.attn_mla = m.is_mla();
+    w.attn_q_per_kv = int(m.is_mla() || kvh == 0 ? qh : qh / kvh);
+    w.attn_kv_heads = int(m.is_mla() ? 1 : kvh);
     return w;
   };
   // Each KV shard's partial o_k is up-projected on its own: sum_k w_k (o_k W_uv) = (sum_k w_k o_k)
@@ -289,6 +324,8 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
     w.weight_elems = chunk <= 0 ? weights : 0.0;
     w.flops = 2.0 * nb * weights;
     w.act_elems = nb * qh * (m.mla.kv_lora + m.mla.v_head);
+    w.gemm_launches = 1;    // per-head GEMMs, one strided batch
+    w.kernel_launches = 1;  // conversion of the partials to bf16
     return w;
   };
   auto attend = [&](Range b, int chunk) {
@@ -304,6 +341,10 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
   auto pack = [&](const Exchange& x, Range b, int chunk) {
     Work w;
     w.act_elems = 2.0 * double(b.size()) * qh * double(x.row);  // read, then written packed
+    // One launch for every peer's rows; none when there are no rows to send.
+    bool rows = false;
+    for (const Range& h : x.peer_heads) rows = rows || !h.empty();
+    w.kernel_launches = !b.empty() && rows ? 1 : 0;
     s.push_back(compute_step(Op::pack, Phase::attn_comm, b, w, chunk));
     s.back().input = partials;
     s.back().exchange = x;
@@ -350,6 +391,7 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
     w.flops = 3.0 * p.kvp * B * oh * vdim;
     s.push_back(compute_step(Op::combine, Phase::combine, all, w));
     s.back().combine_blocks = combine_blocks(m, r, batch);
+    s.back().work.kernel_launches = double(s.back().combine_blocks.size());
   }
 
   // 6. Output projection of the owned heads, all-reduce over the attention-output group.
@@ -359,6 +401,10 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
     w.weight_elems = oh * vdim * H;
     w.flops = 2 * B * w.weight_elems;
     w.act_elems = B * (oh * vdim + H);
+    // The GEMM, and a conversion of partials that were not combined (tp); nothing but zeroing
+    // the output on a rank without heads.
+    w.gemm_launches = oh > 0 ? 1 : 0;
+    w.kernel_launches = oh > 0 ? (combines ? 0 : 1) : 1;
     s.push_back(compute_step(Op::o_proj, Phase::o_proj, all, w));
     s.back().input = combines ? Buffer::combined : partials;
     const Group g = p.kind == LayoutKind::kvp ? Group::tpa : Group::world;
@@ -370,17 +416,7 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
   // 7. FFN on the FFN group: partial sums, all-reduce in TPF groups, all-gather across EP groups,
   // local reduction.
   if (r.in_ffn) {
-    Work w;
-    if (r.layer == LayerKind::dense) {
-      w.weight_elems = 3 * H * double(r.dense_cols.size()) + H;
-      w.flops = 2 * B * w.weight_elems;
-      w.act_elems = 4 * B * H;
-    } else {
-      const double E = m.moe.routed_experts, k = m.moe.top_k, El = double(r.experts.size());
-      const double touched = El * (1.0 - std::pow(1.0 - k / E, B));  // expected distinct experts
-      const double assignments = B * k * El / E;                     // expected (token, expert)
-      w = moe_ffn_work(m, r, batch, touched, assignments);
-    }
+    const Work w = ffn_compute_work(m, r, batch, nullptr);
     s.push_back(compute_step(Op::ffn_compute, Phase::ffn, all, w));
     if (p.tpf > 1)
       s.push_back(comm_step(Op::ffn_allreduce, Phase::ffn_comm, Group::tpf, Collective::all_reduce,
@@ -391,6 +427,7 @@ Schedule build_schedule(const ModelSpec& m, const RankShard& r, int batch, int64
     Work red;
     red.act_elems = (p.ep + 2) * B * H;
     red.flops = (p.ep + 1) * B * H;
+    red.kernel_launches = 1;
     s.push_back(compute_step(Op::ffn_reduce, Phase::ffn, all, red));
     s.back().input = p.ep > 1 ? Buffer::gathered : Buffer::ffn_part;
     s.back().parts = p.ep > 1 ? p.ep : 1;

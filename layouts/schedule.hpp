@@ -84,6 +84,20 @@ struct Work {
   std::optional<Collective> coll;  // none: a compute step
   int group_size = 1;
   double comm_elems = 0;
+  // Launches the CUDA executor issues for the step (the cost model's fixed cost per launch):
+  // cuBLASLt GEMMs, and other kernels and copies (norms, RoPE, conversions, routing, packing).
+  double gemm_launches = 0, kernel_launches = 0;
+  // Attention steps: query heads reading each KV head (MLA: every head reads the one latent
+  // cache), for the measured attention efficiency of a hardware profile.
+  int attn_q_per_kv = 0, attn_kv_heads = 0;
+  bool attn_mla = false;
+};
+
+// Routed-expert load of one rank in one decode step: (token, expert) assignments to the experts it
+// holds, and how many of them received at least one token.
+struct ExpertLoad {
+  double rows = 0;
+  double experts = 0;
 };
 
 // The activation buffers the steps read and write, by name (fp32 elements unless an executor
@@ -183,6 +197,12 @@ struct Schedule {
   std::vector<Step> steps;
   BufferTable buffers;
 };
+
+// The work of the FFN compute step (ffn_compute) of rank `shard.rank` for `batch` requests. MoE
+// layers: at `load`, or (null) at the expected load of uniform routing (distinct experts
+// E_l (1 - (1 - k/E)^B), assignments B k E_l / E); dense layers ignore it.
+Work ffn_compute_work(const ModelSpec& model, const RankShard& shard, int batch,
+                      const ExpertLoad* load);
 
 // Batch chunks of HOP-B (balanced contiguous ranges of requests).
 std::vector<Range> batch_chunks(int batch, int chunks);

@@ -1,6 +1,6 @@
 // `helix-bench calibrate`: measures this machine's stream bandwidth, GEMM rates at decode shapes
 // and (with several ranks) collective latency and bandwidth, and writes a hardware profile JSON
-// (bench/micro/profile.hpp) that the cost model reads.
+// (analytic/hardware.hpp) that the cost model and the emulation read.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -21,6 +21,7 @@ struct CalibrateOptions {
   std::string max_bytes;         // largest collective size; default 64M (cpu quick 1M)
   int iters = 0;                 // default 10 (quick 3)
   int coll_iters = 0;            // default 20 (quick 5)
+  std::string link_fallback;     // one rank: the built-in profile giving the link figures
 };
 
 CLI::App* add_calibrate_command(CLI::App& app, CalibrateOptions& o);

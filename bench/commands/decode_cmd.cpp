@@ -19,6 +19,7 @@
 #include "comm/node.hpp"
 #include "exec/decode_backend.hpp"
 #include "exec/reference.hpp"
+#include "exec/slow_phase.hpp"
 #include "layouts/layout.hpp"
 
 namespace helix {
@@ -207,8 +208,12 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
                  "collective fills its receive buffers with this rank's data and takes the time "
                  "the cost model prices it at, on the GPU (0: off)",
                  false);
-  add_int_option(c, "--emulate-rank", o.exec.emulate_rank, 0, kMaxRanks - 1,
-                 "cuda: which rank --emulate runs");
+  c->add_option("--emulate-rank", o.emulate_rank,
+                "cuda: which rank --emulate runs, or 'all': the compute of every distinct rank "
+                "runs in turn on this GPU and the step is simulated across the ranks (each "
+                "collective completes when its last member arrives plus its priced transfer), so "
+                "the slowest rank (e.g. MoE imbalance) sets the step")
+      ->capture_default_str();
   c->add_option("--hardware", o.exec.hardware,
                 "cuda --emulate: hardware profile whose links price the collectives: h100-sxm, "
                 "h200, b200, gb200-nvl72 or a .json file (e.g. from helix-bench calibrate); "
@@ -244,12 +249,18 @@ CLI::App* add_decode_command(CLI::App& app, DecodeOptions& o) {
   return c;
 }
 
-int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** argv) {
+int run_decode(const DecodeOptions& opt, const MpiComm& world, int argc, char** argv) {
   const int rank = world.rank();
-  if (o.profile_once && !o.out.empty())
+  if (opt.profile_once && !opt.out.empty())
     throw UsageError("--out: --profile-once measures nothing and writes no trace");
-  check_output_paths(world, {{"--out", o.out}},
-                     {{"--model", o.model}, {"--hardware", o.exec.hardware}});
+  check_output_paths(world, {{"--out", opt.out}},
+                     {{"--model", opt.model}, {"--hardware", opt.exec.hardware}});
+  DecodeOptions o = opt;
+  if (o.emulate_rank == "all")
+    o.exec.emulate_rank = kEmulateEveryRank;
+  else
+    o.exec.emulate_rank = int(parse_int(o.emulate_rank, "--emulate-rank", 0, kMaxRanks - 1));
+  const std::string slow_phase = slow_phase_from_env().text;  // test-only; checked here
   std::unique_ptr<DecodeBackend> backend = make_decode_backend(o.exec, world);
   const RunGrid grid = make_run_grid(o, world.size(), *backend);
   const ModelSpec& m = grid.model;
@@ -266,6 +277,11 @@ int run_decode(const DecodeOptions& o, const MpiComm& world, int argc, char** ar
   job.layer = grid.layer;
   job.layout_ranks = backend->layout_ranks(world.size());
   job.backend_description = backend->description();
+  job.test_slow_phase = slow_phase;
+  if (rank == 0 && !slow_phase.empty())
+    std::fprintf(
+        stderr, "helix-bench: HELIX_TEST_SLOW_PHASE=%s: a phase is slowed on purpose (test only)\n",
+        slow_phase.c_str());
   if (rank == 0) {
     std::printf("helix-bench decode: model %s (%s layer), %d ranks, backend %s, %zu runs\n",
                 m.name.c_str(), to_string(grid.layer), job.layout_ranks,

@@ -26,7 +26,8 @@ struct DecodeOptions {
   int iters = 20;
   int warmup = 3;
   uint64_t seed = 1234;
-  BackendOptions exec;  // --backend, and emulation (CUDA backend only)
+  BackendOptions exec;             // --backend, and emulation (CUDA backend only)
+  std::string emulate_rank = "0";  // --emulate-rank: a rank or "all" (into exec.emulate_rank)
   std::string out;
   bool no_verify = false;
   bool quiet = false;

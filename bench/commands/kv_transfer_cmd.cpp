@@ -6,8 +6,11 @@
 #include <cstdio>
 #include <memory>
 
+#include "analytic/cost_model.hpp"
+#include "analytic/hardware.hpp"
 #include "bench/commands/cli_util.hpp"
 #include "bench/kv_transfer/job.hpp"
+#include "bench/micro/collectives.hpp"
 #include "bench/trace/h5.hpp"
 #include "bench/trace/metadata.hpp"
 #include "bench/trace/output_path.hpp"
@@ -142,6 +145,14 @@ CLI::App* add_kv_transfer_command(CLI::App& app, KvTransferOptions& o) {
       ->capture_default_str();
   c->add_option("--out", o.out, "HDF5 file to write (FILE.tmp.PID, renamed when complete)");
   c->add_flag("--quiet", o.quiet, "No progress lines");
+  c->add_flag("--link-check", o.link_check,
+              "After the transfers, measure in the same job the send/recv (ring) bus bandwidth at "
+              "the largest message one rank sends, and the all-to-all bus bandwidth with that "
+              "message to every peer (nccl-tests conventions)");
+  c->add_option("--hardware", o.hardware,
+                "Profile (built-in name or .json, e.g. from calibrate) pricing the disaggregation "
+                "model's transfer term for this move: each decode GPU receives its share of the "
+                "distinct KV over a send/recv link at the profile's figures");
   c->footer(
       "\nExamples:\n  mpirun -np 6 build/bin/helix-bench kv-transfer --model llama-3.1-8b "
       "--prefill-ranks 2 --kvp 2 --tpa 2 --tokens 16K\n"
@@ -152,7 +163,7 @@ CLI::App* add_kv_transfer_command(CLI::App& app, KvTransferOptions& o) {
 }
 
 int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, char** argv) {
-  check_output_paths(world, {{"--out", o.out}}, {{"--model", o.model}});
+  check_output_paths(world, {{"--out", o.out}}, {{"--model", o.model}, {"--hardware", o.hardware}});
   ModelSpec m;
   try {
     m = load_model(o.model);
@@ -184,6 +195,8 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
                      std::to_string(D) + " = " + std::to_string(P + D) + " ranks, the job has " +
                      std::to_string(world.size()));
   const int rank = world.rank();
+  HardwareProfile hw;
+  if (!o.hardware.empty()) hw = load_hardware(o.hardware);
   const bool cuda = o.backend == "cuda";
   check_transfer_size(m, l, tokens, o.layers, cuda ? 2 : 4, cuda, world);
 #ifdef HELIX_CUDA_BACKEND
@@ -233,6 +246,31 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
   const int64_t E = m.kv_elems_per_token_per_head();
   const double bytes = double(tokens) * m.kv_heads * double(E) * elem_bytes * o.layers;
   const double med = median(secs);
+  // The link of the same job, at the sizes of this move (every rank measures).
+  double sr_gbps = 0, a2a_gbps = 0, link_bytes = 0;
+  if (o.link_check) {
+    double biggest = 0;
+    for (int64_t b : job.send_bytes) biggest = std::max(biggest, double(b));
+    world.all_reduce_max(&biggest, 1);
+    link_bytes = biggest;
+    std::unique_ptr<micro::CollectiveBackend> cb =
+        micro::make_collective_backend(o.backend, world.raw());
+    const int n = world.size();
+    const int64_t s = std::max<int64_t>(int64_t(biggest), 4 * n);
+    sr_gbps = micro::measure_collective(*cb, world.raw(), Collective::send_recv, DType::fp32, s,
+                                        false, o.warmup + 1, o.iters)
+                  .busbw_gbps;
+    a2a_gbps = micro::measure_collective(*cb, world.raw(), Collective::all_to_all, DType::fp32,
+                                         s * n, false, o.warmup + 1, o.iters)
+                   .busbw_gbps;
+  }
+  // The disaggregation model's transfer term: each decode GPU (KVP x TPA of them, each holding
+  // distinct KV) receives its share over a link priced by the profile.
+  double model_s = 0;
+  if (!o.hardware.empty()) {
+    const CostModel cm = collective_pricing(hw);
+    model_s = cm.collective_us(Collective::send_recv, 2, bytes / D, false) * 1e-6;
+  }
   const char* dtype = cuda ? "bf16" : "fp32";
   if (rank == 0) {
     std::printf(
@@ -242,6 +280,14 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
         m.name.c_str(), static_cast<long long>(tokens), o.layers, P, l.kvp, l.tpa, l.kv_block,
         o.backend.c_str(), dtype, comm_backend.c_str(), moves.size(), bytes / 1e6, med * 1e3,
         bytes / med / 1e9, bad == 0 ? "yes" : "NO (misplaced values)");
+    if (o.link_check)
+      std::printf(
+          "kv-transfer: same job: send/recv busbw %.1f GB/s at %s, all-to-all busbw %.1f "
+          "GB/s at %s per peer\n",
+          sr_gbps, format_bytes(link_bytes).c_str(), a2a_gbps, format_bytes(link_bytes).c_str());
+    if (model_s > 0)
+      std::printf("kv-transfer: model (%s): %.3f ms, measured / model = %.2f\n", hw.name.c_str(),
+                  model_s * 1e3, med / model_s);
     if (!o.out.empty()) {
       h5::File f(o.out);
       write_root_attributes(f.id(), env, "kv-transfer");
@@ -263,6 +309,15 @@ int run_kv_transfer(const KvTransferOptions& o, const MpiComm& world, int argc, 
       h5::attr(g.id(), "verified", bad == 0);
       h5::attr(g.id(), "gbps_median", bytes / med / 1e9);
       h5::write(g.id(), "transfer_s", {hsize_t(secs.size())}, secs.data(), "s");
+      if (o.link_check) {
+        h5::attr(g.id(), "link_check_bytes", link_bytes);
+        h5::attr(g.id(), "send_recv_busbw_gbps", sr_gbps);
+        h5::attr(g.id(), "all_to_all_busbw_gbps", a2a_gbps);
+      }
+      if (model_s > 0) {
+        h5::attr(g.id(), "model_hardware", hw.name);
+        h5::attr(g.id(), "model_transfer_s", model_s);
+      }
       f.commit();
     }
   }

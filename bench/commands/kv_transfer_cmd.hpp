@@ -25,6 +25,8 @@ struct KvTransferOptions {
   std::string backend = "cpu";
   std::string out;
   bool quiet = false;
+  bool link_check = false;  // send/recv and all-to-all bus bandwidth of the same job
+  std::string hardware;     // profile pricing the disaggregation model's transfer term
 };
 
 CLI::App* add_kv_transfer_command(CLI::App& app, KvTransferOptions& opt);

@@ -17,6 +17,29 @@ double RunRecord::phase_median(int phase) const {
   return median(v);
 }
 
+double RunRecord::critical_median(const std::vector<double>& what, int phase) const {
+  if (critical_row.size() != size_t(iters) || what.size() != phase_us.size()) return NAN;
+  std::vector<double> v(static_cast<size_t>(iters));
+  for (int i = 0; i < iters; ++i)
+    v[size_t(i)] = what[size_t((i * ranks + critical_row[size_t(i)]) * kNumPhases + phase)];
+  return median(v);
+}
+
+double RunRecord::breakdown_median(int part) const {
+  if (breakdown_us.size() != size_t(iters) * 4) return NAN;
+  std::vector<double> v(static_cast<size_t>(iters));
+  for (int i = 0; i < iters; ++i) v[size_t(i)] = breakdown_us[size_t(i * 4 + part)];
+  return median(v);
+}
+
+int RunRecord::usual_critical_rank() const {
+  std::vector<int> count(size_t(std::max(ranks, 1)), 0);
+  for (int c : critical_row)
+    if (c >= 0 && c < ranks) ++count[size_t(c)];
+  const int row = int(std::max_element(count.begin(), count.end()) - count.begin());
+  return size_t(row) < row_rank.size() ? row_rank[size_t(row)] : row;
+}
+
 double RunRecord::rank0_phase_median(int phase) const {
   return rank_phase_median(0, phase);
 }

@@ -1,6 +1,7 @@
 #include "bench/decode/table.hpp"
 
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "bench/commands/cli_util.hpp"
@@ -11,12 +12,13 @@ namespace helix {
 namespace {
 
 void print_header() {
-  std::printf("%-11s %3s %7s %6s %4s %8s %10s |", "layout", "N", "KVPxTPA", "TPFxEP", "B", "S",
-              "step_us");
+  std::printf("%-11s %3s %7s %6s %4s %8s %10s %4s |", "layout", "N", "KVPxTPA", "TPFxEP", "B", "S",
+              "step_us", "crit");
   const char* short_names[kNumPhases] = {"qkv",    "kv_app", "attn", "a_comm", "combine",
                                          "o_proj", "o_comm", "ffn",  "f_comm", "out_comm"};
   for (const char* n : short_names) std::printf(" %8s", n);
-  std::printf(" | %10s  %s\n", "exposed_us", "verified (max rel err)");
+  std::printf(" | %8s %8s %8s %8s | %10s  %s\n", "compute", "wait", "transfer", "other",
+              "exposed_us", "verified (max rel err)");
 }
 
 void print_row(const RunRecord& r) {
@@ -24,11 +26,18 @@ void print_row(const RunRecord& r) {
               attn_shape(r.layout).c_str(), ffn_shape(r.layout).c_str(), r.batch,
               static_cast<long long>(r.seq));
   if (!r.ok()) {
-    std::printf("%10s | refused: %s\n", "-", r.message.c_str());
+    std::printf("%10s %4s | refused: %s\n", "-", "-", r.message.c_str());
     return;
   }
-  std::printf("%10.1f |", median(r.step_us));
-  for (int p = 0; p < kNumPhases; ++p) std::printf(" %8.1f", r.phase_median(p));
+  // The critical rank's phases and its step in parts (they add up to the step); without the
+  // accounting, the max of each phase over ranks.
+  const bool crit = !r.critical_row.empty();
+  std::printf("%10.1f %4s |", median(r.step_us),
+              crit ? std::to_string(r.usual_critical_rank()).c_str() : "-");
+  for (int p = 0; p < kNumPhases; ++p)
+    std::printf(" %8.1f", crit ? r.critical_median(r.phase_us, p) : r.phase_median(p));
+  std::printf(" |");
+  for (int k = 0; k < 4; ++k) std::printf(" %8.1f", crit ? r.breakdown_median(k) : 0.0);
   std::printf(" | %10.1f  ", median(r.exposed_us));
   if (!r.verify_ran) {
     std::printf("skipped\n");
@@ -98,12 +107,15 @@ void print_decode_table(const DecodeJobRecord& job) {
   const int iters = job.runs.empty() ? 0 : job.runs.front().iters;
   int graphs = 0;
   for (const RunRecord& r : job.runs) graphs += r.cuda_graph ? 1 : 0;
-  std::printf("\nmodel %s, %s layer; medians over %d iterations of the max over ranks, in us%s\n",
-              job.model.c_str(), to_string(job.layer), iters,
-              graphs == 0 ? ""
-              : graphs == int(job.runs.size())
-                  ? "; steps replayed as CUDA graphs"
-                  : "; some runs replayed as CUDA graphs (run attribute cuda_graph)");
+  std::printf(
+      "\nmodel %s, %s layer; medians over %d iterations, in us: step = max over ranks; crit = "
+      "the critical rank (the slowest, of most iterations); phases and compute + wait + transfer "
+      "+ other = step, of the critical rank of each iteration%s\n",
+      job.model.c_str(), to_string(job.layer), iters,
+      graphs == 0 ? ""
+      : graphs == int(job.runs.size())
+          ? "; steps replayed as CUDA graphs"
+          : "; some runs replayed as CUDA graphs (run attribute cuda_graph)");
   print_header();
   for (const RunRecord& r : job.runs) print_row(r);
   print_roofline(job);

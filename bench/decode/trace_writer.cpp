@@ -25,6 +25,37 @@ void write_emulation(hid_t id, const LayerExecutorInfo& e) {
   h5::attr(id, "emulation_floor_us", e.emulation_floor_us);
 }
 
+// The accounting of the steps across the ranks (bench/decode/accounting.hpp), the rows' ranks and
+// the MoE load of every row.
+void write_accounting(hid_t id, const RunRecord& r) {
+  const hsize_t it = hsize_t(r.iters), rk = hsize_t(r.ranks), ph = kNumPhases;
+  std::vector<int64_t> rows(r.row_rank.begin(), r.row_rank.end());
+  std::vector<int64_t> as(r.row_measured_as.begin(), r.row_measured_as.end());
+  if (!rows.empty()) {
+    h5::write(id, "rank_of_row", rows, "");
+    h5::write(id, "rank_measured_as", as, "");
+  }
+  if (!r.routed_rows.empty()) {
+    h5::write(id, "routed_rows", {rk}, r.routed_rows.data(), "assignments");
+    h5::write(id, "routed_experts", {rk}, r.routed_experts.data(), "experts");
+  }
+  if (r.wait_us.empty()) return;
+  h5::attr(id, "accounting", r.accounting);
+  h5::write(id, "wait_us", {it, rk, ph}, r.wait_us.data(), "us");
+  h5::write(id, "transfer_us", {it, rk, ph}, r.transfer_us.data(), "us");
+  std::vector<int64_t> crit;
+  for (int row : r.critical_row)
+    crit.push_back(size_t(row) < r.row_rank.size() ? r.row_rank[size_t(row)] : row);
+  h5::write(id, "critical_rank", crit, "");
+  const hid_t bd = h5::dataset(id, "step_breakdown_us", {it, 4}, r.breakdown_us.data(), "us");
+  h5::attr(bd, "columns", std::vector<std::string>{"compute", "wait", "transfer", "other"});
+  H5Dclose(bd);
+  h5::attr(id, "critical_rank_usual", r.usual_critical_rank());
+  const char* parts[4] = {"compute", "wait", "transfer", "other"};
+  for (int k = 0; k < 4; ++k)
+    h5::attr(id, std::string("critical_") + parts[k] + "_us_median", r.breakdown_median(k));
+}
+
 // /decode/run_N/chunks: [iters, ranks, chunks, 4] timestamps of each chunk's attention and
 // exchange, us from the start of the rank's step.
 void write_chunks(hid_t run, const RunRecord& r) {
@@ -122,6 +153,7 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   // fraction of the read-only stream ceiling measured at the start of the job.
   const double attn_gbps = r.attention_gbps_rank0();
   h5::attr(id, "attention_kv_bytes_rank0", r.attn_kv_bytes);
+  h5::attr(id, "attention_flops_rank0", r.attn_flops);
   h5::attr(id, "attention_us_rank0_median", r.rank0_phase_median(int(Phase::attention)));
   h5::attr(id, "attention_gbps_rank0", attn_gbps);
   h5::attr(id, "attention_fraction_of_ceiling",
@@ -139,6 +171,9 @@ void write_run(hid_t file, int index, const DecodeJobRecord& job, const RunRecor
   h5::write(id, "exposed_comm_us", {it}, r.exposed_us.data(), "us");
   h5::write(id, "rank_step_us", {it, rk}, r.rank_step_us.data(), "us");
   h5::write(id, "rank_exposed_comm_us", {it, rk}, r.rank_exposed_us.data(), "us");
+  h5::attr(id, "comm_dtype", r.comm_dtype);
+  h5::attr(id, "test_slow_phase", job.test_slow_phase);
+  write_accounting(id, r);
   write_chunks(id, r);
   write_roofline(id, job, r);
   if (r.has_gpu_telemetry) write_gpu_telemetry(id, r.gpu);

@@ -128,8 +128,11 @@ std::vector<GqaDecodeShape> parse_gqa_shapes(const std::string& text, const std:
 // Halves the larger of K and N (not below 64) until K x N weights fit in cap_bytes (0: no cap).
 void fit_gemm_weights(int64_t* k, int64_t* n, int64_t cap_bytes, int64_t storage_bytes);
 
-// The read-only stream case over `bytes` (the ceiling) and a plain GEMM case (calibrate).
+// The read-only stream case over `bytes` (the ceiling), a plain GEMM case, and decode attention
+// cases of given shapes (calibrate).
 CasePtr stream_case(int64_t bytes);
 CasePtr gemm_case(const GemmShape& shape, const std::string& name);
+CasePtr attention_case(const GqaDecodeShape& shape);
+CasePtr attention_case(const MlaDecodeShape& shape);
 
 }  // namespace helix::micro

@@ -236,6 +236,51 @@ std::vector<TraceRun> read_decode_trace(const std::string& path, const std::stri
   return open_and_read(path, option);
 }
 
+namespace {
+
+// A numeric dataset of the given shape, when present (absent: empty).
+std::vector<double> optional_values(const Reader& r, hid_t g, const std::string& where,
+                                    const std::string& name, std::vector<hsize_t> shape) {
+  if (!r.is_hard_link(g, name)) return {};
+  std::vector<hsize_t> dims;
+  std::vector<double> v = r.timings(g, where, name, int(shape.size()), &dims);
+  if (dims != shape) {
+    std::string want;
+    for (hsize_t d : shape) want += (want.empty() ? "" : " x ") + std::to_string(d);
+    r.bad(where, "dataset '" + name + "' must be " + want + " (as phase_us)");
+  }
+  return v;
+}
+
+void check_ranks(const Reader& r, const std::string& where, const std::string& name,
+                 const std::vector<double>& v, int64_t n) {
+  for (double x : v)
+    if (x != std::floor(x) || x >= double(n))
+      r.bad(where, "dataset '" + name + "' holds a rank outside 0 to " + std::to_string(n - 1));
+}
+
+void read_optional_parts(const Reader& r, hid_t g, const std::string& where, TraceRun* t) {
+  const hsize_t it = hsize_t(t->iters), rk = hsize_t(t->ranks);
+  if (H5Aexists(g, "comm_dtype") > 0) t->comm_dtype = r.string_attr(g, where, "comm_dtype");
+  if (H5Aexists(g, "seed") > 0) t->seed = r.int_attr(g, where, "seed", 0, INT64_MAX);
+  if (H5Aexists(g, "emulated_ranks") > 0)
+    t->emulated_ranks = r.int_attr(g, where, "emulated_ranks", 0, kMaxRanks);
+  if (H5Aexists(g, "emulated_rank") > 0)
+    t->emulated_rank = r.int_attr(g, where, "emulated_rank", 0, t->n_ranks - 1);
+  t->rank_of_row = optional_values(r, g, where, "rank_of_row", {rk});
+  check_ranks(r, where, "rank_of_row", t->rank_of_row, t->n_ranks);
+  t->critical_rank = optional_values(r, g, where, "critical_rank", {it});
+  check_ranks(r, where, "critical_rank", t->critical_rank, t->n_ranks);
+  t->rank_step_us = optional_values(r, g, where, "rank_step_us", {it, rk});
+  t->routed_rows = optional_values(r, g, where, "routed_rows", {rk});
+  t->routed_experts = optional_values(r, g, where, "routed_experts", {rk});
+  if (t->routed_rows.empty() != t->routed_experts.empty())
+    r.bad(where, "datasets 'routed_rows' and 'routed_experts' come together");
+  t->step_breakdown_us = optional_values(r, g, where, "step_breakdown_us", {it, 4});
+}
+
+}  // namespace
+
 std::vector<TraceRun> read_decode_trace(hid_t file, const std::string& path,
                                         const std::string& option) {
   const Reader r(option, path);
@@ -297,6 +342,7 @@ std::vector<TraceRun> read_decode_trace(hid_t file, const std::string& path,
     t.step_us = r.timings(g.id(), where, "step_us", 1, &dims);
     if (int64_t(dims[0]) != t.iters)
       r.bad(where, "datasets 'step_us' and 'phase_us' disagree on the number of iterations");
+    read_optional_parts(r, g.id(), where, &t);
     runs.push_back(std::move(t));
   }
   return runs;

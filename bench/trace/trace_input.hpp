@@ -25,6 +25,17 @@ struct TraceRun {
   int64_t iters = 0, ranks = 0;
   std::vector<double> phase_us;  // [iters, ranks, kNumPhases], finite and >= 0
   std::vector<double> step_us;   // [iters], finite and >= 0
+  // Optional pieces (empty or defaults in traces written before they existed); each checked
+  // against the shapes above, ranks within [0, n_ranks).
+  std::string comm_dtype = "fp32";  // precision of the exchanged data
+  int64_t seed = 0;
+  int64_t emulated_ranks = 0, emulated_rank = 0;
+  std::vector<double> rank_of_row;        // [ranks]: the rank each row of phase_us measured
+  std::vector<double> critical_rank;      // [iters]
+  std::vector<double> rank_step_us;       // [iters, ranks]
+  std::vector<double> routed_rows;        // [ranks]
+  std::vector<double> routed_experts;     // [ranks]
+  std::vector<double> step_breakdown_us;  // [iters, 4]: compute, wait, transfer, other
 };
 
 // The layout a run ran: its kind (nullopt for an unknown name) and widths from its attributes.

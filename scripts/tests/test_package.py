@@ -1,5 +1,5 @@
 """The helixbench package as users install it: a non-editable `pip install` (into a folder) gives
-the four commands, and helix-sweep then finds helix-bench on PATH or says where it looked."""
+the five commands, and helix-sweep then finds helix-bench on PATH or says where it looked."""
 import os
 import subprocess
 import sys
@@ -34,7 +34,7 @@ def run_installed(site, args, cwd, path_dirs=()):
 
 def test_non_editable_install_has_the_commands(installed):
     names = sorted(os.listdir(os.path.join(installed, "bin")))
-    assert names == ["helix-compare", "helix-export", "helix-report", "helix-sweep"]
+    assert names == ["helix-compare", "helix-export", "helix-report", "helix-study", "helix-sweep"]
     pkg = os.path.join(installed, "helixbench")
     assert os.path.isfile(os.path.join(pkg, "sweep.py")) and not os.path.islink(pkg)
 

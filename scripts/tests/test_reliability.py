@@ -15,6 +15,9 @@ from helixbench import safeio
 from helixbench.compare import main as compare_main
 import synth
 
+sys.path.insert(0, os.path.join(os.path.dirname(SCRIPTS), "tests", "fuzz"))
+import trace_mutations as tm  # noqa: E402
+
 FAKE = os.path.join(HERE, "fake_helix_bench.py")
 GRID = ["--np", "2", "--models", "tiny-gqa", "--layouts", "tp,helix", "--seq", "64,128,1K",
         "--batch", "1", "--launcher", "env FAKE_NP={np}", "--binary", FAKE]
@@ -63,7 +66,7 @@ def test_candidate_without_usable_timings_fails_the_gate(tmp_path, junk):
     cand = synth.write_decode(tmp_path / "cand.h5", seed=1)
     with h5py.File(cand, "a") as f:
         for name in f["decode"]:
-            for ds in ("step_us", "exposed_comm_us", "phase_us", "rank_exposed_comm_us"):
+            for ds in tm.PER_ITERATION if junk == "no_iterations" else tm.TIMINGS:
                 if ds not in f[f"decode/{name}"]:
                     continue
                 shape = f[f"decode/{name}/{ds}"].shape

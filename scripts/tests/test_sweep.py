@@ -43,6 +43,23 @@ def test_fake_grid_merges_every_point(tmp_path):
     assert p.returncode == 0 and len(sweep_points(out)) == 12
 
 
+def test_repeated_jobs_of_every_point(tmp_path):
+    """--repeat: every point once, then again; each run records its repeat; resuming a sweep
+    with more repeats adds only the missing jobs."""
+    out = tmp_path / "rep.h5"
+    p = call_main(sweep_main, *FAKE_GRID, "--out", out, "--repeat", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "[1/6] np=2 tiny-gqa tp S=64 B=1 #2" in p.stdout
+    with h5py.File(out, "r") as f:
+        g = f["decode"]
+        reps = [(g[n].attrs["sweep_point"], int(g[n].attrs["sweep_repeat"])) for n in sorted(g)]
+    assert len(reps) == 12 and len(set(reps)) == 12
+    assert [r for _, r in reps] == [0] * 6 + [1] * 6
+    p = call_main(sweep_main, *FAKE_GRID, "--out", out, "--repeat", "3")
+    assert p.returncode == 0 and "12 already in" in p.stdout and len(sweep_points(out)) == 18
+    assert call_main(sweep_main, *FAKE_GRID, "--out", out, "--repeat", "0").returncode == 2
+
+
 def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path):
     out = tmp_path / "sweep.h5"
     env = tool_env()

@@ -97,7 +97,7 @@ INT_OPTIONS = [  # (family, base argv, error, option, lo, hi)
     ("decode", DECODE_BASE, bench_err, "--hopb-chunks", 1, 65536),
     ("decode", DECODE_BASE, bench_err, "--hopb-comm-sms", 0, 64),
     ("decode", DECODE_BASE, bench_err, "--emulate", 0, 4096),
-    ("decode", DECODE_BASE, bench_err, "--emulate-rank", 0, 4095),
+    ("decode", DECODE_BASE, bench_err, "--emulate-rank", 0, 4095),  # or 'all'
     ("decode", DECODE_BASE, bench_err, "--seed", 0, INT64_MAX),
     ("kvt", KVT_BASE, bench_err, "--prefill-ranks", 1, 4096),
     ("kvt", KVT_BASE, bench_err, "--kvp", 1, 4096),
@@ -473,6 +473,12 @@ def python_cases():
     for tag, v in (("nan", "nan"), ("inf", "inf"), ("negative", "-1"), ("word", "x")):
         c.append(Case(f"compare--min-us={tag}", compare + [good, good, "--min-us", v],
                       cmp_err("--min-us")))
+    for tag, v in (("nan", "nan"), ("inf", "inf"), ("negative", "-1"), ("word", "x")):
+        c.append(Case(f"compare--band-factor={tag}", compare + [good, good, "--band-factor", v],
+                      cmp_err("--band-factor")))
+    c.append(Case("compare--error=trace_phase_us_2d",
+                  compare + [good, "{F}/bad/phase_us_2d.h5", "--error"],
+                  r"^helix-compare: error: .*phase_us_2d\.h5"))
     c.append(Case("compare--ignore=unknown", compare + [good, good, "--ignore", "colour"],
                   cmp_err("--ignore")))
     c.append(Case("compare=unknown_option", compare + [good, good, "--bogus"],
@@ -533,6 +539,7 @@ def python_cases():
                       ("--layouts", [("unknown", "ring")]),
                       ("--point-timeout", [("nan", "nan"), ("negative", "-1")]),
                       ("--ranks-per-node", [("negative", "-1")]),
+                      ("--repeat", [("zero", "0"), ("above", "1001"), ("word", "x")]),
                       ("--launcher", [("no_np", "mpirun")])):
         for tag, v in vals:
             c.append(Case(f"sweep{opt}={tag}", sw + ["--out", "s.h5", opt, v], sw_err(opt)))
@@ -590,6 +597,21 @@ def package_tool_cases(good):
     export = ["{PY}", "-m", "helixbench.export"]
     hopb = ["{PY}", "-m", "helixbench.hopb"]
     nccl = ["{PY}", "-m", "helixbench.nccl_table"]
+    study = ["{PY}", "-m", "helixbench.study"]
+    st_err = lambda p: err("helix-study", p)  # noqa: E731
+    # --out is a prefix (PREFIX.md, PREFIX.json)
+    for tag, value in (("missing_directory", "nodir/s"), ("proc", "/proc/helix-s"),
+                       ("under_a_file", "file/s"), ("name_too_long", "x" * 300)):
+        c.append(Case(f"study--out={tag}", study + [good, "--out", value], st_err("--out")))
+    c.append(Case("study--out=an_input", study + [good, "{S}/existing.json", "--out",
+                                                  "existing"], st_err("--out")))
+    for tag, v in (("nan", "nan"), ("negative", "-1"), ("word", "x")):
+        c.append(Case(f"study--min-us={tag}", study + [good, "--out", "s", "--min-us", v],
+                      st_err("--min-us")))
+    for tag, path in (("fifo", "{F}/fifo.h5"), ("missing", "{F}/no-such.h5"),
+                      ("no_decode_runs", "{F}/model.h5")):
+        c.append(Case(f"study=input_{tag}", study + [path, "--out", "s"],
+                      r"^helix-study: error: "))
     ex_err = lambda p: err("helix-export", p)  # noqa: E731
     for tag, value, root in OUTPUT_TARGETS:
         c.append(Case(f"export--csv={tag}", export + [good, "--csv", value], ex_err("--csv"),

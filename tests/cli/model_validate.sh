@@ -22,7 +22,11 @@ with h5py.File(sys.argv[1]) as f:
     phases = v["phase"][()].astype(str)
     assert n > 4 * 3, n
     assert (phases == "step").sum() == 4, phases  # one per layout
-    assert np.all(v["predicted_us"][()] >= 0) and np.all(v["measured_us"][()] > 0)
-    assert np.allclose(v["rel_error"][()], v["predicted_us"][()] / v["measured_us"][()] - 1)
+    pred, meas = v["predicted_us"][()], v["measured_us"][()]
+    # The critical rank's wait can be exactly 0 (it waited for no one); every other row is > 0.
+    waits = phases == "wait"
+    assert np.all(pred >= 0) and np.all(meas[~waits] > 0) and np.all(meas[waits] >= 0)
+    pos = meas > 0
+    assert np.allclose(v["rel_error"][()][pos], pred[pos] / meas[pos] - 1)
 print("validate: ok")
 PY

@@ -109,8 +109,15 @@ def phases_attr(length):
     return edit
 
 
+# The timings of a run, and (with them) every other dataset indexed by iteration first.
+TIMINGS = ("step_us", "exposed_comm_us", "phase_us", "rank_exposed_comm_us")
+PER_ITERATION = TIMINGS + ("wait_us", "transfer_us", "rank_step_us", "critical_rank",
+                           "step_breakdown_us", "chunks")
+
+
 def all_timings(value):
-    """Every timing of every run set to `value` (0 iterations when value is None)."""
+    """Every timing of every run set to `value` (0 iterations when value is None: every dataset
+    indexed by iteration then holds none)."""
     def edit(f):
         g = f.get("decode")
         if not isinstance(g, h5py.Group):
@@ -119,7 +126,7 @@ def all_timings(value):
             r = g[name]
             if not isinstance(r, h5py.Group):
                 continue
-            for ds in ("step_us", "exposed_comm_us", "phase_us", "rank_exposed_comm_us"):
+            for ds in PER_ITERATION if value is None else TIMINGS:
                 if ds not in r:
                     continue
                 shape = r[ds].shape

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/micro/profile.hpp"
+#include "analytic/hardware.hpp"
 #include "bench/trace/h5.hpp"
 
 namespace {
@@ -141,9 +141,9 @@ void check_trace(const std::string& path, int ranks, bool want_verified) {
 }
 
 void check_profile(const std::string& path, int ranks) {
-  helix::micro::HardwareProfile p;
+  helix::HardwareProfile p;
   try {
-    p = helix::micro::read_profile(path);
+    p = helix::load_hardware(path);
   } catch (const std::exception& e) {
     problems.push_back(e.what());
     return;
@@ -151,21 +151,35 @@ void check_profile(const std::string& path, int ranks) {
   expect(p.kind == "calibrated", "kind is not calibrated");
   expect(p.stream_gbps > 0 && p.mem_bw_gbps == p.stream_gbps, "stream_gbps / mem_bw_gbps");
   expect(p.memory_bytes > 0, "memory_bytes");
-  expect(p.flops_tflops.count("bf16") && p.flops_tflops.at("bf16") > 0, "flops_tflops.bf16");
+  expect(p.flops_tflops.count(helix::DType::bf16) && p.flops_tflops.at(helix::DType::bf16) > 0,
+         "flops_tflops.bf16");
   expect(!p.gemm_efficiency.empty(), "gemm_efficiency is empty");
   for (const auto& g : p.gemm_efficiency)
     expect(g.efficiency > 0 && g.efficiency <= 1.0, "gemm_efficiency out of (0, 1]");
+  expect(p.gemm_launch_us > 0 && p.kernel_launch_us > 0, "launch_us not measured");
+  expect(!p.decode_attention.empty(), "decode_attention is empty");
+  for (const auto& a : p.decode_attention)
+    expect(a.efficiency > 0 && a.efficiency <= 1.0 && a.kv_bytes > 0, "decode_attention point");
   expect(p.sources.count("*") == 1, "sources['*'] missing");
+  expect(p.nvlink.bw_gbps > 0 && p.network.bw_gbps > 0, "link figures not positive");
   if (ranks > 1) {
-    expect(p.collectives.size() == 5, "expected 5 collectives");
+    // Every collective for every group size 2, 4, ... dividing the ranks, and all of them.
+    size_t sizes = 0;
+    for (int g = 2; g < ranks; g *= 2) sizes += ranks % g == 0;
+    expect(p.collectives.size() == 5 * (sizes + 1), "expected 5 collectives per group size");
     for (const auto& c : p.collectives) {
-      expect(c.group_size == ranks, c.collective + ": group size");
-      expect(c.latency_us > 0 && c.busbw_gbps > 0, c.collective + ": figures not positive");
+      const std::string name = helix::to_string(c.collective);
+      expect(c.latency_us > 0 && c.busbw_gbps > 0, name + ": figures not positive");
+      expect(c.points.size() >= 2, name + ": no curve");
+      for (size_t i = 1; i < c.points.size(); ++i)
+        expect(c.points[i].size_bytes > c.points[i - 1].size_bytes, name + ": curve not sorted");
     }
-    expect(p.nvlink.bw_gbps > 0 && p.nvlink.latency_us > 0, "nvlink figures");
     expect(p.nvlink.domain_gpus == ranks, "nvlink.domain_gpus");
+    expect(p.sources.count("nvlink.bw_gbps") == 0, "measured link figures marked as fallback");
   } else {
     expect(p.collectives.empty(), "collectives with one rank");
+    expect(p.sources.count("nvlink.bw_gbps") == 1 && p.sources.count("network.latency_us") == 1,
+           "one rank: the fallback link figures are not named in sources");
   }
 }
 

@@ -183,7 +183,7 @@ TEST(CostModel, CollectivesUseTheAlgorithmFactorAndLeaveTheDomain) {
   EXPECT_DOUBLE_EQ(cm.collective_us(Collective::all_reduce, 1, S, false), 0.0);
   // A measured entry replaces latency and bandwidth for its collective.
   HardwareProfile m = gb;
-  m.collectives.push_back({Collective::all_reduce, 4, 7.0, 450.0});
+  m.collectives.push_back({Collective::all_reduce, 4, 7.0, 450.0, {}});
   const CostModel cmm(m, CostOptions{});
   EXPECT_NEAR(cmm.collective_us(Collective::all_reduce, 4, S, false), 7.0 + 2000 * 2 * 3 / 4.0,
               1e-6);

@@ -15,7 +15,6 @@
 #include "bench/micro/kernel_case.hpp"
 #include "bench/micro/kernel_verify.hpp"
 #include "bench/micro/micro_options.hpp"
-#include "bench/micro/profile.hpp"
 #include "comm/error.hpp"
 
 namespace helix::micro {
@@ -334,56 +333,6 @@ TEST(MicroVerify, CatchesAKernelThatMissesItsReference) {
     }
   }
   EXPECT_GT(combines, 0);
-}
-
-HardwareProfile sample_profile() {
-  HardwareProfile p;
-  p.name = "test-node";
-  p.description = "host h, device d, 2030-01-01";
-  p.memory_bytes = int64_t(80) << 30;
-  p.mem_bw_gbps = p.stream_gbps = 3100.5;
-  p.flops_tflops = {{"bf16", 700.25}};
-  p.gemm_efficiency = {{1, 0.125}, {64, 1.0}};
-  p.nvlink = {8, 350.0, 12.5};
-  p.network = {0, 350.0, 12.5};
-  p.collectives = {{"all_reduce", 8, 12.5, 350.0}, {"all_to_all", 8, 9.0, 300.0}};
-  p.sources = {{"*", "measured by helix-bench calibrate 0.1.0 on 2030-01-01"}};
-  return p;
-}
-
-TEST(MicroProfile, JsonRoundTrip) {
-  const HardwareProfile p = sample_profile();
-  const nlohmann::json j = to_json(p);
-  EXPECT_EQ(j.at("kind"), "calibrated");
-  EXPECT_EQ(j.at("nvlink").at("domain_gpus"), 8);
-  EXPECT_FALSE(j.at("network").contains("domain_gpus"));
-  const HardwareProfile q = profile_from_json(j);
-  EXPECT_EQ(to_json(q), j);
-  EXPECT_EQ(q.gemm_efficiency[0].m, 1);
-  EXPECT_DOUBLE_EQ(q.collectives[1].busbw_gbps, 300.0);
-
-  HardwareProfile single = p;
-  single.collectives.clear();
-  EXPECT_FALSE(to_json(single).contains("collectives"));
-  EXPECT_TRUE(profile_from_json(to_json(single)).collectives.empty());
-
-  nlohmann::json bad = j;
-  bad.at("nvlink").erase("bw_gbps");
-  try {
-    profile_from_json(bad);
-    FAIL();
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("nvlink.bw_gbps"), std::string::npos) << e.what();
-  }
-}
-
-TEST(MicroProfile, FileWrittenAtomically) {
-  const std::string path = "micro_profile_test_" + std::to_string(getpid()) + ".json";
-  write_profile(path, sample_profile());
-  EXPECT_EQ(to_json(read_profile(path)), to_json(sample_profile()));
-  std::remove(path.c_str());
-  EXPECT_THROW(write_profile("/nonexistent-dir/p.json", sample_profile()), UsageError);
-  EXPECT_THROW(read_profile("/nonexistent-dir/p.json"), std::invalid_argument);
 }
 
 TEST(MicroNcclTestsFormat, Numbers) {

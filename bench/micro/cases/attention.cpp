@@ -168,4 +168,12 @@ void generate(const ModelSpec* m, const CaseOptions& o, CaseSet& set) {
 
 HELIX_MICRO_CASES(attention, 10, generate);
 
+CasePtr attention_case(const GqaDecodeShape& shape) {
+  return gqa_case(shape, "calibrate", "");
+}
+
+CasePtr attention_case(const MlaDecodeShape& shape) {
+  return mla_case(shape, "calibrate", "");
+}
+
 }  // namespace helix::micro
