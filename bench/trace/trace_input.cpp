@@ -266,7 +266,8 @@ void read_optional_parts(const Reader& r, hid_t g, const std::string& where, Tra
   if (H5Aexists(g, "emulated_ranks") > 0)
     t->emulated_ranks = r.int_attr(g, where, "emulated_ranks", 0, kMaxRanks);
   if (H5Aexists(g, "emulated_rank") > 0)
-    t->emulated_rank = r.int_attr(g, where, "emulated_rank", 0, t->n_ranks - 1);
+    // -1: every rank of the layout in turn (--emulate-rank all; rank_of_row names them).
+    t->emulated_rank = r.int_attr(g, where, "emulated_rank", -1, t->n_ranks - 1);
   t->rank_of_row = optional_values(r, g, where, "rank_of_row", {rk});
   check_ranks(r, where, "rank_of_row", t->rank_of_row, t->n_ranks);
   t->critical_rank = optional_values(r, g, where, "critical_rank", {it});

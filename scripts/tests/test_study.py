@@ -399,3 +399,22 @@ def test_gate_check_runs_the_gate_twice(tmp_path):
                 ["--backend", "tpu"], ["--bogus"]):
         q = gate_check(tmp_path, *bad)
         assert q.returncode == 2 and "error" in q.stderr, bad
+
+
+def test_validate_reads_a_trace_of_every_emulated_rank(cpu_trace, tmp_path):
+    """`decode --emulate N --emulate-rank all` writes emulated_rank = -1 (every rank in turn);
+    `model --validate` must read it like any other trace, not refuse it as out of range."""
+    from conftest import BINARY
+    import shutil
+    path = tmp_path / "every_rank.h5"
+    shutil.copy(cpu_trace, path)
+    with h5py.File(path, "r+") as f:
+        for name in f["decode"]:
+            f["decode"][name].attrs["emulated_ranks"] = 2
+            f["decode"][name].attrs["emulated_rank"] = -1
+    p = subprocess.run([BINARY, "model", "--validate", str(path), "--hardware",
+                        os.path.join(REPO, "tests", "data", "cpu-test-profile.json"), "--out",
+                        str(tmp_path / "validate.h5")], capture_output=True, text=True,
+                       env=tool_env(), timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "emulated_rank" not in p.stderr
