@@ -63,6 +63,10 @@ void File::flush() {
 }
 
 void File::commit() {
+  // H5Fclose only closes the file once its last open object (a group or dataset still held by
+  // the caller) is closed too; the flush writes everything now, so that the file renamed below is
+  // complete even if a signal ends the process before those objects are closed.
+  HELIX_H5_CHECK(H5Fflush(file_, H5F_SCOPE_GLOBAL));
   HELIX_H5_CHECK(H5Fclose(file_));
   file_ = -1;
   if (!out_.commit()) fatal("cannot rename the finished trace to '" + out_.path() + "'");
