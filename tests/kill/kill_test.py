@@ -11,7 +11,10 @@ one uninterrupted run gives the time the command takes; then trials interrupt it
   rename       the same signals between closing the temporary file and renaming it (the
                commands' HELIX_PAUSE_BEFORE_RENAME_MS hook holds the finished temporary file and
                names it, and so the process, on stderr);
-  size limit   RLIMIT_FSIZE below the output's size: the write raises SIGXFSZ.
+  size limit   RLIMIT_FSIZE below the output's size: the write raises SIGXFSZ (commands run
+               without mpirun only: the limit is inherited by mpirun and the MPI library, whose
+               own session and shared-memory files exceed it, so the launcher can fail or wait
+               for a rank before the command's own write is reached).
 
 Half of the trials start with a complete output from an earlier run in place. After every trial
 (the whole process group gone): no temporary file or folder (*.tmp.*) and no lock file is left,
@@ -328,7 +331,8 @@ def main(argv=None):
             for _ in range(opts.trials):
                 trials.append((sc, "random", rng.randrange(1 << 30), durations[sc.name]))
             trials.append((sc, "rename", rng.randrange(1 << 30), 0))
-            trials.append((sc, "size limit", rng.randrange(1 << 30), 0))
+            if not sc.mpi:  # see "size limit" above
+                trials.append((sc, "size limit", rng.randrange(1 << 30), 0))
         with concurrent.futures.ThreadPoolExecutor(max_workers=opts.jobs) as pool:
             results = list(pool.map(lambda t: runner.trial(*t), trials))
     for p in problems:
